@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Wall time of one `suitekey assertion` (ES256: load the module, log in, sign, print the JWS)
+# beside one `pkcs11-tool --sign -m ECDSA` (load, log in, sign a 32-byte digest), on the same
+# SoftHSM2 token and P-256 key, measured with hyperfine. Prints the medians and their ratio.
+#
+# Usage: scripts/bench.sh [RUNS]   (runs per command, at least 15; default 50)
+# Uses target/bench/ (token created once, then reused); hyperfine's JSON is kept in
+# target/bench/hyperfine.json.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+readonly BENCH_DIR=target/bench
+readonly TOKEN=bench
+readonly KEY=ns-bench
+readonly RUNS=${1:-50}
+readonly WARMUP=5
+readonly CLIENT_ID=161c761646ff925cafb93a8de1b5a06be9be365f994d446c62c02e53dae488cf
+readonly CERTIFICATE_ID=Uiv6n4otrKDNWldJXl4pbbevCza8NDeBTulujBq6vhI
+readonly ACCOUNT=1234567_SB1
+readonly SCOPE=restlets,rest_webservices
+
+die() {
+  printf 'bench.sh: error: %s\n' "$*" >&2
+  exit 1
+}
+
+if [[ ! $RUNS =~ ^[0-9]+$ ]] || ((RUNS < 15)); then
+  die "RUNS must be a number of at least 15, got '$RUNS'"
+fi
+
+# Percent-encodes a PKCS#11 URI query value (RFC 7512), keeping path characters readable.
+uri_encode() {
+  local LC_ALL=C # byte by byte, so UTF-8 is encoded per byte
+  local s=$1 out='' c i
+  for ((i = 0; i < ${#s}; i++)); do
+    c=${s:i:1}
+    case $c in
+      [A-Za-z0-9._~/:-]) out+=$c ;;
+      *) out+=$(printf '%%%02X' "'$c") ;;
+    esac
+  done
+  printf '%s' "$out"
+}
+
+# Prints the CKA_ID (hex) of the public key labelled $1 in the token (no login needed).
+pubkey_id() {
+  local listing
+  listing=$(pkcs11-tool --module "$SUITEKEY_MODULE" --token-label "$TOKEN" --list-objects --type pubkey 2>/dev/null) ||
+    die "cannot list the public keys of token '$TOKEN'"
+  awk -v want="$1" '
+    /^[^ ]/ { lbl = "" }
+    /^  label: / { lbl = $0; sub(/^  label: +/, "", lbl) }
+    /^  ID: / && lbl == want && found == "" { found = $0; sub(/^  ID: +/, "", found) }
+    END { if (found != "") print found }' <<<"$listing"
+}
+
+bash scripts/install-deps.sh hyperfine
+cargo build --release --quiet
+[[ -x target/release/suitekey ]] || die "cargo build did not produce target/release/suitekey"
+
+setup=$(bash softhsm/setup-token.sh "$BENCH_DIR" "$TOKEN" --key "$KEY:p256")
+eval "$setup"
+key_id=$(pubkey_id "$KEY")
+[[ -n $key_id ]] || die "no key labelled '$KEY' in token '$TOKEN'"
+IFS= read -r pin <"$BENCH_DIR/user.pin" || [[ -n ${pin:-} ]] || die "cannot read $BENCH_DIR/user.pin"
+
+# The same 32 bytes pkcs11-tool signs each time (a SHA-256 digest, as ES256 signs).
+printf 'suitekey bench' | openssl dgst -sha256 -binary >"$BENCH_DIR/digest.bin"
+
+key_uri="pkcs11:token=$TOKEN;object=$KEY;type=private?module-path=$(uri_encode "$SUITEKEY_MODULE")&pin-source=file:$(uri_encode "$PWD/$BENCH_DIR/user.pin")"
+suitekey_argv=(target/release/suitekey assertion --key "$key_uri" --client-id "$CLIENT_ID"
+  --certificate-id "$CERTIFICATE_ID" --account "$ACCOUNT" --scope "$SCOPE")
+# The PIN reaches pkcs11-tool through the environment (env:NAME), never through argv.
+pkcs11_argv=(pkcs11-tool --module "$SUITEKEY_MODULE" --token-label "$TOKEN" --login
+  --pin env:SUITEKEY_BENCH_PIN --sign -m ECDSA --id "$key_id" -i "$BENCH_DIR/digest.bin")
+
+# One run of each first: a clear error now rather than hyperfine's "non-zero exit code".
+jws=$("${suitekey_argv[@]}") || die "suitekey assertion failed (its message is above)"
+[[ $jws =~ ^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$ ]] || die "suitekey assertion did not print a compact JWS"
+SUITEKEY_BENCH_PIN=$pin "${pkcs11_argv[@]}" -o "$BENCH_DIR/signature.bin" >"$BENCH_DIR/pkcs11-tool.log" 2>&1 || {
+  cat -- "$BENCH_DIR/pkcs11-tool.log" >&2
+  die "pkcs11-tool --sign failed (output above)"
+}
+[[ $(stat -c %s "$BENCH_DIR/signature.bin") == 64 ]] || die "pkcs11-tool did not produce a 64-byte ECDSA signature"
+
+printf -v suitekey_cmd '%q ' "${suitekey_argv[@]}"
+printf -v pkcs11_cmd '%q ' "${pkcs11_argv[@]}"
+json=$BENCH_DIR/hyperfine.json
+if ! SUITEKEY_BENCH_PIN=$pin hyperfine --shell=none --style none --warmup "$WARMUP" --runs "$RUNS" \
+  --export-json "$json" --command-name suitekey "$suitekey_cmd" --command-name pkcs11-tool "$pkcs11_cmd" \
+  >"$BENCH_DIR/hyperfine.log" 2>&1; then
+  cat -- "$BENCH_DIR/hyperfine.log" >&2
+  die "hyperfine failed (output above)"
+fi
+unset pin
+
+# name median min max runs (seconds) for each command, in order.
+stats=$(jq -r '.results[] | [.command, .median, .min, .max, (.times | length)] | @tsv' "$json") ||
+  die "cannot read $json"
+awk -F'\t' -v runs="$RUNS" -v warmup="$WARMUP" '
+  { name[NR] = $1; median[NR] = $2; min[NR] = $3; max[NR] = $4; n[NR] = $5 }
+  END {
+    if (NR != 2 || median[2] <= 0) { print "bench.sh: error: unexpected hyperfine results" > "/dev/stderr"; exit 1 }
+    printf "ES256 on SoftHSM2, one process per signature (module load + login + sign); %d runs each after %d warmup runs\n\n", runs, warmup
+    printf "%-40s %10s %10s %10s %6s\n", "command", "median", "min", "max", "runs"
+    desc["suitekey"] = "suitekey assertion"
+    desc["pkcs11-tool"] = "pkcs11-tool --sign -m ECDSA"
+    for (i = 1; i <= 2; i++)
+      printf "%-40s %7.2f ms %7.2f ms %7.2f ms %6d\n", desc[name[i]], median[i] * 1000, min[i] * 1000, max[i] * 1000, n[i]
+    printf "%-40s %10.2f\n", "ratio of medians suitekey / pkcs11-tool", median[1] / median[2]
+  }' <<<"$stats"

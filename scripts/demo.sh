@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# The suitekey demo: a NetSuite client assertion signed by a key that never leaves a SoftHSM2
+# token, checked independently with OpenSSL.
+#
+# Usage: scripts/demo.sh   (from anywhere; safe to re-run, reuses target/demo/)
+#
+# Steps: install missing dependencies; cargo build --release; create or reuse the token 'demo'
+# with the P-256 key 'ns-demo' under target/demo/; sign a client assertion with
+# `suitekey assertion`; print its header and claims; verify its ES256 signature with OpenSSL
+# against the public key read from the token.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+readonly DEMO_DIR=target/demo
+readonly TOKEN=demo
+readonly KEY=ns-demo
+# Demo values in NetSuite's formats: a client id is 64 hex characters, a certificate id is the
+# 43-character base64url certificate thumbprint NetSuite shows.
+readonly CLIENT_ID=161c761646ff925cafb93a8de1b5a06be9be365f994d446c62c02e53dae488cf
+readonly CERTIFICATE_ID=Uiv6n4otrKDNWldJXl4pbbevCza8NDeBTulujBq6vhI
+readonly ACCOUNT=1234567_SB1
+readonly SCOPE=restlets,rest_webservices
+
+step() { printf '\n==> %s\n' "$*"; }
+
+die() {
+  printf 'demo.sh: error: %s\n' "$*" >&2
+  exit 1
+}
+
+# Percent-encodes a PKCS#11 URI query value (RFC 7512), keeping path characters readable.
+uri_encode() {
+  local LC_ALL=C # byte by byte, so UTF-8 is encoded per byte
+  local s=$1 out='' c i
+  for ((i = 0; i < ${#s}; i++)); do
+    c=${s:i:1}
+    case $c in
+      [A-Za-z0-9._~/:-]) out+=$c ;;
+      *) out+=$(printf '%%%02X' "'$c") ;;
+    esac
+  done
+  printf '%s' "$out"
+}
+
+# Decodes the base64url (unpadded) text $1 to stdout.
+b64url_decode() {
+  local s=${1//-/+}
+  s=${s//_//}
+  case $((${#s} % 4)) in
+    2) s+="==" ;;
+    3) s+="=" ;;
+    1) return 1 ;;
+  esac
+  printf '%s' "$s" | base64 -d
+}
+
+# Prints the CKA_ID (hex) of the public key labelled $1 in the token (no login needed).
+pubkey_id() {
+  local listing
+  listing=$(pkcs11-tool --module "$SUITEKEY_MODULE" --token-label "$TOKEN" --list-objects --type pubkey 2>/dev/null) ||
+    die "cannot list the public keys of token '$TOKEN'"
+  awk -v want="$1" '
+    /^[^ ]/ { lbl = "" }
+    /^  label: / { lbl = $0; sub(/^  label: +/, "", lbl) }
+    /^  ID: / && lbl == want && found == "" { found = $0; sub(/^  ID: +/, "", found) }
+    END { if (found != "") print found }' <<<"$listing"
+}
+
+step "Installing what is missing (scripts/install-deps.sh)"
+bash scripts/install-deps.sh
+
+step "Building suitekey (cargo build --release)"
+cargo build --release --quiet
+[[ -x target/release/suitekey ]] || die "cargo build did not produce target/release/suitekey"
+
+step "SoftHSM2 token '$TOKEN' with the P-256 key '$KEY' ($DEMO_DIR/, created once, then reused)"
+setup=$(bash softhsm/setup-token.sh "$DEMO_DIR" "$TOKEN" --key "$KEY:p256")
+eval "$setup"
+printf '%s\n' "$setup"
+pkcs11-tool --module "$SUITEKEY_MODULE" --token-label "$TOKEN" --list-objects --type pubkey 2>/dev/null |
+  awk -v want="$KEY" '/^[^ ]/ { hdr = $0 } /^  label: / { l = $0; sub(/^  label: +/, "", l); if (l == want) print "key: " hdr ", label " l }'
+
+key_uri="pkcs11:token=$TOKEN;object=$KEY;type=private?module-path=$(uri_encode "$SUITEKEY_MODULE")&pin-source=file:$(uri_encode "$PWD/$DEMO_DIR/user.pin")"
+
+step "Signing the client assertion inside the token (suitekey assertion)"
+printf 'target/release/suitekey assertion --key %s \\\n    --client-id %s --certificate-id %s \\\n    --account %s --scope %s\n\n' \
+  "'$key_uri'" "$CLIENT_ID" "$CERTIFICATE_ID" "$ACCOUNT" "$SCOPE"
+
+jws=$(target/release/suitekey assertion --key "$key_uri" --client-id "$CLIENT_ID" \
+  --certificate-id "$CERTIFICATE_ID" --account "$ACCOUNT" --scope "$SCOPE") ||
+  die "suitekey assertion failed (its message is above)"
+[[ $jws =~ ^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$ ]] ||
+  die "suitekey assertion did not print one compact JWS (header.payload.signature): '$jws'"
+printf '%s\n' "$jws"
+
+IFS=. read -r header_b64 claims_b64 signature_b64 <<<"$jws"
+header=$(b64url_decode "$header_b64") || die "the JWS header is not base64url"
+claims=$(b64url_decode "$claims_b64") || die "the JWS payload is not base64url"
+
+step "Header"
+jq . <<<"$header" || die "the JWS header is not JSON"
+step "Claims"
+jq . <<<"$claims" || die "the JWS claims are not JSON"
+
+alg=$(jq -r .alg <<<"$header")
+[[ $alg == ES256 ]] || die "expected alg ES256 for a P-256 key, the header says '$alg'"
+
+step "Verifying the ES256 signature with OpenSSL and the public key read from the token"
+verify_dir=$DEMO_DIR/verify
+rm -rf -- "$verify_dir"
+mkdir -p -- "$verify_dir"
+key_id=$(pubkey_id "$KEY")
+[[ -n $key_id ]] || die "no public key labelled '$KEY' in token '$TOKEN'"
+pkcs11-tool --module "$SUITEKEY_MODULE" --token-label "$TOKEN" --read-object --type pubkey --id "$key_id" \
+  -o "$verify_dir/pub.der" >/dev/null 2>&1 || die "pkcs11-tool could not export the public key (id $key_id)"
+openssl pkey -pubin -inform DER -in "$verify_dir/pub.der" -out "$verify_dir/pub.pem" ||
+  die "openssl cannot read the exported public key"
+printf 'public key (id %s):\n' "$key_id"
+cat -- "$verify_dir/pub.pem"
+
+# JWS carries ECDSA signatures as raw r||s (32 + 32 bytes for ES256); OpenSSL wants DER.
+b64url_decode "$signature_b64" >"$verify_dir/sig.raw" || die "the JWS signature is not base64url"
+sig_hex=$(od -An -v -tx1 "$verify_dir/sig.raw" | tr -d ' \n')
+((${#sig_hex} == 128)) || die "an ES256 signature is 64 bytes, this one is $((${#sig_hex} / 2))"
+printf 'asn1=SEQUENCE:sig\n[sig]\nr=INTEGER:0x%s\ns=INTEGER:0x%s\n' "${sig_hex:0:64}" "${sig_hex:64}" >"$verify_dir/sig.asn1"
+openssl asn1parse -genconf "$verify_dir/sig.asn1" -out "$verify_dir/sig.der" -noout ||
+  die "openssl could not encode the signature as DER"
+printf '%s' "$header_b64.$claims_b64" >"$verify_dir/signing-input"
+if openssl dgst -sha256 -verify "$verify_dir/pub.pem" -signature "$verify_dir/sig.der" \
+  "$verify_dir/signing-input" >"$verify_dir/openssl.out" 2>&1; then
+  echo "signature verified by OpenSSL"
+else
+  cat -- "$verify_dir/openssl.out" >&2
+  die "OpenSSL rejects the signature"
+fi

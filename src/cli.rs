@@ -1,0 +1,111 @@
+//! The command line (clap derive): one struct per command. Names here are a contract
+//! (see DESIGN.md): scripts depend on them.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::jose::Alg;
+use crate::netsuite::{AccountId, CertificateId, ClientId, Lifetime, Scopes, TokenUrl};
+
+/// NetSuite machine-to-machine access with the private key kept inside a PKCS#11 token.
+#[derive(Debug, Parser)]
+#[command(name = "suitekey", version, about, max_term_width = 100)]
+#[command(
+    after_help = "PINs come from the key URI's pin-source=file:PATH (or env:NAME), SUITEKEY_PIN, or a prompt; never from a flag.\nExit codes: 0 ok, 2 bad input, 3 module/token/key problem, 4 PIN problem, 5 output error."
+)]
+pub struct Cli {
+    /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show slots, tokens, keys (with ready-to-paste pkcs11: URIs) and certificates; no secrets.
+    List(ListArgs),
+    /// Print a signed NetSuite client assertion (compact JWS) on stdout.
+    Assertion(AssertionArgs),
+}
+
+/// `suitekey list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// PKCS#11 module to load.
+    #[arg(long, env = "SUITEKEY_MODULE", value_name = "PATH")]
+    pub module: Option<PathBuf>,
+    /// Only the token with this label.
+    #[arg(long, value_name = "LABEL")]
+    pub token: Option<String>,
+    /// Log in (PIN from SUITEKEY_PIN or a prompt) to see private keys; needs a single token.
+    #[arg(long)]
+    pub login: bool,
+}
+
+/// The flags that describe one NetSuite integration and its key (a profile).
+#[derive(Debug, Args)]
+pub struct ProfileArgs {
+    /// The private key, as an RFC 7512 URI: pkcs11:token=…;object=…?module-path=…&pin-source=file:…
+    #[arg(long, env = "SUITEKEY_KEY", value_name = "URI", hide_env_values = true)]
+    pub key: KeyArg,
+    /// The integration record's client id (consumer key): the assertion's iss.
+    #[arg(long, env = "SUITEKEY_CLIENT_ID", value_name = "ID")]
+    pub client_id: ClientId,
+    /// The certificate id NetSuite shows for the uploaded certificate: the assertion's kid.
+    #[arg(long, env = "SUITEKEY_CERTIFICATE_ID", value_name = "ID")]
+    pub certificate_id: CertificateId,
+    /// The NetSuite account id, e.g. 1234567 or 1234567_SB1.
+    #[arg(long, env = "SUITEKEY_ACCOUNT", value_name = "ACCOUNT")]
+    pub account: AccountId,
+    /// ES256, ES384, ES512, PS256, PS384 or PS512 [default: from the key].
+    #[arg(long, value_name = "ALG")]
+    pub alg: Option<Alg>,
+    /// Scopes, comma-separated: restlets, rest_webservices, suite_analytics.
+    #[arg(
+        long,
+        value_name = "SCOPES",
+        default_value = "restlets,rest_webservices"
+    )]
+    pub scope: Scopes,
+    /// Token endpoint (and aud) instead of the account's NetSuite URL; http:// only on loopback.
+    #[arg(long, env = "SUITEKEY_TOKEN_URL", value_name = "URL")]
+    pub token_url: Option<TokenUrl>,
+    /// PKCS#11 module, when the key URI has no module-path.
+    #[arg(long, env = "SUITEKEY_MODULE", value_name = "PATH")]
+    pub module: Option<PathBuf>,
+}
+
+/// `suitekey assertion`.
+#[derive(Debug, Args)]
+pub struct AssertionArgs {
+    /// The integration and key.
+    #[command(flatten)]
+    pub profile: ProfileArgs,
+    /// Seconds until the assertion expires (1 to 3600).
+    #[arg(long, value_name = "SECONDS", default_value = "300")]
+    pub lifetime: Lifetime,
+}
+
+/// The `--key` value as typed, parsed later so that a malformed URI's error never echoes a
+/// `pin-value` (clap's own errors quote the whole value).
+#[derive(Clone)]
+pub struct KeyArg(pub String);
+
+impl From<String> for KeyArg {
+    fn from(s: String) -> Self {
+        KeyArg(s)
+    }
+}
+
+impl std::fmt::Debug for KeyArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyArg(<not shown>)")
+    }
+}

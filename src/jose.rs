@@ -1,0 +1,646 @@
+//! JOSE: the six signature algorithms NetSuite accepts, base64url, and compact JWS assembly.
+//!
+//! Everything that differs between ES256 … PS512 lives in one table ([`Alg::spec`]); the rest of
+//! the program asks the table instead of matching on algorithm names.
+
+use std::fmt;
+use std::str::FromStr;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use der::asn1::ObjectIdentifier;
+use serde::Serialize;
+use sha2::Digest as _;
+
+/// A hash function used by a JWS algorithm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hash {
+    /// SHA-256 (32-byte digest).
+    Sha256,
+    /// SHA-384 (48-byte digest).
+    Sha384,
+    /// SHA-512 (64-byte digest).
+    Sha512,
+}
+
+impl Hash {
+    /// The digest of `data`.
+    pub fn digest(self, data: &[u8]) -> Vec<u8> {
+        match self {
+            Hash::Sha256 => sha2::Sha256::digest(data).to_vec(),
+            Hash::Sha384 => sha2::Sha384::digest(data).to_vec(),
+            Hash::Sha512 => sha2::Sha512::digest(data).to_vec(),
+        }
+    }
+
+    /// Digest length in bytes; also the PSS salt length NetSuite expects.
+    pub fn output_len(self) -> usize {
+        match self {
+            Hash::Sha256 => 32,
+            Hash::Sha384 => 48,
+            Hash::Sha512 => 64,
+        }
+    }
+}
+
+/// An elliptic curve NetSuite accepts for certificates and ES* assertions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Curve {
+    /// NIST P-256 (secp256r1), for ES256.
+    P256,
+    /// NIST P-384 (secp384r1), for ES384.
+    P384,
+    /// NIST P-521 (secp521r1), for ES512.
+    P521,
+}
+
+impl Curve {
+    /// Every accepted curve, in order of size.
+    pub const ALL: [Curve; 3] = [Curve::P256, Curve::P384, Curve::P521];
+
+    /// The curve's name as NIST and NetSuite's documentation write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Curve::P256 => "P-256",
+            Curve::P384 => "P-384",
+            Curve::P521 => "P-521",
+        }
+    }
+
+    /// The named-curve object identifier found in `CKA_EC_PARAMS` and X.509 SPKIs.
+    pub fn oid(self) -> ObjectIdentifier {
+        match self {
+            Curve::P256 => ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7"),
+            Curve::P384 => ObjectIdentifier::new_unwrap("1.3.132.0.34"),
+            Curve::P521 => ObjectIdentifier::new_unwrap("1.3.132.0.35"),
+        }
+    }
+
+    /// The curve with this named-curve OID, if NetSuite accepts it.
+    pub fn from_oid(oid: &ObjectIdentifier) -> Option<Curve> {
+        Curve::ALL.into_iter().find(|c| c.oid() == *oid)
+    }
+
+    /// Size of one field element (and so of `r` and of `s`) in bytes.
+    pub fn field_len(self) -> usize {
+        match self {
+            Curve::P256 => 32,
+            Curve::P384 => 48,
+            Curve::P521 => 66,
+        }
+    }
+}
+
+/// What kind of key a token holds, as far as NetSuite's rules care.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyKind {
+    /// An EC key on a curve NetSuite accepts.
+    Ec(Curve),
+    /// An EC key on some other curve (named by OID or description).
+    EcOther(String),
+    /// An RSA key with a modulus of this many bits.
+    Rsa {
+        /// Modulus length in bits.
+        bits: usize,
+    },
+    /// Any other key type (EdDSA, DSA, …), by name.
+    Other(String),
+}
+
+impl fmt::Display for KeyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyKind::Ec(c) => write!(f, "EC {}", c.name()),
+            KeyKind::EcOther(c) => write!(f, "EC {c}"),
+            KeyKind::Rsa { bits } => write!(f, "RSA {bits}"),
+            KeyKind::Other(name) => f.write_str(name),
+        }
+    }
+}
+
+/// The smallest RSA modulus NetSuite accepts.
+pub const MIN_RSA_BITS: usize = 3072;
+
+/// A JWS algorithm NetSuite accepts for client assertions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Alg {
+    /// ECDSA P-256 with SHA-256.
+    ES256,
+    /// ECDSA P-384 with SHA-384.
+    ES384,
+    /// ECDSA P-521 with SHA-512.
+    ES512,
+    /// RSASSA-PSS with SHA-256, MGF1-SHA-256, 32-byte salt.
+    PS256,
+    /// RSASSA-PSS with SHA-384, MGF1-SHA-384, 48-byte salt.
+    PS384,
+    /// RSASSA-PSS with SHA-512, MGF1-SHA-512, 64-byte salt.
+    PS512,
+}
+
+/// The signature scheme behind an [`Alg`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheme {
+    /// ECDSA on this curve; JWS carries the raw `r || s`.
+    Ecdsa(Curve),
+    /// RSASSA-PSS, MGF1 with the same hash, salt length = hash length.
+    Pss,
+}
+
+/// One row of the algorithm table.
+#[derive(Debug)]
+pub struct AlgSpec {
+    /// The JWS `alg` name.
+    pub name: &'static str,
+    /// The message digest.
+    pub hash: Hash,
+    /// ECDSA on a curve, or RSA-PSS.
+    pub scheme: Scheme,
+}
+
+const TABLE: [(Alg, AlgSpec); 6] = [
+    (
+        Alg::ES256,
+        AlgSpec {
+            name: "ES256",
+            hash: Hash::Sha256,
+            scheme: Scheme::Ecdsa(Curve::P256),
+        },
+    ),
+    (
+        Alg::ES384,
+        AlgSpec {
+            name: "ES384",
+            hash: Hash::Sha384,
+            scheme: Scheme::Ecdsa(Curve::P384),
+        },
+    ),
+    (
+        Alg::ES512,
+        AlgSpec {
+            name: "ES512",
+            hash: Hash::Sha512,
+            scheme: Scheme::Ecdsa(Curve::P521),
+        },
+    ),
+    (
+        Alg::PS256,
+        AlgSpec {
+            name: "PS256",
+            hash: Hash::Sha256,
+            scheme: Scheme::Pss,
+        },
+    ),
+    (
+        Alg::PS384,
+        AlgSpec {
+            name: "PS384",
+            hash: Hash::Sha384,
+            scheme: Scheme::Pss,
+        },
+    ),
+    (
+        Alg::PS512,
+        AlgSpec {
+            name: "PS512",
+            hash: Hash::Sha512,
+            scheme: Scheme::Pss,
+        },
+    ),
+];
+
+/// Why a key cannot be used, or an algorithm name is not one NetSuite accepts.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AlgError {
+    /// The name is not one of the six algorithms.
+    #[error(
+        "unknown algorithm '{0}'; NetSuite accepts ES256, ES384, ES512, PS256, PS384 and PS512"
+    )]
+    Unknown(String),
+    /// RS256/384/512 (PKCS#1 v1.5) were accepted once.
+    #[error(
+        "{0} (RSASSA-PKCS1-v1_5) is refused by NetSuite since 1 March 2025; use PS256, PS384 or PS512 with the same RSA key"
+    )]
+    Pkcs1(String),
+    /// The key's type does not fit the algorithm.
+    #[error("{alg} needs {needs}, but the key is {key}; {hint}")]
+    Mismatch {
+        /// The algorithm asked for.
+        alg: Alg,
+        /// The key type the algorithm needs.
+        needs: String,
+        /// The key found.
+        key: KeyKind,
+        /// What to do instead.
+        hint: String,
+    },
+    /// The key itself breaks NetSuite's certificate rules.
+    #[error("{key} keys cannot be used with NetSuite: {rule}")]
+    Refused {
+        /// The key found.
+        key: KeyKind,
+        /// NetSuite's rule that refuses it.
+        rule: &'static str,
+    },
+}
+
+const RULE_KEYS: &str =
+    "NetSuite accepts RSA keys of 3072 or 4096 bits and EC keys on P-256, P-384 or P-521";
+
+impl Alg {
+    /// All six algorithms, EC first.
+    pub const ALL: [Alg; 6] = [
+        Alg::ES256,
+        Alg::ES384,
+        Alg::ES512,
+        Alg::PS256,
+        Alg::PS384,
+        Alg::PS512,
+    ];
+
+    /// This algorithm's row in the table.
+    pub fn spec(self) -> &'static AlgSpec {
+        // The table lists every variant, in declaration order.
+        &TABLE[self as usize].1
+    }
+
+    /// The JWS `alg` header value.
+    pub fn name(self) -> &'static str {
+        self.spec().name
+    }
+
+    /// The message digest.
+    pub fn hash(self) -> Hash {
+        self.spec().hash
+    }
+
+    /// ECDSA on a curve or RSA-PSS.
+    pub fn scheme(self) -> Scheme {
+        self.spec().scheme
+    }
+
+    /// The algorithm used when the user names none: by curve for EC, PS256 for RSA.
+    pub fn default_for(key: &KeyKind) -> Result<Alg, AlgError> {
+        check_key_rules(key)?;
+        let alg = match key {
+            KeyKind::Ec(Curve::P256) => Alg::ES256,
+            KeyKind::Ec(Curve::P384) => Alg::ES384,
+            KeyKind::Ec(Curve::P521) => Alg::ES512,
+            _ => Alg::PS256,
+        };
+        Ok(alg)
+    }
+
+    /// Refuses a key this algorithm cannot sign with, citing NetSuite's rule.
+    pub fn check_key(self, key: &KeyKind) -> Result<(), AlgError> {
+        check_key_rules(key)?;
+        let fits = match (self.scheme(), key) {
+            (Scheme::Ecdsa(curve), KeyKind::Ec(have)) => curve == *have,
+            (Scheme::Pss, KeyKind::Rsa { .. }) => true,
+            _ => false,
+        };
+        if fits {
+            return Ok(());
+        }
+        let (needs, hint) = match self.scheme() {
+            Scheme::Ecdsa(curve) => (
+                format!("an EC {} key", curve.name()),
+                match Alg::default_for(key) {
+                    Ok(alg) => format!("use --alg {alg} for this key, or a {} key", curve.name()),
+                    Err(e) => e.to_string(),
+                },
+            ),
+            Scheme::Pss => (
+                "an RSA key of 3072 or 4096 bits".to_owned(),
+                match Alg::default_for(key) {
+                    Ok(alg) => format!("use --alg {alg} for this key, or an RSA key"),
+                    Err(e) => e.to_string(),
+                },
+            ),
+        };
+        Err(AlgError::Mismatch {
+            alg: self,
+            needs,
+            key: key.clone(),
+            hint,
+        })
+    }
+
+    /// The algorithms a key can sign, by NetSuite's rules (empty when NetSuite refuses the key).
+    pub fn usable_with(key: &KeyKind) -> Vec<Alg> {
+        Alg::ALL
+            .into_iter()
+            .filter(|a| a.check_key(key).is_ok())
+            .collect()
+    }
+
+    /// Length of a JWS signature for this algorithm, when it does not depend on the key.
+    pub fn fixed_signature_len(self) -> Option<usize> {
+        match self.scheme() {
+            Scheme::Ecdsa(curve) => Some(2 * curve.field_len()),
+            Scheme::Pss => None,
+        }
+    }
+}
+
+fn check_key_rules(key: &KeyKind) -> Result<(), AlgError> {
+    let refused = |rule| {
+        Err(AlgError::Refused {
+            key: key.clone(),
+            rule,
+        })
+    };
+    match key {
+        KeyKind::Ec(_) => Ok(()),
+        KeyKind::Rsa { bits } if *bits >= MIN_RSA_BITS => Ok(()),
+        KeyKind::Rsa { .. } => {
+            refused("NetSuite refuses RSA keys below 3072 bits; make a new RSA 3072/4096 or EC key")
+        }
+        KeyKind::EcOther(_) | KeyKind::Other(_) => refused(RULE_KEYS),
+    }
+}
+
+impl fmt::Display for Alg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Alg {
+    type Err = AlgError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let upper = s.trim().to_ascii_uppercase();
+        if let Some(alg) = Alg::ALL.into_iter().find(|a| a.name() == upper) {
+            return Ok(alg);
+        }
+        if matches!(upper.as_str(), "RS256" | "RS384" | "RS512") {
+            return Err(AlgError::Pkcs1(upper));
+        }
+        Err(AlgError::Unknown(s.to_owned()))
+    }
+}
+
+impl Serialize for Alg {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+/// base64url without padding, as JOSE uses everywhere.
+pub fn b64url(data: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(data)
+}
+
+/// Something that makes JWS signatures with a key it never reveals.
+///
+/// The PKCS#11 key is the implementation that matters; keeping the trait this small is what
+/// lets the NetSuite layer stay ignorant of tokens and sessions.
+pub trait Signer {
+    /// Why a signature could not be made.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// The algorithm every signature is made with.
+    fn alg(&self) -> Alg;
+
+    /// The JWS signature over `signing_input`: raw `r || s` for ES*, the PSS block for PS*.
+    fn sign(&self, signing_input: &[u8]) -> Result<Vec<u8>, Self::Error>;
+}
+
+/// Why a compact JWS could not be assembled.
+#[derive(Debug, thiserror::Error)]
+pub enum JwsError<E: std::error::Error + 'static> {
+    /// The header or claims could not be serialized (a bug, not bad input).
+    #[error("cannot serialize the JWS {part} as JSON")]
+    Json {
+        /// `header` or `claims`.
+        part: &'static str,
+        /// The serializer's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The signer failed.
+    #[error("signing the JWS failed")]
+    Sign(#[source] E),
+    /// The signer returned a signature of the wrong size for the algorithm.
+    #[error(
+        "the {alg} signature is {got} bytes, expected {expected}; the PKCS#11 module returned a malformed signature"
+    )]
+    SignatureLength {
+        /// The algorithm.
+        alg: Alg,
+        /// The expected length.
+        expected: usize,
+        /// The length returned.
+        got: usize,
+    },
+}
+
+/// Serializes `header` and `claims`, signs them with `signer`, and returns the compact JWS.
+pub fn compact_jws<S: Signer>(
+    header: &impl Serialize,
+    claims: &impl Serialize,
+    signer: &S,
+) -> Result<String, JwsError<S::Error>> {
+    let mut out = format!(
+        "{}.{}",
+        b64url(&to_json("header", header)?),
+        b64url(&to_json("claims", claims)?)
+    );
+    let signature = signer.sign(out.as_bytes()).map_err(JwsError::Sign)?;
+    let expected = signer.alg().fixed_signature_len();
+    if let Some(expected) = expected.filter(|e| *e != signature.len()) {
+        return Err(JwsError::SignatureLength {
+            alg: signer.alg(),
+            expected,
+            got: signature.len(),
+        });
+    }
+    out.push('.');
+    out.push_str(&b64url(&signature));
+    Ok(out)
+}
+
+fn to_json<E: std::error::Error>(
+    part: &'static str,
+    value: &impl Serialize,
+) -> Result<Vec<u8>, JwsError<E>> {
+    serde_json::to_vec(value).map_err(|source| JwsError::Json { part, source })
+}
+
+/// Why an ECDSA signature from a module could not be turned into JOSE form.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error(
+    "the module returned a {len}-byte ECDSA signature that is neither raw r||s ({raw} bytes) nor DER for {curve}"
+)]
+pub struct EcdsaFormatError {
+    /// Length of what the module returned.
+    pub len: usize,
+    /// The raw length expected.
+    pub raw: usize,
+    /// The curve's name.
+    pub curve: &'static str,
+}
+
+/// Normalizes an ECDSA signature to JOSE's raw `r || s`, each padded to the field size.
+///
+/// PKCS#11 says `CKM_ECDSA` returns raw `r || s`, but some modules return DER; which one it is
+/// is decided by length and a strict DER parse, never by the first byte alone.
+pub fn ecdsa_to_raw(sig: &[u8], curve: Curve) -> Result<Vec<u8>, EcdsaFormatError> {
+    let n = curve.field_len();
+    if sig.len() == 2 * n {
+        return Ok(sig.to_vec());
+    }
+    let err = || EcdsaFormatError {
+        len: sig.len(),
+        raw: 2 * n,
+        curve: curve.name(),
+    };
+    let parsed: EcdsaSigValue = der::Decode::from_der(sig).map_err(|_| err())?;
+    let mut raw = vec![0u8; 2 * n];
+    for (int, half) in [parsed.r, parsed.s].iter().zip(raw.chunks_mut(n)) {
+        let bytes = int.as_bytes();
+        let start = n.checked_sub(bytes.len()).ok_or_else(err)?;
+        half[start..].copy_from_slice(bytes);
+    }
+    Ok(raw)
+}
+
+/// Encodes a raw `r || s` ECDSA signature as the DER `Ecdsa-Sig-Value` X.509 wants.
+pub fn ecdsa_raw_to_der(raw: &[u8]) -> Result<Vec<u8>, der::Error> {
+    let (r, s) = raw.split_at(raw.len() / 2);
+    let value = EcdsaSigValue {
+        r: der::asn1::UintRef::new(r)?,
+        s: der::asn1::UintRef::new(s)?,
+    };
+    der::Encode::to_der(&value)
+}
+
+/// `Ecdsa-Sig-Value ::= SEQUENCE { r INTEGER, s INTEGER }` (RFC 3279).
+#[derive(der::Sequence)]
+struct EcdsaSigValue<'a> {
+    r: der::asn1::UintRef<'a>,
+    s: der::asn1::UintRef<'a>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_rows_match_their_variants() {
+        for alg in Alg::ALL {
+            assert_eq!(alg.name(), format!("{alg:?}"));
+            assert_eq!(alg.name().parse::<Alg>(), Ok(alg));
+        }
+    }
+
+    #[test]
+    fn names_parse_case_insensitively_and_rs256_is_explained() {
+        assert_eq!("es384".parse::<Alg>(), Ok(Alg::ES384));
+        let err = "RS256".parse::<Alg>().unwrap_err().to_string();
+        assert!(
+            err.contains("1 March 2025") && err.contains("PS256"),
+            "{err}"
+        );
+        assert!(
+            "HS256"
+                .parse::<Alg>()
+                .unwrap_err()
+                .to_string()
+                .contains("ES256, ES384")
+        );
+    }
+
+    #[test]
+    fn default_alg_follows_the_key() {
+        assert_eq!(Alg::default_for(&KeyKind::Ec(Curve::P384)), Ok(Alg::ES384));
+        assert_eq!(Alg::default_for(&KeyKind::Ec(Curve::P521)), Ok(Alg::ES512));
+        assert_eq!(
+            Alg::default_for(&KeyKind::Rsa { bits: 4096 }),
+            Ok(Alg::PS256)
+        );
+    }
+
+    #[test]
+    fn netsuite_key_rules_are_enforced_with_the_rule_in_the_message() {
+        let rsa2048 = KeyKind::Rsa { bits: 2048 };
+        let msg = Alg::PS256.check_key(&rsa2048).unwrap_err().to_string();
+        assert!(msg.contains("3072"), "{msg}");
+        let p224 = KeyKind::EcOther("1.3.132.0.33".into());
+        let msg = Alg::default_for(&p224).unwrap_err().to_string();
+        assert!(msg.contains("P-256, P-384 or P-521"), "{msg}");
+        assert!(Alg::usable_with(&rsa2048).is_empty());
+        assert_eq!(
+            Alg::usable_with(&KeyKind::Rsa { bits: 3072 }),
+            vec![Alg::PS256, Alg::PS384, Alg::PS512]
+        );
+        assert_eq!(
+            Alg::usable_with(&KeyKind::Ec(Curve::P256)),
+            vec![Alg::ES256]
+        );
+    }
+
+    #[test]
+    fn mismatch_names_both_sides_and_a_fix() {
+        let msg = Alg::ES384
+            .check_key(&KeyKind::Ec(Curve::P256))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("ES384 needs an EC P-384 key") && msg.contains("--alg ES256"),
+            "{msg}"
+        );
+        let msg = Alg::PS256
+            .check_key(&KeyKind::Ec(Curve::P256))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("RSA") && msg.contains("--alg ES256"), "{msg}");
+    }
+
+    #[test]
+    fn ecdsa_der_and_raw_convert_both_ways() {
+        // r has a leading zero byte to strip and s a high bit that DER must pad.
+        let mut raw = vec![0u8; 64];
+        raw[1] = 0x12;
+        raw[31] = 0x34;
+        raw[32] = 0x80;
+        raw[63] = 0x01;
+        let der = ecdsa_raw_to_der(&raw).unwrap();
+        assert_eq!(der[0], 0x30);
+        assert_eq!(ecdsa_to_raw(&der, Curve::P256).unwrap(), raw);
+        assert_eq!(ecdsa_to_raw(&raw, Curve::P256).unwrap(), raw);
+        assert!(ecdsa_to_raw(&raw[..63], Curve::P256).is_err());
+        // A P-521 signature in DER whose integers are 66 bytes long.
+        let raw521: Vec<u8> = (0..132)
+            .map(|i| if i % 66 == 0 { 1 } else { i as u8 })
+            .collect();
+        let der = ecdsa_raw_to_der(&raw521).unwrap();
+        assert_eq!(ecdsa_to_raw(&der, Curve::P521).unwrap(), raw521);
+    }
+
+    struct Fixed(Vec<u8>, Alg);
+    impl Signer for Fixed {
+        type Error = std::io::Error;
+        fn alg(&self) -> Alg {
+            self.1
+        }
+        fn sign(&self, _: &[u8]) -> Result<Vec<u8>, Self::Error> {
+            Ok(self.0.clone())
+        }
+    }
+
+    #[test]
+    fn compact_jws_has_three_base64url_parts_and_checks_signature_length() {
+        let jws = compact_jws(
+            &serde_json::json!({"a": 1}),
+            &serde_json::json!({"b": "?"}),
+            &Fixed(vec![0xfb; 64], Alg::ES256),
+        )
+        .unwrap();
+        let parts: Vec<&str> = jws.split('.').collect();
+        assert_eq!(parts, ["eyJhIjoxfQ", "eyJiIjoiPyJ9", &b64url(&[0xfb; 64])]);
+        let err = compact_jws(&1, &2, &Fixed(vec![1; 63], Alg::ES256)).unwrap_err();
+        assert!(err.to_string().contains("63 bytes, expected 64"));
+    }
+}

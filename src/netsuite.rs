@@ -1,0 +1,541 @@
+//! NetSuite's side of the M2M flow: account ids, token URLs, scopes, and the client assertion.
+//!
+//! Every value here is checked when it is built (`FromStr`), so an [`AssertionRequest`] that
+//! exists is one NetSuite's rules allow.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use url::Url;
+
+use crate::jose::{self, Alg, JwsError, Signer};
+
+/// Why a NetSuite value given by the user is not acceptable.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Error {
+    /// The account id has characters NetSuite never uses.
+    #[error(
+        "account id '{0}' is not valid: it must be letters, digits, '_' or '-' (e.g. 1234567 or 1234567_SB1), as shown in Setup > Company > Company Information"
+    )]
+    Account(String),
+    /// A scope name NetSuite does not know.
+    #[error(
+        "unknown scope '{0}'; NetSuite's scopes are restlets, rest_webservices and suite_analytics"
+    )]
+    Scope(String),
+    /// No scope at all.
+    #[error("no scope given; name at least one of restlets, rest_webservices, suite_analytics")]
+    NoScope,
+    /// The client id is empty or has characters that cannot be a consumer key.
+    #[error(
+        "client id '{0}' is not valid: it is the consumer key shown once when the integration record was saved (64 hexadecimal characters)"
+    )]
+    ClientId(String),
+    /// The certificate id is empty or has characters NetSuite does not use.
+    #[error(
+        "certificate id '{0}' is not valid: use the id shown under Setup > Integration > Manage Authentication > OAuth 2.0 Client Credentials (M2M) Setup (letters, digits, '-' and '_')"
+    )]
+    CertificateId(String),
+    /// The assertion lifetime is outside 1..=3600 seconds.
+    #[error(
+        "assertion lifetime {0} s is not allowed: NetSuite refuses assertions whose exp is more than 3600 s after iat; use 1 to 3600"
+    )]
+    Lifetime(String),
+    /// The token URL cannot be parsed.
+    #[error("token URL '{url}' is not a valid URL: {reason}")]
+    TokenUrl {
+        /// What was given.
+        url: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// A plain-http token URL on a non-loopback host.
+    #[error(
+        "token URL '{0}' uses http:// on a non-loopback host; assertions and access tokens must travel over https:// (http:// is allowed only for 127.0.0.1, ::1 or localhost)"
+    )]
+    InsecureTokenUrl(String),
+}
+
+/// A NetSuite account id such as `1234567` or `1234567_SB1`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountId(String);
+
+impl FromStr for AccountId {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if ok {
+            Ok(AccountId(s.to_owned()))
+        } else {
+            Err(Error::Account(s.to_owned()))
+        }
+    }
+}
+
+impl AccountId {
+    /// The host label NetSuite uses: lowercase, `_` becomes `-` (`1234567_SB1` → `1234567-sb1`).
+    pub fn host_label(&self) -> String {
+        self.0.to_ascii_lowercase().replace('_', "-")
+    }
+
+    /// The account's OAuth 2.0 token endpoint.
+    pub fn token_url(&self) -> TokenUrl {
+        let url = format!(
+            "https://{}.suitetalk.api.netsuite.com/services/rest/auth/oauth2/v1/token",
+            self.host_label()
+        );
+        // The host label is only [a-z0-9-], so this URL always parses; keep the check anyway.
+        TokenUrl(Url::parse(&url).unwrap_or_else(|_| unreachable!("host label is [a-z0-9-]")))
+    }
+}
+
+impl fmt::Display for AccountId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A token endpoint URL: `https://`, or `http://` on loopback only.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenUrl(Url);
+
+impl FromStr for TokenUrl {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let bad = |reason: &str| Error::TokenUrl {
+            url: s.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let url = Url::parse(s).map_err(|e| bad(&e.to_string()))?;
+        match url.scheme() {
+            "https" => {}
+            "http" if is_loopback(&url) => {}
+            "http" => return Err(Error::InsecureTokenUrl(s.to_owned())),
+            _ => return Err(bad("the scheme must be https")),
+        }
+        if url.host().is_none() {
+            return Err(bad("it has no host"));
+        }
+        if !url.username().is_empty() || url.password().is_some() || url.fragment().is_some() {
+            return Err(bad("it must not carry credentials or a fragment"));
+        }
+        Ok(TokenUrl(url))
+    }
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+impl TokenUrl {
+    /// The URL as a string, for the `aud` claim and the POST.
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl fmt::Display for TokenUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.as_str())
+    }
+}
+
+/// A NetSuite OAuth 2.0 scope.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// RESTlets.
+    Restlets,
+    /// REST web services (record and query APIs).
+    RestWebservices,
+    /// SuiteAnalytics Connect.
+    SuiteAnalytics,
+}
+
+impl Scope {
+    const ALL: [Scope; 3] = [
+        Scope::Restlets,
+        Scope::RestWebservices,
+        Scope::SuiteAnalytics,
+    ];
+
+    /// The scope as NetSuite spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Restlets => "restlets",
+            Scope::RestWebservices => "rest_webservices",
+            Scope::SuiteAnalytics => "suite_analytics",
+        }
+    }
+}
+
+/// A non-empty, duplicate-free list of scopes, in the order given.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Scopes(Vec<Scope>);
+
+impl FromStr for Scopes {
+    type Err = Error;
+
+    /// Parses `restlets,rest_webservices` (commas or `+`, spaces ignored).
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let mut scopes = Vec::new();
+        for name in s.split([',', '+']).map(str::trim).filter(|n| !n.is_empty()) {
+            let scope = Scope::ALL
+                .into_iter()
+                .find(|sc| sc.as_str() == name)
+                .ok_or_else(|| Error::Scope(name.to_owned()))?;
+            if !scopes.contains(&scope) {
+                scopes.push(scope);
+            }
+        }
+        if scopes.is_empty() {
+            Err(Error::NoScope)
+        } else {
+            Ok(Scopes(scopes))
+        }
+    }
+}
+
+impl Default for Scopes {
+    /// `restlets,rest_webservices`, the two scopes NetSuite's M2M examples enable.
+    fn default() -> Self {
+        Scopes(vec![Scope::Restlets, Scope::RestWebservices])
+    }
+}
+
+impl fmt::Display for Scopes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.0.iter().map(|s| s.as_str()).collect();
+        f.write_str(&names.join(","))
+    }
+}
+
+/// Defines a checked identifier newtype: its `FromStr` applies `$valid`, its error is `$err`.
+macro_rules! identifier {
+    ($(#[$doc:meta])* $name:ident, $err:ident, $valid:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq)]
+        pub struct $name(String);
+
+        impl FromStr for $name {
+            type Err = Error;
+
+            fn from_str(s: &str) -> Result<Self, Error> {
+                let valid: fn(u8) -> bool = $valid;
+                if !s.is_empty() && s.len() <= 256 && s.bytes().all(valid) {
+                    Ok($name(s.to_owned()))
+                } else {
+                    Err(Error::$err(s.to_owned()))
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+identifier!(
+    /// The integration record's client id (consumer key), the assertion's `iss`.
+    ClientId,
+    ClientId,
+    |b| b.is_ascii_alphanumeric()
+);
+identifier!(
+    /// The id NetSuite shows for an uploaded certificate, the assertion's `kid`.
+    CertificateId,
+    CertificateId,
+    |b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
+);
+
+/// How long an assertion is valid: 1 to 3600 seconds, 300 by default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lifetime(u64);
+
+impl Lifetime {
+    /// NetSuite refuses `exp` more than this far after `iat`.
+    pub const MAX_SECS: u64 = 3600;
+
+    /// Seconds.
+    pub fn secs(self) -> u64 {
+        self.0
+    }
+}
+
+impl Default for Lifetime {
+    fn default() -> Self {
+        Lifetime(300)
+    }
+}
+
+impl FromStr for Lifetime {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s.trim().parse::<u64>() {
+            Ok(n) if (1..=Self::MAX_SECS).contains(&n) => Ok(Lifetime(n)),
+            _ => Err(Error::Lifetime(s.to_owned())),
+        }
+    }
+}
+
+/// Everything NetSuite needs in a client assertion, already validated.
+#[derive(Clone, Debug)]
+pub struct AssertionRequest {
+    /// `iss`.
+    pub client_id: ClientId,
+    /// `kid`.
+    pub certificate_id: CertificateId,
+    /// `aud` and where the assertion is sent.
+    pub token_url: TokenUrl,
+    /// `scope`.
+    pub scopes: Scopes,
+    /// `exp - iat`.
+    pub lifetime: Lifetime,
+}
+
+/// The JWS protected header of a client assertion.
+#[derive(Serialize)]
+struct Header<'a> {
+    typ: &'static str,
+    alg: Alg,
+    kid: &'a str,
+}
+
+/// The claims of a client assertion, in the order NetSuite's examples use.
+#[derive(Serialize)]
+struct Claims<'a> {
+    iss: &'a str,
+    scope: &'a Scopes,
+    aud: &'a str,
+    iat: u64,
+    exp: u64,
+    jti: String,
+}
+
+/// A signed client assertion: the compact JWS posted as `client_assertion`.
+pub struct ClientAssertion {
+    /// The compact JWS.
+    pub jws: String,
+    /// Its `jti`, to tell retries apart.
+    pub jti: String,
+    /// Its `exp`, seconds since the epoch.
+    pub expires_at: u64,
+}
+
+impl fmt::Debug for ClientAssertion {
+    // A live assertion is a bearer credential for minutes: keep it out of debug output.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientAssertion")
+            .field("jti", &self.jti)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why an assertion could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum AssertionError<E: std::error::Error + 'static> {
+    /// The clock is before 1970, so `iat` cannot be written.
+    #[error(
+        "the system clock is before 1970; fix the clock (NetSuite refuses assertions from the future or the past)"
+    )]
+    Clock,
+    /// No randomness for the `jti`.
+    #[error("cannot get random bytes for the assertion's jti: {0}")]
+    Random(String),
+    /// Assembling or signing the JWS failed.
+    #[error(transparent)]
+    Jws(#[from] JwsError<E>),
+}
+
+impl AssertionRequest {
+    /// Builds and signs a client assertion valid from `now` for the request's lifetime.
+    pub fn sign<S: Signer>(
+        &self,
+        signer: &S,
+        now: SystemTime,
+    ) -> Result<ClientAssertion, AssertionError<S::Error>> {
+        let iat = now
+            .duration_since(UNIX_EPOCH)
+            .map_err(|_| AssertionError::Clock)?
+            .as_secs();
+        let mut random = [0u8; 16];
+        getrandom::fill(&mut random).map_err(|e| AssertionError::Random(e.to_string()))?;
+        let jti = jose::b64url(&random);
+        let claims = Claims {
+            iss: &self.client_id.0,
+            scope: &self.scopes,
+            aud: self.token_url.as_str(),
+            iat,
+            exp: iat + self.lifetime.secs(),
+            jti: jti.clone(),
+        };
+        let header = Header {
+            typ: "JWT",
+            alg: signer.alg(),
+            kid: &self.certificate_id.0,
+        };
+        let jws = jose::compact_jws(&header, &claims, signer)?;
+        Ok(ClientAssertion {
+            jws,
+            jti,
+            expires_at: claims.exp,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn account_maps_to_host_and_token_url() {
+        let acct: AccountId = "1234567_SB1".parse().unwrap();
+        assert_eq!(acct.host_label(), "1234567-sb1");
+        assert_eq!(
+            acct.token_url().as_str(),
+            "https://1234567-sb1.suitetalk.api.netsuite.com/services/rest/auth/oauth2/v1/token"
+        );
+    }
+
+    #[test]
+    fn bad_account_ids_are_refused_before_they_reach_a_host_name() {
+        for bad in [
+            "",
+            "1234567.evil.com",
+            "123 4567",
+            "acct/../x",
+            "ünï",
+            &"9".repeat(65),
+        ] {
+            let err = bad.parse::<AccountId>().unwrap_err();
+            assert!(err.to_string().contains("letters, digits"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn scopes_parse_dedupe_and_serialize_as_an_array() {
+        let s: Scopes = "restlets, rest_webservices,restlets".parse().unwrap();
+        assert_eq!(
+            serde_json::to_string(&s).unwrap(),
+            r#"["restlets","rest_webservices"]"#
+        );
+        assert_eq!(
+            "suite_analytics+restlets"
+                .parse::<Scopes>()
+                .unwrap()
+                .to_string(),
+            "suite_analytics,restlets"
+        );
+        assert_eq!(
+            "restlet".parse::<Scopes>(),
+            Err(Error::Scope("restlet".into()))
+        );
+        assert_eq!(" , ".parse::<Scopes>(), Err(Error::NoScope));
+    }
+
+    #[test]
+    fn lifetime_is_bounded_by_netsuites_hour() {
+        assert_eq!("3600".parse::<Lifetime>().unwrap().secs(), 3600);
+        for bad in ["0", "3601", "-1", "5m", ""] {
+            assert!(
+                bad.parse::<Lifetime>()
+                    .unwrap_err()
+                    .to_string()
+                    .contains("3600"),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn token_urls_need_https_except_on_loopback() {
+        assert!("https://example.com/token".parse::<TokenUrl>().is_ok());
+        for ok in [
+            "http://127.0.0.1:8080/t",
+            "http://localhost/t",
+            "http://[::1]:9/t",
+        ] {
+            assert!(ok.parse::<TokenUrl>().is_ok(), "{ok}");
+        }
+        let err = "http://10.0.0.1/token".parse::<TokenUrl>().unwrap_err();
+        assert!(matches!(err, Error::InsecureTokenUrl(_)), "{err}");
+        assert!("ftp://x/y".parse::<TokenUrl>().is_err());
+        assert!("https://user:pw@x/y".parse::<TokenUrl>().is_err());
+        assert!("not a url".parse::<TokenUrl>().is_err());
+    }
+
+    #[test]
+    fn identifiers_refuse_empty_and_odd_characters() {
+        assert!("1c34ab".parse::<ClientId>().is_ok());
+        assert!("".parse::<ClientId>().is_err());
+        assert!("ab cd".parse::<ClientId>().is_err());
+        assert!("NPMnRyPg-x_Y".parse::<CertificateId>().is_ok());
+        assert!("a\"b".parse::<CertificateId>().is_err());
+    }
+
+    struct Zeros;
+    impl Signer for Zeros {
+        type Error = std::io::Error;
+        fn alg(&self) -> Alg {
+            Alg::ES256
+        }
+        fn sign(&self, _: &[u8]) -> Result<Vec<u8>, Self::Error> {
+            Ok(vec![0; 64])
+        }
+    }
+
+    #[test]
+    fn assertion_carries_exactly_the_claims_netsuite_expects() {
+        use base64::Engine as _;
+        let req = AssertionRequest {
+            client_id: "c1".parse().unwrap(),
+            certificate_id: "kid-1".parse().unwrap(),
+            token_url: "1234567".parse::<AccountId>().unwrap().token_url(),
+            scopes: Scopes::default(),
+            lifetime: "600".parse().unwrap(),
+        };
+        let now = UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        let a = req.sign(&Zeros, now).unwrap();
+        let parts: Vec<&str> = a.jws.split('.').collect();
+        let dec = |p: &str| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p)
+                .unwrap()
+        };
+        assert_eq!(
+            dec(parts[0]),
+            br#"{"typ":"JWT","alg":"ES256","kid":"kid-1"}"#
+        );
+        let claims: serde_json::Value = serde_json::from_slice(&dec(parts[1])).unwrap();
+        let expected = serde_json::json!({
+            "iss": "c1", "scope": ["restlets", "rest_webservices"],
+            "aud": "https://1234567.suitetalk.api.netsuite.com/services/rest/auth/oauth2/v1/token",
+            "iat": 1_700_000_000u64, "exp": 1_700_000_600u64, "jti": a.jti,
+        });
+        assert_eq!(claims, expected);
+        assert_eq!(a.jti.len(), 22);
+        assert_ne!(
+            req.sign(&Zeros, now).unwrap().jti,
+            a.jti,
+            "jti must be fresh per assertion"
+        );
+        assert!(!format!("{a:?}").contains(&a.jws));
+    }
+}

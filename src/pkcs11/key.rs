@@ -1,0 +1,570 @@
+//! Keys in a token: finding the one a URI names, reading its type and size, choosing the
+//! mechanism the module supports, and signing with it.
+
+use std::path::Path;
+
+use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsPssParams};
+use cryptoki::mechanism::{Mechanism, MechanismType};
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::session::{Session, UserType};
+use der::Decode as _;
+use der::asn1::ObjectIdentifier;
+
+use super::Error;
+use super::pin::{Pin, PinOrigin};
+use super::token::{Module, Token, resolve_module};
+use super::uri::{ObjectType, Pkcs11Uri};
+use crate::jose::{self, Alg, Curve, Hash, KeyKind, Scheme};
+
+/// A key as `list` shows it: no secrets, just what identifies it and what it can do.
+#[derive(Clone, Debug)]
+pub struct KeySummary {
+    /// `CKA_LABEL`, if it is UTF-8 text.
+    pub label: Option<String>,
+    /// `CKA_ID` bytes.
+    pub id: Vec<u8>,
+    /// Type and size.
+    pub kind: KeyKind,
+    /// The private half is visible (else only the public half was seen, e.g. before login).
+    pub private_visible: bool,
+    /// `CKA_ALWAYS_AUTHENTICATE`: a PIN is needed for every signature.
+    pub always_authenticate: bool,
+}
+
+/// A certificate object as `list` shows it.
+#[derive(Clone, Debug)]
+pub struct CertSummary {
+    /// `CKA_LABEL`, if it is UTF-8 text.
+    pub label: Option<String>,
+    /// `CKA_ID` bytes.
+    pub id: Vec<u8>,
+}
+
+/// Lists the keys and certificates visible in the token (all of them after a login).
+pub fn inventory(
+    token: &Token,
+    uri: &Pkcs11Uri,
+    login: bool,
+) -> Result<(Vec<KeySummary>, Vec<CertSummary>), Error> {
+    let session = token.open()?;
+    if login {
+        token.login(&session, uri)?;
+    }
+    let module = token.module();
+    let mut keys: Vec<KeySummary> = Vec::new();
+    for (class, private_visible) in [
+        (ObjectClass::PRIVATE_KEY, true),
+        (ObjectClass::PUBLIC_KEY, false),
+    ] {
+        for handle in find(&session, module, &[Attribute::Class(class)])? {
+            let attrs = Attrs::read(&session, module, handle)?;
+            if keys
+                .iter()
+                .any(|k| k.id == attrs.id && k.label == attrs.label)
+            {
+                continue; // the public half of a key already listed
+            }
+            keys.push(KeySummary {
+                kind: attrs.kind(),
+                label: attrs.label,
+                id: attrs.id,
+                private_visible,
+                always_authenticate: attrs.always_authenticate,
+            });
+        }
+    }
+    let mut certs = Vec::new();
+    for handle in find(
+        &session,
+        module,
+        &[Attribute::Class(ObjectClass::CERTIFICATE)],
+    )? {
+        let attrs = Attrs::read(&session, module, handle)?;
+        certs.push(CertSummary {
+            label: attrs.label,
+            id: attrs.id,
+        });
+    }
+    Ok((keys, certs))
+}
+
+/// The algorithms a token can sign, judging by the mechanisms its module offers.
+pub fn token_algs(token: &Token) -> Result<Vec<Alg>, Error> {
+    let offered = token.mechanisms()?;
+    Ok(Alg::ALL
+        .into_iter()
+        .filter(|alg| plan_for(*alg, &offered).is_some())
+        .collect())
+}
+
+fn find(
+    session: &Session,
+    module: &Module,
+    template: &[Attribute],
+) -> Result<Vec<ObjectHandle>, Error> {
+    session
+        .find_objects(template)
+        .map_err(|e| module.call_err("C_FindObjects", &e))
+}
+
+/// The attributes of a key or certificate object that suitekey reads. Never `CKA_VALUE` or any
+/// other private component: only what identifies the object and its public size.
+#[derive(Default)]
+struct Attrs {
+    label: Option<String>,
+    id: Vec<u8>,
+    key_type: Option<KeyType>,
+    ec_params: Option<Vec<u8>>,
+    modulus: Option<Vec<u8>>,
+    modulus_bits: Option<u64>,
+    always_authenticate: bool,
+    sign: Option<bool>,
+}
+
+impl Attrs {
+    const WANTED: [AttributeType; 8] = [
+        AttributeType::Label,
+        AttributeType::Id,
+        AttributeType::KeyType,
+        AttributeType::EcParams,
+        AttributeType::Modulus,
+        AttributeType::ModulusBits,
+        AttributeType::AlwaysAuthenticate,
+        AttributeType::Sign,
+    ];
+
+    fn read(session: &Session, module: &Module, handle: ObjectHandle) -> Result<Attrs, Error> {
+        let got = session
+            .get_attributes(handle, &Self::WANTED)
+            .map_err(|e| module.call_err("C_GetAttributeValue", &e))?;
+        let mut attrs = Attrs::default();
+        // Modules silently leave out attributes an object does not have: match by type.
+        for attr in got {
+            match attr {
+                Attribute::Label(l) => attrs.label = String::from_utf8(l).ok(),
+                Attribute::Id(id) => attrs.id = id,
+                Attribute::KeyType(t) => attrs.key_type = Some(t),
+                Attribute::EcParams(p) => attrs.ec_params = Some(p),
+                Attribute::Modulus(m) => attrs.modulus = Some(m),
+                Attribute::ModulusBits(b) => attrs.modulus_bits = Some(b.into()),
+                Attribute::AlwaysAuthenticate(a) => attrs.always_authenticate = a,
+                Attribute::Sign(s) => attrs.sign = Some(s),
+                _ => {}
+            }
+        }
+        Ok(attrs)
+    }
+
+    fn kind(&self) -> KeyKind {
+        match self.key_type {
+            Some(KeyType::EC) => ec_kind(self.ec_params.as_deref()),
+            Some(KeyType::RSA) => match (self.modulus_bits, &self.modulus) {
+                (Some(bits), _) => KeyKind::Rsa {
+                    bits: bits as usize,
+                },
+                (None, Some(m)) => KeyKind::Rsa { bits: bit_len(m) },
+                (None, None) => KeyKind::Other("RSA of unknown size".into()),
+            },
+            Some(other) => KeyKind::Other(format!("{other}")),
+            None => KeyKind::Other("unknown key type".into()),
+        }
+    }
+}
+
+/// The curve named in `CKA_EC_PARAMS` (a DER OID; explicit parameters are not accepted).
+fn ec_kind(params: Option<&[u8]>) -> KeyKind {
+    match params.map(ObjectIdentifier::from_der) {
+        Some(Ok(oid)) => {
+            Curve::from_oid(&oid).map_or_else(|| KeyKind::EcOther(curve_name(&oid)), KeyKind::Ec)
+        }
+        Some(Err(_)) => KeyKind::EcOther("with explicit or unreadable parameters".into()),
+        None => KeyKind::EcOther("of unknown curve".into()),
+    }
+}
+
+/// Names a few curves NetSuite refuses, so the refusal says which one the key is on.
+fn curve_name(oid: &ObjectIdentifier) -> String {
+    let known = [
+        ("1.3.132.0.33", "P-224"),
+        ("1.3.132.0.10", "secp256k1"),
+        ("1.2.840.10045.3.1.1", "P-192"),
+    ];
+    known
+        .iter()
+        .find(|(o, _)| oid.to_string() == *o)
+        .map_or_else(|| format!("curve {oid}"), |(_, n)| (*n).to_owned())
+}
+
+fn bit_len(be: &[u8]) -> usize {
+    let trimmed: &[u8] = match be.iter().position(|b| *b != 0) {
+        Some(i) => &be[i..],
+        None => &[],
+    };
+    trimmed.first().map_or(0, |first| {
+        trimmed.len() * 8 - first.leading_zeros() as usize
+    })
+}
+
+/// The mechanisms for one hash: its digest, its MGF1, ECDSA-with-it and PSS-with-it.
+struct HashMechs {
+    digest: MechanismType,
+    mgf: PkcsMgfType,
+    ecdsa: MechanismType,
+    pss: MechanismType,
+}
+
+fn hash_mechs(hash: Hash) -> HashMechs {
+    match hash {
+        Hash::Sha256 => HashMechs {
+            digest: MechanismType::SHA256,
+            mgf: PkcsMgfType::MGF1_SHA256,
+            ecdsa: MechanismType::ECDSA_SHA256,
+            pss: MechanismType::SHA256_RSA_PKCS_PSS,
+        },
+        Hash::Sha384 => HashMechs {
+            digest: MechanismType::SHA384,
+            mgf: PkcsMgfType::MGF1_SHA384,
+            ecdsa: MechanismType::ECDSA_SHA384,
+            pss: MechanismType::SHA384_RSA_PKCS_PSS,
+        },
+        Hash::Sha512 => HashMechs {
+            digest: MechanismType::SHA512,
+            mgf: PkcsMgfType::MGF1_SHA512,
+            ecdsa: MechanismType::ECDSA_SHA512,
+            pss: MechanismType::SHA512_RSA_PKCS_PSS,
+        },
+    }
+}
+
+/// How a signature is made: the module hashes (preferred), or we hash and it signs the digest.
+#[derive(Debug)]
+enum Plan {
+    HashAndSign(Mechanism<'static>),
+    SignDigest(Mechanism<'static>),
+}
+
+/// Picks the mechanism for `alg` among those offered: hash-and-sign where the module has it,
+/// else the raw mechanism over a software digest. PSS salt is always the hash length.
+fn plan_for(alg: Alg, offered: &[MechanismType]) -> Option<Plan> {
+    let m = hash_mechs(alg.hash());
+    let pss = PkcsPssParams {
+        hash_alg: m.digest,
+        mgf: m.mgf,
+        s_len: (alg.hash().output_len() as u64).into(),
+    };
+    let (combined, raw) = match (alg.scheme(), alg.hash()) {
+        (Scheme::Ecdsa(_), Hash::Sha256) => (Mechanism::EcdsaSha256, Mechanism::Ecdsa),
+        (Scheme::Ecdsa(_), Hash::Sha384) => (Mechanism::EcdsaSha384, Mechanism::Ecdsa),
+        (Scheme::Ecdsa(_), Hash::Sha512) => (Mechanism::EcdsaSha512, Mechanism::Ecdsa),
+        (Scheme::Pss, Hash::Sha256) => {
+            (Mechanism::Sha256RsaPkcsPss(pss), Mechanism::RsaPkcsPss(pss))
+        }
+        (Scheme::Pss, Hash::Sha384) => {
+            (Mechanism::Sha384RsaPkcsPss(pss), Mechanism::RsaPkcsPss(pss))
+        }
+        (Scheme::Pss, Hash::Sha512) => {
+            (Mechanism::Sha512RsaPkcsPss(pss), Mechanism::RsaPkcsPss(pss))
+        }
+    };
+    if offered.contains(&combined.mechanism_type()) {
+        Some(Plan::HashAndSign(combined))
+    } else if offered.contains(&raw.mechanism_type()) {
+        Some(Plan::SignDigest(raw))
+    } else {
+        None
+    }
+}
+
+/// A private key in a token, logged in and ready to sign with one algorithm.
+///
+/// Holds its session for its whole life; the key never leaves the token, and the PIN is kept
+/// (zeroized on drop) only when the key demands a login before every signature.
+pub struct KeySigner {
+    token: Token,
+    session: Session,
+    key: ObjectHandle,
+    alg: Alg,
+    kind: KeyKind,
+    plan: Plan,
+    reauth: Option<(Pin, PinOrigin)>,
+}
+
+impl KeySigner {
+    /// Opens the key the URI names, logs in, and checks that `alg` (or the key's default
+    /// algorithm) is allowed by NetSuite and possible with this module.
+    pub fn open(
+        uri: &Pkcs11Uri,
+        module_fallback: Option<&Path>,
+        alg: Option<Alg>,
+    ) -> Result<KeySigner, Error> {
+        let key_text = uri.to_string();
+        if let Some(kind) = uri.object_type.filter(|t| *t != ObjectType::Private) {
+            return Err(Error::NotAPrivateKey {
+                key: key_text,
+                kind: kind.to_string(),
+            });
+        }
+        if uri.object.is_none() && uri.id.is_none() {
+            return Err(Error::NoObject(key_text));
+        }
+        let module = Module::load(&resolve_module(uri, module_fallback)?)?;
+        let token = module.select(uri)?;
+        let session = token.open()?;
+        let pin = token.login(&session, uri)?;
+        let (key, attrs) = find_private_key(&token, &session, uri)?;
+        let kind = attrs.kind();
+        let alg = match alg {
+            Some(alg) => alg.check_key(&kind).map(|()| alg),
+            None => Alg::default_for(&kind),
+        }
+        .map_err(|source| Error::Alg {
+            key: key_text.clone(),
+            source,
+        })?;
+        if attrs.sign == Some(false) {
+            return Err(Error::SignNotPermitted {
+                key: key_text,
+                token: token.label().to_owned(),
+            });
+        }
+        let plan = plan_for(alg, &token.mechanisms()?).ok_or_else(|| no_mechanism(&token, alg))?;
+        tracing::debug!(token = token.label(), %alg, %kind, ?plan, always_authenticate = attrs.always_authenticate, "key opened");
+        let reauth = if attrs.always_authenticate { pin } else { None };
+        Ok(KeySigner {
+            token,
+            session,
+            key,
+            alg,
+            kind,
+            plan,
+            reauth,
+        })
+    }
+
+    /// The key's type and size.
+    pub fn kind(&self) -> &KeyKind {
+        &self.kind
+    }
+
+    /// Signs `data` per the plan; a context-specific login goes between init and sign for
+    /// `CKA_ALWAYS_AUTHENTICATE` keys.
+    fn sign_raw(&self, data: &[u8]) -> Result<Vec<u8>, Error> {
+        let module = self.token.module();
+        let (mechanism, input) = match &self.plan {
+            Plan::HashAndSign(m) => (m, data.to_vec()),
+            Plan::SignDigest(m) => (m, self.alg.hash().digest(data)),
+        };
+        let Some((pin, origin)) = &self.reauth else {
+            return self
+                .session
+                .sign(mechanism, self.key, &input)
+                .map_err(|e| module.call_err("C_Sign", &e));
+        };
+        self.session
+            .sign_init(mechanism, self.key)
+            .map_err(|e| module.call_err("C_SignInit", &e))?;
+        self.token
+            .login_as(&self.session, UserType::ContextSpecific, Some(pin), origin)?;
+        match self.plan {
+            Plan::HashAndSign(_) => {
+                self.session
+                    .sign_update(&input)
+                    .map_err(|e| module.call_err("C_SignUpdate", &e))?;
+                self.session
+                    .sign_final()
+                    .map_err(|e| module.call_err("C_SignFinal", &e))
+            }
+            Plan::SignDigest(_) => single_part::sign(module.path(), &self.session, &input)
+                .map_err(|e| module.call_err("C_Sign", &e)),
+        }
+    }
+}
+
+impl jose::Signer for KeySigner {
+    type Error = Error;
+
+    fn alg(&self) -> Alg {
+        self.alg
+    }
+
+    fn sign(&self, signing_input: &[u8]) -> Result<Vec<u8>, Error> {
+        let signature = self.sign_raw(signing_input)?;
+        match self.alg.scheme() {
+            Scheme::Ecdsa(curve) => {
+                jose::ecdsa_to_raw(&signature, curve).map_err(|source| Error::Signature {
+                    token: self.token.label().to_owned(),
+                    source,
+                })
+            }
+            Scheme::Pss => Ok(signature),
+        }
+    }
+}
+
+fn find_private_key(
+    token: &Token,
+    session: &Session,
+    uri: &Pkcs11Uri,
+) -> Result<(ObjectHandle, Attrs), Error> {
+    let mut template = vec![Attribute::Class(ObjectClass::PRIVATE_KEY)];
+    template.extend(
+        uri.object
+            .as_ref()
+            .map(|l| Attribute::Label(l.as_bytes().to_vec())),
+    );
+    template.extend(uri.id.as_ref().map(|id| Attribute::Id(id.clone())));
+    let module = token.module();
+    let found = find(session, module, &template)?;
+    let key = uri.to_string();
+    let tok = token.label().to_owned();
+    match found.as_slice() {
+        [] => Err(Error::KeyNotFound { key, token: tok }),
+        [one] => Ok((*one, Attrs::read(session, module, *one)?)),
+        many => {
+            let mut candidates = Vec::new();
+            for h in many {
+                let a = Attrs::read(session, module, *h)?;
+                candidates.push(format!(
+                    "'{}' id {}",
+                    a.label.unwrap_or_default(),
+                    hex(&a.id)
+                ));
+            }
+            Err(Error::KeyAmbiguous {
+                key,
+                token: tok,
+                count: many.len(),
+                candidates: candidates.join(", "),
+            })
+        }
+    }
+}
+
+fn no_mechanism(token: &Token, alg: Alg) -> Error {
+    let m = hash_mechs(alg.hash());
+    let (combined, raw) = match alg.scheme() {
+        Scheme::Ecdsa(_) => (m.ecdsa, MechanismType::ECDSA),
+        Scheme::Pss => (m.pss, MechanismType::RSA_PKCS_PSS),
+    };
+    let usable = token_algs(token).unwrap_or_default();
+    let hint = if usable.is_empty() {
+        "this token cannot sign any algorithm NetSuite accepts".to_owned()
+    } else {
+        let names: Vec<&str> = usable.iter().map(|a| a.name()).collect();
+        format!(
+            "it can sign {}; use a key for one of those",
+            names.join(", ")
+        )
+    };
+    Error::NoMechanism {
+        token: token.label().to_owned(),
+        alg: alg.to_string(),
+        wanted: format!("{combined}, {raw}"),
+        hint,
+    }
+}
+
+/// Lowercase hex, for key ids in messages and listings.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Single-part `C_Sign` after a `C_SignInit` the caller already made.
+///
+/// cryptoki 0.12's `Session::sign` always calls `C_SignInit` itself, which leaves no room for
+/// the context-specific login that `CKA_ALWAYS_AUTHENTICATE` keys need between init and sign.
+/// Raw mechanisms (`CKM_ECDSA`, `CKM_RSA_PKCS_PSS`) are single-part only, so for them this one
+/// call goes through cryptoki-sys directly.
+#[allow(unsafe_code)]
+mod single_part {
+    use std::path::Path;
+
+    use cryptoki::context::Function;
+    use cryptoki::error::{Error, Rv};
+    use cryptoki::session::Session;
+    use cryptoki_sys::CK_ULONG;
+
+    pub(super) fn sign(module: &Path, session: &Session, data: &[u8]) -> Result<Vec<u8>, Error> {
+        // SAFETY: dlopen of a library this process already loaded returns the same handle and so
+        // the same module state; the session handle is live for the borrow of `session`.
+        let lib = unsafe { cryptoki_sys::Pkcs11::new(module) }.map_err(Error::LibraryLoading)?;
+        let data_len = CK_ULONG::try_from(data.len())?;
+        let mut len: CK_ULONG = 0;
+        // SAFETY: `data` is valid for `data_len` bytes; a null output asks for the length.
+        let rv = unsafe {
+            lib.C_Sign(
+                session.handle(),
+                data.as_ptr().cast_mut(),
+                data_len,
+                std::ptr::null_mut(),
+                &mut len,
+            )
+        };
+        Rv::from(rv).into_result(Function::Sign)?;
+        let mut out = vec![0u8; usize::try_from(len)?];
+        // SAFETY: `out` is valid for `len` bytes, which the module asked for.
+        let rv = unsafe {
+            lib.C_Sign(
+                session.handle(),
+                data.as_ptr().cast_mut(),
+                data_len,
+                out.as_mut_ptr(),
+                &mut len,
+            )
+        };
+        Rv::from(rv).into_result(Function::Sign)?;
+        out.truncate(usize::try_from(len)?);
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_and_sign_is_preferred_and_raw_mechanisms_are_the_fallback() {
+        let softhsm = [
+            MechanismType::ECDSA,
+            MechanismType::RSA_PKCS_PSS,
+            MechanismType::SHA384_RSA_PKCS_PSS,
+        ];
+        assert!(matches!(
+            plan_for(Alg::ES256, &softhsm),
+            Some(Plan::SignDigest(Mechanism::Ecdsa))
+        ));
+        assert!(matches!(
+            plan_for(Alg::PS384, &softhsm),
+            Some(Plan::HashAndSign(Mechanism::Sha384RsaPkcsPss(_)))
+        ));
+        match plan_for(Alg::PS512, &softhsm) {
+            Some(Plan::SignDigest(Mechanism::RsaPkcsPss(p))) => {
+                assert_eq!(p.hash_alg, MechanismType::SHA512);
+                assert_eq!(u64::from(p.s_len), 64);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let tpm = [MechanismType::ECDSA_SHA384, MechanismType::ECDSA];
+        assert!(matches!(
+            plan_for(Alg::ES384, &tpm),
+            Some(Plan::HashAndSign(Mechanism::EcdsaSha384))
+        ));
+        assert!(plan_for(Alg::PS256, &tpm).is_none());
+    }
+
+    #[test]
+    fn curves_are_read_from_ec_params_and_unknown_ones_named() {
+        let p256 = der::Encode::to_der(&Curve::P256.oid()).unwrap();
+        assert_eq!(ec_kind(Some(&p256)), KeyKind::Ec(Curve::P256));
+        let p224 = der::Encode::to_der(&ObjectIdentifier::new_unwrap("1.3.132.0.33")).unwrap();
+        assert_eq!(ec_kind(Some(&p224)), KeyKind::EcOther("P-224".into()));
+        assert!(matches!(ec_kind(Some(&[0x30, 0x00])), KeyKind::EcOther(_)));
+    }
+
+    #[test]
+    fn modulus_bits_ignore_leading_zero_bytes() {
+        assert_eq!(bit_len(&[0x00, 0x80, 0x00]), 16);
+        assert_eq!(bit_len(&[0x01, 0x00]), 9);
+        assert_eq!(bit_len(&[0x00]), 0);
+    }
+}

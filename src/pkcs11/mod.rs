@@ -1,0 +1,241 @@
+//! The PKCS#11 layer: URIs, modules and tokens, PINs, keys and signing.
+//!
+//! Nothing here knows about NetSuite or JWTs beyond [`crate::jose::Alg`]; nothing outside sees a
+//! cryptoki type. Every cryptoki call is wrapped once and its return value becomes an [`Error`]
+//! that says what failed and what to do.
+
+pub mod key;
+pub mod pin;
+pub mod token;
+pub mod uri;
+
+use cryptoki::error::{Error as CkError, RvError};
+
+pub use key::{KeySigner, KeySummary};
+pub use pin::Pin;
+pub use token::{Module, Token};
+pub use uri::Pkcs11Uri;
+
+/// Why a PKCS#11 operation failed, phrased for the person who has to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No module was named anywhere.
+    #[error(
+        "no PKCS#11 module given: add module-path=… to the key URI, pass --module PATH, or set SUITEKEY_MODULE (SoftHSM2: /usr/lib/softhsm/libsofthsm2.so)"
+    )]
+    NoModule,
+    /// `module-name` did not resolve to a library.
+    #[error(
+        "PKCS#11 module named '{name}' not found (looked in {looked}); use module-path=/path/to/module.so instead"
+    )]
+    ModuleName {
+        /// The module-name given.
+        name: String,
+        /// Where it was looked for.
+        looked: String,
+    },
+    /// The module file could not be loaded as a PKCS#11 library.
+    #[error(
+        "cannot load PKCS#11 module '{path}': {reason}; check that the file exists and is a PKCS#11 library (SoftHSM2: /usr/lib/softhsm/libsofthsm2.so)"
+    )]
+    Load {
+        /// The module path.
+        path: String,
+        /// What the loader said.
+        reason: String,
+    },
+    /// A PKCS#11 call failed in a way no more specific variant covers.
+    #[error("{call} failed in module '{module}': {rv}")]
+    Call {
+        /// The function, e.g. `C_Sign`.
+        call: String,
+        /// The module path.
+        module: String,
+        /// The PKCS#11 return value, e.g. `CKR_DEVICE_ERROR`.
+        rv: String,
+    },
+    /// No token matched the URI's token attributes.
+    #[error("no token matching '{selector}' in module '{module}'; {available}")]
+    TokenNotFound {
+        /// The token attributes asked for.
+        selector: String,
+        /// The module path.
+        module: String,
+        /// The tokens that are there, or a hint when none are.
+        available: String,
+    },
+    /// Several tokens matched; selecting one silently could use the wrong key.
+    #[error(
+        "{count} tokens match '{selector}': {candidates}; add token=, serial= or slot-id= to the URI to pick one"
+    )]
+    TokenAmbiguous {
+        /// The token attributes asked for.
+        selector: String,
+        /// How many matched.
+        count: usize,
+        /// The matching tokens.
+        candidates: String,
+    },
+    /// No private key matched.
+    #[error("key '{key}' not found in token '{token}'; run 'suitekey list' to see keys")]
+    KeyNotFound {
+        /// The key URI (without secrets).
+        key: String,
+        /// The token label.
+        token: String,
+    },
+    /// Several private keys matched.
+    #[error(
+        "{count} keys match '{key}' in token '{token}': {candidates}; add id= (or a unique object=) to the URI"
+    )]
+    KeyAmbiguous {
+        /// The key URI (without secrets).
+        key: String,
+        /// The token label.
+        token: String,
+        /// How many matched.
+        count: usize,
+        /// The matching keys.
+        candidates: String,
+    },
+    /// The URI names something other than a private key.
+    #[error(
+        "'{key}' names a {kind} object, but signing needs a private key: use type=private or leave type out"
+    )]
+    NotAPrivateKey {
+        /// The key URI.
+        key: String,
+        /// The object type named.
+        kind: String,
+    },
+    /// The URI names no object at all.
+    #[error("'{0}' names no key: add object=LABEL and/or id=… (run 'suitekey list' to see keys)")]
+    NoObject(String),
+    /// The key exists but may not sign.
+    #[error(
+        "key '{key}' in token '{token}' has CKA_SIGN=false and cannot sign; make a key with signing allowed"
+    )]
+    SignNotPermitted {
+        /// The key URI.
+        key: String,
+        /// The token label.
+        token: String,
+    },
+    /// The module offers no mechanism for the algorithm.
+    #[error("token '{token}' cannot sign {alg}: its module offers none of {wanted}; {hint}")]
+    NoMechanism {
+        /// The token label.
+        token: String,
+        /// The algorithm.
+        alg: String,
+        /// Mechanisms that would have worked.
+        wanted: String,
+        /// What to do.
+        hint: String,
+    },
+    /// The token refused the PIN. Never retried: tokens lock after a few wrong PINs.
+    #[error(
+        "PIN rejected by token '{token}' (PIN from {origin}); not retried, since tokens lock after a few wrong PINs: check the PIN and try once more"
+    )]
+    PinIncorrect {
+        /// The token label.
+        token: String,
+        /// Where the PIN came from (never the PIN).
+        origin: String,
+    },
+    /// The token has locked the user PIN.
+    #[error(
+        "token '{token}' has locked its user PIN after too many wrong tries; the security officer must reset it (e.g. pkcs11-tool --init-pin --login --login-type so)"
+    )]
+    PinLocked {
+        /// The token label.
+        token: String,
+    },
+    /// The token wants a PIN change or refuses the PIN's form.
+    #[error("token '{token}' refused the PIN from {origin}: {reason}")]
+    PinRefused {
+        /// The token label.
+        token: String,
+        /// Where the PIN came from.
+        origin: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// The PIN could not be obtained.
+    #[error(transparent)]
+    Pin(#[from] pin::PinError),
+    /// The key's type cannot be used for this signature.
+    #[error("key '{key}': {source}")]
+    Alg {
+        /// The key URI.
+        key: String,
+        /// NetSuite's rule or the mismatch.
+        #[source]
+        source: crate::jose::AlgError,
+    },
+    /// The key's attributes could not be understood.
+    #[error("key '{key}' in token '{token}': {problem}")]
+    KeyAttributes {
+        /// The key URI.
+        key: String,
+        /// The token label.
+        token: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The module returned a signature that is not the expected form.
+    #[error("token '{token}' returned an unusable signature: {source}")]
+    Signature {
+        /// The token label.
+        token: String,
+        /// Why it is unusable.
+        #[source]
+        source: crate::jose::EcdsaFormatError,
+    },
+}
+
+/// Formats a cryptoki error as `CKR_…` where it is a PKCS#11 return value.
+pub(crate) fn describe(err: &CkError) -> String {
+    match err {
+        CkError::Pkcs11(rv, _) => rv_name(*rv),
+        other => other.to_string(),
+    }
+}
+
+/// `PinIncorrect` → `CKR_PIN_INCORRECT`: the spelling users find in module documentation.
+pub(crate) fn rv_name(rv: RvError) -> String {
+    let camel = format!("{rv:?}");
+    let mut out = String::from("CKR");
+    for c in camel.chars() {
+        if c.is_ascii_uppercase()
+            || c.is_ascii_digit() && !out.ends_with(|p: char| p.is_ascii_digit())
+        {
+            out.push('_');
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    out
+}
+
+/// The PKCS#11 return value of a cryptoki error, if it is one.
+pub(crate) fn rv_of(err: &CkError) -> Option<RvError> {
+    match err {
+        CkError::Pkcs11(rv, _) => Some(*rv),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn return_values_are_spelled_as_in_the_standard() {
+        assert_eq!(rv_name(RvError::PinIncorrect), "CKR_PIN_INCORRECT");
+        assert_eq!(
+            rv_name(RvError::UserAlreadyLoggedIn),
+            "CKR_USER_ALREADY_LOGGED_IN"
+        );
+        assert_eq!(rv_name(RvError::KeyHandleInvalid), "CKR_KEY_HANDLE_INVALID");
+    }
+}

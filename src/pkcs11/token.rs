@@ -1,0 +1,517 @@
+//! Modules and tokens: loading a PKCS#11 library once per process, choosing the token a URI
+//! names, opening sessions and logging in.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::mechanism::MechanismType;
+use cryptoki::session::{Session, UserType};
+use cryptoki::slot::{Slot, TokenInfo};
+
+use super::pin::{self, Pin, PinOrigin};
+use super::uri::Pkcs11Uri;
+use super::{Error, describe, rv_of};
+
+/// Loaded modules, keyed by path: PKCS#11 allows one `C_Initialize` per process and module.
+static MODULES: Mutex<Vec<(PathBuf, Pkcs11)>> = Mutex::new(Vec::new());
+
+/// Where `module-name=NAME` is looked for: p11-kit's module configs, then library folders.
+const MODULE_CONFIG_DIRS: [&str; 2] = ["/etc/pkcs11/modules", "/usr/share/p11-kit/modules"];
+const MODULE_LIB_DIRS: [&str; 4] = [
+    "/usr/lib/x86_64-linux-gnu/pkcs11",
+    "/usr/lib/aarch64-linux-gnu/pkcs11",
+    "/usr/lib64/pkcs11",
+    "/usr/lib/pkcs11",
+];
+
+/// Decides which module file to load: the URI's `module-path` or `module-name`, else `fallback`
+/// (from `--module` or `SUITEKEY_MODULE`).
+pub fn resolve_module(uri: &Pkcs11Uri, fallback: Option<&Path>) -> Result<PathBuf, Error> {
+    if let Some(path) = &uri.module_path {
+        return Ok(path.clone());
+    }
+    if let Some(name) = &uri.module_name {
+        return find_module_by_name(name);
+    }
+    fallback.map(Path::to_path_buf).ok_or(Error::NoModule)
+}
+
+fn find_module_by_name(name: &str) -> Result<PathBuf, Error> {
+    let from_config = MODULE_CONFIG_DIRS.iter().find_map(|dir| {
+        let text = std::fs::read_to_string(Path::new(dir).join(format!("{name}.module"))).ok()?;
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix("module:"))
+            .map(|m| PathBuf::from(m.trim()))
+    });
+    let from_dirs = || {
+        MODULE_LIB_DIRS
+            .iter()
+            .flat_map(|dir| [format!("{dir}/{name}.so"), format!("{dir}/lib{name}.so")])
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+    };
+    from_config
+        .or_else(from_dirs)
+        .ok_or_else(|| Error::ModuleName {
+            name: name.to_owned(),
+            looked: format!(
+                "{}/{name}.module and {}",
+                MODULE_CONFIG_DIRS.join(", "),
+                MODULE_LIB_DIRS.join(", ")
+            ),
+        })
+}
+
+/// A loaded and initialized PKCS#11 module.
+#[derive(Clone)]
+pub struct Module {
+    path: PathBuf,
+    ctx: Pkcs11,
+}
+
+/// One slot of a module, with its token's description when a token is present.
+#[derive(Clone, Debug)]
+pub struct SlotSummary {
+    /// The slot id (changes between runs on some modules: select tokens by label or serial).
+    pub slot_id: u64,
+    /// The slot's description.
+    pub description: String,
+    /// The slot's manufacturer.
+    pub manufacturer: String,
+    /// The token in the slot, if any.
+    pub token: Option<TokenSummary>,
+}
+
+/// What a token says about itself, without secrets.
+#[derive(Clone, Debug)]
+pub struct TokenSummary {
+    /// `CKA_LABEL` of the token.
+    pub label: String,
+    /// Manufacturer id.
+    pub manufacturer: String,
+    /// Model.
+    pub model: String,
+    /// Serial number.
+    pub serial: String,
+    /// The token has been initialized (a free SoftHSM2 slot's token has not).
+    pub initialized: bool,
+    /// A login is needed to see private objects and to sign.
+    pub login_required: bool,
+    /// The user PIN is locked.
+    pub pin_locked: bool,
+    /// The next wrong PIN locks the user PIN.
+    pub pin_final_try: bool,
+    /// The PIN is entered on the device itself.
+    pub protected_auth_path: bool,
+    /// Human-readable flags, for `list`.
+    pub flags: Vec<&'static str>,
+}
+
+impl TokenSummary {
+    fn from_info(info: &TokenInfo) -> TokenSummary {
+        let flags = [
+            (info.login_required(), "login-required"),
+            (info.user_pin_initialized(), "user-pin-initialized"),
+            (info.token_initialized(), "initialized"),
+            (info.write_protected(), "write-protected"),
+            (info.protected_authentication_path(), "protected-auth-path"),
+            (info.rng(), "rng"),
+            (info.user_pin_count_low(), "user-pin-count-low"),
+            (info.user_pin_final_try(), "user-pin-final-try"),
+            (info.user_pin_locked(), "user-pin-locked"),
+            (info.user_pin_to_be_changed(), "user-pin-to-be-changed"),
+        ];
+        TokenSummary {
+            label: info.label().trim_end().to_owned(),
+            manufacturer: info.manufacturer_id().trim_end().to_owned(),
+            model: info.model().trim_end().to_owned(),
+            serial: info.serial_number().trim_end().to_owned(),
+            initialized: info.token_initialized(),
+            login_required: info.login_required(),
+            pin_locked: info.user_pin_locked(),
+            pin_final_try: info.user_pin_final_try(),
+            protected_auth_path: info.protected_authentication_path(),
+            flags: flags
+                .into_iter()
+                .filter_map(|(on, name)| on.then_some(name))
+                .collect(),
+        }
+    }
+
+    fn describe(&self, slot_id: u64) -> String {
+        format!(
+            "'{}' (serial {}, slot-id {slot_id})",
+            self.label, self.serial
+        )
+    }
+}
+
+impl Module {
+    /// Loads and initializes the module at `path`, or returns the one this process already has.
+    pub fn load(path: &Path) -> Result<Module, Error> {
+        let mut loaded = MODULES.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, ctx)) = loaded.iter().find(|(p, _)| p == path) {
+            return Ok(Module {
+                path: path.to_owned(),
+                ctx: ctx.clone(),
+            });
+        }
+        let load_err = |reason: String| Error::Load {
+            path: path.display().to_string(),
+            reason,
+        };
+        if !path.is_file() {
+            return Err(load_err("no such file".into()));
+        }
+        let ctx = Pkcs11::new(path).map_err(|e| load_err(describe(&e)))?;
+        match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+            // Another part of this process (a plugin, a test harness) got there first.
+            Err(e) if rv_of(&e) == Some(RvError::CryptokiAlreadyInitialized) => {}
+            Err(e) => return Err(load_err(format!("C_Initialize returned {}", describe(&e)))),
+            Ok(()) => {}
+        }
+        loaded.push((path.to_owned(), ctx.clone()));
+        Ok(Module {
+            path: path.to_owned(),
+            ctx,
+        })
+    }
+
+    /// The module's file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// `manufacturer description version (Cryptoki x.y)`, for `list`.
+    pub fn description(&self) -> Result<String, Error> {
+        let info = self
+            .ctx
+            .get_library_info()
+            .map_err(|e| self.call_err("C_GetInfo", &e))?;
+        Ok(format!(
+            "{} {} {} (Cryptoki {})",
+            info.manufacturer_id().trim_end(),
+            info.library_description().trim_end(),
+            info.library_version(),
+            info.cryptoki_version()
+        ))
+    }
+
+    /// Every slot, with its token if one is present.
+    pub fn slots(&self) -> Result<Vec<SlotSummary>, Error> {
+        let slots = self
+            .ctx
+            .get_all_slots()
+            .map_err(|e| self.call_err("C_GetSlotList", &e))?;
+        slots
+            .into_iter()
+            .map(|slot| self.slot_summary(slot))
+            .collect()
+    }
+
+    fn slot_summary(&self, slot: Slot) -> Result<SlotSummary, Error> {
+        let info = self
+            .ctx
+            .get_slot_info(slot)
+            .map_err(|e| self.call_err("C_GetSlotInfo", &e))?;
+        let token = if info.token_present() {
+            let t = self
+                .ctx
+                .get_token_info(slot)
+                .map_err(|e| self.call_err("C_GetTokenInfo", &e))?;
+            Some(TokenSummary::from_info(&t))
+        } else {
+            None
+        };
+        Ok(SlotSummary {
+            slot_id: slot.id(),
+            description: info.slot_description().trim_end().to_owned(),
+            manufacturer: info.manufacturer_id().trim_end().to_owned(),
+            token,
+        })
+    }
+
+    /// The one token the URI's token attributes select. None and several are both errors.
+    pub fn select(&self, uri: &Pkcs11Uri) -> Result<Token, Error> {
+        let library_ok = self.library_matches(uri)?;
+        let slots = self
+            .ctx
+            .get_slots_with_token()
+            .map_err(|e| self.call_err("C_GetSlotList", &e))?;
+        let mut all = Vec::new();
+        for slot in slots {
+            let summary = self.slot_summary(slot)?;
+            if let Some(token) = summary.token.clone() {
+                all.push((slot, summary, token));
+            }
+        }
+        let selector = token_selector(uri);
+        let (matching, others): (Vec<_>, Vec<_>) = all
+            .into_iter()
+            .partition(|(_, s, t)| library_ok && token_matches(uri, s, t));
+        match matching.len() {
+            1 => {
+                let (slot, _, summary) = matching.into_iter().next().ok_or(Error::NoModule)?;
+                Ok(Token {
+                    module: self.clone(),
+                    slot,
+                    summary,
+                })
+            }
+            0 => Err(Error::TokenNotFound {
+                selector,
+                module: self.path.display().to_string(),
+                available: if others.is_empty() {
+                    "the module has no initialized token (SoftHSM2: softhsm/setup-token.sh DIR LABEL)".into()
+                } else {
+                    format!(
+                        "tokens present: {}",
+                        others
+                            .iter()
+                            .map(|(s, _, t)| t.describe(s.id()))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                },
+            }),
+            count => Err(Error::TokenAmbiguous {
+                selector,
+                count,
+                candidates: matching
+                    .iter()
+                    .map(|(s, _, t)| t.describe(s.id()))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+        }
+    }
+
+    fn library_matches(&self, uri: &Pkcs11Uri) -> Result<bool, Error> {
+        if uri.library_manufacturer.is_none()
+            && uri.library_description.is_none()
+            && uri.library_version.is_none()
+        {
+            return Ok(true);
+        }
+        let info = self
+            .ctx
+            .get_library_info()
+            .map_err(|e| self.call_err("C_GetInfo", &e))?;
+        let version = info.library_version().to_string();
+        Ok(same(&uri.library_manufacturer, info.manufacturer_id())
+            && same(&uri.library_description, info.library_description())
+            && same(&uri.library_version, &version))
+    }
+
+    pub(crate) fn call_err(&self, call: &str, err: &CkError) -> Error {
+        Error::Call {
+            call: call.to_owned(),
+            module: self.path.display().to_string(),
+            rv: describe(err),
+        }
+    }
+
+    pub(crate) fn mechanisms(&self, slot: Slot) -> Result<Vec<MechanismType>, Error> {
+        self.ctx
+            .get_mechanism_list(slot)
+            .map_err(|e| self.call_err("C_GetMechanismList", &e))
+    }
+}
+
+/// `token=…;serial=…` for messages: the URI's token attributes only.
+fn token_selector(uri: &Pkcs11Uri) -> String {
+    let only_token = Pkcs11Uri {
+        token: uri.token.clone(),
+        manufacturer: uri.manufacturer.clone(),
+        serial: uri.serial.clone(),
+        model: uri.model.clone(),
+        library_manufacturer: uri.library_manufacturer.clone(),
+        library_description: uri.library_description.clone(),
+        library_version: uri.library_version.clone(),
+        slot_description: uri.slot_description.clone(),
+        slot_manufacturer: uri.slot_manufacturer.clone(),
+        slot_id: uri.slot_id,
+        ..Pkcs11Uri::default()
+    };
+    let text = only_token.to_string();
+    if text == "pkcs11:" {
+        "any token".to_owned()
+    } else {
+        text
+    }
+}
+
+fn same(wanted: &Option<String>, have: &str) -> bool {
+    wanted.as_deref().is_none_or(|w| w == have.trim_end())
+}
+
+/// RFC 7512 matching: every attribute given must match; vendor path attributes are not
+/// understood here, so a URI carrying one matches nothing (section 2.5).
+fn token_matches(uri: &Pkcs11Uri, slot: &SlotSummary, t: &TokenSummary) -> bool {
+    uri.vendor_path.is_empty()
+        && same(&uri.token, &t.label)
+        && same(&uri.manufacturer, &t.manufacturer)
+        && same(&uri.model, &t.model)
+        && same(&uri.serial, &t.serial)
+        && same(&uri.slot_description, &slot.description)
+        && same(&uri.slot_manufacturer, &slot.manufacturer)
+        && uri.slot_id.is_none_or(|id| id == slot.slot_id)
+}
+
+/// A token chosen by a URI, ready to open sessions on.
+#[derive(Clone)]
+pub struct Token {
+    module: Module,
+    slot: Slot,
+    summary: TokenSummary,
+}
+
+impl Token {
+    /// The token's label.
+    pub fn label(&self) -> &str {
+        &self.summary.label
+    }
+
+    /// What the token says about itself.
+    pub fn summary(&self) -> &TokenSummary {
+        &self.summary
+    }
+
+    /// The module the token lives in.
+    pub fn module(&self) -> &Module {
+        &self.module
+    }
+
+    /// The mechanisms the token offers.
+    pub(crate) fn mechanisms(&self) -> Result<Vec<MechanismType>, Error> {
+        self.module.mechanisms(self.slot)
+    }
+
+    /// A read-only session; signing needs no more.
+    pub(crate) fn open(&self) -> Result<Session, Error> {
+        self.module
+            .ctx
+            .open_ro_session(self.slot)
+            .map_err(|e| self.module.call_err("C_OpenSession", &e))
+    }
+
+    /// Logs the user in when the token requires it, with a PIN from the URI's source, the
+    /// environment or a prompt. Returns the PIN when later context-specific logins may need it.
+    ///
+    /// A wrong PIN is reported, never retried: a second automatic try would spend one more of
+    /// the few attempts the token allows before it locks.
+    pub(crate) fn login(
+        &self,
+        session: &Session,
+        uri: &Pkcs11Uri,
+    ) -> Result<Option<(Pin, PinOrigin)>, Error> {
+        if !self.summary.login_required {
+            return Ok(None);
+        }
+        if self.summary.pin_locked {
+            return Err(Error::PinLocked {
+                token: self.label().to_owned(),
+            });
+        }
+        let explicit = uri.pin_source.is_some()
+            || uri.pin_value.is_some()
+            || std::env::var_os(pin::PIN_ENV).is_some();
+        if self.summary.protected_auth_path && !explicit {
+            self.login_as(session, UserType::User, None, &PinOrigin::Prompt)?;
+            return Ok(None);
+        }
+        let (pin, origin) = pin::obtain(
+            uri.pin_source.as_ref(),
+            uri.pin_value.as_ref(),
+            self.label(),
+        )?;
+        if self.summary.pin_final_try {
+            tracing::warn!(
+                token = self.label(),
+                "the token reports the PIN's final try: a wrong PIN now locks it"
+            );
+        }
+        self.login_as(session, UserType::User, Some(&pin), &origin)?;
+        Ok(Some((pin, origin)))
+    }
+
+    /// `C_Login` as `user`, mapping the PIN failures to errors that say what to do.
+    pub(crate) fn login_as(
+        &self,
+        session: &Session,
+        user: UserType,
+        pin: Option<&Pin>,
+        origin: &PinOrigin,
+    ) -> Result<(), Error> {
+        let err = match session.login(user, pin) {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        let token = self.label().to_owned();
+        let origin = origin.to_string();
+        Err(match rv_of(&err) {
+            // Login state is per token, shared by every session of this process.
+            Some(RvError::UserAlreadyLoggedIn) => return Ok(()),
+            Some(RvError::PinIncorrect) => Error::PinIncorrect { token, origin },
+            Some(RvError::PinLocked) => Error::PinLocked { token },
+            Some(RvError::PinExpired) => Error::PinRefused {
+                token,
+                origin,
+                reason: "the PIN has expired; change it with the token's own tools",
+            },
+            Some(RvError::PinLenRange | RvError::PinInvalid) => Error::PinRefused {
+                token,
+                origin,
+                reason: "its length or characters are outside what the token accepts (check for stray spaces or line endings)",
+            },
+            _ => self.module.call_err("C_Login", &err),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn module_path_in_the_uri_wins_and_a_missing_module_is_explained() {
+        let uri: Pkcs11Uri = "pkcs11:token=a?module-path=/x/y.so".parse().unwrap();
+        assert_eq!(
+            resolve_module(&uri, Some(Path::new("/other.so"))).unwrap(),
+            PathBuf::from("/x/y.so")
+        );
+        let bare: Pkcs11Uri = "pkcs11:token=a".parse().unwrap();
+        assert_eq!(
+            resolve_module(&bare, Some(Path::new("/other.so"))).unwrap(),
+            PathBuf::from("/other.so")
+        );
+        let err = resolve_module(&bare, None).unwrap_err().to_string();
+        assert!(
+            err.contains("SUITEKEY_MODULE") && err.contains("--module"),
+            "{err}"
+        );
+        let named: Pkcs11Uri = "pkcs11:token=a?module-name=surely-not-a-module"
+            .parse()
+            .unwrap();
+        assert!(
+            resolve_module(&named, None)
+                .unwrap_err()
+                .to_string()
+                .contains("surely-not-a-module")
+        );
+    }
+
+    #[test]
+    fn loading_a_file_that_is_not_a_module_says_so() {
+        let err = Module::load(Path::new("/etc/hostname"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("/etc/hostname") && err.contains("PKCS#11 library"),
+            "{err}"
+        );
+    }
+}

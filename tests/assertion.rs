@@ -1,0 +1,533 @@
+//! `suitekey assertion` against a real SoftHSM2 token: every algorithm verified by an
+//! independent verifier, and every bad input refused clearly with nothing on stdout.
+
+mod common;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use common::{KEYS, PIN, decode_jws, fixture, verify};
+
+const CLIENT_ID: &str = "1c34f6a7b5e2d8c9f0a1b2c3d4e5f60718293a4b5c6d7e8f9a0b1c2d3e4fe3e2";
+const CERT_ID: &str = "NPMnRyPg-4F2mZ8r7kTq1xYv9bWc3dLsE0aHjUoNiQp";
+
+/// `suitekey assertion` for a fixture key, with the standard profile flags plus `extra`.
+fn assertion(object: &str, extra: &[&str]) -> assert_cmd::Command {
+    let f = fixture();
+    let mut cmd = f.suitekey();
+    let uri = f.uri(object);
+    cmd.args([
+        "assertion",
+        "--key",
+        &uri,
+        "--client-id",
+        CLIENT_ID,
+        "--certificate-id",
+        CERT_ID,
+        "--account",
+        "1234567_SB1",
+    ]);
+    cmd.args(extra);
+    cmd
+}
+
+fn id_of(label: &str) -> u8 {
+    KEYS.iter()
+        .find(|k| k.0 == label)
+        .map(|k| k.1)
+        .expect("fixture key")
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+/// Runs a successful assertion and returns its stdout, checking stdout holds exactly one line.
+fn signed(object: &str, extra: &[&str]) -> String {
+    let out = assertion(object, extra)
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let stdout = String::from_utf8(out.stdout).expect("utf-8");
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "stdout must hold only the JWS: {stdout:?}"
+    );
+    assert!(stdout.ends_with('\n'));
+    stdout
+}
+
+#[test]
+fn every_algorithm_signs_in_the_token_and_verifies_independently() {
+    let cases = [
+        ("p256", None, "ES256", 64),
+        ("p384", None, "ES384", 96),
+        ("p521", None, "ES512", 132),
+        ("rsa3072", None, "PS256", 384),
+        ("rsa3072", Some("PS384"), "PS384", 384),
+        ("rsa4096", Some("PS512"), "PS512", 512),
+    ];
+    for (object, alg, expected_alg, sig_len) in cases {
+        let mut extra = vec![];
+        if let Some(alg) = alg {
+            extra.extend(["--alg", alg]);
+        }
+        let before = now();
+        let jws = decode_jws(&signed(object, &extra));
+        let after = now();
+        assert_eq!(
+            jws.header,
+            serde_json::json!({"typ": "JWT", "alg": expected_alg, "kid": CERT_ID}),
+            "{object}"
+        );
+        assert_eq!(
+            jws.signature.len(),
+            sig_len,
+            "{expected_alg} signature length"
+        );
+        verify(&jws, &fixture().public_key(id_of(object)))
+            .unwrap_or_else(|e| panic!("{expected_alg} with {object}: {e}"));
+
+        let claims = jws.claims.as_object().expect("claims object");
+        let mut names: Vec<&str> = claims.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            ["aud", "exp", "iat", "iss", "jti", "scope"],
+            "no other claims"
+        );
+        assert_eq!(claims["iss"], CLIENT_ID);
+        assert_eq!(
+            claims["scope"],
+            serde_json::json!(["restlets", "rest_webservices"])
+        );
+        assert_eq!(
+            claims["aud"],
+            "https://1234567-sb1.suitetalk.api.netsuite.com/services/rest/auth/oauth2/v1/token"
+        );
+        let iat = claims["iat"].as_u64().expect("integer iat");
+        assert!((before..=after).contains(&iat), "iat {iat} is now");
+        assert_eq!(
+            claims["exp"].as_u64(),
+            Some(iat + 300),
+            "default lifetime is 300 s"
+        );
+        assert!(
+            claims["jti"].as_str().is_some_and(|j| j.len() >= 16),
+            "random jti"
+        );
+    }
+}
+
+#[test]
+fn a_tampered_assertion_fails_the_independent_verifier() {
+    // Shows the verifier can fail: flip one claim byte after signing.
+    let mut jws = decode_jws(&signed("p256", &[]));
+    jws.signing_input.push('x');
+    assert!(verify(&jws, &fixture().public_key(id_of("p256"))).is_err());
+}
+
+#[test]
+fn scope_lifetime_and_token_url_are_honoured() {
+    let out = signed(
+        "p384",
+        &[
+            "--scope",
+            "suite_analytics,restlets",
+            "--lifetime",
+            "3600",
+            "--token-url",
+            "http://127.0.0.1:8080/services/rest/auth/oauth2/v1/token",
+        ],
+    );
+    let jws = decode_jws(&out);
+    assert_eq!(
+        jws.claims["scope"],
+        serde_json::json!(["suite_analytics", "restlets"])
+    );
+    assert_eq!(
+        jws.claims["aud"],
+        "http://127.0.0.1:8080/services/rest/auth/oauth2/v1/token"
+    );
+    assert_eq!(
+        jws.claims["exp"].as_u64().unwrap() - jws.claims["iat"].as_u64().unwrap(),
+        3600
+    );
+}
+
+#[test]
+fn each_assertion_has_a_fresh_jti() {
+    let a = decode_jws(&signed("p256", &[]));
+    let b = decode_jws(&signed("p256", &[]));
+    assert_ne!(a.claims["jti"], b.claims["jti"]);
+}
+
+#[test]
+fn profile_values_can_come_from_the_environment() {
+    let f = fixture();
+    let out = f
+        .suitekey()
+        .arg("assertion")
+        .env("SUITEKEY_KEY", f.uri("p256"))
+        .env("SUITEKEY_CLIENT_ID", CLIENT_ID)
+        .env("SUITEKEY_CERTIFICATE_ID", CERT_ID)
+        .env("SUITEKEY_ACCOUNT", "7654321")
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let jws = decode_jws(&String::from_utf8(out).unwrap());
+    assert_eq!(
+        jws.claims["aud"],
+        "https://7654321.suitetalk.api.netsuite.com/services/rest/auth/oauth2/v1/token"
+    );
+}
+
+#[test]
+fn pin_from_suitekey_pin_and_module_from_suitekey_module() {
+    let f = fixture();
+    let uri = format!("pkcs11:token={};object=p256", common::TOKEN);
+    let out = f
+        .suitekey()
+        .args([
+            "assertion",
+            "--key",
+            &uri,
+            "--client-id",
+            CLIENT_ID,
+            "--certificate-id",
+            CERT_ID,
+            "--account",
+            "1",
+        ])
+        .env("SUITEKEY_PIN", PIN)
+        .env("SUITEKEY_MODULE", common::module_path())
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let jws = decode_jws(&String::from_utf8(out).unwrap());
+    verify(&jws, &f.public_key(id_of("p256"))).expect("verifies");
+}
+
+#[test]
+fn always_authenticate_keys_get_a_context_login_before_each_signature() {
+    // First show SoftHSM2 enforces the attribute: signing without a context login fails.
+    let f = fixture();
+    let session = f.session();
+    let key = f.private_key(&session, id_of("p256-always-auth"));
+    let direct = session.sign(&cryptoki::mechanism::Mechanism::Ecdsa, key, &[0u8; 32]);
+    assert!(
+        direct.is_err(),
+        "SoftHSM2 must refuse an always-authenticate key without a context login"
+    );
+    let jws = decode_jws(&signed("p256-always-auth", &[]));
+    verify(&jws, &f.public_key(id_of("p256-always-auth"))).expect("verifies");
+}
+
+/// Runs a command that must fail: non-zero `code`, empty stdout, stderr containing `needles`,
+/// and never the PIN.
+fn refused(mut cmd: assert_cmd::Command, code: i32, needles: &[&str]) -> String {
+    let out = cmd
+        .env("RUST_LOG", "trace")
+        .assert()
+        .code(code)
+        .get_output()
+        .clone();
+    assert!(
+        out.stdout.is_empty(),
+        "stdout must stay empty on failure: {:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let stderr = String::from_utf8(out.stderr).expect("utf-8");
+    for needle in needles {
+        assert!(
+            stderr.contains(needle),
+            "stderr lacks {needle:?}:\n{stderr}"
+        );
+    }
+    assert!(!stderr.contains(PIN), "the PIN leaked:\n{stderr}");
+    stderr
+}
+
+#[test]
+fn malformed_uri_is_refused() {
+    let f = fixture();
+    let mut cmd = f.suitekey();
+    cmd.args([
+        "assertion",
+        "--key",
+        "pkcs11:token=acc;bogus=1",
+        "--client-id",
+        CLIENT_ID,
+        "--certificate-id",
+        CERT_ID,
+        "--account",
+        "1",
+    ]);
+    refused(cmd, 2, &["bogus"]);
+    let mut cmd = f.suitekey();
+    cmd.args([
+        "assertion",
+        "--key",
+        "/path/to/key.pem",
+        "--client-id",
+        CLIENT_ID,
+        "--certificate-id",
+        CERT_ID,
+        "--account",
+        "1",
+    ]);
+    refused(cmd, 2, &["pkcs11:"]);
+}
+
+#[test]
+fn pin_value_on_the_command_line_is_refused_without_echoing_it() {
+    let f = fixture();
+    let uri = format!(
+        "pkcs11:token={};object=p256?module-path={}&pin-value={PIN}",
+        common::TOKEN,
+        common::module_path().display()
+    );
+    let mut cmd = f.suitekey();
+    cmd.args([
+        "assertion",
+        "--key",
+        &uri,
+        "--client-id",
+        CLIENT_ID,
+        "--certificate-id",
+        CERT_ID,
+        "--account",
+        "1",
+    ]);
+    refused(cmd, 2, &["pin-value", "pin-source=file:"]);
+}
+
+#[test]
+fn unknown_token_is_refused_and_the_present_tokens_listed() {
+    let f = fixture();
+    let uri = f.uri("p256").replace(common::TOKEN, "no-such-token");
+    let mut cmd = f.suitekey();
+    cmd.args([
+        "assertion",
+        "--key",
+        &uri,
+        "--client-id",
+        CLIENT_ID,
+        "--certificate-id",
+        CERT_ID,
+        "--account",
+        "1",
+    ]);
+    refused(
+        cmd,
+        3,
+        &[
+            "no token matching 'pkcs11:token=no-such-token'",
+            common::TOKEN,
+        ],
+    );
+}
+
+#[test]
+fn unknown_key_is_refused_with_a_pointer_to_list() {
+    refused(
+        assertion("no-such-key", &[]),
+        3,
+        &[
+            "object=no-such-key",
+            "not found in token 'suitekey-test'",
+            "suitekey list",
+        ],
+    );
+}
+
+#[test]
+fn two_matching_keys_are_refused_with_their_ids() {
+    refused(
+        assertion("twin", &[]),
+        3,
+        &["2 keys match", "id 08", "id 09", "id="],
+    );
+}
+
+#[test]
+fn wrong_pin_is_refused_once_and_never_shown() {
+    let f = fixture();
+    let wrong = f.dir.join("wrong.pin");
+    std::fs::write(&wrong, "not-the-PIN-31337\n").unwrap();
+    let uri = f.uri("p256").replace(
+        &f.pin_file.display().to_string(),
+        &wrong.display().to_string(),
+    );
+    let mut cmd = f.suitekey();
+    cmd.args([
+        "assertion",
+        "--key",
+        &uri,
+        "--client-id",
+        CLIENT_ID,
+        "--certificate-id",
+        CERT_ID,
+        "--account",
+        "1",
+    ]);
+    let stderr = refused(
+        cmd,
+        4,
+        &[
+            "PIN rejected by token 'suitekey-test'",
+            "not retried",
+            "wrong.pin",
+        ],
+    );
+    assert!(
+        !stderr.contains("not-the-PIN-31337"),
+        "the wrong PIN leaked:\n{stderr}"
+    );
+}
+
+#[test]
+fn missing_pin_file_is_named() {
+    let f = fixture();
+    let uri = f.uri("p256").replace(
+        &f.pin_file.display().to_string(),
+        "/nonexistent/suitekey.pin",
+    );
+    let mut cmd = f.suitekey();
+    cmd.args([
+        "assertion",
+        "--key",
+        &uri,
+        "--client-id",
+        CLIENT_ID,
+        "--certificate-id",
+        CERT_ID,
+        "--account",
+        "1",
+    ]);
+    refused(cmd, 4, &["/nonexistent/suitekey.pin"]);
+}
+
+#[test]
+fn no_pin_source_without_a_terminal_is_explained() {
+    let f = fixture();
+    let uri = format!(
+        "pkcs11:token={};object=p256?module-path={}",
+        common::TOKEN,
+        common::module_path().display()
+    );
+    let mut cmd = f.suitekey();
+    cmd.args([
+        "assertion",
+        "--key",
+        &uri,
+        "--client-id",
+        CLIENT_ID,
+        "--certificate-id",
+        CERT_ID,
+        "--account",
+        "1",
+    ]);
+    refused(cmd, 4, &["no PIN", "pin-source=file:", "SUITEKEY_PIN"]);
+}
+
+#[test]
+fn rsa_2048_is_refused_with_netsuites_rule() {
+    refused(assertion("rsa2048", &[]), 3, &["RSA 2048", "3072"]);
+}
+
+#[test]
+fn alg_key_mismatch_is_refused() {
+    refused(
+        assertion("p256", &["--alg", "ES384"]),
+        3,
+        &["ES384 needs an EC P-384 key", "EC P-256", "--alg ES256"],
+    );
+    refused(
+        assertion("rsa3072", &["--alg", "ES256"]),
+        3,
+        &["ES256 needs an EC P-256 key", "RSA 3072"],
+    );
+    refused(
+        assertion("rsa3072", &["--alg", "RS256"]),
+        2,
+        &["RS256", "PS256"],
+    );
+}
+
+#[test]
+fn bad_account_id_is_refused() {
+    let f = fixture();
+    let mut cmd = f.suitekey();
+    let uri = f.uri("p256");
+    cmd.args([
+        "assertion",
+        "--key",
+        &uri,
+        "--client-id",
+        CLIENT_ID,
+        "--certificate-id",
+        CERT_ID,
+        "--account",
+        "1234567.evil.example",
+    ]);
+    refused(cmd, 2, &["1234567.evil.example", "letters, digits"]);
+}
+
+#[test]
+fn unknown_scope_is_refused() {
+    refused(
+        assertion("p256", &["--scope", "restlets,rest_web_services"]),
+        2,
+        &["unknown scope 'rest_web_services'", "rest_webservices"],
+    );
+}
+
+#[test]
+fn lifetime_over_an_hour_is_refused() {
+    refused(
+        assertion("p256", &["--lifetime", "3601"]),
+        2,
+        &["3601", "3600"],
+    );
+}
+
+#[test]
+fn plain_http_token_url_off_loopback_is_refused() {
+    refused(
+        assertion("p256", &["--token-url", "http://example.com/token"]),
+        2,
+        &["http://", "loopback"],
+    );
+}
+
+#[test]
+fn a_module_that_is_not_pkcs11_is_named() {
+    let f = fixture();
+    let uri = format!(
+        "pkcs11:token={};object=p256?module-path=/etc/hostname&pin-source=file:{}",
+        common::TOKEN,
+        f.pin_file.display()
+    );
+    let mut cmd = f.suitekey();
+    cmd.args([
+        "assertion",
+        "--key",
+        &uri,
+        "--client-id",
+        CLIENT_ID,
+        "--certificate-id",
+        CERT_ID,
+        "--account",
+        "1",
+    ]);
+    refused(cmd, 3, &["/etc/hostname", "PKCS#11"]);
+}

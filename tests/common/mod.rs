@@ -1,0 +1,485 @@
+//! Shared test fixture: a real SoftHSM2 token in a temp dir, with keys of every kind, and an
+//! independent verifier (RustCrypto) for the signatures the token makes (OpenSSL, in SoftHSM2).
+//!
+//! The token is built once per run in `CARGO_TARGET_TMPDIR` (RSA key generation is slow) and
+//! copied into each test process's own temp dir, with its own `SOFTHSM2_CONF`.
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, AttributeType, ObjectClass, ObjectHandle};
+use cryptoki::session::{Session, UserType};
+use cryptoki::types::AuthPin;
+use der::Decode as _;
+
+/// A recognizable user PIN, so tests can assert it never appears in any output.
+pub const PIN: &str = "fixture-PIN-50318";
+const SO_PIN: &str = "fixture-SO-77120";
+/// The fixture token's label.
+pub const TOKEN: &str = "suitekey-test";
+/// Bump when the key set changes, so a stale cached token is not reused.
+const FIXTURE_VERSION: &str = "v1";
+
+/// The kinds of key the fixture holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// EC on a named curve, by OID.
+    Ec(&'static str),
+    /// RSA with this many modulus bits.
+    Rsa(u64),
+}
+
+const P256: &str = "1.2.840.10045.3.1.7";
+const P384: &str = "1.3.132.0.34";
+const P521: &str = "1.3.132.0.35";
+
+/// (label, id, kind, CKA_ALWAYS_AUTHENTICATE). Labels say what the key is for.
+pub const KEYS: &[(&str, u8, Kind, bool)] = &[
+    ("p256", 0x01, Kind::Ec(P256), false),
+    ("p384", 0x02, Kind::Ec(P384), false),
+    ("p521", 0x03, Kind::Ec(P521), false),
+    ("rsa3072", 0x04, Kind::Rsa(3072), false),
+    ("rsa4096", 0x05, Kind::Rsa(4096), false),
+    ("rsa2048", 0x06, Kind::Rsa(2048), false),
+    ("p256-always-auth", 0x07, Kind::Ec(P256), true),
+    ("twin", 0x08, Kind::Ec(P256), false),
+    ("twin", 0x09, Kind::Ec(P256), false),
+];
+
+/// The module under test; `SUITEKEY_TEST_MODULE` overrides SoftHSM2's Debian path.
+pub fn module_path() -> PathBuf {
+    std::env::var_os("SUITEKEY_TEST_MODULE").map_or_else(
+        || PathBuf::from("/usr/lib/softhsm/libsofthsm2.so"),
+        PathBuf::from,
+    )
+}
+
+/// Each test process's token lives here; dirs of processes that have exited are removed.
+fn runs_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("runs")
+}
+
+fn process_dir() -> PathBuf {
+    runs_dir().join(std::process::id().to_string())
+}
+
+fn remove_dirs_of_exited_processes() {
+    for entry in fs::read_dir(runs_dir()).into_iter().flatten().flatten() {
+        if !Path::new("/proc").join(entry.file_name()).exists() {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+// SoftHSM2 reads SOFTHSM2_CONF in C_Initialize. Setting it before main, while the process has
+// one thread, is the only moment `set_var` is sound; it also reaches this process's own
+// cryptoki context, which reads the public keys for the verifier.
+#[ctor::ctor(unsafe)]
+fn point_softhsm_at_this_process() {
+    // SAFETY: runs before main, so no other thread can be reading the environment.
+    unsafe { std::env::set_var("SOFTHSM2_CONF", process_dir().join("softhsm2.conf")) };
+}
+
+/// A public key read from the token, for the independent verifier.
+#[derive(Clone, Debug)]
+pub enum PublicKey {
+    /// SEC1 uncompressed point and the curve OID.
+    Ec { curve: &'static str, point: Vec<u8> },
+    /// Modulus and public exponent, big-endian.
+    Rsa { n: Vec<u8>, e: Vec<u8> },
+}
+
+/// The per-process token.
+pub struct Fixture {
+    /// The token's directory (conf, tokens, PIN file).
+    pub dir: PathBuf,
+    /// `SOFTHSM2_CONF` for commands run against this token.
+    pub conf: PathBuf,
+    /// A file holding the user PIN (mode 0600).
+    pub pin_file: PathBuf,
+    ctx: Pkcs11,
+    slot: cryptoki::slot::Slot,
+    /// The pristine token that command copies are made from (nobody logs in to it).
+    pristine: PathBuf,
+    public_keys: Vec<(u8, PublicKey)>,
+}
+
+static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+
+/// The token for this test process, created on first use.
+pub fn fixture() -> &'static Fixture {
+    FIXTURE.get_or_init(|| {
+        Fixture::create()
+            .unwrap_or_else(|e| panic!("cannot create the SoftHSM2 fixture token: {e}"))
+    })
+}
+
+type BoxError = Box<dyn std::error::Error>;
+
+impl Fixture {
+    fn create() -> Result<Fixture, BoxError> {
+        remove_dirs_of_exited_processes();
+        let dir = process_dir();
+        let tokens = dir.join("tokens");
+        fs::create_dir_all(&tokens)?;
+        let conf = dir.join("softhsm2.conf");
+        fs::write(
+            &conf,
+            format!(
+                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+                tokens.display()
+            ),
+        )?;
+        let pin_file = dir.join("user.pin");
+        fs::write(&pin_file, format!("{PIN}\n"))?;
+        fs::set_permissions(
+            &pin_file,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )?;
+
+        let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("softhsm-fixture-{FIXTURE_VERSION}"));
+        let lock = fs::File::create(cache.with_extension("lock"))?;
+        lock.lock()?; // other test binaries may be building the same cache
+        let cached = cache.is_dir();
+        if cached {
+            copy_dir(&cache, &tokens)?;
+        }
+        let ctx = Pkcs11::new(module_path())?;
+        ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))?;
+        if !cached {
+            build_token(&ctx)?;
+            let staging = cache.with_extension("tmp");
+            let _ = fs::remove_dir_all(&staging);
+            copy_dir(&tokens, &staging)?;
+            fs::rename(&staging, &cache)?;
+        }
+        let slot = fixture_slot(&ctx)?;
+        let mut fixture = Fixture {
+            dir,
+            conf,
+            pin_file,
+            ctx,
+            slot,
+            pristine: cache,
+            public_keys: Vec::new(),
+        };
+        // Read every public key now, while no test thread or child process touches the token.
+        fixture.public_keys = KEYS
+            .iter()
+            .map(|k| (k.1, fixture.read_public_key(k.1)))
+            .collect();
+        Ok(fixture)
+    }
+
+    /// A logged-in session on the fixture token, in this process (not through suitekey).
+    pub fn session(&self) -> Session {
+        let session = self.ctx.open_ro_session(self.slot).expect("open session");
+        match session.login(UserType::User, Some(&AuthPin::from(PIN))) {
+            Ok(())
+            | Err(cryptoki::error::Error::Pkcs11(
+                cryptoki::error::RvError::UserAlreadyLoggedIn,
+                _,
+            )) => {}
+            Err(e) => panic!("fixture login: {e}"),
+        }
+        session
+    }
+
+    /// The private key object with this id.
+    pub fn private_key(&self, session: &Session, id: u8) -> ObjectHandle {
+        let found = session
+            .find_objects(&[
+                Attribute::Class(ObjectClass::PRIVATE_KEY),
+                Attribute::Id(vec![id]),
+            ])
+            .expect("find");
+        *found.first().expect("fixture key present")
+    }
+
+    /// The public key with this id, as read straight from the token.
+    pub fn public_key(&self, id: u8) -> PublicKey {
+        self.public_keys
+            .iter()
+            .find(|k| k.0 == id)
+            .map(|k| k.1.clone())
+            .expect("fixture key id")
+    }
+
+    fn read_public_key(&self, id: u8) -> PublicKey {
+        let session = self.session();
+        let found = session
+            .find_objects(&[
+                Attribute::Class(ObjectClass::PUBLIC_KEY),
+                Attribute::Id(vec![id]),
+            ])
+            .expect("find");
+        let handle = *found.first().expect("public key present");
+        let kind = KEYS.iter().find(|k| k.1 == id).expect("known id").2;
+        let attrs = session
+            .get_attributes(
+                handle,
+                &[
+                    AttributeType::EcPoint,
+                    AttributeType::Modulus,
+                    AttributeType::PublicExponent,
+                ],
+            )
+            .expect("attributes");
+        let (mut point, mut n, mut e) = (None, None, None);
+        for a in attrs {
+            match a {
+                Attribute::EcPoint(p) => point = Some(p),
+                Attribute::Modulus(m) => n = Some(m),
+                Attribute::PublicExponent(x) => e = Some(x),
+                _ => {}
+            }
+        }
+        match kind {
+            Kind::Ec(curve) => {
+                let raw = point.expect("EC point");
+                // SoftHSM2 wraps the point in a DER OCTET STRING.
+                let point = der::asn1::OctetString::from_der(&raw)
+                    .map(|o| o.as_bytes().to_vec())
+                    .unwrap_or(raw);
+                PublicKey::Ec { curve, point }
+            }
+            Kind::Rsa(_) => PublicKey::Rsa {
+                n: n.expect("modulus"),
+                e: e.expect("exponent"),
+            },
+        }
+    }
+
+    /// The key URI of a fixture key, with the module path and the PIN file.
+    pub fn uri(&self, object: &str) -> String {
+        format!(
+            "pkcs11:token={TOKEN};object={object};type=private?module-path={}&pin-source=file:{}",
+            module_path().display(),
+            self.pin_file.display()
+        )
+    }
+
+    /// The `suitekey` binary, pointed at a fresh copy of this token, with no inherited
+    /// SUITEKEY_* settings.
+    ///
+    /// Each command gets its own copy because SoftHSM2 rewrites `token.object` on every
+    /// successful login, and another process reading it meanwhile sees a broken or
+    /// uninitialized token (CKR_GENERAL_ERROR): concurrent tests would fail at random.
+    pub fn suitekey(&self) -> assert_cmd::Command {
+        static COPIES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COPIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let copy = self.dir.join(format!("copy-{n}"));
+        copy_dir(&self.pristine, &copy.join("tokens")).expect("copy the fixture token");
+        let conf = copy.join("softhsm2.conf");
+        fs::write(
+            &conf,
+            format!(
+                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+                copy.join("tokens").display()
+            ),
+        )
+        .expect("write softhsm2.conf");
+        let mut cmd = assert_cmd::Command::cargo_bin("suitekey").expect("suitekey binary");
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("SUITEKEY_") || name == "RUST_LOG" {
+                cmd.env_remove(name);
+            }
+        }
+        cmd.env("SOFTHSM2_CONF", conf);
+        cmd
+    }
+}
+
+fn build_token(ctx: &Pkcs11) -> Result<(), BoxError> {
+    let slot = *ctx
+        .get_slots_with_token()?
+        .first()
+        .ok_or("SoftHSM2 shows no free slot")?;
+    ctx.init_token(slot, &AuthPin::from(SO_PIN), TOKEN)?;
+    let slot = fixture_slot(ctx)?; // SoftHSM2 gives the initialized token a new slot id
+    let session = ctx.open_rw_session(slot)?;
+    session.login(UserType::So, Some(&AuthPin::from(SO_PIN)))?;
+    session.init_pin(&AuthPin::from(PIN))?;
+    session.logout()?;
+    session.login(UserType::User, Some(&AuthPin::from(PIN)))?;
+    for (label, id, kind, always) in KEYS {
+        generate(&session, label, &[*id], *kind, *always)?;
+    }
+    Ok(())
+}
+
+fn fixture_slot(ctx: &Pkcs11) -> Result<cryptoki::slot::Slot, BoxError> {
+    for slot in ctx.get_slots_with_token()? {
+        if ctx.get_token_info(slot)?.label().trim_end() == TOKEN {
+            return Ok(slot);
+        }
+    }
+    Err("fixture token not found".into())
+}
+
+fn generate(
+    session: &Session,
+    label: &str,
+    id: &[u8],
+    kind: Kind,
+    always_auth: bool,
+) -> Result<(), BoxError> {
+    let common = |private: bool| {
+        let mut t = vec![
+            Attribute::Token(true),
+            Attribute::Label(label.as_bytes().to_vec()),
+            Attribute::Id(id.to_vec()),
+        ];
+        if private {
+            t.extend([
+                Attribute::Private(true),
+                Attribute::Sensitive(true),
+                Attribute::Extractable(false),
+                Attribute::Sign(true),
+                Attribute::AlwaysAuthenticate(always_auth),
+            ]);
+        } else {
+            t.push(Attribute::Verify(true));
+        }
+        t
+    };
+    let (mechanism, mut public) = match kind {
+        Kind::Ec(oid) => {
+            let oid = der::asn1::ObjectIdentifier::new(oid)?;
+            (
+                Mechanism::EccKeyPairGen,
+                vec![Attribute::EcParams(der::Encode::to_der(&oid)?)],
+            )
+        }
+        Kind::Rsa(bits) => (
+            Mechanism::RsaPkcsKeyPairGen,
+            vec![
+                Attribute::ModulusBits(bits.into()),
+                Attribute::PublicExponent(vec![1, 0, 1]),
+            ],
+        ),
+    };
+    public.extend(common(false));
+    session.generate_key_pair(&mechanism, &public, &common(true))?;
+    Ok(())
+}
+
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    fs::create_dir_all(to)?;
+    for entry in fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
+}
+
+/// A decoded compact JWS.
+pub struct Jws {
+    /// The protected header.
+    pub header: serde_json::Value,
+    /// The claims.
+    pub claims: serde_json::Value,
+    /// The signature bytes.
+    pub signature: Vec<u8>,
+    /// `header.claims`, the bytes that were signed.
+    pub signing_input: String,
+}
+
+/// Splits and decodes a compact JWS, failing the test on any malformation.
+pub fn decode_jws(jws: &str) -> Jws {
+    let parts: Vec<&str> = jws.trim_end().split('.').collect();
+    assert_eq!(parts.len(), 3, "a compact JWS has three parts: {jws}");
+    let dec = |p: &str| {
+        URL_SAFE_NO_PAD
+            .decode(p)
+            .unwrap_or_else(|e| panic!("part is not base64url: {e}"))
+    };
+    Jws {
+        header: serde_json::from_slice(&dec(parts[0])).expect("header JSON"),
+        claims: serde_json::from_slice(&dec(parts[1])).expect("claims JSON"),
+        signature: dec(parts[2]),
+        signing_input: format!("{}.{}", parts[0], parts[1]),
+    }
+}
+
+/// Verifies a JWS with RustCrypto (not the token's OpenSSL), by the header's `alg`. For PS*,
+/// the salt length must be exactly the hash length.
+pub fn verify(jws: &Jws, key: &PublicKey) -> Result<(), String> {
+    use p256::ecdsa::signature::Verifier as _;
+    let alg = jws.header["alg"].as_str().ok_or("no alg")?;
+    let msg = jws.signing_input.as_bytes();
+    let sig = &jws.signature;
+    let e = |x: &dyn std::fmt::Display| x.to_string();
+    match (alg, key) {
+        ("ES256", PublicKey::Ec { curve: P256, point }) => {
+            p256::ecdsa::VerifyingKey::from_sec1_bytes(point)
+                .map_err(|x| e(&x))?
+                .verify(
+                    msg,
+                    &p256::ecdsa::Signature::from_slice(sig).map_err(|x| e(&x))?,
+                )
+                .map_err(|x| e(&x))
+        }
+        ("ES384", PublicKey::Ec { curve: P384, point }) => {
+            p384::ecdsa::VerifyingKey::from_sec1_bytes(point)
+                .map_err(|x| e(&x))?
+                .verify(
+                    msg,
+                    &p384::ecdsa::Signature::from_slice(sig).map_err(|x| e(&x))?,
+                )
+                .map_err(|x| e(&x))
+        }
+        ("ES512", PublicKey::Ec { curve: P521, point }) => {
+            p521::ecdsa::VerifyingKey::from_sec1_bytes(point)
+                .map_err(|x| e(&x))?
+                .verify(
+                    msg,
+                    &p521::ecdsa::Signature::from_slice(sig).map_err(|x| e(&x))?,
+                )
+                .map_err(|x| e(&x))
+        }
+        ("PS256", PublicKey::Rsa { n, e: exp }) => pss::<sha2::Sha256>(n, exp, msg, sig, 32),
+        ("PS384", PublicKey::Rsa { n, e: exp }) => pss::<sha2::Sha384>(n, exp, msg, sig, 48),
+        ("PS512", PublicKey::Rsa { n, e: exp }) => pss::<sha2::Sha512>(n, exp, msg, sig, 64),
+        (alg, key) => Err(format!("alg {alg} does not fit key {key:?}")),
+    }
+}
+
+fn pss<D>(n: &[u8], e: &[u8], msg: &[u8], sig: &[u8], salt: usize) -> Result<(), String>
+where
+    D: sha2::Digest + sha2::digest::FixedOutputReset + rsa::pkcs8::AssociatedOid,
+{
+    use rsa::signature::Verifier as _;
+    let key = rsa::PublicKey::new(
+        rsa::BoxedUint::from_be_slice_vartime(n),
+        rsa::BoxedUint::from_be_slice_vartime(e),
+    )
+    .map_err(|x| x.to_string())?;
+    let sig = rsa::pss::Signature::try_from(sig).map_err(|x| x.to_string())?;
+    rsa::pss::VerifyingKey::<D>::new_with_salt_len(key.clone(), salt)
+        .verify(msg, &sig)
+        .map_err(|x| x.to_string())?;
+    // The salt must be exactly the hash length: a verifier expecting any other length refuses.
+    if rsa::pss::VerifyingKey::<D>::new_with_salt_len(key, salt - 1)
+        .verify(msg, &sig)
+        .is_ok()
+    {
+        return Err(format!(
+            "PSS signature also verifies with salt length {}",
+            salt - 1
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,133 @@
+//! `suitekey list` against a real SoftHSM2 token: what it shows, and that what it shows works.
+
+mod common;
+
+use common::{PIN, TOKEN, decode_jws, fixture, verify};
+
+fn list(args: &[&str]) -> (String, String) {
+    let f = fixture();
+    let out = f
+        .suitekey()
+        .arg("list")
+        .args(args)
+        .env("SUITEKEY_MODULE", common::module_path())
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    (
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn list_shows_the_token_its_algorithms_and_every_key_without_login() {
+    let (stdout, _) = list(&[]);
+    assert!(stdout.contains(&format!("token '{TOKEN}'")), "{stdout}");
+    assert!(
+        stdout.contains("can sign: ES256 ES384 ES512 PS256 PS384 PS512"),
+        "{stdout}"
+    );
+    for line in [
+        "'p256' id 01: EC P-256 → NetSuite ES256",
+        "'p384' id 02: EC P-384 → NetSuite ES384",
+        "'p521' id 03: EC P-521 → NetSuite ES512",
+        "'rsa3072' id 04: RSA 3072 → NetSuite PS256 PS384 PS512",
+        "'rsa4096' id 05: RSA 4096 → NetSuite PS256 PS384 PS512",
+        "'rsa2048' id 06: RSA 2048 → NetSuite refused",
+    ] {
+        assert!(stdout.contains(line), "missing {line:?} in\n{stdout}");
+    }
+    // Without login SoftHSM2 shows only public halves; list says so and how to see more.
+    assert!(stdout.contains("public half"), "{stdout}");
+    assert!(stdout.contains("suitekey list --login"), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "pkcs11:token={TOKEN};object=p256;id=%01;type=private?module-path="
+        )),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn list_login_sees_private_keys_and_their_always_authenticate_flag() {
+    let f = fixture();
+    let out = f
+        .suitekey()
+        .args(["list", "--login", "--token", TOKEN])
+        .env("SUITEKEY_MODULE", common::module_path())
+        .env("SUITEKEY_PIN", PIN)
+        .env("RUST_LOG", "trace")
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(!stdout.contains("public half"), "{stdout}");
+    assert!(
+        stdout.contains("PIN needed for every signature"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains(PIN) && !stderr.contains(PIN),
+        "the PIN leaked"
+    );
+}
+
+#[test]
+fn a_uri_printed_by_list_signs_once_a_pin_source_is_added() {
+    let (stdout, _) = list(&[]);
+    let uri = stdout
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("pkcs11:") && l.contains("object=p384"))
+        .expect("a p384 URI");
+    let f = fixture();
+    let key = format!("{uri}&pin-source=file:{}", f.pin_file.display());
+    let out = f
+        .suitekey()
+        .args([
+            "assertion",
+            "--key",
+            &key,
+            "--client-id",
+            "abc123",
+            "--certificate-id",
+            "kid",
+            "--account",
+            "1234567",
+        ])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let jws = decode_jws(&String::from_utf8(out).unwrap());
+    verify(&jws, &f.public_key(0x02)).expect("verifies");
+}
+
+#[test]
+fn list_filters_by_token_and_says_when_nothing_matches() {
+    let (stdout, _) = list(&["--token", "nope"]);
+    assert!(stdout.contains("no slot with token 'nope'"), "{stdout}");
+    assert!(!stdout.contains(TOKEN), "{stdout}");
+}
+
+#[test]
+fn list_without_a_module_explains_where_to_name_one() {
+    let out = fixture()
+        .suitekey()
+        .arg("list")
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("--module") && stderr.contains("SUITEKEY_MODULE"),
+        "{stderr}"
+    );
+}
