@@ -15,17 +15,7 @@ fn assertion(object: &str, extra: &[&str]) -> assert_cmd::Command {
     let f = fixture();
     let mut cmd = f.suitekey();
     let uri = f.uri(object);
-    cmd.args([
-        "assertion",
-        "--key",
-        &uri,
-        "--client-id",
-        CLIENT_ID,
-        "--certificate-id",
-        CERT_ID,
-        "--account",
-        "1234567_SB1",
-    ]);
+    profile(&mut cmd, &uri, "1234567_SB1");
     cmd.args(extra);
     cmd
 }
@@ -42,6 +32,12 @@ fn now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .expect("clock")
         .as_secs()
+}
+
+/// Adds `assertion` and the profile flags for `key` and `account` to `cmd`.
+fn profile(cmd: &mut assert_cmd::Command, key: &str, account: &str) {
+    cmd.args(["assertion", "--key", key, "--client-id", CLIENT_ID]);
+    cmd.args(["--certificate-id", CERT_ID, "--account", account]);
 }
 
 /// Runs a successful assertion and returns its stdout, checking stdout holds exactly one line.
@@ -260,30 +256,10 @@ fn refused(mut cmd: assert_cmd::Command, code: i32, needles: &[&str]) -> String 
 fn malformed_uri_is_refused() {
     let f = fixture();
     let mut cmd = f.suitekey();
-    cmd.args([
-        "assertion",
-        "--key",
-        "pkcs11:token=acc;bogus=1",
-        "--client-id",
-        CLIENT_ID,
-        "--certificate-id",
-        CERT_ID,
-        "--account",
-        "1",
-    ]);
+    profile(&mut cmd, "pkcs11:token=acc;bogus=1", "1");
     refused(cmd, 2, &["bogus"]);
     let mut cmd = f.suitekey();
-    cmd.args([
-        "assertion",
-        "--key",
-        "/path/to/key.pem",
-        "--client-id",
-        CLIENT_ID,
-        "--certificate-id",
-        CERT_ID,
-        "--account",
-        "1",
-    ]);
+    profile(&mut cmd, "/path/to/key.pem", "1");
     refused(cmd, 2, &["pkcs11:"]);
 }
 
@@ -296,17 +272,7 @@ fn pin_value_on_the_command_line_is_refused_without_echoing_it() {
         common::module_path().display()
     );
     let mut cmd = f.suitekey();
-    cmd.args([
-        "assertion",
-        "--key",
-        &uri,
-        "--client-id",
-        CLIENT_ID,
-        "--certificate-id",
-        CERT_ID,
-        "--account",
-        "1",
-    ]);
+    profile(&mut cmd, &uri, "1");
     refused(cmd, 2, &["pin-value", "pin-source=file:"]);
 }
 
@@ -315,17 +281,7 @@ fn unknown_token_is_refused_and_the_present_tokens_listed() {
     let f = fixture();
     let uri = f.uri("p256").replace(common::TOKEN, "no-such-token");
     let mut cmd = f.suitekey();
-    cmd.args([
-        "assertion",
-        "--key",
-        &uri,
-        "--client-id",
-        CLIENT_ID,
-        "--certificate-id",
-        CERT_ID,
-        "--account",
-        "1",
-    ]);
+    profile(&mut cmd, &uri, "1");
     refused(
         cmd,
         3,
@@ -333,6 +289,42 @@ fn unknown_token_is_refused_and_the_present_tokens_listed() {
             "no token matching 'pkcs11:token=no-such-token'",
             common::TOKEN,
         ],
+    );
+}
+
+#[test]
+fn two_matching_tokens_are_refused_with_the_candidates() {
+    let f = fixture();
+    // A second token with the same label, made the way users make tokens.
+    let twin = f.dir.join("twin");
+    let setup = std::process::Command::new("bash")
+        .args(["softhsm/setup-token.sh"])
+        .arg(&twin)
+        .arg(common::TOKEN)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run softhsm/setup-token.sh");
+    assert!(
+        setup.status.success(),
+        "setup-token.sh: {}",
+        String::from_utf8_lossy(&setup.stderr)
+    );
+    let mut cmd = f.suitekey_with_extra_tokens(Some(&twin.join("tokens")));
+    let uri = f.uri("p256");
+    profile(&mut cmd, &uri, "1");
+    let stderr = refused(
+        cmd,
+        3,
+        &[
+            "2 tokens match 'pkcs11:token=suitekey-test'",
+            "serial=",
+            "slot-id=",
+        ],
+    );
+    assert_eq!(
+        stderr.matches("'suitekey-test' (serial").count(),
+        2,
+        "both candidates listed:\n{stderr}"
     );
 }
 
@@ -368,17 +360,7 @@ fn wrong_pin_is_refused_once_and_never_shown() {
         &wrong.display().to_string(),
     );
     let mut cmd = f.suitekey();
-    cmd.args([
-        "assertion",
-        "--key",
-        &uri,
-        "--client-id",
-        CLIENT_ID,
-        "--certificate-id",
-        CERT_ID,
-        "--account",
-        "1",
-    ]);
+    profile(&mut cmd, &uri, "1");
     let stderr = refused(
         cmd,
         4,
@@ -402,17 +384,7 @@ fn missing_pin_file_is_named() {
         "/nonexistent/suitekey.pin",
     );
     let mut cmd = f.suitekey();
-    cmd.args([
-        "assertion",
-        "--key",
-        &uri,
-        "--client-id",
-        CLIENT_ID,
-        "--certificate-id",
-        CERT_ID,
-        "--account",
-        "1",
-    ]);
+    profile(&mut cmd, &uri, "1");
     refused(cmd, 4, &["/nonexistent/suitekey.pin"]);
 }
 
@@ -425,17 +397,7 @@ fn no_pin_source_without_a_terminal_is_explained() {
         common::module_path().display()
     );
     let mut cmd = f.suitekey();
-    cmd.args([
-        "assertion",
-        "--key",
-        &uri,
-        "--client-id",
-        CLIENT_ID,
-        "--certificate-id",
-        CERT_ID,
-        "--account",
-        "1",
-    ]);
+    profile(&mut cmd, &uri, "1");
     refused(cmd, 4, &["no PIN", "pin-source=file:", "SUITEKEY_PIN"]);
 }
 
@@ -468,17 +430,7 @@ fn bad_account_id_is_refused() {
     let f = fixture();
     let mut cmd = f.suitekey();
     let uri = f.uri("p256");
-    cmd.args([
-        "assertion",
-        "--key",
-        &uri,
-        "--client-id",
-        CLIENT_ID,
-        "--certificate-id",
-        CERT_ID,
-        "--account",
-        "1234567.evil.example",
-    ]);
+    profile(&mut cmd, &uri, "1234567.evil.example");
     refused(cmd, 2, &["1234567.evil.example", "letters, digits"]);
 }
 
@@ -518,16 +470,6 @@ fn a_module_that_is_not_pkcs11_is_named() {
         f.pin_file.display()
     );
     let mut cmd = f.suitekey();
-    cmd.args([
-        "assertion",
-        "--key",
-        &uri,
-        "--client-id",
-        CLIENT_ID,
-        "--certificate-id",
-        CERT_ID,
-        "--account",
-        "1",
-    ]);
+    profile(&mut cmd, &uri, "1");
     refused(cmd, 3, &["/etc/hostname", "PKCS#11"]);
 }

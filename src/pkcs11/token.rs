@@ -243,47 +243,40 @@ impl Module {
         let mut all = Vec::new();
         for slot in slots {
             let summary = self.slot_summary(slot)?;
-            if let Some(token) = summary.token.clone() {
+            // An uninitialized token (SoftHSM2's spare slot) holds no keys to select.
+            if let Some(token) = summary.token.clone().filter(|t| t.initialized) {
                 all.push((slot, summary, token));
             }
         }
-        let selector = token_selector(uri);
-        let (matching, others): (Vec<_>, Vec<_>) = all
+        let (mut matching, others): (Vec<_>, Vec<_>) = all
             .into_iter()
             .partition(|(_, s, t)| library_ok && token_matches(uri, s, t));
+        let describe = |found: &[(Slot, SlotSummary, TokenSummary)]| {
+            let names: Vec<String> = found.iter().map(|(s, _, t)| t.describe(s.id())).collect();
+            names.join(", ")
+        };
         match matching.len() {
+            0 => Err(Error::TokenNotFound {
+                selector: token_selector(uri),
+                module: self.path.display().to_string(),
+                available: if others.is_empty() {
+                    "the module has no initialized token (SoftHSM2: softhsm/setup-token.sh DIR LABEL)".into()
+                } else {
+                    format!("tokens present: {}", describe(&others))
+                },
+            }),
             1 => {
-                let (slot, _, summary) = matching.into_iter().next().ok_or(Error::NoModule)?;
+                let (slot, _, summary) = matching.remove(0);
                 Ok(Token {
                     module: self.clone(),
                     slot,
                     summary,
                 })
             }
-            0 => Err(Error::TokenNotFound {
-                selector,
-                module: self.path.display().to_string(),
-                available: if others.is_empty() {
-                    "the module has no initialized token (SoftHSM2: softhsm/setup-token.sh DIR LABEL)".into()
-                } else {
-                    format!(
-                        "tokens present: {}",
-                        others
-                            .iter()
-                            .map(|(s, _, t)| t.describe(s.id()))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                },
-            }),
             count => Err(Error::TokenAmbiguous {
-                selector,
+                selector: token_selector(uri),
                 count,
-                candidates: matching
-                    .iter()
-                    .map(|(s, _, t)| t.describe(s.id()))
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                candidates: describe(&matching),
             }),
         }
     }

@@ -273,10 +273,19 @@ impl Fixture {
     /// successful login, and another process reading it meanwhile sees a broken or
     /// uninitialized token (CKR_GENERAL_ERROR): concurrent tests would fail at random.
     pub fn suitekey(&self) -> assert_cmd::Command {
+        self.suitekey_with_extra_tokens(None)
+    }
+
+    /// Like [`Fixture::suitekey`], with the tokens of another SoftHSM2 token directory beside
+    /// the fixture token.
+    pub fn suitekey_with_extra_tokens(&self, extra: Option<&Path>) -> assert_cmd::Command {
         static COPIES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = COPIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let copy = self.dir.join(format!("copy-{n}"));
         copy_dir(&self.pristine, &copy.join("tokens")).expect("copy the fixture token");
+        if let Some(extra) = extra {
+            copy_dir(extra, &copy.join("tokens")).expect("copy the extra tokens");
+        }
         let conf = copy.join("softhsm2.conf");
         fs::write(
             &conf,
