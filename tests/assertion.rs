@@ -227,6 +227,13 @@ fn always_authenticate_keys_get_a_context_login_before_each_signature() {
     verify(&jws, &f.public_key(id_of("p256-always-auth"))).expect("verifies");
 }
 
+/// `refused` for `assertion` with `key` and the standard profile (account `1`).
+fn refused_key(key: &str, code: i32, needles: &[&str]) -> String {
+    let mut cmd = fixture().suitekey();
+    profile(&mut cmd, key, "1");
+    refused(cmd, code, needles)
+}
+
 /// Runs a command that must fail: non-zero `code`, empty stdout, stderr containing `needles`,
 /// and never the PIN.
 fn refused(mut cmd: assert_cmd::Command, code: i32, needles: &[&str]) -> String {
@@ -254,36 +261,26 @@ fn refused(mut cmd: assert_cmd::Command, code: i32, needles: &[&str]) -> String 
 
 #[test]
 fn malformed_uri_is_refused() {
-    let f = fixture();
-    let mut cmd = f.suitekey();
-    profile(&mut cmd, "pkcs11:token=acc;bogus=1", "1");
-    refused(cmd, 2, &["bogus"]);
-    let mut cmd = f.suitekey();
-    profile(&mut cmd, "/path/to/key.pem", "1");
-    refused(cmd, 2, &["pkcs11:"]);
+    refused_key("pkcs11:token=acc;bogus=1", 2, &["bogus"]);
+    refused_key("/path/to/key.pem", 2, &["pkcs11:"]);
 }
 
 #[test]
 fn pin_value_on_the_command_line_is_refused_without_echoing_it() {
-    let f = fixture();
     let uri = format!(
         "pkcs11:token={};object=p256?module-path={}&pin-value={PIN}",
         common::TOKEN,
         common::module_path().display()
     );
-    let mut cmd = f.suitekey();
-    profile(&mut cmd, &uri, "1");
-    refused(cmd, 2, &["pin-value", "pin-source=file:"]);
+    refused_key(&uri, 2, &["pin-value", "pin-source=file:"]);
 }
 
 #[test]
 fn unknown_token_is_refused_and_the_present_tokens_listed() {
     let f = fixture();
     let uri = f.uri("p256").replace(common::TOKEN, "no-such-token");
-    let mut cmd = f.suitekey();
-    profile(&mut cmd, &uri, "1");
-    refused(
-        cmd,
+    refused_key(
+        &uri,
         3,
         &[
             "no token matching 'pkcs11:token=no-such-token'",
@@ -359,10 +356,8 @@ fn wrong_pin_is_refused_once_and_never_shown() {
         &f.pin_file.display().to_string(),
         &wrong.display().to_string(),
     );
-    let mut cmd = f.suitekey();
-    profile(&mut cmd, &uri, "1");
-    let stderr = refused(
-        cmd,
+    let stderr = refused_key(
+        &uri,
         4,
         &[
             "PIN rejected by token 'suitekey-test'",
@@ -383,22 +378,17 @@ fn missing_pin_file_is_named() {
         &f.pin_file.display().to_string(),
         "/nonexistent/suitekey.pin",
     );
-    let mut cmd = f.suitekey();
-    profile(&mut cmd, &uri, "1");
-    refused(cmd, 4, &["/nonexistent/suitekey.pin"]);
+    refused_key(&uri, 4, &["/nonexistent/suitekey.pin"]);
 }
 
 #[test]
 fn no_pin_source_without_a_terminal_is_explained() {
-    let f = fixture();
     let uri = format!(
         "pkcs11:token={};object=p256?module-path={}",
         common::TOKEN,
         common::module_path().display()
     );
-    let mut cmd = f.suitekey();
-    profile(&mut cmd, &uri, "1");
-    refused(cmd, 4, &["no PIN", "pin-source=file:", "SUITEKEY_PIN"]);
+    refused_key(&uri, 4, &["no PIN", "pin-source=file:", "SUITEKEY_PIN"]);
 }
 
 #[test]
@@ -469,7 +459,5 @@ fn a_module_that_is_not_pkcs11_is_named() {
         common::TOKEN,
         f.pin_file.display()
     );
-    let mut cmd = f.suitekey();
-    profile(&mut cmd, &uri, "1");
-    refused(cmd, 3, &["/etc/hostname", "PKCS#11"]);
+    refused_key(&uri, 3, &["/etc/hostname", "PKCS#11"]);
 }
