@@ -32,7 +32,7 @@ pub enum Command {
     /// Show slots, tokens, keys (with ready-to-paste pkcs11: URIs) and certificates; no secrets.
     List(ListArgs),
     /// Print a signed NetSuite client assertion (compact JWS) on stdout.
-    Assertion(AssertionArgs),
+    Assertion(Box<AssertionArgs>),
 }
 
 /// `suitekey list`.

@@ -28,6 +28,15 @@ pub enum Error {
     /// Other bad input, explained.
     #[error("{0}")]
     Usage(String),
+    /// The key exists but NetSuite's rules (or the chosen algorithm) refuse it.
+    #[error("key '{key}': {source}")]
+    KeyRefused {
+        /// The key URI, without secrets.
+        key: String,
+        /// The rule that refuses it.
+        #[source]
+        source: jose::AlgError,
+    },
     /// The token layer failed.
     #[error(transparent)]
     Pkcs11(#[from] pkcs11::Error),
@@ -44,6 +53,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Uri(_) | Error::NetSuite(_) | Error::Alg(_) | Error::Usage(_) => EXIT_USAGE,
+            Error::KeyRefused { .. } => EXIT_TOKEN,
             Error::Pkcs11(e) => pkcs11_exit_code(e),
             Error::Assertion(netsuite::AssertionError::Jws(jose::JwsError::Sign(e))) => {
                 pkcs11_exit_code(e)

@@ -291,32 +291,29 @@ impl Alg {
         Ok(alg)
     }
 
-    /// Refuses a key this algorithm cannot sign with, citing NetSuite's rule.
-    pub fn check_key(self, key: &KeyKind) -> Result<(), AlgError> {
-        check_key_rules(key)?;
-        let fits = match (self.scheme(), key) {
+    /// Whether the key's type suits the algorithm's scheme (the right curve, or any RSA key),
+    /// before NetSuite's rules on sizes.
+    pub fn fits(self, key: &KeyKind) -> bool {
+        match (self.scheme(), key) {
             (Scheme::Ecdsa(curve), KeyKind::Ec(have)) => curve == *have,
             (Scheme::Pss, KeyKind::Rsa { .. }) => true,
             _ => false,
-        };
-        if fits {
+        }
+    }
+
+    /// Refuses a key this algorithm cannot sign with, citing NetSuite's rule.
+    pub fn check_key(self, key: &KeyKind) -> Result<(), AlgError> {
+        check_key_rules(key)?;
+        if self.fits(key) {
             return Ok(());
         }
-        let (needs, hint) = match self.scheme() {
-            Scheme::Ecdsa(curve) => (
-                format!("an EC {} key", curve.name()),
-                match Alg::default_for(key) {
-                    Ok(alg) => format!("use --alg {alg} for this key, or a {} key", curve.name()),
-                    Err(e) => e.to_string(),
-                },
-            ),
-            Scheme::Pss => (
-                "an RSA key of 3072 or 4096 bits".to_owned(),
-                match Alg::default_for(key) {
-                    Ok(alg) => format!("use --alg {alg} for this key, or an RSA key"),
-                    Err(e) => e.to_string(),
-                },
-            ),
+        let needs = match self.scheme() {
+            Scheme::Ecdsa(curve) => format!("an EC {} key", curve.name()),
+            Scheme::Pss => "an RSA key of 3072 or 4096 bits".to_owned(),
+        };
+        let hint = match Alg::default_for(key) {
+            Ok(alg) => format!("use --alg {alg} for this key, or {needs}"),
+            Err(e) => e.to_string(),
         };
         Err(AlgError::Mismatch {
             alg: self,

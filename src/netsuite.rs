@@ -66,10 +66,16 @@ impl FromStr for AccountId {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self, Error> {
-        let ok = !s.is_empty()
-            && s.len() <= 64
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        // It becomes a DNS label: alphanumeric at both ends, at most 63 bytes, and no `--` in
+        // third and fourth place, which IDNA reserves (`xn--`).
+        let b = s.as_bytes();
+        let inner = |c: &u8| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'-';
+        let dash = |c: Option<&u8>| matches!(c, Some(b'_' | b'-'));
+        let ok = (1..=63).contains(&b.len())
+            && b.iter().all(inner)
+            && b.first().is_some_and(u8::is_ascii_alphanumeric)
+            && b.last().is_some_and(u8::is_ascii_alphanumeric)
+            && !(dash(b.get(2)) && dash(b.get(3)));
         if ok {
             Ok(AccountId(s.to_owned()))
         } else {
@@ -85,13 +91,12 @@ impl AccountId {
     }
 
     /// The account's OAuth 2.0 token endpoint.
-    pub fn token_url(&self) -> TokenUrl {
-        let url = format!(
+    pub fn token_url(&self) -> Result<TokenUrl, Error> {
+        format!(
             "https://{}.suitetalk.api.netsuite.com/services/rest/auth/oauth2/v1/token",
             self.host_label()
-        );
-        // The host label is only [a-z0-9-], so this URL always parses; keep the check anyway.
-        TokenUrl(Url::parse(&url).unwrap_or_else(|_| unreachable!("host label is [a-z0-9-]")))
+        )
+        .parse()
     }
 }
 
@@ -103,7 +108,11 @@ impl fmt::Display for AccountId {
 
 /// A token endpoint URL: `https://`, or `http://` on loopback only.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TokenUrl(Url);
+pub struct TokenUrl {
+    /// Exactly as given: it is also the `aud` claim, which must not be normalized.
+    text: String,
+    url: Url,
+}
 
 impl FromStr for TokenUrl {
     type Err = Error;
@@ -126,7 +135,10 @@ impl FromStr for TokenUrl {
         if !url.username().is_empty() || url.password().is_some() || url.fragment().is_some() {
             return Err(bad("it must not carry credentials or a fragment"));
         }
-        Ok(TokenUrl(url))
+        Ok(TokenUrl {
+            text: s.to_owned(),
+            url,
+        })
     }
 }
 
@@ -142,13 +154,18 @@ fn is_loopback(url: &Url) -> bool {
 impl TokenUrl {
     /// The URL as a string, for the `aud` claim and the POST.
     pub fn as_str(&self) -> &str {
-        self.0.as_str()
+        &self.text
+    }
+
+    /// The parsed URL, for the HTTP client.
+    pub fn url(&self) -> &Url {
+        &self.url
     }
 }
 
 impl fmt::Display for TokenUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.0.as_str())
+        f.write_str(&self.text)
     }
 }
 
@@ -287,8 +304,9 @@ impl FromStr for Lifetime {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self, Error> {
-        match s.trim().parse::<u64>() {
-            Ok(n) if (1..=Self::MAX_SECS).contains(&n) => Ok(Lifetime(n)),
+        let digits = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        match s.parse::<u64>() {
+            Ok(n) if digits && (1..=Self::MAX_SECS).contains(&n) => Ok(Lifetime(n)),
             _ => Err(Error::Lifetime(s.to_owned())),
         }
     }
@@ -409,7 +427,7 @@ mod tests {
         let acct: AccountId = "1234567_SB1".parse().unwrap();
         assert_eq!(acct.host_label(), "1234567-sb1");
         assert_eq!(
-            acct.token_url().as_str(),
+            acct.token_url().unwrap().as_str(),
             "https://1234567-sb1.suitetalk.api.netsuite.com/services/rest/auth/oauth2/v1/token"
         );
     }
@@ -418,6 +436,13 @@ mod tests {
     fn bad_account_ids_are_refused_before_they_reach_a_host_name() {
         for bad in [
             "",
+            "xn--zz",
+            "XN--ZZ",
+            "ab__cd",
+            "_",
+            "-",
+            "1234567_",
+            "_SB1",
             "1234567.evil.com",
             "123 4567",
             "acct/../x",
@@ -453,7 +478,7 @@ mod tests {
     #[test]
     fn lifetime_is_bounded_by_netsuites_hour() {
         assert_eq!("3600".parse::<Lifetime>().unwrap().secs(), 3600);
-        for bad in ["0", "3601", "-1", "5m", ""] {
+        for bad in ["0", "3601", "-1", "5m", "", "+300", " 300"] {
             assert!(
                 bad.parse::<Lifetime>()
                     .unwrap_err()
@@ -467,6 +492,11 @@ mod tests {
     #[test]
     fn token_urls_need_https_except_on_loopback() {
         assert!("https://example.com/token".parse::<TokenUrl>().is_ok());
+        // aud must be exactly what the user gave, not the parser's normal form.
+        assert_eq!(
+            "https://Example.com".parse::<TokenUrl>().unwrap().as_str(),
+            "https://Example.com"
+        );
         for ok in [
             "http://127.0.0.1:8080/t",
             "http://localhost/t",
@@ -507,7 +537,7 @@ mod tests {
         let req = AssertionRequest {
             client_id: "c1".parse().unwrap(),
             certificate_id: "kid-1".parse().unwrap(),
-            token_url: "1234567".parse::<AccountId>().unwrap().token_url(),
+            token_url: "1234567".parse::<AccountId>().unwrap().token_url().unwrap(),
             scopes: Scopes::default(),
             lifetime: "600".parse().unwrap(),
         };

@@ -1,71 +1,65 @@
 //! `suitekey list`: what a module's tokens hold, with ready-to-paste key URIs. No secrets.
 
 use std::io::Write;
-use std::path::Path;
 
 use crate::cli::ListArgs;
 use crate::error::Error;
 use crate::jose::{Alg, AlgError};
-use crate::pkcs11::key::{self, KeySummary};
-use crate::pkcs11::token::{self, SlotSummary};
+use crate::pkcs11::key::{self, CertSummary, KeySummary};
+use crate::pkcs11::token::{self, SlotSummary, TokenSummary};
 use crate::pkcs11::uri::ObjectType;
-use crate::pkcs11::{Module, Pkcs11Uri};
+use crate::pkcs11::{Module, Pkcs11Uri, Token};
 
 pub(super) fn run(args: &ListArgs, out: &mut dyn Write) -> Result<(), Error> {
     let path = token::resolve_module(&Pkcs11Uri::default(), args.module.as_deref())?;
     let module = Module::load(&path)?;
     writeln!(out, "module {}: {}", path.display(), module.description()?)?;
-    let slots: Vec<SlotSummary> = module
-        .slots()?
-        .into_iter()
-        .filter(|s| {
-            args.token.is_none() || s.token.as_ref().map(|t| &t.label) == args.token.as_ref()
-        })
-        .collect();
-    let with_token = slots.iter().filter(|s| s.token.is_some()).count();
-    if args.login && with_token != 1 {
+    let wanted = |s: &SlotSummary| {
+        args.token.is_none() || s.token.as_ref().map(|t| &t.label) == args.token.as_ref()
+    };
+    let slots: Vec<SlotSummary> = module.slots()?.into_iter().filter(wanted).collect();
+    let usable = slots
+        .iter()
+        .filter(|s| s.token.as_ref().is_some_and(|t| t.initialized))
+        .count();
+    if args.login && usable != 1 {
         return Err(Error::Usage(format!(
-            "--login needs exactly one token, but {with_token} match; add --token LABEL (one PIN is never tried on several tokens)"
+            "--login needs exactly one initialized token, but {usable} match; add --token LABEL (one PIN is never tried on several tokens)"
         )));
     }
     if slots.is_empty() {
-        writeln!(
-            out,
-            "no slot{}",
-            args.token
-                .as_ref()
-                .map(|t| format!(" with token '{t}'"))
-                .unwrap_or_default()
-        )?;
+        let which = args
+            .token
+            .as_ref()
+            .map(|t| format!(" with token '{t}'"))
+            .unwrap_or_default();
+        writeln!(out, "no slot{which}")?;
     }
     for slot in &slots {
-        print_slot(&module, slot, args.login, out)?;
+        match &slot.token {
+            None => writeln!(
+                out,
+                "\nslot {} ({}): no token",
+                slot.slot_id, slot.description
+            )?,
+            Some(t) if !t.initialized => writeln!(
+                out,
+                "\nslot {} ({}): uninitialized token",
+                slot.slot_id, slot.description
+            )?,
+            Some(t) => print_token(&module.token_in(slot)?, slot, t, args.login, out)?,
+        }
     }
     Ok(())
 }
 
-fn print_slot(
-    module: &Module,
+fn print_token(
+    token: &Token,
     slot: &SlotSummary,
+    t: &TokenSummary,
     login: bool,
     out: &mut dyn Write,
 ) -> Result<(), Error> {
-    let Some(t) = &slot.token else {
-        writeln!(
-            out,
-            "\nslot {} ({}): no token",
-            slot.slot_id, slot.description
-        )?;
-        return Ok(());
-    };
-    if !t.initialized {
-        writeln!(
-            out,
-            "\nslot {} ({}): uninitialized token",
-            slot.slot_id, slot.description
-        )?;
-        return Ok(());
-    }
     writeln!(
         out,
         "\nslot {} ({}): token '{}'",
@@ -73,32 +67,16 @@ fn print_slot(
     )?;
     writeln!(out, "  serial {}, {} {}", t.serial, t.manufacturer, t.model)?;
     writeln!(out, "  flags: {}", t.flags.join(", "))?;
-    let selector = Pkcs11Uri {
-        token: Some(t.label.clone()),
-        serial: Some(t.serial.clone()),
-        ..Pkcs11Uri::default()
-    };
-    let token = module.select(&selector)?;
-    let token_algs = key::token_algs(&token)?;
+    let token_algs = key::token_algs(token)?;
     writeln!(out, "  can sign: {}", names(&token_algs))?;
-    let (mut keys, mut certs) = key::inventory(&token, &selector, login)?;
+    let (mut keys, mut certs) = key::inventory(token, &Pkcs11Uri::default(), login)?;
     keys.sort_by(|a, b| (&a.id, &a.label).cmp(&(&b.id, &b.label)));
     certs.sort_by(|a, b| (&a.id, &a.label).cmp(&(&b.id, &b.label)));
     writeln!(out, "  keys:{}", if keys.is_empty() { " none" } else { "" })?;
     for k in &keys {
-        print_key(module.path(), &t.label, k, &token_algs, out)?;
+        print_key(token, k, &token_algs, out)?;
     }
-    if !certs.is_empty() {
-        writeln!(out, "  certificates:")?;
-        for c in &certs {
-            writeln!(
-                out,
-                "    '{}' id {}",
-                c.label.as_deref().unwrap_or(""),
-                key::hex(&c.id)
-            )?;
-        }
-    }
+    print_certs(&certs, out)?;
     if t.login_required && !login {
         writeln!(
             out,
@@ -110,8 +88,7 @@ fn print_slot(
 }
 
 fn print_key(
-    module: &Path,
-    token: &str,
+    token: &Token,
     k: &KeySummary,
     token_algs: &[Alg],
     out: &mut dyn Write,
@@ -126,13 +103,6 @@ fn print_key(
         Ok(_) if algs.is_empty() => "this module cannot sign with it".to_owned(),
         Ok(_) => names(&algs),
     };
-    let mut notes = Vec::new();
-    if !k.private_visible {
-        notes.push("public half; the private key is hidden until login");
-    }
-    if k.always_authenticate {
-        notes.push("PIN needed for every signature");
-    }
     let label = k.label.as_deref().unwrap_or("");
     writeln!(
         out,
@@ -140,18 +110,40 @@ fn print_key(
         key::hex(&k.id),
         k.kind
     )?;
+    let mut notes = Vec::new();
+    if !k.private_visible {
+        notes.push("public half; the private key is hidden until login");
+    }
+    if k.always_authenticate {
+        notes.push("PIN needed for every signature");
+    }
     if !notes.is_empty() {
         writeln!(out, "      ({})", notes.join("; "))?;
     }
     let uri = Pkcs11Uri {
-        token: Some(token.to_owned()),
+        token: Some(token.label().to_owned()),
         object: k.label.clone(),
         id: Some(k.id.clone()).filter(|id| !id.is_empty()),
         object_type: Some(ObjectType::Private),
-        module_path: Some(module.to_owned()),
+        module_path: Some(token.module().path().to_owned()),
         ..Pkcs11Uri::default()
     };
     writeln!(out, "      {uri}")?;
+    Ok(())
+}
+
+fn print_certs(certs: &[CertSummary], out: &mut dyn Write) -> Result<(), Error> {
+    if !certs.is_empty() {
+        writeln!(out, "  certificates:")?;
+    }
+    for c in certs {
+        writeln!(
+            out,
+            "    '{}' id {}",
+            c.label.as_deref().unwrap_or(""),
+            key::hex(&c.id)
+        )?;
+    }
     Ok(())
 }
 

@@ -5,9 +5,10 @@ mod list;
 
 use std::io::Write;
 
-use crate::cli::{Cli, Command, KeyArg};
+use crate::cli::{Cli, Command, KeyArg, ProfileArgs};
 use crate::error::Error;
-use crate::pkcs11::Pkcs11Uri;
+use crate::jose::Alg;
+use crate::pkcs11::{Key, KeySigner, Pkcs11Uri};
 
 /// Runs the command, writing its result (and only its result) to `out`.
 pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
@@ -29,4 +30,21 @@ fn key_uri(arg: &KeyArg) -> Result<Pkcs11Uri, Error> {
         ));
     }
     Ok(uri)
+}
+
+/// Opens the profile's key and a signer for the requested algorithm, or for the key's own
+/// default; NetSuite's key rules are applied here, before the token is asked to sign.
+fn open_signer(profile: &ProfileArgs) -> Result<KeySigner, Error> {
+    let uri = key_uri(&profile.key)?;
+    let key = Key::open(&uri, profile.module.as_deref())?;
+    let kind = key.kind();
+    let alg = match profile.alg {
+        Some(alg) => alg.check_key(&kind).map(|()| alg),
+        None => Alg::default_for(&kind),
+    }
+    .map_err(|source| Error::KeyRefused {
+        key: key.uri().to_owned(),
+        source,
+    })?;
+    Ok(key.signer(alg)?)
 }

@@ -11,8 +11,7 @@ use der::Decode as _;
 use der::asn1::ObjectIdentifier;
 
 use super::Error;
-use super::pin::{Pin, PinOrigin};
-use super::token::{Module, Token, resolve_module};
+use super::token::{Credential, Module, Token, resolve_module};
 use super::uri::{ObjectType, Pkcs11Uri};
 use crate::jose::{self, Alg, Curve, Hash, KeyKind, Scheme};
 
@@ -205,37 +204,6 @@ fn bit_len(be: &[u8]) -> usize {
     })
 }
 
-/// The mechanisms for one hash: its digest, its MGF1, ECDSA-with-it and PSS-with-it.
-struct HashMechs {
-    digest: MechanismType,
-    mgf: PkcsMgfType,
-    ecdsa: MechanismType,
-    pss: MechanismType,
-}
-
-fn hash_mechs(hash: Hash) -> HashMechs {
-    match hash {
-        Hash::Sha256 => HashMechs {
-            digest: MechanismType::SHA256,
-            mgf: PkcsMgfType::MGF1_SHA256,
-            ecdsa: MechanismType::ECDSA_SHA256,
-            pss: MechanismType::SHA256_RSA_PKCS_PSS,
-        },
-        Hash::Sha384 => HashMechs {
-            digest: MechanismType::SHA384,
-            mgf: PkcsMgfType::MGF1_SHA384,
-            ecdsa: MechanismType::ECDSA_SHA384,
-            pss: MechanismType::SHA384_RSA_PKCS_PSS,
-        },
-        Hash::Sha512 => HashMechs {
-            digest: MechanismType::SHA512,
-            mgf: PkcsMgfType::MGF1_SHA512,
-            ecdsa: MechanismType::ECDSA_SHA512,
-            pss: MechanismType::SHA512_RSA_PKCS_PSS,
-        },
-    }
-}
-
 /// How a signature is made: the module hashes (preferred), or we hash and it signs the digest.
 #[derive(Debug)]
 enum Plan {
@@ -243,35 +211,138 @@ enum Plan {
     SignDigest(Mechanism<'static>),
 }
 
-/// Picks the mechanism for `alg` among those offered: hash-and-sign where the module has it,
-/// else the raw mechanism over a software digest. PSS salt is always the hash length.
-fn plan_for(alg: Alg, offered: &[MechanismType]) -> Option<Plan> {
-    let m = hash_mechs(alg.hash());
+/// The two ways to make an `alg` signature in PKCS#11: the hash-and-sign mechanism, and the
+/// raw mechanism over a digest we compute. PSS always uses MGF1 with the same hash and a salt
+/// as long as the hash, as JWS requires.
+fn mechanisms(alg: Alg) -> (Mechanism<'static>, Mechanism<'static>) {
+    let (digest, mgf) = match alg.hash() {
+        Hash::Sha256 => (MechanismType::SHA256, PkcsMgfType::MGF1_SHA256),
+        Hash::Sha384 => (MechanismType::SHA384, PkcsMgfType::MGF1_SHA384),
+        Hash::Sha512 => (MechanismType::SHA512, PkcsMgfType::MGF1_SHA512),
+    };
     let pss = PkcsPssParams {
-        hash_alg: m.digest,
-        mgf: m.mgf,
+        hash_alg: digest,
+        mgf,
         s_len: (alg.hash().output_len() as u64).into(),
     };
-    let (combined, raw) = match (alg.scheme(), alg.hash()) {
-        (Scheme::Ecdsa(_), Hash::Sha256) => (Mechanism::EcdsaSha256, Mechanism::Ecdsa),
-        (Scheme::Ecdsa(_), Hash::Sha384) => (Mechanism::EcdsaSha384, Mechanism::Ecdsa),
-        (Scheme::Ecdsa(_), Hash::Sha512) => (Mechanism::EcdsaSha512, Mechanism::Ecdsa),
-        (Scheme::Pss, Hash::Sha256) => {
-            (Mechanism::Sha256RsaPkcsPss(pss), Mechanism::RsaPkcsPss(pss))
-        }
-        (Scheme::Pss, Hash::Sha384) => {
-            (Mechanism::Sha384RsaPkcsPss(pss), Mechanism::RsaPkcsPss(pss))
-        }
-        (Scheme::Pss, Hash::Sha512) => {
-            (Mechanism::Sha512RsaPkcsPss(pss), Mechanism::RsaPkcsPss(pss))
-        }
-    };
+    match alg {
+        Alg::ES256 => (Mechanism::EcdsaSha256, Mechanism::Ecdsa),
+        Alg::ES384 => (Mechanism::EcdsaSha384, Mechanism::Ecdsa),
+        Alg::ES512 => (Mechanism::EcdsaSha512, Mechanism::Ecdsa),
+        Alg::PS256 => (Mechanism::Sha256RsaPkcsPss(pss), Mechanism::RsaPkcsPss(pss)),
+        Alg::PS384 => (Mechanism::Sha384RsaPkcsPss(pss), Mechanism::RsaPkcsPss(pss)),
+        Alg::PS512 => (Mechanism::Sha512RsaPkcsPss(pss), Mechanism::RsaPkcsPss(pss)),
+    }
+}
+
+/// Picks the mechanism for `alg` among those offered: hash-and-sign where the module has it,
+/// else the raw mechanism over a software digest.
+fn plan_for(alg: Alg, offered: &[MechanismType]) -> Option<Plan> {
+    let (combined, raw) = mechanisms(alg);
     if offered.contains(&combined.mechanism_type()) {
         Some(Plan::HashAndSign(combined))
     } else if offered.contains(&raw.mechanism_type()) {
         Some(Plan::SignDigest(raw))
     } else {
         None
+    }
+}
+
+/// A private key found in a token, with the session that found it (logged in as needed).
+pub struct Key {
+    token: Token,
+    session: Session,
+    handle: ObjectHandle,
+    attrs: Attrs,
+    credential: Credential,
+    uri_text: String,
+}
+
+impl Key {
+    /// Opens the one private key the URI names and logs in to its token.
+    pub fn open(uri: &Pkcs11Uri, module_fallback: Option<&Path>) -> Result<Key, Error> {
+        let uri_text = uri.to_string();
+        if let Some(kind) = uri.object_type.filter(|t| *t != ObjectType::Private) {
+            return Err(Error::NotAPrivateKey {
+                key: uri_text,
+                kind: kind.to_string(),
+            });
+        }
+        if uri.object.is_none() && uri.id.is_none() {
+            return Err(Error::NoObject(uri_text));
+        }
+        if let Some((name, _)) = uri.vendor_path.first() {
+            return Err(Error::VendorAttribute {
+                key: uri_text,
+                name: name.clone(),
+            });
+        }
+        let module = Module::load(&resolve_module(uri, module_fallback)?)?;
+        let token = module.select(uri)?;
+        let session = token.open()?;
+        let credential = token.login(&session, uri)?;
+        let (handle, attrs) = find_private_key(&token, &session, uri)?;
+        Ok(Key {
+            token,
+            session,
+            handle,
+            attrs,
+            credential,
+            uri_text,
+        })
+    }
+
+    /// The key's type and size.
+    pub fn kind(&self) -> KeyKind {
+        self.attrs.kind()
+    }
+
+    /// The key URI, without secrets, for messages.
+    pub fn uri(&self) -> &str {
+        &self.uri_text
+    }
+
+    /// A signer for `alg`, if the key's type suits it, it may sign, and the module can.
+    ///
+    /// Which algorithms NetSuite allows is the caller's business; this checks only what the
+    /// token can do.
+    pub fn signer(self, alg: Alg) -> Result<KeySigner, Error> {
+        let kind = self.kind();
+        let key_err = |problem: String| Error::KeyAttributes {
+            key: self.uri_text.clone(),
+            token: self.token.label().to_owned(),
+            problem,
+        };
+        if !alg.fits(&kind) {
+            return Err(key_err(format!(
+                "it is an {kind} key, which cannot sign {alg}"
+            )));
+        }
+        if self.attrs.sign == Some(false) {
+            return Err(Error::SignNotPermitted {
+                key: self.uri_text,
+                token: self.token.label().to_owned(),
+            });
+        }
+        let plan = plan_for(alg, &self.token.mechanisms()?)
+            .ok_or_else(|| no_mechanism(&self.token, alg))?;
+        let reauth = match (self.attrs.always_authenticate, self.credential) {
+            (false, _) => None,
+            // The token needed no login, but the key wants one before every signature.
+            (true, Credential::NotNeeded) => Some(self.token.credential(&Pkcs11Uri::default())?),
+            (true, credential) => Some(credential),
+        };
+        tracing::debug!(token = self.token.label(), %alg, %kind, ?plan, always_authenticate = reauth.is_some(), "key ready to sign");
+        Ok(KeySigner {
+            token: self.token,
+            session: self.session,
+            key: self.handle,
+            alg,
+            kind,
+            plan,
+            reauth,
+            uri_text: self.uri_text,
+        })
     }
 }
 
@@ -286,61 +357,11 @@ pub struct KeySigner {
     alg: Alg,
     kind: KeyKind,
     plan: Plan,
-    reauth: Option<(Pin, PinOrigin)>,
+    reauth: Option<Credential>,
+    uri_text: String,
 }
 
 impl KeySigner {
-    /// Opens the key the URI names, logs in, and checks that `alg` (or the key's default
-    /// algorithm) is allowed by NetSuite and possible with this module.
-    pub fn open(
-        uri: &Pkcs11Uri,
-        module_fallback: Option<&Path>,
-        alg: Option<Alg>,
-    ) -> Result<KeySigner, Error> {
-        let key_text = uri.to_string();
-        if let Some(kind) = uri.object_type.filter(|t| *t != ObjectType::Private) {
-            return Err(Error::NotAPrivateKey {
-                key: key_text,
-                kind: kind.to_string(),
-            });
-        }
-        if uri.object.is_none() && uri.id.is_none() {
-            return Err(Error::NoObject(key_text));
-        }
-        let module = Module::load(&resolve_module(uri, module_fallback)?)?;
-        let token = module.select(uri)?;
-        let session = token.open()?;
-        let pin = token.login(&session, uri)?;
-        let (key, attrs) = find_private_key(&token, &session, uri)?;
-        let kind = attrs.kind();
-        let alg = match alg {
-            Some(alg) => alg.check_key(&kind).map(|()| alg),
-            None => Alg::default_for(&kind),
-        }
-        .map_err(|source| Error::Alg {
-            key: key_text.clone(),
-            source,
-        })?;
-        if attrs.sign == Some(false) {
-            return Err(Error::SignNotPermitted {
-                key: key_text,
-                token: token.label().to_owned(),
-            });
-        }
-        let plan = plan_for(alg, &token.mechanisms()?).ok_or_else(|| no_mechanism(&token, alg))?;
-        tracing::debug!(token = token.label(), %alg, %kind, ?plan, always_authenticate = attrs.always_authenticate, "key opened");
-        let reauth = if attrs.always_authenticate { pin } else { None };
-        Ok(KeySigner {
-            token,
-            session,
-            key,
-            alg,
-            kind,
-            plan,
-            reauth,
-        })
-    }
-
     /// The key's type and size.
     pub fn kind(&self) -> &KeyKind {
         &self.kind
@@ -354,7 +375,7 @@ impl KeySigner {
             Plan::HashAndSign(m) => (m, data.to_vec()),
             Plan::SignDigest(m) => (m, self.alg.hash().digest(data)),
         };
-        let Some((pin, origin)) = &self.reauth else {
+        let Some(credential) = &self.reauth else {
             return self
                 .session
                 .sign(mechanism, self.key, &input)
@@ -364,7 +385,7 @@ impl KeySigner {
             .sign_init(mechanism, self.key)
             .map_err(|e| module.call_err("C_SignInit", &e))?;
         self.token
-            .login_as(&self.session, UserType::ContextSpecific, Some(pin), origin)?;
+            .authenticate(&self.session, UserType::ContextSpecific, credential)?;
         match self.plan {
             Plan::HashAndSign(_) => {
                 self.session
@@ -378,6 +399,14 @@ impl KeySigner {
                 .map_err(|e| module.call_err("C_Sign", &e)),
         }
     }
+
+    fn malformed(&self, problem: String) -> Error {
+        Error::KeyAttributes {
+            key: self.uri_text.clone(),
+            token: self.token.label().to_owned(),
+            problem,
+        }
+    }
 }
 
 impl jose::Signer for KeySigner {
@@ -389,14 +418,20 @@ impl jose::Signer for KeySigner {
 
     fn sign(&self, signing_input: &[u8]) -> Result<Vec<u8>, Error> {
         let signature = self.sign_raw(signing_input)?;
-        match self.alg.scheme() {
-            Scheme::Ecdsa(curve) => {
+        match (self.alg.scheme(), &self.kind) {
+            (Scheme::Ecdsa(curve), _) => {
                 jose::ecdsa_to_raw(&signature, curve).map_err(|source| Error::Signature {
                     token: self.token.label().to_owned(),
                     source,
                 })
             }
-            Scheme::Pss => Ok(signature),
+            (Scheme::Pss, KeyKind::Rsa { bits }) if signature.len() != bits.div_ceil(8) => {
+                Err(self.malformed(format!(
+                    "the module returned a {}-byte RSA-PSS signature for a {bits}-bit key",
+                    signature.len()
+                )))
+            }
+            (Scheme::Pss, _) => Ok(signature),
         }
     }
 }
@@ -441,14 +476,10 @@ fn find_private_key(
 }
 
 fn no_mechanism(token: &Token, alg: Alg) -> Error {
-    let m = hash_mechs(alg.hash());
-    let (combined, raw) = match alg.scheme() {
-        Scheme::Ecdsa(_) => (m.ecdsa, MechanismType::ECDSA),
-        Scheme::Pss => (m.pss, MechanismType::RSA_PKCS_PSS),
-    };
+    let (combined, raw) = mechanisms(alg);
     let usable = token_algs(token).unwrap_or_default();
     let hint = if usable.is_empty() {
-        "this token cannot sign any algorithm NetSuite accepts".to_owned()
+        "this token cannot sign any of ES256, ES384, ES512, PS256, PS384, PS512".to_owned()
     } else {
         let names: Vec<&str> = usable.iter().map(|a| a.name()).collect();
         format!(
@@ -459,7 +490,7 @@ fn no_mechanism(token: &Token, alg: Alg) -> Error {
     Error::NoMechanism {
         token: token.label().to_owned(),
         alg: alg.to_string(),
-        wanted: format!("{combined}, {raw}"),
+        wanted: format!("{}, {}", combined.mechanism_type(), raw.mechanism_type()),
         hint,
     }
 }
@@ -480,19 +511,33 @@ mod single_part {
     use std::path::Path;
 
     use cryptoki::context::Function;
-    use cryptoki::error::{Error, Rv};
+    use cryptoki::error::{Error, Rv, RvError};
     use cryptoki::session::Session;
-    use cryptoki_sys::CK_ULONG;
+    use cryptoki_sys::{CK_FUNCTION_LIST, CK_ULONG};
 
+    /// `C_Sign` from the module's own function list (the symbol itself need not be exported).
     pub(super) fn sign(module: &Path, session: &Session, data: &[u8]) -> Result<Vec<u8>, Error> {
-        // SAFETY: dlopen of a library this process already loaded returns the same handle and so
-        // the same module state; the session handle is live for the borrow of `session`.
+        // SAFETY: loading a library this process already loaded returns the same handle, and
+        // so the same module state and function list.
         let lib = unsafe { cryptoki_sys::Pkcs11::new(module) }.map_err(Error::LibraryLoading)?;
+        let get_list = lib
+            .C_GetFunctionList
+            .as_ref()
+            .map_err(|_| Error::MissingSymbol("C_GetFunctionList"))?;
+        let mut list: *mut CK_FUNCTION_LIST = std::ptr::null_mut();
+        // SAFETY: the out-pointer is valid; the module fills it with its static function list.
+        Rv::from(unsafe { get_list(&mut list) }).into_result(Function::GetFunctionList)?;
+        // SAFETY: a successful C_GetFunctionList leaves a pointer to a list that lives as long
+        // as the library, which `lib` keeps loaded for this whole function.
+        let c_sign = unsafe { list.as_ref() }
+            .and_then(|l| l.C_Sign)
+            .ok_or(Error::Pkcs11(RvError::FunctionNotSupported, Function::Sign))?;
         let data_len = CK_ULONG::try_from(data.len())?;
         let mut len: CK_ULONG = 0;
-        // SAFETY: `data` is valid for `data_len` bytes; a null output asks for the length.
+        // SAFETY: `data` is valid for `data_len` bytes; a null output asks for the length; the
+        // session handle is live for the borrow of `session`.
         let rv = unsafe {
-            lib.C_Sign(
+            c_sign(
                 session.handle(),
                 data.as_ptr().cast_mut(),
                 data_len,
@@ -502,9 +547,9 @@ mod single_part {
         };
         Rv::from(rv).into_result(Function::Sign)?;
         let mut out = vec![0u8; usize::try_from(len)?];
-        // SAFETY: `out` is valid for `len` bytes, which the module asked for.
+        // SAFETY: `out` is valid for `len` bytes, the length the module asked for.
         let rv = unsafe {
-            lib.C_Sign(
+            c_sign(
                 session.handle(),
                 data.as_ptr().cast_mut(),
                 data_len,

@@ -11,7 +11,7 @@ pub mod uri;
 
 use cryptoki::error::{Error as CkError, RvError};
 
-pub use key::{KeySigner, KeySummary};
+pub use key::{CertSummary, Key, KeySigner, KeySummary};
 pub use pin::Pin;
 pub use token::{Module, Token};
 pub use uri::Pkcs11Uri;
@@ -108,6 +108,16 @@ pub enum Error {
         /// The object type named.
         kind: String,
     },
+    /// The URI carries a vendor attribute this program does not understand.
+    #[error(
+        "'{key}' has the vendor attribute '{name}', which suitekey does not understand; remove it (RFC 7512: such a URI matches nothing)"
+    )]
+    VendorAttribute {
+        /// The key URI.
+        key: String,
+        /// The attribute's name.
+        name: String,
+    },
     /// The URI names no object at all.
     #[error("'{0}' names no key: add object=LABEL and/or id=… (run 'suitekey list' to see keys)")]
     NoObject(String),
@@ -164,15 +174,6 @@ pub enum Error {
     /// The PIN could not be obtained.
     #[error(transparent)]
     Pin(#[from] pin::PinError),
-    /// The key's type cannot be used for this signature.
-    #[error("key '{key}': {source}")]
-    Alg {
-        /// The key URI.
-        key: String,
-        /// NetSuite's rule or the mismatch.
-        #[source]
-        source: crate::jose::AlgError,
-    },
     /// The key's attributes could not be understood.
     #[error("key '{key}' in token '{token}': {problem}")]
     KeyAttributes {

@@ -4,10 +4,12 @@
 //! the moment it is read; intermediate buffers are `Zeroizing`.
 
 use std::fmt;
-use std::io::{IsTerminal, Read};
+use std::fs::OpenOptions;
+use std::io::{IsTerminal, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use rustix::termios::{self, LocalModes, OptionalActions};
 use secrecy::SecretString;
 use zeroize::Zeroizing;
 
@@ -33,6 +35,8 @@ pub enum PinOrigin {
     UriValue,
     /// Typed at a prompt.
     Prompt,
+    /// Entered on the token's own PIN pad.
+    PinPad,
 }
 
 impl fmt::Display for PinOrigin {
@@ -42,6 +46,7 @@ impl fmt::Display for PinOrigin {
             PinOrigin::Env(name) => write!(f, "environment variable {name}"),
             PinOrigin::UriValue => f.write_str("the URI's pin-value"),
             PinOrigin::Prompt => f.write_str("the prompt"),
+            PinOrigin::PinPad => f.write_str("the token's PIN pad"),
         }
     }
 }
@@ -85,28 +90,36 @@ pub enum PinError {
     Prompt(#[source] std::io::Error),
 }
 
-/// Gets the PIN for `token`: the URI's pin-source or pin-value, else `SUITEKEY_PIN`, else a
-/// prompt when stdin is a terminal.
+/// Gets the PIN for `token`: [`from_sources`], else a prompt when stdin is a terminal.
 pub fn obtain(
     source: Option<&PinSource>,
     value: Option<&Pin>,
     token: &str,
 ) -> Result<(Pin, PinOrigin), PinError> {
+    match from_sources(source, value)? {
+        Some(found) => Ok(found),
+        None if std::io::stdin().is_terminal() => prompt(token),
+        None => Err(PinError::NoSource {
+            token: token.to_owned(),
+        }),
+    }
+}
+
+/// The PIN from the URI's `pin-value` or `pin-source`, else from `SUITEKEY_PIN`; `None` when
+/// none of them is set (a PIN pad or a prompt may then supply it).
+pub fn from_sources(
+    source: Option<&PinSource>,
+    value: Option<&Pin>,
+) -> Result<Option<(Pin, PinOrigin)>, PinError> {
     if let Some(pin) = value {
-        return Ok((pin.clone(), PinOrigin::UriValue));
+        return Ok(Some((pin.clone(), PinOrigin::UriValue)));
     }
     match source {
-        Some(PinSource::File(path)) => read_file(path),
-        Some(PinSource::Env(name)) => {
-            read_env(name)?.ok_or_else(|| PinError::EnvMissing(name.clone()))
-        }
-        None => match read_env(PIN_ENV)? {
-            Some(found) => Ok(found),
-            None if std::io::stdin().is_terminal() => prompt(token),
-            None => Err(PinError::NoSource {
-                token: token.to_owned(),
-            }),
-        },
+        Some(PinSource::File(path)) => read_file(path).map(Some),
+        Some(PinSource::Env(name)) => read_env(name)?
+            .ok_or_else(|| PinError::EnvMissing(name.clone()))
+            .map(Some),
+        None => read_env(PIN_ENV),
     }
 }
 
@@ -125,16 +138,22 @@ fn read_file(path: &Path) -> Result<(Pin, PinOrigin), PinError> {
     if meta.permissions().mode() & 0o004 != 0 {
         tracing::warn!(path = %path.display(), "the PIN file is readable by every user on this machine; chmod 600 it");
     }
-    let mut bytes = Zeroizing::new(Vec::with_capacity(64));
-    file.take(MAX_PIN_FILE)
+    // Room for the whole file up front: a growing Vec would leave PIN copies behind.
+    let mut bytes = Zeroizing::new(Vec::with_capacity(MAX_PIN_FILE as usize + 1));
+    file.take(MAX_PIN_FILE + 1)
         .read_to_end(&mut bytes)
         .map_err(file_err)?;
+    if bytes.len() as u64 > MAX_PIN_FILE {
+        return Err(PinError::FileTooLarge(path.to_owned()));
+    }
     let text = std::str::from_utf8(&bytes).map_err(|_| PinError::NotUtf8(origin.clone()))?;
-    let pin = text
-        .strip_suffix('\n')
+    finish(strip_line_ending(text), origin)
+}
+
+fn strip_line_ending(text: &str) -> &str {
+    text.strip_suffix('\n')
         .map(|t| t.strip_suffix('\r').unwrap_or(t))
-        .unwrap_or(text);
-    finish(pin, origin)
+        .unwrap_or(text)
 }
 
 fn read_env(name: &str) -> Result<Option<(Pin, PinOrigin)>, PinError> {
@@ -149,12 +168,41 @@ fn read_env(name: &str) -> Result<Option<(Pin, PinOrigin)>, PinError> {
     }
 }
 
+/// Asks on the terminal. Echo goes off *before* the prompt is shown, so a PIN typed or pasted
+/// the moment the prompt appears is never echoed.
 fn prompt(token: &str) -> Result<(Pin, PinOrigin), PinError> {
-    let typed = Zeroizing::new(
-        rpassword::prompt_password(format!("PIN for token '{token}': "))
-            .map_err(PinError::Prompt)?,
-    );
-    finish(&typed, PinOrigin::Prompt)
+    let mut tty = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .map_err(PinError::Prompt)?;
+    let saved = termios::tcgetattr(&tty).map_err(|e| PinError::Prompt(e.into()))?;
+    let mut silent = saved.clone();
+    silent.local_modes.remove(LocalModes::ECHO);
+    silent.local_modes.insert(LocalModes::ECHONL);
+    termios::tcsetattr(&tty, OptionalActions::Now, &silent)
+        .map_err(|e| PinError::Prompt(e.into()))?;
+    let typed = write!(tty, "PIN for token '{token}': ")
+        .and_then(|()| tty.flush())
+        .and_then(|()| read_line(&mut tty));
+    let restored = termios::tcsetattr(&tty, OptionalActions::Now, &saved);
+    let typed = typed.map_err(PinError::Prompt)?;
+    restored.map_err(|e| PinError::Prompt(e.into()))?;
+    let text = std::str::from_utf8(&typed).map_err(|_| PinError::NotUtf8(PinOrigin::Prompt))?;
+    finish(strip_line_ending(text), PinOrigin::Prompt)
+}
+
+/// One line from the terminal, byte by byte so nothing past the newline is consumed.
+fn read_line(tty: &mut std::fs::File) -> std::io::Result<Zeroizing<Vec<u8>>> {
+    let mut line = Zeroizing::new(Vec::with_capacity(MAX_PIN_FILE as usize + 1));
+    let mut byte = Zeroizing::new([0u8; 1]);
+    while line.len() <= MAX_PIN_FILE as usize {
+        if tty.read(&mut byte[..])? == 0 || byte[0] == b'\n' {
+            break;
+        }
+        line.push(byte[0]);
+    }
+    Ok(line)
 }
 
 fn finish(pin: &str, origin: PinOrigin) -> Result<(Pin, PinOrigin), PinError> {
@@ -213,12 +261,5 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("SUITEKEY_TEST_SURELY_UNSET"));
-    }
-
-    #[test]
-    fn pins_never_show_in_debug_output() {
-        let f = file_with(b"s3cr3t-9876\n");
-        let got = obtain(Some(&PinSource::File(f.path().into())), None, "t").unwrap();
-        assert!(!format!("{got:?}").contains("s3cr3t-9876"));
     }
 }

@@ -281,6 +281,21 @@ impl Module {
         }
     }
 
+    /// The token in a slot that [`Module::slots`] listed (no URI matching: for listings).
+    pub fn token_in(&self, slot: &SlotSummary) -> Result<Token, Error> {
+        let summary = slot.token.clone().ok_or_else(|| Error::TokenNotFound {
+            selector: format!("slot-id={}", slot.slot_id),
+            module: self.path.display().to_string(),
+            available: "the slot is empty".into(),
+        })?;
+        let slot = Slot::try_from(slot.slot_id).map_err(|e| self.call_err("C_GetSlotInfo", &e))?;
+        Ok(Token {
+            module: self.clone(),
+            slot,
+            summary,
+        })
+    }
+
     fn library_matches(&self, uri: &Pkcs11Uri) -> Result<bool, Error> {
         if uri.library_manufacturer.is_none()
             && uri.library_description.is_none()
@@ -353,6 +368,16 @@ fn token_matches(uri: &Pkcs11Uri, slot: &SlotSummary, t: &TokenSummary) -> bool 
         && uri.slot_id.is_none_or(|id| id == slot.slot_id)
 }
 
+/// How the user proved themselves to a token; kept for context-specific logins.
+pub(crate) enum Credential {
+    /// The token needs no login.
+    NotNeeded,
+    /// A PIN (zeroized on drop) and where it came from.
+    Pin(Pin, PinOrigin),
+    /// The token collects the PIN on its own PIN pad.
+    PinPad,
+}
+
 /// A token chosen by a URI, ready to open sessions on.
 #[derive(Clone)]
 pub struct Token {
@@ -391,47 +416,61 @@ impl Token {
     }
 
     /// Logs the user in when the token requires it, with a PIN from the URI's source, the
-    /// environment or a prompt. Returns the PIN when later context-specific logins may need it.
+    /// environment, the token's PIN pad, or a prompt. Returns what was used, for the
+    /// context-specific logins of `CKA_ALWAYS_AUTHENTICATE` keys.
     ///
     /// A wrong PIN is reported, never retried: a second automatic try would spend one more of
     /// the few attempts the token allows before it locks.
-    pub(crate) fn login(
-        &self,
-        session: &Session,
-        uri: &Pkcs11Uri,
-    ) -> Result<Option<(Pin, PinOrigin)>, Error> {
+    pub(crate) fn login(&self, session: &Session, uri: &Pkcs11Uri) -> Result<Credential, Error> {
         if !self.summary.login_required {
-            return Ok(None);
+            return Ok(Credential::NotNeeded);
         }
-        if self.summary.pin_locked {
-            return Err(Error::PinLocked {
-                token: self.label().to_owned(),
-            });
-        }
-        let explicit = uri.pin_source.is_some()
-            || uri.pin_value.is_some()
-            || std::env::var_os(pin::PIN_ENV).is_some();
-        if self.summary.protected_auth_path && !explicit {
-            self.login_as(session, UserType::User, None, &PinOrigin::Prompt)?;
-            return Ok(None);
-        }
-        let (pin, origin) = pin::obtain(
-            uri.pin_source.as_ref(),
-            uri.pin_value.as_ref(),
-            self.label(),
-        )?;
+        let credential = self.credential(uri)?;
         if self.summary.pin_final_try {
             tracing::warn!(
                 token = self.label(),
                 "the token reports the PIN's final try: a wrong PIN now locks it"
             );
         }
-        self.login_as(session, UserType::User, Some(&pin), &origin)?;
-        Ok(Some((pin, origin)))
+        self.authenticate(session, UserType::User, &credential)?;
+        Ok(credential)
+    }
+
+    /// The PIN to use: the URI's or the environment's, else the PIN pad, else a prompt.
+    pub(crate) fn credential(&self, uri: &Pkcs11Uri) -> Result<Credential, Error> {
+        if self.summary.pin_locked {
+            return Err(Error::PinLocked {
+                token: self.label().to_owned(),
+            });
+        }
+        Ok(
+            match pin::from_sources(uri.pin_source.as_ref(), uri.pin_value.as_ref())? {
+                Some((pin, origin)) => Credential::Pin(pin, origin),
+                None if self.summary.protected_auth_path => Credential::PinPad,
+                None => {
+                    let (pin, origin) = pin::obtain(None, None, self.label())?;
+                    Credential::Pin(pin, origin)
+                }
+            },
+        )
+    }
+
+    /// `C_Login` as `user` with `credential` (nothing to do for [`Credential::NotNeeded`]).
+    pub(crate) fn authenticate(
+        &self,
+        session: &Session,
+        user: UserType,
+        credential: &Credential,
+    ) -> Result<(), Error> {
+        match credential {
+            Credential::NotNeeded => Ok(()),
+            Credential::Pin(pin, origin) => self.login_as(session, user, Some(pin), origin),
+            Credential::PinPad => self.login_as(session, user, None, &PinOrigin::PinPad),
+        }
     }
 
     /// `C_Login` as `user`, mapping the PIN failures to errors that say what to do.
-    pub(crate) fn login_as(
+    fn login_as(
         &self,
         session: &Session,
         user: UserType,
