@@ -96,11 +96,11 @@ pub struct AssertionArgs {
 /// The `--key` value as typed, parsed later so that a malformed URI's error never echoes a
 /// `pin-value` (clap's own errors quote the whole value).
 #[derive(Clone)]
-pub struct KeyArg(pub String);
+pub struct KeyArg(pub zeroize::Zeroizing<String>);
 
 impl From<String> for KeyArg {
     fn from(s: String) -> Self {
-        KeyArg(s)
+        KeyArg(zeroize::Zeroizing::new(s))
     }
 }
 

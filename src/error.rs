@@ -68,9 +68,11 @@ fn pkcs11_exit_code(e: &pkcs11::Error) -> u8 {
     use pkcs11::Error as E;
     match e {
         E::Pin(_) | E::PinIncorrect { .. } | E::PinLocked { .. } | E::PinRefused { .. } => EXIT_PIN,
-        E::NoModule | E::ModuleName { .. } | E::NotAPrivateKey { .. } | E::NoObject(_) => {
-            EXIT_USAGE
-        }
+        E::NoModule
+        | E::ModuleName { .. }
+        | E::NotAPrivateKey { .. }
+        | E::NoObject(_)
+        | E::VendorAttribute { .. } => EXIT_USAGE,
         _ => EXIT_TOKEN,
     }
 }

@@ -478,9 +478,12 @@ fn on_a_terminal_the_pin_is_prompted_for_without_echo() {
         .get_args()
         .map(|a| format!("'{}'", a.to_string_lossy()))
         .collect();
-    // util-linux `script` runs the command on a pseudo-terminal fed from our stdin.
-    let mut child = std::process::Command::new("script")
+    // util-linux `script` runs the command on a pseudo-terminal fed from our stdin;
+    // coreutils `timeout` bounds the test should the prompt never come.
+    let mut child = std::process::Command::new("timeout")
         .args([
+            "30",
+            "script",
             "-qec",
             &format!("{suitekey} {}", args.join(" ")),
             "/dev/null",
@@ -515,4 +518,85 @@ fn on_a_terminal_the_pin_is_prompted_for_without_echo() {
         .find(|l| l.starts_with("eyJ"))
         .expect("a JWS on the terminal");
     verify(&decode_jws(jws), &f.public_key(id_of("p384"))).expect("verifies");
+}
+
+#[test]
+fn a_wrong_pin_costs_exactly_one_c_login() {
+    // OpenSC's pkcs11-spy wraps SoftHSM2 and logs every call the module receives.
+    let spy = "/usr/lib/x86_64-linux-gnu/pkcs11-spy.so";
+    let f = fixture();
+    let log = f.dir.join("spy.log");
+    let wrong = f.dir.join("wrong-once.pin");
+    std::fs::write(&wrong, "not-the-PIN-27182\n").unwrap();
+    let uri = format!(
+        "pkcs11:token={};object=p256?module-path={spy}&pin-source=file:{}",
+        common::TOKEN,
+        wrong.display()
+    );
+    let mut cmd = f.suitekey();
+    profile(&mut cmd, &uri, "1");
+    cmd.env("PKCS11SPY", common::module_path())
+        .env("PKCS11SPY_OUTPUT", &log);
+    refused(cmd, 4, &["PIN rejected", "not retried"]);
+    let calls = std::fs::read_to_string(&log).expect("pkcs11-spy log");
+    assert_eq!(
+        calls.matches("C_Login").count(),
+        1,
+        "exactly one login attempt"
+    );
+    assert!(calls.contains("CKR_PIN_INCORRECT"));
+}
+
+#[test]
+fn pin_source_env_names_the_variable_to_read() {
+    let f = fixture();
+    let uri = format!(
+        "pkcs11:token={};object=p256?module-path={}&pin-source=env:MY_TOKEN_PIN",
+        common::TOKEN,
+        common::module_path().display()
+    );
+    let mut cmd = f.suitekey();
+    profile(&mut cmd, &uri, "1");
+    let out = cmd
+        .env("MY_TOKEN_PIN", PIN)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    verify(
+        &decode_jws(&String::from_utf8(out).unwrap()),
+        &f.public_key(id_of("p256")),
+    )
+    .expect("verifies");
+    refused_key(&uri, 4, &["MY_TOKEN_PIN", "not set"]);
+}
+
+#[test]
+fn tokens_can_be_chosen_by_serial_and_modules_by_name() {
+    let f = fixture();
+    // Debian's softhsm2 registers itself with p11-kit as module "softhsm2".
+    let uri = format!(
+        "pkcs11:serial={};id=%04?module-name=softhsm2&pin-source=file:{}",
+        f.serial(),
+        f.pin_file.display()
+    );
+    let mut cmd = f.suitekey();
+    profile(&mut cmd, &uri, "1");
+    let out = cmd.assert().success().get_output().stdout.clone();
+    let jws = decode_jws(&String::from_utf8(out).unwrap());
+    assert_eq!(jws.header["alg"], "PS256");
+    verify(&jws, &f.public_key(id_of("rsa3072"))).expect("verifies");
+}
+
+#[test]
+fn vendor_attributes_and_unknown_query_values_stay_out_of_messages() {
+    let f = fixture();
+    let unknown = format!("{}&password=hunter2-XYZ", f.uri("no-such-key"));
+    let stderr = refused_key(&unknown, 3, &["not found"]);
+    assert!(!stderr.contains("hunter2-XYZ"), "{stderr}");
+    let vendor = f
+        .uri("p256")
+        .replace(";type=private", ";type=private;x-slot-hint=3");
+    refused_key(&vendor, 2, &["x-slot-hint", "remove it"]);
 }

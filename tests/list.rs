@@ -131,3 +131,13 @@ fn list_without_a_module_explains_where_to_name_one() {
         "{stderr}"
     );
 }
+
+#[test]
+fn list_shows_certificates_beside_their_keys() {
+    let (stdout, _) = list(&[]);
+    assert!(stdout.contains("certificates:"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("'{}' id 01", common::CERT_LABEL)),
+        "{stdout}"
+    );
+}

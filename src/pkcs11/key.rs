@@ -261,7 +261,7 @@ pub struct Key {
 impl Key {
     /// Opens the one private key the URI names and logs in to its token.
     pub fn open(uri: &Pkcs11Uri, module_fallback: Option<&Path>) -> Result<Key, Error> {
-        let uri_text = uri.to_string();
+        let uri_text = uri.redacted();
         if let Some(kind) = uri.object_type.filter(|t| *t != ObjectType::Private) {
             return Err(Error::NotAPrivateKey {
                 key: uri_text,
@@ -450,7 +450,7 @@ fn find_private_key(
     template.extend(uri.id.as_ref().map(|id| Attribute::Id(id.clone())));
     let module = token.module();
     let found = find(session, module, &template)?;
-    let key = uri.to_string();
+    let key = uri.redacted();
     let tok = token.label().to_owned();
     match found.as_slice() {
         [] => Err(Error::KeyNotFound { key, token: tok }),

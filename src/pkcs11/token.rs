@@ -39,21 +39,28 @@ pub fn resolve_module(uri: &Pkcs11Uri, fallback: Option<&Path>) -> Result<PathBu
 }
 
 fn find_module_by_name(name: &str) -> Result<PathBuf, Error> {
-    let from_config = MODULE_CONFIG_DIRS.iter().find_map(|dir| {
-        let text = std::fs::read_to_string(Path::new(dir).join(format!("{name}.module"))).ok()?;
-        text.lines()
-            .find_map(|l| l.trim().strip_prefix("module:"))
-            .map(|m| PathBuf::from(m.trim()))
-    });
-    let from_dirs = || {
+    // p11-kit resolves a relative `module:` against its module directory.
+    let in_lib_dirs = |file: &str| {
         MODULE_LIB_DIRS
             .iter()
-            .flat_map(|dir| [format!("{dir}/{name}.so"), format!("{dir}/lib{name}.so")])
-            .map(PathBuf::from)
+            .map(|dir| Path::new(dir).join(file))
             .find(|p| p.is_file())
     };
+    let from_config = MODULE_CONFIG_DIRS.iter().find_map(|dir| {
+        let text = std::fs::read_to_string(Path::new(dir).join(format!("{name}.module"))).ok()?;
+        let module = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("module:"))?
+            .trim();
+        if Path::new(module).is_absolute() {
+            Some(PathBuf::from(module))
+        } else {
+            in_lib_dirs(module)
+        }
+    });
     from_config
-        .or_else(from_dirs)
+        .or_else(|| in_lib_dirs(&format!("{name}.so")))
+        .or_else(|| in_lib_dirs(&format!("lib{name}.so")))
         .ok_or_else(|| Error::ModuleName {
             name: name.to_owned(),
             looked: format!(
@@ -260,7 +267,7 @@ impl Module {
                 selector: token_selector(uri),
                 module: self.path.display().to_string(),
                 available: if others.is_empty() {
-                    "the module has no initialized token (SoftHSM2: softhsm/setup-token.sh DIR LABEL)".into()
+                    "the module shows no initialized token; initialize one with the token's own tools (SoftHSM2: softhsm/setup-token.sh DIR LABEL)".into()
                 } else {
                     format!("tokens present: {}", describe(&others))
                 },

@@ -234,9 +234,9 @@ pub enum UriError {
         /// The attribute name.
         name: String,
     },
-    /// An unknown query attribute whose name suggests it carries a PIN.
+    /// An unknown attribute whose name suggests it carries a PIN.
     #[error(
-        "unknown PKCS#11 URI query attribute '{name}' looks like it carries a PIN, and unknown \
+        "unknown PKCS#11 URI attribute '{name}' looks like it carries a PIN, and unknown \
          attributes are written back when the URI is printed; use pin-source=file:/path or \
          pin-source=env:NAME instead"
     )]
@@ -428,8 +428,18 @@ impl FromStr for PinSource {
     type Err = UriError;
 
     fn from_str(value: &str) -> Result<Self, UriError> {
+        // Only a value that looks like a location is echoed: anything else may be a PIN pasted
+        // into the wrong attribute.
+        let location = ["file:", "env:", "/"]
+            .iter()
+            .any(|p| strip_prefix_ignore_case(value, p).is_some());
+        let shown = if location {
+            value.to_owned()
+        } else {
+            "(not shown: it may be a PIN)".to_owned()
+        };
         let refuse = |reason| UriError::InvalidPinSource {
-            value: value.to_owned(),
+            value: shown.clone(),
             reason,
         };
         if let Some(rest) = strip_prefix_ignore_case(value, "file:") {
@@ -819,6 +829,18 @@ impl FromStr for Pkcs11Uri {
 }
 
 impl Pkcs11Uri {
+    /// The URI for messages and logs: never the `pin-value` (as with `Display`), and without
+    /// unknown query attributes, whose values could be anything a user pasted.
+    #[must_use]
+    pub fn redacted(&self) -> String {
+        let shown = Pkcs11Uri {
+            pin_value: None,
+            vendor_query: Vec::new(),
+            ..self.clone()
+        };
+        shown.to_string()
+    }
+
     /// Whether the URI narrows down the token (by label, manufacturer, serial, model or slot),
     /// rather than leaving the choice to whichever token is present.
     #[must_use]
@@ -856,6 +878,11 @@ impl Pkcs11Uri {
     }
 
     fn set_vendor_path_attribute(&mut self, name: &str, raw: &str) -> Result<(), UriError> {
+        if mentions_pin(name) {
+            return Err(UriError::PinLikeQueryAttribute {
+                name: name.to_owned(),
+            });
+        }
         if !is_vendor_name(name) {
             let name = name.to_owned();
             return Err(match QueryAttr::find(&name) {
@@ -1126,6 +1153,46 @@ fn exposed(pin: Option<&SecretString>) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pin_pasted_into_pin_source_is_not_echoed() {
+        let err = "pkcs11:token=a?pin-source=493817"
+            .parse::<Pkcs11Uri>()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            !err.contains("493817") && err.contains("file:/absolute/path"),
+            "{err}"
+        );
+        let err = "pkcs11:token=a?pin-source=file:relative"
+            .parse::<Pkcs11Uri>()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("file:relative"), "a location is shown: {err}");
+    }
+
+    #[test]
+    fn vendor_path_names_that_mention_a_pin_are_refused() {
+        let err = "pkcs11:token=a;x-pin=4938"
+            .parse::<Pkcs11Uri>()
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("4938"), "{err}");
+    }
+
+    #[test]
+    fn redacted_form_drops_unknown_query_values_and_the_pin_value() {
+        let uri: Pkcs11Uri = "pkcs11:token=a;object=k?password=hunter2&x-v=1"
+            .parse()
+            .unwrap();
+        assert!(
+            uri.to_string().contains("hunter2"),
+            "Display round-trips everything but pin-value"
+        );
+        assert_eq!(uri.redacted(), "pkcs11:token=a;object=k");
+        let with_pin: Pkcs11Uri = "pkcs11:token=a?pin-value=s3cr3t".parse().unwrap();
+        assert!(!with_pin.redacted().contains("s3cr3t"));
+    }
     use proptest::prelude::*;
 
     fn parse(text: &str) -> Pkcs11Uri {
@@ -1585,8 +1652,11 @@ mod tests {
             "|/usr/bin/get-pin",
         ] {
             let message = refusal(&format!("pkcs11:?pin-source={value}"));
-            assert!(
+            // Locations are echoed; anything else might be a PIN and is not.
+            let location = ["file:", "env:"].iter().any(|p| value.starts_with(p));
+            assert_eq!(
                 message.contains(&format!("pin-source {value:?}")),
+                location,
                 "{message}"
             );
             for form in forms {

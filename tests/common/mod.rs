@@ -24,7 +24,7 @@ const SO_PIN: &str = "fixture-SO-77120";
 /// The fixture token's label.
 pub const TOKEN: &str = "suitekey-test";
 /// Bump when the key set changes, so a stale cached token is not reused.
-const FIXTURE_VERSION: &str = "v1";
+const FIXTURE_VERSION: &str = "v2";
 
 /// The kinds of key the fixture holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,7 +50,11 @@ pub const KEYS: &[(&str, u8, Kind, bool)] = &[
     ("p256-always-auth", 0x07, Kind::Ec(P256), true),
     ("twin", 0x08, Kind::Ec(P256), false),
     ("twin", 0x09, Kind::Ec(P256), false),
+    ("rsa3072-always-auth", 0x0a, Kind::Rsa(3072), true),
 ];
+
+/// A certificate object stored beside the `p256` key (same label and id), for `list`.
+pub const CERT_LABEL: &str = "p256";
 
 /// The module under test; `SUITEKEY_TEST_MODULE` overrides SoftHSM2's Debian path.
 pub fn module_path() -> PathBuf {
@@ -257,6 +261,16 @@ impl Fixture {
         }
     }
 
+    /// The fixture token's serial number, as the token reports it.
+    pub fn serial(&self) -> String {
+        self.ctx
+            .get_token_info(self.slot)
+            .expect("token info")
+            .serial_number()
+            .trim_end()
+            .to_owned()
+    }
+
     /// The key URI of a fixture key, with the module path and the PIN file.
     pub fn uri(&self, object: &str) -> String {
         format!(
@@ -321,6 +335,16 @@ fn build_token(ctx: &Pkcs11) -> Result<(), BoxError> {
     for (label, id, kind, always) in KEYS {
         generate(&session, label, &[*id], *kind, *always)?;
     }
+    // The value is not parsed by SoftHSM2 or by `list` (yet); an empty Name is a valid subject.
+    session.create_object(&[
+        Attribute::Class(ObjectClass::CERTIFICATE),
+        Attribute::CertificateType(cryptoki::object::CertificateType::X_509),
+        Attribute::Token(true),
+        Attribute::Label(CERT_LABEL.as_bytes().to_vec()),
+        Attribute::Id(vec![0x01]),
+        Attribute::Subject(vec![0x30, 0x00]),
+        Attribute::Value(b"not a real certificate".to_vec()),
+    ])?;
     Ok(())
 }
 
