@@ -14,6 +14,10 @@ fn main() -> ExitCode {
     let mut stdout = std::io::stdout().lock();
     match suitekey::commands::run(&cli, &mut stdout) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader went away (`suitekey list | head`): nothing more to say, like other tools.
+        Err(suitekey::Error::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            ExitCode::SUCCESS
+        }
         Err(err) => {
             eprintln!("error: {}", chain(&err));
             ExitCode::from(err.exit_code())
