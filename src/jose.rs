@@ -389,6 +389,25 @@ pub fn b64url(data: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(data)
 }
 
+/// A public key, as the certificate uploaded to NetSuite carries it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PublicKey {
+    /// An EC point on a curve NetSuite accepts.
+    Ec {
+        /// The curve.
+        curve: Curve,
+        /// The SEC1 uncompressed point `04 || x || y`.
+        point: Vec<u8>,
+    },
+    /// An RSA public key.
+    Rsa {
+        /// The modulus, big-endian.
+        modulus: Vec<u8>,
+        /// The public exponent, big-endian.
+        exponent: Vec<u8>,
+    },
+}
+
 /// Something that makes JWS signatures with a key it never reveals.
 ///
 /// The PKCS#11 key is the implementation that matters; keeping the trait this small is what
@@ -399,6 +418,9 @@ pub trait Signer {
 
     /// The algorithm every signature is made with.
     fn alg(&self) -> Alg;
+
+    /// The public half of the signing key.
+    fn public_key(&self) -> Result<PublicKey, Self::Error>;
 
     /// The JWS signature over `signing_input`: raw `r || s` for ES*, the PSS block for PS*.
     fn sign(&self, signing_input: &[u8]) -> Result<Vec<u8>, Self::Error>;
@@ -621,6 +643,9 @@ mod tests {
         type Error = std::io::Error;
         fn alg(&self) -> Alg {
             self.1
+        }
+        fn public_key(&self) -> Result<PublicKey, Self::Error> {
+            Err(std::io::Error::other("no key"))
         }
         fn sign(&self, _: &[u8]) -> Result<Vec<u8>, Self::Error> {
             Ok(self.0.clone())

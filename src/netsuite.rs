@@ -526,6 +526,9 @@ mod tests {
         fn alg(&self) -> Alg {
             Alg::ES256
         }
+        fn public_key(&self) -> Result<crate::jose::PublicKey, Self::Error> {
+            Err(std::io::Error::other("no key"))
+        }
         fn sign(&self, _: &[u8]) -> Result<Vec<u8>, Self::Error> {
             Ok(vec![0; 64])
         }

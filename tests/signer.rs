@@ -65,3 +65,32 @@ fn a_signer_for_the_wrong_key_type_is_refused_by_the_token_layer() {
         .expect("refused");
     assert!(err.to_string().contains("cannot sign PS256"), "{err}");
 }
+
+#[test]
+fn the_signer_reports_the_public_key_the_token_holds() {
+    let f = fixture();
+    for (object, id, alg) in [
+        ("p256", 0x01, Alg::ES256),
+        ("p521", 0x03, Alg::ES512),
+        ("rsa4096", 0x05, Alg::PS256),
+    ] {
+        let uri: Pkcs11Uri = f.uri(object).parse().unwrap();
+        let signer = Key::open(&uri, None)
+            .and_then(|k| k.signer(alg))
+            .expect("signer");
+        let got = signer.public_key().expect("public key");
+        match (got, f.public_key(id)) {
+            (
+                suitekey::jose::PublicKey::Ec { point, .. },
+                common::PublicKey::Ec { point: want, .. },
+            ) => assert_eq!(point, want, "{object}"),
+            (
+                suitekey::jose::PublicKey::Rsa { modulus, exponent },
+                common::PublicKey::Rsa { n, e },
+            ) => {
+                assert_eq!((modulus, exponent), (n, e), "{object}")
+            }
+            (got, want) => panic!("{object}: {got:?} vs {want:?}"),
+        }
+    }
+}

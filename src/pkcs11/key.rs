@@ -13,7 +13,7 @@ use der::asn1::ObjectIdentifier;
 use super::Error;
 use super::token::{Credential, Module, Token, resolve_module};
 use super::uri::{ObjectType, Pkcs11Uri};
-use crate::jose::{self, Alg, Curve, Hash, KeyKind, Scheme};
+use crate::jose::{self, Alg, Curve, Hash, KeyKind, PublicKey, Scheme};
 
 /// A key as `list` shows it: no secrets, just what identifies it and what it can do.
 #[derive(Clone, Debug)]
@@ -342,6 +342,8 @@ impl Key {
             plan,
             reauth,
             uri_text: self.uri_text,
+            id: self.attrs.id,
+            label: self.attrs.label,
         })
     }
 }
@@ -359,6 +361,8 @@ pub struct KeySigner {
     plan: Plan,
     reauth: Option<Credential>,
     uri_text: String,
+    id: Vec<u8>,
+    label: Option<String>,
 }
 
 impl KeySigner {
@@ -414,6 +418,41 @@ impl jose::Signer for KeySigner {
 
     fn alg(&self) -> Alg {
         self.alg
+    }
+
+    /// Read from the public key object beside the private key (same `CKA_ID`, or the same
+    /// label when the key has no id); for RSA the private key's public attributes do as well.
+    fn public_key(&self) -> Result<PublicKey, Error> {
+        let module = self.token.module();
+        let mut template = vec![Attribute::Class(ObjectClass::PUBLIC_KEY)];
+        match (&self.label, self.id.is_empty()) {
+            (_, false) => template.push(Attribute::Id(self.id.clone())),
+            (Some(label), true) => template.push(Attribute::Label(label.as_bytes().to_vec())),
+            (None, true) => {}
+        }
+        let public = find(&self.session, module, &template)?;
+        let sources = public
+            .first()
+            .copied()
+            .into_iter()
+            .chain(std::iter::once(self.key));
+        for handle in sources {
+            let wanted = [
+                AttributeType::EcPoint,
+                AttributeType::Modulus,
+                AttributeType::PublicExponent,
+            ];
+            let attrs = self
+                .session
+                .get_attributes(handle, &wanted)
+                .map_err(|e| module.call_err("C_GetAttributeValue", &e))?;
+            if let Some(key) =
+                public_key_from(&self.kind, attrs).map_err(|problem| self.malformed(problem))?
+            {
+                return Ok(key);
+            }
+        }
+        Err(self.malformed("no public key object with the key's id, so its public key cannot be read; store the public key on the token".into()))
     }
 
     fn sign(&self, signing_input: &[u8]) -> Result<Vec<u8>, Error> {
@@ -492,6 +531,50 @@ fn no_mechanism(token: &Token, alg: Alg) -> Error {
         alg: alg.to_string(),
         wanted: format!("{}, {}", combined.mechanism_type(), raw.mechanism_type()),
         hint,
+    }
+}
+
+/// The public key in `attrs` (from `C_GetAttributeValue`), `None` if they do not hold it.
+fn public_key_from(kind: &KeyKind, attrs: Vec<Attribute>) -> Result<Option<PublicKey>, String> {
+    let (mut point, mut modulus, mut exponent) = (None, None, None);
+    for attr in attrs {
+        match attr {
+            Attribute::EcPoint(p) => point = Some(p),
+            Attribute::Modulus(m) => modulus = Some(m),
+            Attribute::PublicExponent(e) => exponent = Some(e),
+            _ => {}
+        }
+    }
+    match (kind, point, modulus, exponent) {
+        (KeyKind::Ec(curve), Some(p), _, _) => ec_point(*curve, &p).map(|point| {
+            Some(PublicKey::Ec {
+                curve: *curve,
+                point,
+            })
+        }),
+        (KeyKind::Rsa { .. }, _, Some(modulus), Some(exponent)) => {
+            Ok(Some(PublicKey::Rsa { modulus, exponent }))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// `CKA_EC_POINT` as an uncompressed point. Modules store it raw or wrapped in a DER OCTET
+/// STRING; both start with 0x04, so the length decides, not the first byte.
+fn ec_point(curve: Curve, raw: &[u8]) -> Result<Vec<u8>, String> {
+    let len = 1 + 2 * curve.field_len();
+    if raw.len() == len && raw.first() == Some(&0x04) {
+        return Ok(raw.to_vec());
+    }
+    match der::asn1::OctetString::from_der(raw) {
+        Ok(o) if o.as_bytes().len() == len && o.as_bytes().first() == Some(&0x04) => {
+            Ok(o.as_bytes().to_vec())
+        }
+        _ => Err(format!(
+            "its CKA_EC_POINT ({} bytes) is not an uncompressed {} point, raw or DER-wrapped",
+            raw.len(),
+            curve.name()
+        )),
     }
 }
 
@@ -604,6 +687,19 @@ mod tests {
         let p224 = der::Encode::to_der(&ObjectIdentifier::new_unwrap("1.3.132.0.33")).unwrap();
         assert_eq!(ec_kind(Some(&p224)), KeyKind::EcOther("P-224".into()));
         assert!(matches!(ec_kind(Some(&[0x30, 0x00])), KeyKind::EcOther(_)));
+    }
+
+    #[test]
+    fn ec_points_are_decoded_by_length_raw_or_der_wrapped() {
+        let raw: Vec<u8> = std::iter::once(0x04).chain(1..=64).collect();
+        assert_eq!(ec_point(Curve::P256, &raw).unwrap(), raw);
+        let wrapped =
+            der::Encode::to_der(&der::asn1::OctetString::new(raw.clone()).unwrap()).unwrap();
+        assert_eq!(wrapped[0], 0x04, "DER OCTET STRING tag is 0x04 too");
+        assert_eq!(ec_point(Curve::P256, &wrapped).unwrap(), raw);
+        assert!(ec_point(Curve::P384, &raw).is_err());
+        // tpm2-pkcs11's broken P-521 point (04 85 …) is refused, not misread.
+        assert!(ec_point(Curve::P521, &[0x04, 0x85, 0x01]).is_err());
     }
 
     #[test]
