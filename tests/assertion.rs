@@ -600,3 +600,34 @@ fn vendor_attributes_and_unknown_query_values_stay_out_of_messages() {
         .replace(";type=private", ";type=private;x-slot-hint=3");
     refused_key(&vendor, 2, &["x-slot-hint", "remove it"]);
 }
+
+#[test]
+fn trace_logging_shows_neither_the_pin_nor_the_assertion() {
+    let f = fixture();
+    let mut cmd = f.suitekey();
+    profile(&mut cmd, &f.uri("p256-always-auth"), "1");
+    let out = cmd
+        .env("RUST_LOG", "trace")
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let (stdout, stderr) = (
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    );
+    assert!(
+        stderr.contains("key ready to sign"),
+        "trace logging is on:\n{stderr}"
+    );
+    assert!(!stderr.contains(PIN), "the PIN leaked:\n{stderr}");
+    let signature = stdout
+        .trim_end()
+        .rsplit('.')
+        .next()
+        .expect("signature part");
+    assert!(
+        !stderr.contains(signature),
+        "the assertion leaked into the log:\n{stderr}"
+    );
+}
