@@ -141,3 +141,29 @@ fn list_shows_certificates_beside_their_keys() {
         "{stdout}"
     );
 }
+
+#[test]
+fn a_token_that_cannot_be_listed_is_reported_and_the_exit_code_says_so() {
+    let f = fixture();
+    let out = f
+        .suitekey()
+        .args(["list", "--login", "--token", TOKEN])
+        .env("SUITEKEY_MODULE", common::module_path())
+        .env("SUITEKEY_PIN", "not-the-PIN-4410")
+        .assert()
+        .code(4)
+        .get_output()
+        .clone();
+    let (stdout, stderr) = (
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    );
+    assert!(
+        stdout.contains(&format!("token '{TOKEN}'")) && stdout.contains("cannot list this token"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("PIN rejected") && !stderr.contains("not-the-PIN-4410"),
+        "{stderr}"
+    );
+}

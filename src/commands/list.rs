@@ -35,20 +35,33 @@ pub(super) fn run(args: &ListArgs, out: &mut dyn Write) -> Result<(), Error> {
             .unwrap_or_default();
         writeln!(out, "no slot{which}")?;
     }
+    // One broken token should not hide the others: list them all, then report the first error.
+    let mut first_error = None;
     for slot in &slots {
-        match &slot.token {
-            None => writeln!(
-                out,
-                "\nslot {} ({}): no token",
-                slot.slot_id, slot.description
-            )?,
-            Some(t) if !t.initialized => writeln!(
-                out,
-                "\nslot {} ({}): uninitialized token",
-                slot.slot_id, slot.description
-            )?,
-            Some(t) => print_token(&module.token_in(slot)?, slot, t, args.login, out)?,
+        if let Err(e) = print_slot(&module, slot, args.login, out) {
+            if let Error::Output(_) = e {
+                return Err(e);
+            }
+            writeln!(out, "  (cannot list this token: see the error on stderr)")?;
+            first_error.get_or_insert(e);
         }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+fn print_slot(
+    module: &Module,
+    slot: &SlotSummary,
+    login: bool,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    let (id, description) = (slot.slot_id, &slot.description);
+    match &slot.token {
+        None => writeln!(out, "\nslot {id} ({description}): no token")?,
+        Some(t) if !t.initialized => {
+            writeln!(out, "\nslot {id} ({description}): uninitialized token")?
+        }
+        Some(t) => print_token(&module.token_in(slot)?, slot, t, login, out)?,
     }
     Ok(())
 }
