@@ -5,7 +5,8 @@ use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use suitekey::cli::Cli;
+use std::io::Write as _;
+use suitekey::cli::{Cli, Command};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -14,12 +15,17 @@ fn main() -> ExitCode {
     let mut stdout = std::io::stdout().lock();
     match suitekey::commands::run(&cli, &mut stdout) {
         Ok(()) => ExitCode::SUCCESS,
-        // The reader went away (`suitekey list | head`): nothing more to say, like other tools.
-        Err(suitekey::Error::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+        // `suitekey list | head`: the reader has all it wanted. Not so for a credential that
+        // was never delivered: that stays an error.
+        Err(suitekey::Error::Output(e))
+            if e.kind() == std::io::ErrorKind::BrokenPipe
+                && matches!(cli.command, Command::List(_)) =>
+        {
             ExitCode::SUCCESS
         }
         Err(err) => {
-            eprintln!("error: {}", chain(&err));
+            // stderr may be closed too; `eprintln!` would panic then.
+            let _ = writeln!(std::io::stderr(), "error: {}", chain(&err));
             ExitCode::from(err.exit_code())
         }
     }

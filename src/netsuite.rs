@@ -118,27 +118,44 @@ impl FromStr for TokenUrl {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self, Error> {
+        let shown = without_userinfo(s);
         let bad = |reason: &str| Error::TokenUrl {
-            url: s.to_owned(),
+            url: shown.clone(),
             reason: reason.to_owned(),
         };
+        // The parser would silently drop these, and `aud` would then differ from the URL used.
+        if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(bad("it contains spaces or control characters"));
+        }
         let url = Url::parse(s).map_err(|e| bad(&e.to_string()))?;
+        if !url.username().is_empty() || url.password().is_some() || url.fragment().is_some() {
+            return Err(bad("it must not carry credentials or a fragment"));
+        }
         match url.scheme() {
             "https" => {}
             "http" if is_loopback(&url) => {}
-            "http" => return Err(Error::InsecureTokenUrl(s.to_owned())),
+            "http" => return Err(Error::InsecureTokenUrl(shown)),
             _ => return Err(bad("the scheme must be https")),
         }
         if url.host().is_none() {
             return Err(bad("it has no host"));
         }
-        if !url.username().is_empty() || url.password().is_some() || url.fragment().is_some() {
-            return Err(bad("it must not carry credentials or a fragment"));
-        }
         Ok(TokenUrl {
             text: s.to_owned(),
             url,
         })
+    }
+}
+
+/// The URL text with any `user:password@` replaced, for messages.
+fn without_userinfo(s: &str) -> String {
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return s.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://(credentials removed)@{}", &rest[at + 1..]),
+        None => s.to_owned(),
     }
 }
 
@@ -507,7 +524,33 @@ mod tests {
         let err = "http://10.0.0.1/token".parse::<TokenUrl>().unwrap_err();
         assert!(matches!(err, Error::InsecureTokenUrl(_)), "{err}");
         assert!("ftp://x/y".parse::<TokenUrl>().is_err());
-        assert!("https://user:pw@x/y".parse::<TokenUrl>().is_err());
+        let err = "https://user:S3CRET@x/y"
+            .parse::<TokenUrl>()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            !err.contains("S3CRET") && err.contains("credentials"),
+            "{err}"
+        );
+        let err = "http://u:S3CRET@10.0.0.1/y"
+            .parse::<TokenUrl>()
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("S3CRET"), "{err}");
+        for spaced in [
+            " https://x.example/t",
+            "https://x.exa\nmple/t",
+            "https://x.example/t\t",
+        ] {
+            assert!(
+                spaced
+                    .parse::<TokenUrl>()
+                    .unwrap_err()
+                    .to_string()
+                    .contains("spaces"),
+                "{spaced:?}"
+            );
+        }
         assert!("not a url".parse::<TokenUrl>().is_err());
     }
 

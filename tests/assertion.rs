@@ -463,67 +463,9 @@ fn a_module_that_is_not_pkcs11_is_named() {
 }
 
 #[test]
-fn on_a_terminal_the_pin_is_prompted_for_without_echo() {
-    use std::io::{Read, Write};
-    let f = fixture();
-    let uri = format!(
-        "pkcs11:token={};object=p384?module-path={}",
-        common::TOKEN,
-        common::module_path().display()
-    );
-    let mut cmd = f.suitekey();
-    profile(&mut cmd, &uri, "1");
-    let suitekey = format!("{:?}", cmd.get_program());
-    let args: Vec<String> = cmd
-        .get_args()
-        .map(|a| format!("'{}'", a.to_string_lossy()))
-        .collect();
-    // util-linux `script` runs the command on a pseudo-terminal fed from our stdin;
-    // coreutils `timeout` bounds the test should the prompt never come.
-    let mut child = std::process::Command::new("timeout")
-        .args([
-            "30",
-            "script",
-            "-qec",
-            &format!("{suitekey} {}", args.join(" ")),
-            "/dev/null",
-        ])
-        .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))))
-        .env_remove("SUITEKEY_PIN")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("util-linux script");
-    let mut stdout = child.stdout.take().expect("stdout");
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 256];
-    // Type the PIN only once the prompt is up, as a person would (echo is off by then).
-    while !String::from_utf8_lossy(&seen).contains("PIN for token 'suitekey-test': ") {
-        let n = stdout.read(&mut buf).expect("read the terminal");
-        assert!(
-            n > 0,
-            "no prompt before EOF: {}",
-            String::from_utf8_lossy(&seen)
-        );
-        seen.extend_from_slice(&buf[..n]);
-    }
-    writeln!(child.stdin.take().expect("stdin"), "{PIN}").expect("type the PIN");
-    stdout.read_to_end(&mut seen).expect("read the terminal");
-    assert!(child.wait().expect("script exits").success());
-    let screen = String::from_utf8(seen).expect("utf-8");
-    assert!(!screen.contains(PIN), "the PIN was echoed:\n{screen}");
-    let jws = screen
-        .lines()
-        .map(str::trim)
-        .find(|l| l.starts_with("eyJ"))
-        .expect("a JWS on the terminal");
-    verify(&decode_jws(jws), &f.public_key(id_of("p384"))).expect("verifies");
-}
-
-#[test]
 fn a_wrong_pin_costs_exactly_one_c_login() {
     // OpenSC's pkcs11-spy wraps SoftHSM2 and logs every call the module receives.
-    let spy = "/usr/lib/x86_64-linux-gnu/pkcs11-spy.so";
+    let spy = common::pkcs11_spy().display().to_string();
     let f = fixture();
     let log = f.dir.join("spy.log");
     let wrong = f.dir.join("wrong-once.pin");

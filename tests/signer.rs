@@ -94,3 +94,18 @@ fn the_signer_reports_the_public_key_the_token_holds() {
         }
     }
 }
+
+#[test]
+fn two_public_keys_with_the_key_id_are_refused_not_guessed() {
+    let f = fixture();
+    let uri: Pkcs11Uri = f.uri("stale-public").parse().unwrap();
+    let signer = Key::open(&uri, None)
+        .and_then(|k| k.signer(Alg::ES256))
+        .expect("signer");
+    let err = signer.public_key().expect_err("ambiguous public key");
+    assert!(
+        err.to_string()
+            .contains("2 public key objects share its id"),
+        "{err}"
+    );
+}

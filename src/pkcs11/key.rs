@@ -282,6 +282,11 @@ impl Key {
         let session = token.open()?;
         let credential = token.login(&session, uri)?;
         let (handle, attrs) = find_private_key(&token, &session, uri)?;
+        let credential = match (attrs.always_authenticate, credential) {
+            // The token needed no login, but the key wants one before every signature.
+            (true, Credential::NotNeeded) => token.credential(uri)?,
+            (_, credential) => credential,
+        };
         Ok(Key {
             token,
             session,
@@ -326,12 +331,7 @@ impl Key {
         }
         let plan = plan_for(alg, &self.token.mechanisms()?)
             .ok_or_else(|| no_mechanism(&self.token, alg))?;
-        let reauth = match (self.attrs.always_authenticate, self.credential) {
-            (false, _) => None,
-            // The token needed no login, but the key wants one before every signature.
-            (true, Credential::NotNeeded) => Some(self.token.credential(&Pkcs11Uri::default())?),
-            (true, credential) => Some(credential),
-        };
+        let reauth = self.attrs.always_authenticate.then_some(self.credential);
         tracing::debug!(token = self.token.label(), %alg, %kind, ?plan, always_authenticate = reauth.is_some(), "key ready to sign");
         Ok(KeySigner {
             token: self.token,
@@ -404,6 +404,29 @@ impl KeySigner {
         }
     }
 
+    fn attrs_key_type(&self) -> Option<Attribute> {
+        match self.kind {
+            KeyKind::Ec(_) => Some(Attribute::KeyType(KeyType::EC)),
+            KeyKind::Rsa { .. } => Some(Attribute::KeyType(KeyType::RSA)),
+            _ => None,
+        }
+    }
+
+    /// The public key held in `handle`'s attributes, if it holds one.
+    fn read_public(&self, handle: ObjectHandle) -> Result<Option<PublicKey>, Error> {
+        let wanted = [
+            AttributeType::EcPoint,
+            AttributeType::Modulus,
+            AttributeType::PublicExponent,
+        ];
+        let module = self.token.module();
+        let attrs = self
+            .session
+            .get_attributes(handle, &wanted)
+            .map_err(|e| module.call_err("C_GetAttributeValue", &e))?;
+        public_key_from(&self.kind, attrs).map_err(|problem| self.malformed(problem))
+    }
+
     fn malformed(&self, problem: String) -> Error {
         Error::KeyAttributes {
             key: self.uri_text.clone(),
@@ -420,39 +443,31 @@ impl jose::Signer for KeySigner {
         self.alg
     }
 
-    /// Read from the public key object beside the private key (same `CKA_ID`, or the same
-    /// label when the key has no id); for RSA the private key's public attributes do as well.
+    /// For RSA, from the private key's own public attributes; otherwise (and for EC, whose
+    /// private key has no point) from the one public key object of the same type with the
+    /// key's `CKA_ID`, or its label when it has no id.
     fn public_key(&self) -> Result<PublicKey, Error> {
-        let module = self.token.module();
+        if let KeyKind::Rsa { .. } = self.kind
+            && let Some(key) = self.read_public(self.key)?
+        {
+            return Ok(key);
+        }
         let mut template = vec![Attribute::Class(ObjectClass::PUBLIC_KEY)];
+        template.extend(self.attrs_key_type());
         match (&self.label, self.id.is_empty()) {
             (_, false) => template.push(Attribute::Id(self.id.clone())),
             (Some(label), true) => template.push(Attribute::Label(label.as_bytes().to_vec())),
-            (None, true) => {}
-        }
-        let public = find(&self.session, module, &template)?;
-        let sources = public
-            .first()
-            .copied()
-            .into_iter()
-            .chain(std::iter::once(self.key));
-        for handle in sources {
-            let wanted = [
-                AttributeType::EcPoint,
-                AttributeType::Modulus,
-                AttributeType::PublicExponent,
-            ];
-            let attrs = self
-                .session
-                .get_attributes(handle, &wanted)
-                .map_err(|e| module.call_err("C_GetAttributeValue", &e))?;
-            if let Some(key) =
-                public_key_from(&self.kind, attrs).map_err(|problem| self.malformed(problem))?
-            {
-                return Ok(key);
+            (None, true) => {
+                return Err(self.malformed(
+                    "it has neither id nor label, so its public key object cannot be found".into(),
+                ));
             }
         }
-        Err(self.malformed("no public key object with the key's id, so its public key cannot be read; store the public key on the token".into()))
+        match find(&self.session, self.token.module(), &template)?.as_slice() {
+            [one] => self.read_public(*one)?.ok_or_else(|| self.malformed("its public key object holds no public key".into())),
+            [] => Err(self.malformed("no public key object has its id, so its public key cannot be read; store the public key on the token".into())),
+            many => Err(self.malformed(format!("{} public key objects share its id; remove the stale ones", many.len()))),
+        }
     }
 
     fn sign(&self, signing_input: &[u8]) -> Result<Vec<u8>, Error> {
@@ -597,12 +612,24 @@ mod single_part {
     use cryptoki::error::{Error, Rv, RvError};
     use cryptoki::session::Session;
     use cryptoki_sys::{CK_FUNCTION_LIST, CK_ULONG};
+    use libloading::os::unix::{Library, RTLD_NOW};
+
+    /// dlopen's "only if already loaded" flag, which libloading does not name.
+    #[cfg(target_os = "linux")]
+    const RTLD_NOLOAD: std::os::raw::c_int = 0x4;
+    #[cfg(target_os = "macos")]
+    const RTLD_NOLOAD: std::os::raw::c_int = 0x10;
 
     /// `C_Sign` from the module's own function list (the symbol itself need not be exported).
     pub(super) fn sign(module: &Path, session: &Session, data: &[u8]) -> Result<Vec<u8>, Error> {
-        // SAFETY: loading a library this process already loaded returns the same handle, and
-        // so the same module state and function list.
-        let lib = unsafe { cryptoki_sys::Pkcs11::new(module) }.map_err(Error::LibraryLoading)?;
+        // SAFETY: RTLD_NOLOAD only hands back the copy this process already loaded and
+        // initialized (never a second, uninitialized copy, even if the file changed since);
+        // the module's initializers have run, so opening it runs no foreign code.
+        let lib = unsafe { Library::open(Some(module), RTLD_NOW | RTLD_NOLOAD) }
+            .map_err(Error::LibraryLoading)?;
+        // SAFETY: the symbols are looked up, not called, here.
+        let lib =
+            unsafe { cryptoki_sys::Pkcs11::from_library(lib) }.map_err(Error::LibraryLoading)?;
         let get_list = lib
             .C_GetFunctionList
             .as_ref()

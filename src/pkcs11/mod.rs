@@ -6,6 +6,7 @@
 
 pub mod key;
 pub mod pin;
+mod prompt;
 pub mod token;
 pub mod uri;
 

@@ -4,12 +4,10 @@
 //! the moment it is read; intermediate buffers are `Zeroizing`.
 
 use std::fmt;
-use std::fs::OpenOptions;
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use rustix::termios::{self, LocalModes, OptionalActions};
 use secrecy::SecretString;
 use zeroize::Zeroizing;
 
@@ -168,41 +166,17 @@ fn read_env(name: &str) -> Result<Option<(Pin, PinOrigin)>, PinError> {
     }
 }
 
-/// Asks on the terminal. Echo goes off *before* the prompt is shown, so a PIN typed or pasted
-/// the moment the prompt appears is never echoed.
+/// Asks on the terminal (echo off, see [`super::prompt`]).
 fn prompt(token: &str) -> Result<(Pin, PinOrigin), PinError> {
-    let mut tty = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/tty")
-        .map_err(PinError::Prompt)?;
-    let saved = termios::tcgetattr(&tty).map_err(|e| PinError::Prompt(e.into()))?;
-    let mut silent = saved.clone();
-    silent.local_modes.remove(LocalModes::ECHO);
-    silent.local_modes.insert(LocalModes::ECHONL);
-    termios::tcsetattr(&tty, OptionalActions::Now, &silent)
-        .map_err(|e| PinError::Prompt(e.into()))?;
-    let typed = write!(tty, "PIN for token '{token}': ")
-        .and_then(|()| tty.flush())
-        .and_then(|()| read_line(&mut tty));
-    let restored = termios::tcsetattr(&tty, OptionalActions::Now, &saved);
-    let typed = typed.map_err(PinError::Prompt)?;
-    restored.map_err(|e| PinError::Prompt(e.into()))?;
+    // The label comes from the device: no control characters reach the terminal.
+    let label: String = token.chars().filter(|c| !c.is_control()).collect();
+    let typed = super::prompt::read_secret_line(
+        &format!("PIN for token '{label}': "),
+        MAX_PIN_FILE as usize,
+    )
+    .map_err(PinError::Prompt)?;
     let text = std::str::from_utf8(&typed).map_err(|_| PinError::NotUtf8(PinOrigin::Prompt))?;
-    finish(strip_line_ending(text), PinOrigin::Prompt)
-}
-
-/// One line from the terminal, byte by byte so nothing past the newline is consumed.
-fn read_line(tty: &mut std::fs::File) -> std::io::Result<Zeroizing<Vec<u8>>> {
-    let mut line = Zeroizing::new(Vec::with_capacity(MAX_PIN_FILE as usize + 1));
-    let mut byte = Zeroizing::new([0u8; 1]);
-    while line.len() <= MAX_PIN_FILE as usize {
-        if tty.read(&mut byte[..])? == 0 || byte[0] == b'\n' {
-            break;
-        }
-        line.push(byte[0]);
-    }
-    Ok(line)
+    finish(text, PinOrigin::Prompt)
 }
 
 fn finish(pin: &str, origin: PinOrigin) -> Result<(Pin, PinOrigin), PinError> {

@@ -829,8 +829,9 @@ impl FromStr for Pkcs11Uri {
 }
 
 impl Pkcs11Uri {
-    /// The URI for messages and logs: never the `pin-value` (as with `Display`), and without
-    /// unknown query attributes, whose values could be anything a user pasted.
+    /// The URI for messages and logs: never the `pin-value` (as with `Display`), without
+    /// unknown query attributes, and with vendor path attributes' values emptied: those could
+    /// be anything a user pasted.
     #[must_use]
     pub fn redacted(&self) -> String {
         let shown = Pkcs11Uri {

@@ -24,7 +24,7 @@ const SO_PIN: &str = "fixture-SO-77120";
 /// The fixture token's label.
 pub const TOKEN: &str = "suitekey-test";
 /// Bump when the key set changes, so a stale cached token is not reused.
-const FIXTURE_VERSION: &str = "v2";
+const FIXTURE_VERSION: &str = "v3";
 
 /// The kinds of key the fixture holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,6 +51,7 @@ pub const KEYS: &[(&str, u8, Kind, bool)] = &[
     ("twin", 0x08, Kind::Ec(P256), false),
     ("twin", 0x09, Kind::Ec(P256), false),
     ("rsa3072-always-auth", 0x0a, Kind::Rsa(3072), true),
+    ("stale-public", 0x0b, Kind::Ec(P256), false),
 ];
 
 /// A certificate object stored beside the `p256` key (same label and id), for `list`.
@@ -67,6 +68,17 @@ pub fn module_path() -> PathBuf {
 /// Each test process's token lives here; dirs of processes that have exited are removed.
 fn runs_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("runs")
+}
+
+/// OpenSC's pkcs11-spy module, wherever this machine's multiarch directory is.
+pub fn pkcs11_spy() -> PathBuf {
+    let dirs = fs::read_dir("/usr/lib")
+        .expect("/usr/lib")
+        .flatten()
+        .map(|e| e.path());
+    dirs.map(|d| d.join("pkcs11-spy.so"))
+        .find(|p| p.is_file())
+        .expect("pkcs11-spy.so from OpenSC (scripts/install-deps.sh)")
 }
 
 fn process_dir() -> PathBuf {
@@ -335,6 +347,15 @@ fn build_token(ctx: &Pkcs11) -> Result<(), BoxError> {
     for (label, id, kind, always) in KEYS {
         generate(&session, label, &[*id], *kind, *always)?;
     }
+    // A second public key object with the id of `stale-public`, as a botched re-import leaves.
+    let public = session.find_objects(&[
+        Attribute::Class(ObjectClass::PUBLIC_KEY),
+        Attribute::Id(vec![0x0b]),
+    ])?;
+    session.copy_object(
+        *public.first().ok_or("stale-public has no public key")?,
+        &[],
+    )?;
     // The value is not parsed by SoftHSM2 or by `list` (yet); an empty Name is a valid subject.
     session.create_object(&[
         Attribute::Class(ObjectClass::CERTIFICATE),
