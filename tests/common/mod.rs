@@ -132,7 +132,7 @@ static FIXTURE: OnceLock<Fixture> = OnceLock::new();
 pub fn fixture() -> &'static Fixture {
     FIXTURE.get_or_init(|| {
         Fixture::create()
-            .unwrap_or_else(|e| panic!("cannot create the SoftHSM2 fixture token: {e}"))
+            .unwrap_or_else(|e| panic!("cannot create the SoftHSM2 fixture token with {}: {e} (scripts/install-deps.sh installs SoftHSM2 and OpenSC)", module_path().display()))
     })
 }
 
