@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::jose::Alg;
-use crate::netsuite::{AccountId, CertificateId, ClientId, Lifetime, Scopes, TokenUrl};
+use crate::netsuite::{AccountId, CertificateId, ClientId, Lifetime, Scopes};
 
 /// NetSuite machine-to-machine access with the private key kept inside a PKCS#11 token.
 #[derive(Debug, Parser)]
@@ -16,10 +16,16 @@ use crate::netsuite::{AccountId, CertificateId, ClientId, Lifetime, Scopes, Toke
 )]
 pub struct Cli {
     /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, display_order = 100)]
     pub verbose: u8,
     /// Only errors on stderr.
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    #[arg(
+        short,
+        long,
+        global = true,
+        conflicts_with = "verbose",
+        display_order = 101
+    )]
     pub quiet: bool,
     /// What to do.
     #[command(subcommand)]
@@ -39,7 +45,12 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct ListArgs {
     /// PKCS#11 module to load.
-    #[arg(long, env = "SUITEKEY_MODULE", value_name = "PATH")]
+    #[arg(
+        long,
+        env = "SUITEKEY_MODULE",
+        value_name = "PATH",
+        hide_env_values = true
+    )]
     pub module: Option<PathBuf>,
     /// Only the token with this label.
     #[arg(long, value_name = "LABEL")]
@@ -54,15 +65,30 @@ pub struct ListArgs {
 pub struct ProfileArgs {
     /// The private key, as an RFC 7512 URI: pkcs11:token=…;object=…?module-path=…&pin-source=file:…
     #[arg(long, env = "SUITEKEY_KEY", value_name = "URI", hide_env_values = true)]
-    pub key: KeyArg,
+    pub key: RawArg,
     /// The integration record's client id (consumer key): the assertion's iss.
-    #[arg(long, env = "SUITEKEY_CLIENT_ID", value_name = "ID")]
+    #[arg(
+        long,
+        env = "SUITEKEY_CLIENT_ID",
+        value_name = "ID",
+        hide_env_values = true
+    )]
     pub client_id: ClientId,
     /// The certificate id NetSuite shows for the uploaded certificate: the assertion's kid.
-    #[arg(long, env = "SUITEKEY_CERTIFICATE_ID", value_name = "ID")]
+    #[arg(
+        long,
+        env = "SUITEKEY_CERTIFICATE_ID",
+        value_name = "ID",
+        hide_env_values = true
+    )]
     pub certificate_id: CertificateId,
     /// The NetSuite account id, e.g. 1234567 or 1234567_SB1.
-    #[arg(long, env = "SUITEKEY_ACCOUNT", value_name = "ACCOUNT")]
+    #[arg(
+        long,
+        env = "SUITEKEY_ACCOUNT",
+        value_name = "ACCOUNT",
+        hide_env_values = true
+    )]
     pub account: AccountId,
     /// ES256, ES384, ES512, PS256, PS384 or PS512 [default: from the key].
     #[arg(long, value_name = "ALG")]
@@ -75,10 +101,20 @@ pub struct ProfileArgs {
     )]
     pub scope: Scopes,
     /// Token endpoint (and aud) instead of the account's NetSuite URL; http:// only on loopback.
-    #[arg(long, env = "SUITEKEY_TOKEN_URL", value_name = "URL")]
-    pub token_url: Option<TokenUrl>,
+    #[arg(
+        long,
+        env = "SUITEKEY_TOKEN_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub token_url: Option<RawArg>,
     /// PKCS#11 module, when the key URI has no module-path.
-    #[arg(long, env = "SUITEKEY_MODULE", value_name = "PATH")]
+    #[arg(
+        long,
+        env = "SUITEKEY_MODULE",
+        value_name = "PATH",
+        hide_env_values = true
+    )]
     pub module: Option<PathBuf>,
 }
 
@@ -93,19 +129,26 @@ pub struct AssertionArgs {
     pub lifetime: Lifetime,
 }
 
-/// The `--key` value as typed, parsed later so that a malformed URI's error never echoes a
-/// `pin-value` (clap's own errors quote the whole value).
+/// A value as typed, parsed by the command rather than by clap: clap's errors quote the whole
+/// value, and these may carry secrets (a key URI's `pin-value`, a URL's `user:password@`).
 #[derive(Clone)]
-pub struct KeyArg(pub zeroize::Zeroizing<String>);
+pub struct RawArg(pub zeroize::Zeroizing<String>);
 
-impl From<String> for KeyArg {
+impl From<String> for RawArg {
     fn from(s: String) -> Self {
-        KeyArg(zeroize::Zeroizing::new(s))
+        RawArg(zeroize::Zeroizing::new(s))
     }
 }
 
-impl std::fmt::Debug for KeyArg {
+impl std::fmt::Debug for RawArg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("KeyArg(<not shown>)")
+        f.write_str("RawArg(<not shown>)")
+    }
+}
+
+impl RawArg {
+    /// The value as typed.
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }

@@ -573,3 +573,16 @@ fn trace_logging_shows_neither_the_pin_nor_the_assertion() {
         "the assertion leaked into the log:\n{stderr}"
     );
 }
+
+#[test]
+fn credentials_in_a_token_url_are_refused_without_echoing_them() {
+    let stderr = refused(
+        assertion(
+            "p256",
+            &["--token-url", "https://user:S3CRET-77@example.com/token"],
+        ),
+        2,
+        &["credentials"],
+    );
+    assert!(!stderr.contains("S3CRET-77"), "{stderr}");
+}

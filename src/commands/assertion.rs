@@ -13,7 +13,7 @@ pub(super) fn run(args: &AssertionArgs, out: &mut dyn Write) -> Result<(), Error
         client_id: profile.client_id.clone(),
         certificate_id: profile.certificate_id.clone(),
         token_url: match &profile.token_url {
-            Some(url) => url.clone(),
+            Some(url) => url.as_str().parse()?,
             None => profile.account.token_url()?,
         },
         scopes: profile.scope.clone(),

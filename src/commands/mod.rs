@@ -5,7 +5,7 @@ mod list;
 
 use std::io::Write;
 
-use crate::cli::{Cli, Command, KeyArg, ProfileArgs};
+use crate::cli::{Cli, Command, ProfileArgs, RawArg};
 use crate::error::Error;
 use crate::jose::Alg;
 use crate::pkcs11::{Key, KeySigner, Pkcs11Uri};
@@ -20,8 +20,8 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
 
 /// Parses a `--key` URI, refusing a `pin-value`: on a command line it would sit in the process
 /// list and the shell history.
-fn key_uri(arg: &KeyArg) -> Result<Pkcs11Uri, Error> {
-    let uri: Pkcs11Uri = arg.0.parse()?;
+fn key_uri(arg: &RawArg) -> Result<Pkcs11Uri, Error> {
+    let uri: Pkcs11Uri = arg.as_str().parse()?;
     if uri.pin_value.is_some() {
         return Err(Error::Usage(
             "the key URI carries a pin-value, which exposes the PIN in the process list and shell history; \
