@@ -554,10 +554,7 @@ fn trace_logging_shows_neither_the_pin_nor_the_assertion() {
         .success()
         .get_output()
         .clone();
-    let (stdout, stderr) = (
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    );
+    let (stdout, stderr) = common::texts(&out);
     assert!(
         stderr.contains("key ready to sign"),
         "trace logging is on:\n{stderr}"

@@ -154,10 +154,7 @@ fn a_token_that_cannot_be_listed_is_reported_and_the_exit_code_says_so() {
         .code(4)
         .get_output()
         .clone();
-    let (stdout, stderr) = (
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    );
+    let (stdout, stderr) = common::texts(&out);
     assert!(
         stdout.contains(&format!("token '{TOKEN}'")) && stdout.contains("cannot list this token"),
         "{stdout}"

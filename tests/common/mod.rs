@@ -439,6 +439,12 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// A finished command's stdout and stderr as text.
+pub fn texts(out: &std::process::Output) -> (String, String) {
+    let text = |b: &[u8]| String::from_utf8(b.to_vec()).expect("UTF-8 output");
+    (text(&out.stdout), text(&out.stderr))
+}
+
 /// A decoded compact JWS.
 pub struct Jws {
     /// The protected header.
