@@ -118,6 +118,19 @@ impl fmt::Display for KeyKind {
     }
 }
 
+/// Names a few curves NetSuite refuses, so the refusal says which one the key is on.
+pub fn curve_name(oid: &ObjectIdentifier) -> String {
+    let known = [
+        ("1.3.132.0.33", "P-224"),
+        ("1.3.132.0.10", "secp256k1"),
+        ("1.2.840.10045.3.1.1", "P-192"),
+    ];
+    known
+        .iter()
+        .find(|(o, _)| oid.to_string() == *o)
+        .map_or_else(|| format!("curve {oid}"), |(_, n)| (*n).to_owned())
+}
+
 /// The smallest RSA modulus NetSuite accepts.
 pub const MIN_RSA_BITS: usize = 3072;
 
@@ -540,6 +553,164 @@ pub fn ecdsa_raw_to_der(raw: &[u8]) -> Result<Vec<u8>, der::Error> {
 struct EcdsaSigValue<'a> {
     r: der::asn1::UintRef<'a>,
     s: der::asn1::UintRef<'a>,
+}
+
+/// How a signature to verify is laid out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignatureForm {
+    /// ECDSA over this hash of the message: raw `r || s` (JWS) or DER (X.509).
+    Ecdsa {
+        /// The message digest.
+        hash: Hash,
+        /// DER `Ecdsa-Sig-Value` rather than raw `r || s`.
+        der: bool,
+    },
+    /// RSASSA-PSS with MGF1 over the same hash.
+    Pss {
+        /// The message digest (and MGF1's).
+        hash: Hash,
+        /// Salt length in bytes.
+        salt_len: usize,
+    },
+    /// RSASSA-PKCS1-v1_5 (for certificates only; NetSuite refuses it for assertions).
+    Pkcs1(Hash),
+}
+
+impl SignatureForm {
+    /// The form of a JWS signature made with `alg`.
+    pub fn jws(alg: Alg) -> SignatureForm {
+        let hash = alg.hash();
+        match alg.scheme() {
+            Scheme::Ecdsa(_) => SignatureForm::Ecdsa { hash, der: false },
+            Scheme::Pss => SignatureForm::Pss {
+                hash,
+                salt_len: hash.output_len(),
+            },
+        }
+    }
+}
+
+/// Why a signature did not verify.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum VerifyError {
+    /// The signature is not the key's over this message.
+    #[error("the signature does not verify with the public key")]
+    Invalid,
+    /// The key cannot make signatures of this form.
+    #[error("an {key} key cannot make a {form:?} signature")]
+    Mismatch {
+        /// The key's type.
+        key: String,
+        /// The form asked for.
+        form: SignatureForm,
+    },
+    /// The public key itself is malformed.
+    #[error("the public key is malformed: {0}")]
+    BadKey(String),
+}
+
+/// ECDSA verification over a prehash, for one RustCrypto curve crate.
+macro_rules! ecdsa_verify {
+    ($curve:ident, $point:expr, $prehash:expr, $raw:expr) => {{
+        use $curve::ecdsa::signature::hazmat::PrehashVerifier as _;
+        let key = $curve::ecdsa::VerifyingKey::from_sec1_bytes($point)
+            .map_err(|e| VerifyError::BadKey(e.to_string()))?;
+        let sig = $curve::ecdsa::Signature::from_slice($raw).map_err(|_| VerifyError::Invalid)?;
+        key.verify_prehash($prehash, &sig)
+            .map_err(|_| VerifyError::Invalid)
+    }};
+}
+
+impl PublicKey {
+    /// Checks that `signature` is this key's signature over `message` in `form`.
+    ///
+    /// This is RustCrypto, not the token: the emulator and `check` verify with a library
+    /// independent of the one that signed.
+    pub fn verify(
+        &self,
+        form: SignatureForm,
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<(), VerifyError> {
+        match (self, form) {
+            (PublicKey::Ec { curve, point }, SignatureForm::Ecdsa { hash, der }) => {
+                let raw = if der {
+                    ecdsa_to_raw(signature, *curve).map_err(|_| VerifyError::Invalid)?
+                } else {
+                    signature.to_vec()
+                };
+                let prehash = hash.digest(message);
+                match curve {
+                    Curve::P256 => ecdsa_verify!(p256, point, &prehash, &raw),
+                    Curve::P384 => ecdsa_verify!(p384, point, &prehash, &raw),
+                    Curve::P521 => ecdsa_verify!(p521, point, &prehash, &raw),
+                }
+            }
+            (
+                PublicKey::Rsa { modulus, exponent },
+                SignatureForm::Pss { .. } | SignatureForm::Pkcs1(_),
+            ) => {
+                let key = rsa::PublicKey::new(
+                    rsa::BoxedUint::from_be_slice_vartime(modulus),
+                    rsa::BoxedUint::from_be_slice_vartime(exponent),
+                )
+                .map_err(|e| VerifyError::BadKey(e.to_string()))?;
+                match form.hash() {
+                    Hash::Sha256 => rsa_verify::<sha2::Sha256>(key, form, message, signature),
+                    Hash::Sha384 => rsa_verify::<sha2::Sha384>(key, form, message, signature),
+                    Hash::Sha512 => rsa_verify::<sha2::Sha512>(key, form, message, signature),
+                }
+            }
+            (key, form) => Err(VerifyError::Mismatch {
+                key: key.kind().to_string(),
+                form,
+            }),
+        }
+    }
+
+    /// The key's type and size, for NetSuite's rules.
+    pub fn kind(&self) -> KeyKind {
+        match self {
+            PublicKey::Ec { curve, .. } => KeyKind::Ec(*curve),
+            PublicKey::Rsa { modulus, .. } => KeyKind::Rsa {
+                bits: rsa::BoxedUint::from_be_slice_vartime(modulus).bit_width() as usize,
+            },
+        }
+    }
+}
+
+impl SignatureForm {
+    fn hash(self) -> Hash {
+        match self {
+            SignatureForm::Ecdsa { hash, .. }
+            | SignatureForm::Pss { hash, .. }
+            | SignatureForm::Pkcs1(hash) => hash,
+        }
+    }
+}
+
+fn rsa_verify<D>(
+    key: rsa::PublicKey,
+    form: SignatureForm,
+    message: &[u8],
+    signature: &[u8],
+) -> Result<(), VerifyError>
+where
+    D: sha2::Digest + sha2::digest::FixedOutputReset + rsa::pkcs8::AssociatedOid,
+{
+    use rsa::signature::Verifier as _;
+    let ok = match form {
+        SignatureForm::Pss { salt_len, .. } => {
+            let sig = rsa::pss::Signature::try_from(signature).map_err(|_| VerifyError::Invalid)?;
+            rsa::pss::VerifyingKey::<D>::new_with_salt_len(key, salt_len).verify(message, &sig)
+        }
+        _ => {
+            let sig =
+                rsa::pkcs1v15::Signature::try_from(signature).map_err(|_| VerifyError::Invalid)?;
+            rsa::pkcs1v15::VerifyingKey::<D>::new(key).verify(message, &sig)
+        }
+    };
+    ok.map_err(|_| VerifyError::Invalid)
 }
 
 #[cfg(test)]

@@ -297,6 +297,14 @@ identifier!(
     |b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
 );
 
+impl CertificateId {
+    /// The id NetSuite shows for a certificate: base64url (no padding) of SHA-256 over its DER
+    /// bytes, the JOSE `x5t#S256` thumbprint (observed; see netsuite-m2m.md).
+    pub fn of_certificate(der: &[u8]) -> CertificateId {
+        CertificateId(jose::b64url(&jose::Hash::Sha256.digest(der)))
+    }
+}
+
 /// How long an assertion is valid: 1 to 3600 seconds, 300 by default.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Lifetime(u64);

@@ -173,25 +173,11 @@ impl Attrs {
 /// The curve named in `CKA_EC_PARAMS` (a DER OID; explicit parameters are not accepted).
 fn ec_kind(params: Option<&[u8]>) -> KeyKind {
     match params.map(ObjectIdentifier::from_der) {
-        Some(Ok(oid)) => {
-            Curve::from_oid(&oid).map_or_else(|| KeyKind::EcOther(curve_name(&oid)), KeyKind::Ec)
-        }
+        Some(Ok(oid)) => Curve::from_oid(&oid)
+            .map_or_else(|| KeyKind::EcOther(jose::curve_name(&oid)), KeyKind::Ec),
         Some(Err(_)) => KeyKind::EcOther("with explicit or unreadable parameters".into()),
         None => KeyKind::EcOther("of unknown curve".into()),
     }
-}
-
-/// Names a few curves NetSuite refuses, so the refusal says which one the key is on.
-fn curve_name(oid: &ObjectIdentifier) -> String {
-    let known = [
-        ("1.3.132.0.33", "P-224"),
-        ("1.3.132.0.10", "secp256k1"),
-        ("1.2.840.10045.3.1.1", "P-192"),
-    ];
-    known
-        .iter()
-        .find(|(o, _)| oid.to_string() == *o)
-        .map_or_else(|| format!("curve {oid}"), |(_, n)| (*n).to_owned())
 }
 
 fn bit_len(be: &[u8]) -> usize {
