@@ -1,21 +1,42 @@
 //! X.509 certificates for NetSuite: reading one (PEM or DER), the certificate id NetSuite will
-//! show for it, and its public key.
+//! show for it and its public key; building a self-signed one around a token key; and checking
+//! one against NetSuite's rules.
 
 use std::path::Path;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use der::asn1::ObjectIdentifier;
 use der::{Decode as _, DecodePem as _, Encode as _, EncodePem as _};
-use x509_cert::spki::SubjectPublicKeyInfoOwned;
+use x509_cert::TbsCertificate;
+use x509_cert::builder::profile::BuilderProfile;
+use x509_cert::builder::{Builder as _, CertificateBuilder};
+use x509_cert::ext::pkix::{BasicConstraints, KeyUsage, KeyUsages, SubjectKeyIdentifier};
+use x509_cert::ext::{Extension, ToExtension as _};
+use x509_cert::name::Name;
+use x509_cert::serial_number::SerialNumber;
+use x509_cert::spki::{
+    AlgorithmIdentifierOwned, DynSignatureAlgorithmIdentifier, EncodePublicKey,
+    SubjectPublicKeyInfoOwned, SubjectPublicKeyInfoRef,
+};
+use x509_cert::time::{Time, Validity};
 
-use crate::jose::{Curve, KeyKind, PublicKey};
-use crate::netsuite::CertificateId;
+use crate::jose::{Alg, Curve, Hash, KeyKind, PublicKey, Scheme, SignatureForm, VerifyError};
+use crate::netsuite::{CertificateId, ValidityDays};
 
 /// Largest certificate file suitekey reads; real ones are a few KiB.
 const MAX_CERT_FILE: u64 = 1 << 20;
 
 const OID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
 const OID_RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+const OID_ECDSA_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
+const OID_ECDSA_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.3");
+const OID_ECDSA_SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.4");
+const OID_SHA256_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
+const OID_SHA384_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.12");
+const OID_SHA512_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.13");
+const OID_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
+const OID_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.2");
+const OID_SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.3");
 /// Also used as an SPKI algorithm, for RSA keys restricted to PSS (`openssl -newkey rsa-pss`).
 const OID_RSASSA_PSS: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.10");
 
@@ -237,4 +258,386 @@ fn algorithm_name(oid: &ObjectIdentifier) -> String {
         .iter()
         .find(|(o, _)| oid.to_string() == *o)
         .map_or_else(|| format!("key algorithm {oid}"), |(_, n)| (*n).to_owned())
+}
+
+// ---- building a self-signed certificate around a token key ----------------------------------
+
+/// How the certificate itself is signed (the key's type decides what is possible).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CertSignature {
+    /// ecdsa-with-SHA256/384/512, DER signature.
+    Ecdsa(Hash),
+    /// RSASSA-PSS with MGF1 over the same hash and salt = hash length (NetSuite's recipe).
+    Pss(Hash),
+    /// sha256WithRSAEncryption (RSASSA-PKCS1-v1_5).
+    Pkcs1Sha256,
+}
+
+impl CertSignature {
+    /// The certificate signature matching a JWS algorithm: same hash, ECDSA or PSS.
+    pub fn for_alg(alg: Alg) -> CertSignature {
+        match alg.scheme() {
+            Scheme::Ecdsa(_) => CertSignature::Ecdsa(alg.hash()),
+            Scheme::Pss => CertSignature::Pss(alg.hash()),
+        }
+    }
+
+    fn algorithm_identifier(self) -> Result<AlgorithmIdentifierOwned, der::Error> {
+        let plain = |oid| AlgorithmIdentifierOwned {
+            oid,
+            parameters: None,
+        };
+        Ok(match self {
+            CertSignature::Ecdsa(Hash::Sha256) => plain(OID_ECDSA_SHA256),
+            CertSignature::Ecdsa(Hash::Sha384) => plain(OID_ECDSA_SHA384),
+            CertSignature::Ecdsa(Hash::Sha512) => plain(OID_ECDSA_SHA512),
+            CertSignature::Pss(hash) => {
+                let id = match hash {
+                    Hash::Sha256 => rsa::pss::get_default_pss_signature_algo_id::<sha2::Sha256>(),
+                    Hash::Sha384 => rsa::pss::get_default_pss_signature_algo_id::<sha2::Sha384>(),
+                    Hash::Sha512 => rsa::pss::get_default_pss_signature_algo_id::<sha2::Sha512>(),
+                };
+                id.map_err(|_| der::Error::from(der::ErrorKind::Failed))?
+            }
+            CertSignature::Pkcs1Sha256 => AlgorithmIdentifierOwned {
+                oid: OID_SHA256_RSA,
+                parameters: Some(der::asn1::Null.into()),
+            },
+        })
+    }
+}
+
+/// What goes into a new self-signed certificate.
+#[derive(Clone, Debug)]
+pub struct CertRequest {
+    /// Subject and issuer.
+    pub subject: Name,
+    /// Validity in days from `now` (a minute earlier, for clock skew).
+    pub days: ValidityDays,
+    /// How the certificate is signed.
+    pub signature: CertSignature,
+}
+
+/// Why a certificate could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError<E: std::error::Error + 'static> {
+    /// Encoding the certificate failed.
+    #[error("cannot encode the certificate: {0}")]
+    Encode(String),
+    /// The token could not sign it.
+    #[error("the token could not sign the certificate")]
+    Sign(#[source] E),
+    /// The token's signature does not verify with its own public key: never hand that out.
+    #[error(
+        "the certificate's signature made by the token does not verify with the key's public key ({0}); the token's public key object may not belong to the private key"
+    )]
+    Verify(VerifyError),
+}
+
+/// Builds a self-signed X.509 v3 leaf certificate for `key`, signing the to-be-signed part
+/// with `sign` (the token), which returns the signature in X.509 form (DER for ECDSA).
+pub fn build<E: std::error::Error + 'static>(
+    request: &CertRequest,
+    key: &PublicKey,
+    now: SystemTime,
+    sign: impl FnOnce(&[u8]) -> Result<Vec<u8>, E>,
+) -> Result<Certificate, BuildError<E>> {
+    let enc = |e: &dyn std::fmt::Display| BuildError::Encode(e.to_string());
+    let signer = TokenKeyInfo {
+        spki: spki_of(key).map_err(|e| enc(&e))?,
+        algorithm: request
+            .signature
+            .algorithm_identifier()
+            .map_err(|e| enc(&e))?,
+    };
+    let validity = Validity::new(
+        Time::try_from(now - CLOCK_SKEW).map_err(|e| enc(&e))?,
+        Time::try_from(now + request.days.duration()).map_err(|e| enc(&e))?,
+    );
+    let mut builder = CertificateBuilder::new(
+        SelfSignedLeaf {
+            subject: request.subject.clone(),
+        },
+        random_serial().map_err(|e| enc(&e))?,
+        validity,
+        signer.spki.clone(),
+    )
+    .map_err(|e| enc(&e))?;
+    let tbs = builder.finalize(&signer).map_err(|e| enc(&e))?;
+    let signature = sign(&tbs).map_err(BuildError::Sign)?;
+    key.verify(request.signature.form(), &tbs, &signature)
+        .map_err(BuildError::Verify)?;
+    let bits = der::asn1::BitString::from_bytes(&signature).map_err(|e| enc(&e))?;
+    let cert = builder.assemble(bits, &signer).map_err(|e| enc(&e))?;
+    let der = cert.to_der().map_err(|e| enc(&e))?;
+    Certificate::from_bytes(&der, "the new certificate").map_err(|e| enc(&e))
+}
+
+/// How far back `notBefore` goes, so a NetSuite clock a little behind still accepts it.
+const CLOCK_SKEW: Duration = Duration::from_secs(60);
+
+/// A positive 16-byte serial with no leading zero byte (RFC 5280 §4.1.2.2).
+fn random_serial() -> Result<SerialNumber, String> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| format!("no randomness for the serial: {e}"))?;
+    bytes[0] = (bytes[0] & 0x7f) | 0x40;
+    SerialNumber::new(&bytes).map_err(|e| e.to_string())
+}
+
+/// The x509-cert builder's view of the token key: its SPKI and signature algorithm. The
+/// signing itself happens outside the builder, in the token.
+struct TokenKeyInfo {
+    spki: SubjectPublicKeyInfoOwned,
+    algorithm: AlgorithmIdentifierOwned,
+}
+
+/// The SPKI as x509-cert's builder wants a verifying key.
+#[derive(Clone)]
+struct Spki(SubjectPublicKeyInfoOwned);
+
+impl EncodePublicKey for Spki {
+    fn to_public_key_der(&self) -> x509_cert::spki::Result<der::Document> {
+        Ok(der::Document::encode_msg(&self.0)?)
+    }
+}
+
+impl signature::Keypair for TokenKeyInfo {
+    type VerifyingKey = Spki;
+
+    fn verifying_key(&self) -> Spki {
+        Spki(self.spki.clone())
+    }
+}
+
+impl DynSignatureAlgorithmIdentifier for TokenKeyInfo {
+    fn signature_algorithm_identifier(&self) -> x509_cert::spki::Result<AlgorithmIdentifierOwned> {
+        Ok(self.algorithm.clone())
+    }
+}
+
+/// A self-signed end-entity certificate: issuer = subject, CA=false, digitalSignature only,
+/// and a subject key identifier (the deprecated CABF profiles reject most such subjects).
+struct SelfSignedLeaf {
+    subject: Name,
+}
+
+impl BuilderProfile for SelfSignedLeaf {
+    fn get_issuer(&self, subject: &Name) -> Name {
+        subject.clone()
+    }
+
+    fn get_subject(&self) -> Name {
+        self.subject.clone()
+    }
+
+    fn build_extensions(
+        &self,
+        spk: SubjectPublicKeyInfoRef<'_>,
+        _issuer_spk: SubjectPublicKeyInfoRef<'_>,
+        tbs: &TbsCertificate,
+    ) -> x509_cert::builder::Result<Vec<Extension>> {
+        let subject = tbs.subject();
+        // None of these three depends on the others, so each is encoded on its own.
+        Ok(vec![
+            BasicConstraints {
+                ca: false,
+                path_len_constraint: None,
+            }
+            .to_extension(subject, &[])?,
+            KeyUsage(KeyUsages::DigitalSignature.into()).to_extension(subject, &[])?,
+            SubjectKeyIdentifier::try_from(spk)?.to_extension(subject, &[])?,
+        ])
+    }
+}
+
+impl CertSignature {
+    /// The layout of this signature, for verification.
+    fn form(self) -> SignatureForm {
+        match self {
+            CertSignature::Ecdsa(hash) => SignatureForm::Ecdsa { hash, der: true },
+            CertSignature::Pss(hash) => SignatureForm::Pss {
+                hash,
+                salt_len: hash.output_len(),
+            },
+            CertSignature::Pkcs1Sha256 => SignatureForm::Pkcs1(Hash::Sha256),
+        }
+    }
+
+    /// Reads a certificate's signature algorithm; `Err` names one suitekey cannot check.
+    fn of(algorithm: &AlgorithmIdentifierOwned) -> Result<SignatureForm, String> {
+        let table = [
+            (OID_ECDSA_SHA256, CertSignature::Ecdsa(Hash::Sha256)),
+            (OID_ECDSA_SHA384, CertSignature::Ecdsa(Hash::Sha384)),
+            (OID_ECDSA_SHA512, CertSignature::Ecdsa(Hash::Sha512)),
+            (OID_SHA256_RSA, CertSignature::Pkcs1Sha256),
+        ];
+        if let Some((_, sig)) = table.iter().find(|(oid, _)| *oid == algorithm.oid) {
+            return Ok(sig.form());
+        }
+        let pkcs1 = [
+            (OID_SHA384_RSA, Hash::Sha384),
+            (OID_SHA512_RSA, Hash::Sha512),
+        ];
+        if let Some((_, hash)) = pkcs1.iter().find(|(oid, _)| *oid == algorithm.oid) {
+            return Ok(SignatureForm::Pkcs1(*hash));
+        }
+        if algorithm.oid == OID_RSASSA_PSS {
+            return pss_form(algorithm);
+        }
+        Err(format!("signature algorithm {}", algorithm.oid))
+    }
+}
+
+/// The hash and salt length in RSASSA-PSS parameters (MGF1 is assumed to use the same hash).
+fn pss_form(algorithm: &AlgorithmIdentifierOwned) -> Result<SignatureForm, String> {
+    let encoded = algorithm
+        .parameters
+        .as_ref()
+        .ok_or("RSASSA-PSS without parameters")?
+        .to_der()
+        .map_err(|e| format!("RSASSA-PSS parameters: {e}"))?;
+    let params = rsa::pkcs1::RsaPssParamsOwned::from_der(&encoded)
+        .map_err(|e| format!("RSASSA-PSS parameters: {e}"))?;
+    let hash = [
+        (OID_SHA256, Hash::Sha256),
+        (OID_SHA384, Hash::Sha384),
+        (OID_SHA512, Hash::Sha512),
+    ]
+    .into_iter()
+    .find(|(oid, _)| *oid == params.hash.oid)
+    .map(|(_, h)| h)
+    .ok_or_else(|| format!("RSASSA-PSS with hash {}", params.hash.oid))?;
+    Ok(SignatureForm::Pss {
+        hash,
+        salt_len: usize::from(params.salt_len),
+    })
+}
+
+// ---- checking a certificate against NetSuite's rules ----------------------------------------
+
+/// What `check` found: facts to show, problems that make the certificate unfit to upload, and
+/// warnings that do not.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// `(name, value)` lines describing the certificate.
+    pub facts: Vec<(&'static str, String)>,
+    /// Reasons NetSuite would refuse the certificate, or it would not work.
+    pub problems: Vec<String>,
+    /// Things to act on soon, or to double-check.
+    pub warnings: Vec<String>,
+}
+
+impl Report {
+    /// The certificate is fit to upload.
+    pub fn fit(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Checks a certificate against NetSuite's rules as of `now`.
+pub fn check(cert: &Certificate, now: SystemTime) -> Report {
+    let mut report = Report::default();
+    let kind = cert.key_kind();
+    report.facts.push(("subject", cert.subject()));
+    match Alg::default_for(&kind) {
+        Ok(_) => {
+            let algs: Vec<&str> = Alg::usable_with(&kind).iter().map(|a| a.name()).collect();
+            report
+                .facts
+                .push(("key", format!("{kind} (assertions: {})", algs.join(", "))));
+        }
+        Err(e) => {
+            report.facts.push(("key", kind.to_string()));
+            report.problems.push(e.to_string());
+        }
+    }
+    check_validity(cert, now, &mut report);
+    check_self_signature(cert, &mut report);
+    report
+        .facts
+        .push(("certificate-id", cert.certificate_id().to_string()));
+    report
+}
+
+fn check_validity(cert: &Certificate, now: SystemTime, report: &mut Report) {
+    let (from, to) = (cert.not_before(), cert.not_after());
+    let span_days = signed_secs(from, to) as f64 / 86_400.0;
+    let left = cert.days_left(now);
+    report.facts.push((
+        "valid",
+        format!(
+            "{} to {} ({span_days:.0} days, {left} left)",
+            rfc3339(from),
+            rfc3339(to)
+        ),
+    ));
+    if signed_secs(from, to) > i64::from(ValidityDays::MAX + 1) * 86_400 {
+        report.problems.push(format!(
+            "it is valid for {span_days:.0} days; NetSuite allows at most two years ({} days) and silently cuts longer certificates; make one with --days {} or less",
+            ValidityDays::MAX,
+            ValidityDays::MAX
+        ));
+    }
+    if to <= now {
+        report.problems.push(format!(
+            "it expired on {}; make a new certificate ('suitekey cert --key URI --out FILE') and upload it",
+            rfc3339(to)
+        ));
+    } else if let Some(notice) = EXPIRY_NOTICE_DAYS
+        .iter()
+        .rev()
+        .find(|d| left < i64::from(**d))
+    {
+        report.warnings.push(format!(
+            "it expires in {left} days (on {}), within NetSuite's {notice}-day notice; make a new certificate with 'suitekey cert' and upload it before then",
+            rfc3339(to)
+        ));
+    }
+    if from > now {
+        report.problems.push(format!(
+            "it is not valid until {}; check this machine's clock, or wait",
+            rfc3339(from)
+        ));
+    }
+}
+
+fn check_self_signature(cert: &Certificate, report: &mut Report) {
+    let x509 = cert.x509();
+    let tbs = x509.tbs_certificate();
+    if tbs.issuer() != tbs.subject() {
+        report.warnings.push(format!(
+            "it is issued by '{}', not self-signed; its signature was not checked (NetSuite only uses the public key)",
+            tbs.issuer()
+        ));
+        return;
+    }
+    let outcome = match (
+        cert.public_key(),
+        CertSignature::of(x509.signature_algorithm()),
+    ) {
+        (Err(_), _) => return, // the key problem is already reported
+        (_, Err(unsupported)) => Err(format!("its {unsupported} cannot be checked by suitekey")),
+        (Ok(key), Ok(form)) => match (tbs.to_der(), x509.signature().as_bytes()) {
+            (Ok(tbs_der), Some(sig)) => key
+                .verify(form, &tbs_der, sig)
+                .map_err(|e| format!("its self-signature is invalid: {e}")),
+            _ => Err("its signature cannot be read".into()),
+        },
+    };
+    match outcome {
+        Ok(()) => report.facts.push(("self-signature", "valid".into())),
+        Err(problem) => report.problems.push(problem),
+    }
+}
+
+/// NetSuite mails administrators this many days before a certificate expires.
+pub const EXPIRY_NOTICE_DAYS: [u32; 3] = [60, 30, 14];
+
+/// A time as RFC 3339 UTC, seconds precision.
+pub fn rfc3339(t: SystemTime) -> String {
+    match Time::try_from(t) {
+        Ok(Time::UtcTime(u)) => u.to_date_time().to_string(),
+        Ok(Time::GeneralTime(g)) => g.to_date_time().to_string(),
+        Err(_) => "(out of range)".into(),
+    }
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::jose::Alg;
-use crate::netsuite::{AccountId, CertificateId, ClientId, Lifetime, Scopes};
+use crate::netsuite::{AccountId, CertificateId, ClientId, Lifetime, Scopes, ValidityDays};
 
 /// NetSuite machine-to-machine access with the private key kept inside a PKCS#11 token.
 #[derive(Debug, Parser)]
@@ -39,6 +39,15 @@ pub enum Command {
     List(ListArgs),
     /// Print a signed NetSuite client assertion (compact JWS) on stdout.
     Assertion(Box<AssertionArgs>),
+    /// Make a non-extractable key pair in the token and a self-signed certificate to upload.
+    Keygen(Box<KeygenArgs>),
+    /// Make a self-signed certificate for a key already in the token (ykman, HSM console…).
+    Cert(Box<CertArgs>),
+    /// Check a certificate against NetSuite's rules and print the certificate id NetSuite shows.
+    #[command(
+        after_help = "Exit codes: 0 fit to upload, 1 not fit (reasons on stderr), 2 bad input, 3 token/key problem, 4 PIN problem."
+    )]
+    Check(CheckArgs),
 }
 
 /// `suitekey list`.
@@ -127,6 +136,96 @@ pub struct AssertionArgs {
     /// Seconds until the assertion expires (1 to 3600).
     #[arg(long, value_name = "SECONDS", default_value = "300")]
     pub lifetime: Lifetime,
+}
+
+/// The flags shared by `keygen` and `cert`: the certificate to make and where it goes.
+#[derive(Debug, Args)]
+pub struct CertOutArgs {
+    /// Subject of the certificate, RFC 4514 (e.g. 'CN=NetSuite M2M prod,O=Acme') [default: CN=<key label>].
+    #[arg(long, value_name = "DN")]
+    pub subject: Option<String>,
+    /// Days the certificate is valid, at most 730 (NetSuite's two years).
+    #[arg(long, value_name = "N", default_value = "730")]
+    pub days: ValidityDays,
+    /// How an RSA certificate is signed: pss (RSASSA-PSS, NetSuite's recipe) or pkcs1 (sha256WithRSAEncryption).
+    #[arg(long, value_name = "SCHEME", value_enum, default_value_t = CertSig::Pss)]
+    pub cert_sig: CertSig,
+    /// Where to write the certificate (PEM): a .pem, .cer or .crt file.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Overwrite --out if it exists (and, for cert, replace the token's certificate object).
+    #[arg(long)]
+    pub force: bool,
+    /// PKCS#11 module, when the key URI has no module-path.
+    #[arg(
+        long,
+        env = "SUITEKEY_MODULE",
+        value_name = "PATH",
+        hide_env_values = true
+    )]
+    pub module: Option<PathBuf>,
+}
+
+/// How an RSA certificate is signed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum CertSig {
+    /// RSASSA-PSS with the algorithm's hash.
+    Pss,
+    /// RSASSA-PKCS1-v1_5 with SHA-256.
+    Pkcs1,
+}
+
+/// `suitekey keygen`.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// The key to make: pkcs11:token=…;object=LABEL?module-path=…&pin-source=file:… (object= names it).
+    #[arg(long, value_name = "URI")]
+    pub key: RawArg,
+    /// ES256 (P-256), ES384 (P-384), ES512 (P-521), or PS256/PS384/PS512 (RSA).
+    #[arg(long, value_name = "ALG")]
+    pub alg: Alg,
+    /// RSA modulus size for PS* keys: 3072 or 4096.
+    #[arg(long, value_name = "BITS")]
+    pub rsa_bits: Option<u32>,
+    /// The certificate.
+    #[command(flatten)]
+    pub cert: CertOutArgs,
+}
+
+/// `suitekey cert`.
+#[derive(Debug, Args)]
+pub struct CertArgs {
+    /// The existing private key, as an RFC 7512 URI.
+    #[arg(long, value_name = "URI")]
+    pub key: RawArg,
+    /// The algorithm the key will sign assertions with; decides the certificate's hash [default: from the key].
+    #[arg(long, value_name = "ALG")]
+    pub alg: Option<Alg>,
+    /// The certificate.
+    #[command(flatten)]
+    pub cert: CertOutArgs,
+}
+
+/// `suitekey check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The certificate to check (PEM or DER).
+    #[arg(long, value_name = "FILE")]
+    pub cert: PathBuf,
+    /// Also confirm that the certificate holds this token key's public key.
+    #[arg(long, value_name = "URI")]
+    pub key: Option<RawArg>,
+    /// Warn when this (configured) certificate id differs from the certificate's.
+    #[arg(long, value_name = "ID")]
+    pub certificate_id: Option<CertificateId>,
+    /// PKCS#11 module, when the key URI has no module-path.
+    #[arg(
+        long,
+        env = "SUITEKEY_MODULE",
+        value_name = "PATH",
+        hide_env_values = true
+    )]
+    pub module: Option<PathBuf>,
 }
 
 /// A value as typed, parsed by the command rather than by clap: clap's errors quote the whole

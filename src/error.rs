@@ -1,9 +1,11 @@
 //! The top-level error: every layer's error converted at the boundary, and the exit codes.
 
-use crate::{jose, netsuite, pkcs11};
+use crate::{cert, jose, netsuite, pkcs11};
 
 /// Exit status: success.
 pub const EXIT_OK: u8 = 0;
+/// Exit status: `check` found the certificate unfit to upload.
+pub const EXIT_UNFIT: u8 = 1;
 /// Exit status: bad command-line input (flags, URI, account, scope, lifetime, token URL).
 pub const EXIT_USAGE: u8 = 2;
 /// Exit status: the module, token or key cannot do what was asked.
@@ -43,6 +45,37 @@ pub enum Error {
     /// Assembling the assertion failed.
     #[error(transparent)]
     Assertion(#[from] netsuite::AssertionError<pkcs11::Error>),
+    /// A certificate file could not be read or parsed.
+    #[error(transparent)]
+    Cert(#[from] cert::Error),
+    /// A certificate could not be made.
+    #[error(transparent)]
+    CertBuild(Box<cert::BuildError<Error>>),
+    /// `keygen` made the key but a later step failed; the key stays in the token.
+    #[error(
+        "the key pair was made and stays in the token ({key}), but its certificate was not finished: {source}\nafter fixing that, make the certificate with: suitekey cert --key '{key}' --out FILE"
+    )]
+    AfterKeygen {
+        /// The new key's URI (no secrets).
+        key: String,
+        /// What failed.
+        #[source]
+        source: Box<Error>,
+    },
+    /// `check` found problems (already printed).
+    #[error("the certificate is not fit to upload to NetSuite ({count} problem(s) listed above)")]
+    Unfit {
+        /// How many problems.
+        count: usize,
+    },
+    /// An output file could not be written; nothing was left half-written.
+    #[error("cannot write '{path}': {reason}; nothing was written there")]
+    OutputFile {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
     /// Writing to stdout failed.
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),
@@ -59,7 +92,14 @@ impl Error {
                 pkcs11_exit_code(e)
             }
             Error::Assertion(_) => EXIT_TOKEN,
-            Error::Output(_) => EXIT_IO,
+            Error::Output(_) | Error::OutputFile { .. } => EXIT_IO,
+            Error::Cert(_) => EXIT_USAGE,
+            Error::CertBuild(e) => match e.as_ref() {
+                cert::BuildError::Sign(inner) => inner.exit_code(),
+                _ => EXIT_TOKEN,
+            },
+            Error::AfterKeygen { source, .. } => source.exit_code(),
+            Error::Unfit { .. } => EXIT_UNFIT,
         }
     }
 }

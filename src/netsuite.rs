@@ -43,6 +43,11 @@ pub enum Error {
         "assertion lifetime {0} s is not allowed: NetSuite refuses assertions whose exp is more than 3600 s after iat; use 1 to 3600"
     )]
     Lifetime(String),
+    /// A certificate validity NetSuite would not honour.
+    #[error(
+        "certificate validity '{0}' days is not allowed: NetSuite accepts certificates valid for at most two years, so use 1 to 730 days"
+    )]
+    ValidityDays(String),
     /// The token URL cannot be parsed.
     #[error("token URL '{url}' is not a valid URL: {reason}")]
     TokenUrl {
@@ -302,6 +307,44 @@ impl CertificateId {
     /// bytes, the JOSE `x5t#S256` thumbprint (observed; see netsuite-m2m.md).
     pub fn of_certificate(der: &[u8]) -> CertificateId {
         CertificateId(jose::b64url(&jose::Hash::Sha256.digest(der)))
+    }
+}
+
+/// How long a new certificate is valid, in days: 1 to 730 (NetSuite's two years), 730 by
+/// default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ValidityDays(u32);
+
+impl ValidityDays {
+    /// NetSuite accepts certificates valid for at most two years.
+    pub const MAX: u32 = 730;
+
+    /// The validity as a duration.
+    pub fn duration(self) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::from(self.0) * 86_400)
+    }
+
+    /// The number of days.
+    pub fn days(self) -> u32 {
+        self.0
+    }
+}
+
+impl Default for ValidityDays {
+    fn default() -> Self {
+        ValidityDays(Self::MAX)
+    }
+}
+
+impl FromStr for ValidityDays {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let digits = !s.is_empty() && s.len() <= 10 && s.bytes().all(|b| b.is_ascii_digit());
+        match s.parse::<u32>() {
+            Ok(n) if digits && (1..=Self::MAX).contains(&n) => Ok(ValidityDays(n)),
+            _ => Err(Error::ValidityDays(s.to_owned())),
+        }
     }
 }
 
@@ -621,5 +664,25 @@ mod tests {
             "jti must be fresh per assertion"
         );
         assert!(!format!("{a:?}").contains(&a.jws));
+    }
+
+    #[test]
+    fn certificate_validity_is_one_to_730_days() {
+        assert_eq!("730".parse::<ValidityDays>().unwrap().days(), 730);
+        assert_eq!("1".parse::<ValidityDays>().unwrap().days(), 1);
+        for bad in ["0", "731", "-1", "+5", "", "1e3", "99999999999"] {
+            let err = bad.parse::<ValidityDays>().unwrap_err().to_string();
+            assert!(err.contains("two years"), "{bad}: {err}");
+        }
+        assert_eq!(ValidityDays::default().days(), 730);
+    }
+
+    #[test]
+    fn certificate_ids_are_base64url_sha256_of_the_der() {
+        // SHA-256("") in base64url without padding.
+        assert_eq!(
+            CertificateId::of_certificate(b"").to_string(),
+            "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU"
+        );
     }
 }

@@ -2,6 +2,7 @@
 
 use std::io::Write;
 
+use crate::cert::Certificate;
 use crate::cli::ListArgs;
 use crate::error::Error;
 use crate::jose::{Alg, AlgError};
@@ -149,6 +150,7 @@ fn print_certs(certs: &[CertSummary], out: &mut dyn Write) -> Result<(), Error> 
     if !certs.is_empty() {
         writeln!(out, "  certificates:")?;
     }
+    let now = std::time::SystemTime::now();
     for c in certs {
         writeln!(
             out,
@@ -156,6 +158,23 @@ fn print_certs(certs: &[CertSummary], out: &mut dyn Write) -> Result<(), Error> 
             c.label.as_deref().unwrap_or(""),
             key::hex(&c.id)
         )?;
+        let parsed = c
+            .value
+            .as_deref()
+            .map(|der| Certificate::from_bytes(der, "the certificate object"));
+        match parsed {
+            Some(Ok(cert)) => writeln!(
+                out,
+                "      {}; {} to {} ({} days left)\n      certificate id {}",
+                cert.subject(),
+                crate::cert::rfc3339(cert.not_before()),
+                crate::cert::rfc3339(cert.not_after()),
+                cert.days_left(now),
+                cert.certificate_id()
+            )?,
+            Some(Err(e)) => writeln!(out, "      (unreadable: {e})")?,
+            None => writeln!(out, "      (the module does not show its value)")?,
+        }
     }
     Ok(())
 }

@@ -1,7 +1,11 @@
 //! What each command does, given its parsed arguments. `main` only calls [`run`].
 
 mod assertion;
+mod cert;
+mod check;
+mod keygen;
 mod list;
+mod outfile;
 
 use std::io::Write;
 
@@ -15,6 +19,9 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
     match &cli.command {
         Command::List(args) => list::run(args, out),
         Command::Assertion(args) => assertion::run(args, out),
+        Command::Keygen(args) => keygen::run(args, cli.quiet, out),
+        Command::Cert(args) => cert::run(args, cli.quiet, out),
+        Command::Check(args) => check::run(args, cli.quiet, out),
     }
 }
 
@@ -33,12 +40,18 @@ fn key_uri(arg: &RawArg) -> Result<Pkcs11Uri, Error> {
 }
 
 /// Opens the profile's key and a signer for the requested algorithm, or for the key's own
-/// default; NetSuite's key rules are applied here, before the token is asked to sign.
+/// default.
 fn open_signer(profile: &ProfileArgs) -> Result<KeySigner, Error> {
     let uri = key_uri(&profile.key)?;
     let key = Key::open(&uri, profile.module.as_deref())?;
+    signer_for(key, profile.alg)
+}
+
+/// A signer for `alg`, or for the key's own default; NetSuite's key rules are applied here,
+/// before the token is asked to sign.
+fn signer_for(key: Key, alg: Option<Alg>) -> Result<KeySigner, Error> {
     let kind = key.kind();
-    let alg = match profile.alg {
+    let alg = match alg {
         Some(alg) => alg.check_key(&kind).map(|()| alg),
         None => Alg::default_for(&kind),
     }

@@ -37,6 +37,8 @@ pub struct CertSummary {
     pub label: Option<String>,
     /// `CKA_ID` bytes.
     pub id: Vec<u8>,
+    /// `CKA_VALUE`: the certificate's DER (public), when the module returns it.
+    pub value: Option<Vec<u8>>,
 }
 
 /// Lists the keys and certificates visible in the token (all of them after a login).
@@ -79,9 +81,18 @@ pub fn inventory(
         &[Attribute::Class(ObjectClass::CERTIFICATE)],
     )? {
         let attrs = Attrs::read(&session, module, handle)?;
+        let value = session
+            .get_attributes(handle, &[AttributeType::Value])
+            .map_err(|e| module.call_err("C_GetAttributeValue", &e))?
+            .into_iter()
+            .find_map(|a| match a {
+                Attribute::Value(v) => Some(v),
+                _ => None,
+            });
         certs.push(CertSummary {
             label: attrs.label,
             id: attrs.id,
+            value,
         });
     }
     Ok((keys, certs))
@@ -283,9 +294,38 @@ impl Key {
         })
     }
 
+    /// A key just found or made in `session`, logged in with `credential`.
+    pub(super) fn adopt(
+        token: Token,
+        session: Session,
+        handle: ObjectHandle,
+        credential: Credential,
+        uri_text: String,
+    ) -> Result<Key, Error> {
+        let attrs = Attrs::read(&session, token.module(), handle)?;
+        Ok(Key {
+            token,
+            session,
+            handle,
+            attrs,
+            credential,
+            uri_text,
+        })
+    }
+
     /// The key's type and size.
     pub fn kind(&self) -> KeyKind {
         self.attrs.kind()
+    }
+
+    /// The key's `CKA_ID`.
+    pub fn id(&self) -> &[u8] {
+        &self.attrs.id
+    }
+
+    /// The key's `CKA_LABEL`, if it is text.
+    pub fn label(&self) -> Option<&str> {
+        self.attrs.label.as_deref()
     }
 
     /// The key URI, without secrets, for messages.
@@ -357,18 +397,71 @@ impl KeySigner {
         &self.kind
     }
 
+    /// The key's token.
+    pub(super) fn token(&self) -> &Token {
+        &self.token
+    }
+
+    /// The key's `CKA_ID`.
+    pub fn id(&self) -> &[u8] {
+        &self.id
+    }
+
+    /// The key's `CKA_LABEL`, if it is text.
+    pub fn label(&self) -> Option<&str> {
+        self.label.as_deref()
+    }
+
+    /// The key URI, without secrets, for messages.
+    pub fn uri(&self) -> &str {
+        &self.uri_text
+    }
+
+    /// An RSASSA-PKCS1-v1_5 signature with SHA-256 over `data`, for certificates that must be
+    /// `sha256WithRSAEncryption` (NetSuite refuses PKCS#1 v1.5 for assertions, not for
+    /// certificates).
+    pub fn sign_pkcs1_sha256(&self, data: &[u8]) -> Result<Vec<u8>, Error> {
+        let offered = self.token.mechanisms()?;
+        let plan = if offered.contains(&MechanismType::SHA256_RSA_PKCS) {
+            Plan::HashAndSign(Mechanism::Sha256RsaPkcs)
+        } else if offered.contains(&MechanismType::RSA_PKCS) {
+            Plan::SignDigest(Mechanism::RsaPkcs)
+        } else {
+            return Err(Error::NoMechanism {
+                token: self.token.label().to_owned(),
+                alg: "sha256WithRSAEncryption".into(),
+                wanted: "CKM_SHA256_RSA_PKCS, CKM_RSA_PKCS".into(),
+                hint: "make the certificate with an RSASSA-PSS signature instead (leave out --cert-sig pkcs1)".into(),
+            });
+        };
+        let input = match plan {
+            Plan::HashAndSign(_) => data.to_vec(),
+            Plan::SignDigest(_) => digest_info_sha256(data)
+                .map_err(|e| self.malformed(format!("cannot encode a DigestInfo: {e}")))?,
+        };
+        self.sign_with(&plan, &input)
+    }
+
     /// Signs `data` per the plan; a context-specific login goes between init and sign for
     /// `CKA_ALWAYS_AUTHENTICATE` keys.
     fn sign_raw(&self, data: &[u8]) -> Result<Vec<u8>, Error> {
+        let input = match &self.plan {
+            Plan::HashAndSign(_) => data.to_vec(),
+            Plan::SignDigest(_) => self.alg.hash().digest(data),
+        };
+        self.sign_with(&self.plan, &input)
+    }
+
+    /// Signs `input` (already digested for a [`Plan::SignDigest`]) with `plan`'s mechanism.
+    fn sign_with(&self, plan: &Plan, input: &[u8]) -> Result<Vec<u8>, Error> {
         let module = self.token.module();
-        let (mechanism, input) = match &self.plan {
-            Plan::HashAndSign(m) => (m, data.to_vec()),
-            Plan::SignDigest(m) => (m, self.alg.hash().digest(data)),
+        let mechanism = match plan {
+            Plan::HashAndSign(m) | Plan::SignDigest(m) => m,
         };
         let Some(credential) = &self.reauth else {
             return self
                 .session
-                .sign(mechanism, self.key, &input)
+                .sign(mechanism, self.key, input)
                 .map_err(|e| module.call_err("C_Sign", &e));
         };
         self.session
@@ -376,16 +469,16 @@ impl KeySigner {
             .map_err(|e| module.call_err("C_SignInit", &e))?;
         self.token
             .authenticate(&self.session, UserType::ContextSpecific, credential)?;
-        match self.plan {
+        match plan {
             Plan::HashAndSign(_) => {
                 self.session
-                    .sign_update(&input)
+                    .sign_update(input)
                     .map_err(|e| module.call_err("C_SignUpdate", &e))?;
                 self.session
                     .sign_final()
                     .map_err(|e| module.call_err("C_SignFinal", &e))
             }
-            Plan::SignDigest(_) => single_part::sign(module.path(), &self.session, &input)
+            Plan::SignDigest(_) => single_part::sign(module.path(), &self.session, input)
                 .map_err(|e| module.call_err("C_Sign", &e)),
         }
     }
@@ -579,6 +672,22 @@ fn ec_point(curve: Curve, raw: &[u8]) -> Result<Vec<u8>, String> {
     }
 }
 
+/// The PKCS#1 `DigestInfo` for SHA-256 over `data`: what `CKM_RSA_PKCS` signs.
+fn digest_info_sha256(data: &[u8]) -> Result<Vec<u8>, der::Error> {
+    #[derive(der::Sequence)]
+    struct DigestInfo {
+        algorithm: x509_cert::spki::AlgorithmIdentifierOwned,
+        digest: der::asn1::OctetString,
+    }
+    der::Encode::to_der(&DigestInfo {
+        algorithm: x509_cert::spki::AlgorithmIdentifierOwned {
+            oid: ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1"),
+            parameters: Some(der::asn1::Null.into()),
+        },
+        digest: der::asn1::OctetString::new(Hash::Sha256.digest(data))?,
+    })
+}
+
 /// Lowercase hex, for key ids in messages and listings.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -713,6 +822,18 @@ mod tests {
         assert!(ec_point(Curve::P384, &raw).is_err());
         // tpm2-pkcs11's broken P-521 point (04 85 …) is refused, not misread.
         assert!(ec_point(Curve::P521, &[0x04, 0x85, 0x01]).is_err());
+    }
+
+    #[test]
+    fn the_pkcs1_digest_info_is_the_standard_sha256_prefix_and_digest() {
+        let info = digest_info_sha256(b"abc").unwrap();
+        // RFC 8017 §9.2 note 1: the DER prefix for SHA-256.
+        let prefix = [
+            0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+            0x01, 0x05, 0x00, 0x04, 0x20,
+        ];
+        assert_eq!(&info[..19], &prefix);
+        assert_eq!(&info[19..], Hash::Sha256.digest(b"abc").as_slice());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! that says what failed and what to do.
 
 pub mod key;
+pub mod keygen;
 pub mod pin;
 mod prompt;
 pub mod token;
@@ -184,6 +185,70 @@ pub enum Error {
         token: String,
         /// What is wrong.
         problem: String,
+    },
+    /// The token refuses writes.
+    #[error(
+        "token '{token}' is write-protected, so no key or certificate can be created in it; use a writable token (or the token's own tools to lift the protection)"
+    )]
+    TokenReadOnly {
+        /// The token label.
+        token: String,
+    },
+    /// An object with the new key's label (or id) is already there; never overwritten.
+    #[error(
+        "token '{token}' already holds {what}; suitekey never overwrites a key: choose another object= label (run 'suitekey list' to see what is there)"
+    )]
+    LabelTaken {
+        /// The token label.
+        token: String,
+        /// What is there, e.g. "a private key labelled 'ns-prod'".
+        what: String,
+    },
+    /// The module cannot make this kind of key.
+    #[error("token '{token}' cannot generate {kind} keys: {reason}")]
+    KeygenUnsupported {
+        /// The token label.
+        token: String,
+        /// The key kind asked for.
+        kind: String,
+        /// The module's limit.
+        reason: String,
+    },
+    /// Generating or storing an object failed.
+    #[error("token '{token}' could not {action}: {rv}; {hint}")]
+    Store {
+        /// The token label.
+        token: String,
+        /// What was attempted.
+        action: String,
+        /// The PKCS#11 return value.
+        rv: String,
+        /// What to check.
+        hint: &'static str,
+    },
+    /// The module made a key that does not have the protection asked for; it was destroyed.
+    #[error(
+        "token '{token}' made the key pair '{label}' without {missing}, so it was deleted again; this module cannot keep keys non-extractable"
+    )]
+    KeyNotProtected {
+        /// The token label.
+        token: String,
+        /// The key's label.
+        label: String,
+        /// The protection missing.
+        missing: String,
+    },
+    /// The token already holds a certificate for the key.
+    #[error(
+        "token '{token}' already holds a certificate for key '{label}' ({existing}); pass --force to replace it"
+    )]
+    CertificateExists {
+        /// The token label.
+        token: String,
+        /// The key's label.
+        label: String,
+        /// The certificate objects found.
+        existing: String,
     },
     /// The module returned a signature that is not the expected form.
     #[error("token '{token}' returned an unusable signature: {source}")]

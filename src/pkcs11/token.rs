@@ -112,6 +112,8 @@ pub struct TokenSummary {
     pub pin_final_try: bool,
     /// The PIN is entered on the device itself.
     pub protected_auth_path: bool,
+    /// The token refuses to create or change objects.
+    pub write_protected: bool,
     /// Human-readable flags, for `list`.
     pub flags: Vec<&'static str>,
 }
@@ -140,6 +142,7 @@ impl TokenSummary {
             pin_locked: info.user_pin_locked(),
             pin_final_try: info.user_pin_final_try(),
             protected_auth_path: info.protected_authentication_path(),
+            write_protected: info.write_protected(),
             flags: flags
                 .into_iter()
                 .filter_map(|(on, name)| on.then_some(name))
@@ -333,6 +336,18 @@ impl Module {
             .get_mechanism_list(slot)
             .map_err(|e| self.call_err("C_GetMechanismList", &e))
     }
+
+    pub(crate) fn key_sizes(
+        &self,
+        slot: Slot,
+        mech: MechanismType,
+    ) -> Result<(usize, usize), Error> {
+        let info = self
+            .ctx
+            .get_mechanism_info(slot, mech)
+            .map_err(|e| self.call_err("C_GetMechanismInfo", &e))?;
+        Ok((info.min_key_size(), info.max_key_size()))
+    }
 }
 
 /// `token=…;serial=…` for messages: the URI's token attributes only.
@@ -420,6 +435,29 @@ impl Token {
             .ctx
             .open_ro_session(self.slot)
             .map_err(|e| self.module.call_err("C_OpenSession", &e))
+    }
+
+    /// A read-write session, for making keys and storing certificates. A write-protected
+    /// token is refused up front, before any PIN is asked for.
+    pub(crate) fn open_rw(&self) -> Result<Session, Error> {
+        let read_only = || Error::TokenReadOnly {
+            token: self.label().to_owned(),
+        };
+        if self.summary.write_protected {
+            return Err(read_only());
+        }
+        self.module
+            .ctx
+            .open_rw_session(self.slot)
+            .map_err(|e| match rv_of(&e) {
+                Some(RvError::TokenWriteProtected) => read_only(),
+                _ => self.module.call_err("C_OpenSession", &e),
+            })
+    }
+
+    /// The smallest and largest key the module makes with `mech` (bits for RSA).
+    pub(crate) fn key_sizes(&self, mech: MechanismType) -> Result<(usize, usize), Error> {
+        self.module.key_sizes(self.slot, mech)
     }
 
     /// Logs the user in when the token requires it, with a PIN from the URI's source, the

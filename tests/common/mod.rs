@@ -305,6 +305,12 @@ impl Fixture {
     /// Like [`Fixture::suitekey`], with the tokens of another SoftHSM2 token directory beside
     /// the fixture token.
     pub fn suitekey_with_extra_tokens(&self, extra: Option<&Path>) -> assert_cmd::Command {
+        suitekey_with_conf(&self.token_copy(extra))
+    }
+
+    /// A fresh copy of the pristine token (plus `extra`'s tokens), returning its
+    /// `softhsm2.conf`; the copy's directory is the conf's parent.
+    pub fn token_copy(&self, extra: Option<&Path>) -> PathBuf {
         static COPIES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = COPIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let copy = self.dir.join(format!("copy-{n}"));
@@ -321,15 +327,38 @@ impl Fixture {
             ),
         )
         .expect("write softhsm2.conf");
-        let mut cmd = assert_cmd::Command::cargo_bin("suitekey").expect("suitekey binary");
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("SUITEKEY_") || name == "RUST_LOG" {
-                cmd.env_remove(name);
-            }
-        }
-        cmd.env("SOFTHSM2_CONF", conf);
-        cmd
+        conf
     }
+
+    /// The `suitekey` binary on this process's own token (not a copy), so this process's
+    /// cryptoki session sees what the command made. The guard serializes such commands: SoftHSM2
+    /// cannot take two processes writing one token at once.
+    pub fn suitekey_on_own_token(
+        &self,
+    ) -> (std::sync::MutexGuard<'static, ()>, assert_cmd::Command) {
+        static OWN_TOKEN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let guard = OWN_TOKEN
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        (guard, suitekey_with_conf(&self.conf))
+    }
+
+    /// A key URI on this process's token for a label that does not exist yet.
+    pub fn new_key_uri(&self, object: &str) -> String {
+        self.uri(object).replace(";type=private", "")
+    }
+}
+
+/// The `suitekey` binary with `SOFTHSM2_CONF` set and no inherited SUITEKEY_* settings.
+pub fn suitekey_with_conf(conf: &Path) -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::cargo_bin("suitekey").expect("suitekey binary");
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("SUITEKEY_") || name == "RUST_LOG" {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.env("SOFTHSM2_CONF", conf);
+    cmd
 }
 
 fn build_token(ctx: &Pkcs11) -> Result<(), BoxError> {

@@ -1,0 +1,173 @@
+//! `suitekey cert`: a self-signed certificate for a key already in the token. Also the
+//! certificate half of `keygen`.
+
+use std::io::Write;
+use std::str::FromStr as _;
+use std::time::SystemTime;
+
+use der::Encode as _;
+use x509_cert::name::Name;
+
+use super::outfile::OutFile;
+use crate::cert::{self, CertRequest, CertSignature, Certificate};
+use crate::cli::{CertArgs, CertOutArgs, CertSig};
+use crate::error::Error;
+use crate::jose::{self, Alg, Scheme, Signer as _};
+use crate::pkcs11::{Key, KeySigner};
+
+pub(super) fn run(args: &CertArgs, quiet: bool, out: &mut dyn Write) -> Result<(), Error> {
+    let outfile = OutFile::check(&args.cert.out, args.cert.force)?;
+    let uri = super::key_uri(&args.key)?;
+    let key = Key::open(&uri, args.cert.module.as_deref())?;
+    let subject = subject_name(args.cert.subject.as_deref(), key.label())?;
+    let signer = super::signer_for(key, args.alg)?;
+    let alg = signer.alg();
+    let signature = cert_signature(alg, args.cert.cert_sig)?;
+    signer.check_certificate_slot(args.cert.force)?;
+    issue(
+        &signer, &args.cert, subject, signature, &outfile, quiet, out,
+    )
+}
+
+/// The certificate's subject: as given (RFC 4514), or `CN=<key label>`.
+pub(super) fn subject_name(given: Option<&str>, label: Option<&str>) -> Result<Name, Error> {
+    let text = match given {
+        Some(s) => s.to_owned(),
+        None => format!("CN={}", escape_rdn_value(label.unwrap_or("suitekey"))),
+    };
+    let name = Name::from_str(&text).map_err(|e| {
+        Error::Usage(format!(
+            "--subject '{text}' is not an RFC 4514 name ({e}); write it like 'CN=NetSuite M2M prod,O=Acme'"
+        ))
+    })?;
+    if name.is_empty() {
+        return Err(Error::Usage(
+            "--subject is empty; give at least a CN, e.g. 'CN=NetSuite M2M prod'".into(),
+        ));
+    }
+    Ok(name)
+}
+
+/// RFC 4514 §2.4 escaping, so any key label can become a CN.
+fn escape_rdn_value(value: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in value.chars().enumerate() {
+        let edge = (i == 0 && (c == '#' || c == ' ')) || (i + 1 == value.len() && c == ' ');
+        if edge || matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// How the certificate is signed: like the assertions (same hash; ECDSA or PSS), or with
+/// PKCS#1 v1.5 SHA-256 for RSA when asked.
+pub(super) fn cert_signature(alg: Alg, wanted: CertSig) -> Result<CertSignature, Error> {
+    match (wanted, alg.scheme()) {
+        (CertSig::Pss, _) => Ok(CertSignature::for_alg(alg)),
+        (CertSig::Pkcs1, Scheme::Pss) => Ok(CertSignature::Pkcs1Sha256),
+        (CertSig::Pkcs1, Scheme::Ecdsa(_)) => Err(Error::Usage(format!(
+            "--cert-sig pkcs1 is for RSA keys; {alg} certificates are signed with ECDSA, leave --cert-sig out"
+        ))),
+    }
+}
+
+/// Builds the certificate in the token, stores it beside the key, writes the PEM, and prints
+/// the certificate id on `out` (the details on stderr).
+pub(super) fn issue(
+    signer: &KeySigner,
+    args: &CertOutArgs,
+    subject: Name,
+    signature: CertSignature,
+    outfile: &OutFile,
+    quiet: bool,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    let subject_der = subject
+        .to_der()
+        .map_err(|e| Error::Usage(format!("the subject cannot be encoded: {e}")))?;
+    let request = CertRequest {
+        subject,
+        days: args.days,
+        signature,
+    };
+    let public = signer.public_key()?;
+    let now = SystemTime::now();
+    let certificate = cert::build(&request, &public, now, |tbs| {
+        sign_tbs(signer, signature, tbs)
+    })
+    .map_err(|e| Error::CertBuild(Box::new(e)))?;
+    let pem = certificate
+        .to_pem()
+        .map_err(|e| Error::Usage(format!("the certificate cannot be encoded as PEM: {e}")))?;
+    signer.store_certificate(certificate.der(), &subject_der, args.force)?;
+    outfile.write(pem.as_bytes())?;
+    if !quiet {
+        describe(&certificate, outfile, now);
+    }
+    writeln!(out, "{}", certificate.certificate_id())?;
+    Ok(())
+}
+
+/// The token's signature over the to-be-signed certificate, in X.509 form.
+fn sign_tbs(signer: &KeySigner, signature: CertSignature, tbs: &[u8]) -> Result<Vec<u8>, Error> {
+    match signature {
+        CertSignature::Pkcs1Sha256 => Ok(signer.sign_pkcs1_sha256(tbs)?),
+        CertSignature::Pss(_) => Ok(signer.sign(tbs)?),
+        CertSignature::Ecdsa(_) => {
+            let raw = signer.sign(tbs)?;
+            jose::ecdsa_raw_to_der(&raw).map_err(|e| {
+                Error::Usage(format!(
+                    "cannot DER-encode the token's ECDSA signature: {e}"
+                ))
+            })
+        }
+    }
+}
+
+/// What was made, and what the administrator does next (stderr).
+fn describe(certificate: &Certificate, outfile: &OutFile, now: SystemTime) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(
+        err,
+        "certificate written to {} ({}, valid until {}, {} days)\n\
+         certificate id NetSuite will show: {}\n\
+         next: upload {} at Setup > Integration > Manage Authentication > OAuth 2.0 Client Credentials (M2M) Setup",
+        outfile.path().display(),
+        certificate.subject(),
+        cert::rfc3339(certificate.not_after()),
+        certificate.days_left(now),
+        certificate.certificate_id(),
+        outfile.path().display(),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_key_label_becomes_a_valid_common_name() {
+        for label in [
+            "ns-prod",
+            "a,b",
+            "x=y+z",
+            " lead",
+            "trail ",
+            "#hash",
+            "q\"uote\\",
+        ] {
+            let name = subject_name(None, Some(label)).unwrap();
+            let cn = name.common_name().unwrap().unwrap();
+            assert_eq!(cn.value(), label, "{label}");
+        }
+        assert_eq!(
+            subject_name(Some("CN=x,O=Acme"), Some("ignored"))
+                .unwrap()
+                .to_string(),
+            "CN=x,O=Acme"
+        );
+        assert!(subject_name(Some("CN"), None).is_err());
+    }
+}

@@ -1,0 +1,77 @@
+//! `suitekey keygen`: a non-extractable key pair made inside the token, and its self-signed
+//! certificate.
+
+use std::io::{IsTerminal as _, Write};
+use std::time::Duration;
+
+use super::cert::{cert_signature, issue, subject_name};
+use super::outfile::OutFile;
+use crate::cli::KeygenArgs;
+use crate::error::Error;
+use crate::jose::{Alg, MIN_RSA_BITS, Scheme};
+use crate::pkcs11::keygen::{KeySpec, KeygenPlan};
+use crate::pkcs11::{Key, Pkcs11Uri};
+
+pub(super) fn run(args: &KeygenArgs, quiet: bool, out: &mut dyn Write) -> Result<(), Error> {
+    // Everything that can be refused is refused before the key exists.
+    let spec = key_spec(args.alg, args.rsa_bits)?;
+    let uri = super::key_uri(&args.key)?;
+    let outfile = OutFile::check(&args.cert.out, args.cert.force)?;
+    let subject = subject_name(args.cert.subject.as_deref(), uri.object.as_deref())?;
+    let signature = cert_signature(args.alg, args.cert.cert_sig)?;
+    let plan = KeygenPlan::prepare(&uri, args.cert.module.as_deref(), spec)?;
+    let key = with_spinner(spec, quiet, || plan.generate())?;
+    let made = made_uri(&uri, &key);
+    if !quiet {
+        let _ = writeln!(
+            std::io::stderr(),
+            "made {spec} key pair in the token; the private key is sensitive and never extractable\nkey URI: {made}"
+        );
+    }
+    let signer = key.signer(args.alg)?;
+    issue(
+        &signer, &args.cert, subject, signature, &outfile, quiet, out,
+    )
+    .map_err(|source| Error::AfterKeygen {
+        key: made,
+        source: Box::new(source),
+    })
+}
+
+/// The key pair `alg` needs: its curve, or RSA of `--rsa-bits` (3072 by default).
+fn key_spec(alg: Alg, rsa_bits: Option<u32>) -> Result<KeySpec, Error> {
+    match (alg.scheme(), rsa_bits) {
+        (Scheme::Ecdsa(_), Some(_)) => Err(Error::Usage(format!(
+            "--rsa-bits is for PS256/PS384/PS512; {alg} keys are EC, leave --rsa-bits out"
+        ))),
+        (Scheme::Ecdsa(curve), None) => Ok(KeySpec::Ec(curve)),
+        (Scheme::Pss, None) => Ok(KeySpec::Rsa {
+            bits: MIN_RSA_BITS as u32,
+        }),
+        (Scheme::Pss, Some(bits @ (3072 | 4096))) => Ok(KeySpec::Rsa { bits }),
+        (Scheme::Pss, Some(bits)) => Err(Error::Usage(format!(
+            "--rsa-bits {bits} is not allowed: NetSuite accepts RSA keys of 3072 or 4096 bits"
+        ))),
+    }
+}
+
+/// The new key's URI, with its id, ready for `--key` (no PIN, no secrets).
+fn made_uri(asked: &Pkcs11Uri, key: &Key) -> String {
+    let mut uri = asked.clone();
+    uri.id = Some(key.id().to_vec());
+    uri.pin_value = None;
+    uri.redacted()
+}
+
+/// Runs `work` with a spinner on stderr when it is a terminal: RSA-4096 can take a while.
+fn with_spinner<T>(spec: KeySpec, quiet: bool, work: impl FnOnce() -> T) -> T {
+    if quiet || !std::io::stderr().is_terminal() {
+        return work();
+    }
+    let spinner = indicatif::ProgressBar::new_spinner()
+        .with_message(format!("generating an {spec} key pair in the token…"));
+    spinner.enable_steady_tick(Duration::from_millis(100));
+    let result = work();
+    spinner.finish_and_clear();
+    result
+}
