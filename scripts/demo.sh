@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# The suitekey demo: a NetSuite client assertion signed by a key that never leaves a SoftHSM2
-# token, checked independently with OpenSSL.
+# The suitekey demo: a key pair made inside a SoftHSM2 token (it never leaves it), the
+# certificate an administrator would upload to NetSuite, and a client assertion signed by the
+# token, checked independently with OpenSSL against that certificate.
 #
 # Usage: scripts/demo.sh   (from anywhere; safe to re-run, reuses target/demo/)
 #
 # Steps: install missing dependencies; cargo build --release; create or reuse the token 'demo'
-# with the P-256 key 'ns-demo' under target/demo/; sign a client assertion with
-# `suitekey assertion`; print its header and claims; verify its ES256 signature with OpenSSL
-# against the public key read from the token.
+# under target/demo/; `suitekey keygen` the ES256 key 'ns-demo' and its certificate (once);
+# `suitekey check` the certificate; sign a client assertion with `suitekey assertion`; print
+# its header and claims; verify its signature with OpenSSL against the certificate.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -15,10 +16,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 readonly DEMO_DIR=target/demo
 readonly TOKEN=demo
 readonly KEY=ns-demo
-# Demo values in NetSuite's formats: a client id is 64 hex characters, a certificate id is the
-# 43-character base64url certificate thumbprint NetSuite shows.
+readonly CERT=$DEMO_DIR/$KEY.pem
+# A client id in NetSuite's format (64 hex characters), as the integration record shows it.
 readonly CLIENT_ID=161c761646ff925cafb93a8de1b5a06be9be365f994d446c62c02e53dae488cf
-readonly CERTIFICATE_ID=Uiv6n4otrKDNWldJXl4pbbevCza8NDeBTulujBq6vhI
 readonly ACCOUNT=1234567_SB1
 readonly SCOPE=restlets,rest_webservices
 
@@ -51,14 +51,31 @@ step "Building suitekey (cargo build --release)"
 cargo build --release --quiet
 [[ -x target/release/suitekey ]] || die "cargo build did not produce target/release/suitekey"
 
-step "SoftHSM2 token '$TOKEN' with the P-256 key '$KEY' ($DEMO_DIR/, created once, then reused)"
-setup=$(bash softhsm/setup-token.sh "$DEMO_DIR" "$TOKEN" --key "$KEY:p256")
+# A token without the certificate file is from an interrupted run: start it over.
+[[ -f $CERT ]] || rm -rf -- "$DEMO_DIR"
+
+step "SoftHSM2 token '$TOKEN' ($DEMO_DIR/, created once, then reused)"
+setup=$(bash softhsm/setup-token.sh "$DEMO_DIR" "$TOKEN")
 eval "$setup"
 printf '%s\n' "$setup"
-pkcs11-tool --module "$SUITEKEY_MODULE" --token-label "$TOKEN" --list-objects --type pubkey 2>/dev/null |
-  awk -v want="$KEY" '/^[^ ]/ { hdr = $0 } /^  label: / { l = $0; sub(/^  label: +/, "", l); if (l == want) print "key: " hdr ", label " l }'
 
-key_uri="pkcs11:token=$TOKEN;object=$KEY;type=private?module-path=$(uri_encode "$SUITEKEY_MODULE")&pin-source=file:$(uri_encode "$PWD/$DEMO_DIR/user.pin")"
+key_uri="pkcs11:token=$TOKEN;object=$KEY?module-path=$(uri_encode "$SUITEKEY_MODULE")&pin-source=file:$(uri_encode "$PWD/$DEMO_DIR/user.pin")"
+
+if [[ -f $CERT ]]; then
+  step "Key '$KEY' and its certificate $CERT are already there (made by an earlier run)"
+else
+  step "Making the key pair inside the token and its certificate (suitekey keygen)"
+  printf 'target/release/suitekey keygen --key %s \\\n    --alg ES256 --subject %s --out %s\n\n' \
+    "'$key_uri'" "'CN=suitekey demo,O=Acme'" "$CERT"
+  target/release/suitekey keygen --key "$key_uri" --alg ES256 \
+    --subject 'CN=suitekey demo,O=Acme' --out "$CERT" >/dev/null ||
+    die "suitekey keygen failed (its message is above)"
+fi
+
+step "Checking the certificate against NetSuite's rules (suitekey check)"
+CERTIFICATE_ID=$(target/release/suitekey check --cert "$CERT" --key "$key_uri") ||
+  die "suitekey check refused the certificate (its reasons are above)"
+printf 'certificate id NetSuite will show: %s\n' "$CERTIFICATE_ID"
 
 step "Signing the client assertion inside the token (suitekey assertion)"
 printf 'target/release/suitekey assertion --key %s \\\n    --client-id %s --certificate-id %s \\\n    --account %s --scope %s\n\n' \
@@ -83,17 +100,12 @@ jq . <<<"$claims" || die "the JWS claims are not JSON"
 alg=$(jq -r .alg <<<"$header")
 [[ $alg == ES256 ]] || die "expected alg ES256 for a P-256 key, the header says '$alg'"
 
-step "Verifying the ES256 signature with OpenSSL and the public key read from the token"
+step "Verifying the ES256 signature with OpenSSL against the certificate"
 verify_dir=$DEMO_DIR/verify
 rm -rf -- "$verify_dir"
 mkdir -p -- "$verify_dir"
-key_id=$(pubkey_id "$KEY")
-[[ -n $key_id ]] || die "no public key labelled '$KEY' in token '$TOKEN'"
-pkcs11-tool --module "$SUITEKEY_MODULE" --token-label "$TOKEN" --read-object --type pubkey --id "$key_id" \
-  -o "$verify_dir/pub.der" >/dev/null 2>&1 || die "pkcs11-tool could not export the public key (id $key_id)"
-openssl pkey -pubin -inform DER -in "$verify_dir/pub.der" -out "$verify_dir/pub.pem" ||
-  die "openssl cannot read the exported public key"
-printf 'public key (id %s):\n' "$key_id"
+openssl x509 -in "$CERT" -noout -pubkey >"$verify_dir/pub.pem" ||
+  die "openssl cannot read the certificate $CERT"
 cat -- "$verify_dir/pub.pem"
 
 # JWS carries ECDSA signatures as raw r||s (32 + 32 bytes for ES256); OpenSSL wants DER.
@@ -106,7 +118,7 @@ openssl asn1parse -genconf "$verify_dir/sig.asn1" -out "$verify_dir/sig.der" -no
 printf '%s' "$header_b64.$claims_b64" >"$verify_dir/signing-input"
 if openssl dgst -sha256 -verify "$verify_dir/pub.pem" -signature "$verify_dir/sig.der" \
   "$verify_dir/signing-input" >"$verify_dir/openssl.out" 2>&1; then
-  echo "signature verified by OpenSSL"
+  echo "signature verified by OpenSSL against the certificate"
 else
   cat -- "$verify_dir/openssl.out" >&2
   die "OpenSSL rejects the signature"
