@@ -1,6 +1,6 @@
 //! The top-level error: every layer's error converted at the boundary, and the exit codes.
 
-use crate::{jose, netsuite, pkcs11};
+use crate::{emulator, jose, netsuite, pkcs11};
 
 /// Exit status: success.
 pub const EXIT_OK: u8 = 0;
@@ -43,6 +43,9 @@ pub enum Error {
     /// Assembling the assertion failed.
     #[error(transparent)]
     Assertion(#[from] netsuite::AssertionError<pkcs11::Error>),
+    /// The emulator cannot start or stopped (bad flags exit 2, socket failures 5).
+    #[error(transparent)]
+    Emulator(#[from] emulator::Error),
     /// Writing to stdout failed.
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),
@@ -60,6 +63,7 @@ impl Error {
             }
             Error::Assertion(_) => EXIT_TOKEN,
             Error::Output(_) => EXIT_IO,
+            Error::Emulator(e) => e.exit_code(),
         }
     }
 }

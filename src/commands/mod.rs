@@ -1,6 +1,7 @@
 //! What each command does, given its parsed arguments. `main` only calls [`run`].
 
 mod assertion;
+mod emulate;
 mod list;
 
 use std::io::Write;
@@ -15,6 +16,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
     match &cli.command {
         Command::List(args) => list::run(args, out),
         Command::Assertion(args) => assertion::run(args, out),
+        Command::Emulate(args) => emulate::run(args, out),
     }
 }
 
