@@ -33,13 +33,14 @@ pub(super) fn run(args: &EmulateArgs, out: &mut dyn Write) -> Result<(), Error> 
         .build()
         .map_err(emulator::Error::Io)?;
     runtime.block_on(async {
+        let shutdown = emulator::shutdown_signal()?;
         let listener = emulator::bind(addr).await?;
         let bound = listener.local_addr().map_err(emulator::Error::Io)?;
         // The one stdout line, flushed now: callers read it to learn the port.
         writeln!(out, "{}", emulator::base_url(bound))?;
         out.flush()?;
         tracing::info!(%bound, "emulator listening");
-        emulator::serve(listener, config, emulator::shutdown_signal()).await?;
+        emulator::serve(listener, config, shutdown).await?;
         Ok(())
     })
 }

@@ -342,26 +342,21 @@ fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-/// Completes on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                term.recv().await;
-            }
-            Err(_) => std::future::pending().await,
+/// Registers for SIGINT and SIGTERM now, and returns a future that completes on either.
+///
+/// Call it (inside the runtime) before announcing the address: a signal that arrives between
+/// the announcement and a lazy registration would kill the process with status 143.
+pub fn shutdown_signal() -> Result<impl Future<Output = ()> + Send + 'static, Error> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).map_err(Error::Io)?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(Error::Io)?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
         }
-    };
-    let interrupt = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    tokio::select! {
-        () = terminate => {}
-        () = interrupt => {}
-    }
-    tracing::info!("signal received, emulator shutting down");
+        tracing::info!("signal received, emulator shutting down");
+    })
 }
 
 fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
@@ -538,4 +533,63 @@ fn unauthorized() -> Response {
 async fn stats(State(shared): State<Arc<Shared>>) -> Response {
     let stats = shared.lock().stats.clone();
     json_response(StatusCode::OK, json!(stats))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read as _, Write as _};
+
+    use super::*;
+
+    fn get(base: &str, path: &str) -> String {
+        let host = base.trim_start_matches("http://");
+        let mut stream = std::net::TcpStream::connect(host).unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        text
+    }
+
+    #[test]
+    fn listen_addresses_must_be_loopback_ip_literals() {
+        assert!(parse_listen("127.0.0.1:0").is_ok());
+        assert!(parse_listen("127.8.9.10:8080").is_ok());
+        assert!(parse_listen("[::1]:0").is_ok());
+        for bad in [
+            "0.0.0.0:0",
+            "10.0.0.1:80",
+            "[::]:0",
+            "localhost:0",
+            "127.0.0.1",
+        ] {
+            let err = parse_listen(bad).unwrap_err();
+            assert_eq!(err.exit_code(), EXIT_USAGE, "{bad}");
+        }
+        assert_eq!(base_url("[::1]:8080".parse().unwrap()), "http://[::1]:8080");
+    }
+
+    #[test]
+    fn an_in_process_emulator_serves_until_dropped() {
+        let emu = Emulator::start(Config::new(Vec::new()).unwrap()).unwrap();
+        assert!(emu.base_url().starts_with("http://127.0.0.1:"));
+        assert_eq!(emu.token_url(), format!("{}{TOKEN_PATH}", emu.base_url()));
+        let answer = get(emu.base_url(), STATS_PATH);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(
+            answer.ends_with(r#"{"jtis":[],"token_requests":0,"tokens_issued":0}"#),
+            "{answer}"
+        );
+        assert_eq!(emu.stats(), Stats::default());
+        let base = emu.base_url().to_owned();
+        drop(emu);
+        let host = base.trim_start_matches("http://");
+        assert!(
+            std::net::TcpStream::connect(host).is_err(),
+            "still listening"
+        );
+    }
 }

@@ -63,7 +63,9 @@ pub fn parse_registration(spec: &str) -> Result<Registration, Error> {
         spec: spec.to_owned(),
         source,
     })?;
-    let public_key = certificate.public_key().ok().filter(|key| !Alg::usable_with(&key.kind()).is_empty()).ok_or_else(|| {
+    // NetSuite refuses the upload of a certificate whose key it cannot use; so does this.
+    let usable = |key: &crate::jose::PublicKey| !Alg::usable_with(&key.kind()).is_empty();
+    let public_key = certificate.public_key().ok().filter(usable).ok_or_else(|| {
         bad(format!(
             "NetSuite refuses certificates with a {} key; it accepts RSA 3072/4096 and EC P-256, P-384, P-521",
             certificate.key_kind()
