@@ -48,6 +48,8 @@ pub enum Command {
         after_help = "Exit codes: 0 fit to upload, 1 not fit (reasons on stderr), 2 bad input, 3 token/key problem, 4 PIN problem."
     )]
     Check(CheckArgs),
+    /// Serve a strict NetSuite token endpoint on loopback, for CI and demos (prints its URL).
+    Emulate(EmulateArgs),
 }
 
 /// `suitekey list`.
@@ -226,6 +228,47 @@ pub struct CheckArgs {
         hide_env_values = true
     )]
     pub module: Option<PathBuf>,
+}
+
+/// `suitekey emulate`: a strict NetSuite token endpoint on loopback.
+#[derive(Debug, Args)]
+pub struct EmulateArgs {
+    /// Loopback IP and port to listen on (127.0.0.0/8 or [::1]; port 0 picks a free one). The
+    /// base URL is printed as stdout's only line.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    pub listen: String,
+    /// A certificate uploaded to the emulated account (repeatable):
+    /// client-id=ID,cert=FILE[,scopes=restlets+rest_webservices][,account=ACCT][,certificate-id=ID]
+    #[arg(long, value_name = "SPEC", required = true)]
+    pub register: Vec<String>,
+    /// Answer the first N token requests with HTTP 500 server_error.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        help_heading = "Fault injection (tests)"
+    )]
+    pub fail_first: u64,
+    /// Answer the next N token requests with HTTP 429 and Retry-After: 1.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        help_heading = "Fault injection (tests)"
+    )]
+    pub rate_limit: u64,
+    /// Wait this many milliseconds before answering each token request.
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = 0,
+        help_heading = "Fault injection (tests)"
+    )]
+    pub delay_ms: u64,
+    /// Lifetime of issued access tokens in seconds (NetSuite: 3600); for tests of expiry.
+    #[arg(long, value_name = "SECS", default_value_t = 3600, hide = true,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub token_lifetime: u64,
 }
 
 /// A value as typed, parsed by the command rather than by clap: clap's errors quote the whole

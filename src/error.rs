@@ -1,6 +1,6 @@
 //! The top-level error: every layer's error converted at the boundary, and the exit codes.
 
-use crate::{cert, jose, netsuite, pkcs11};
+use crate::{cert, emulator, jose, netsuite, pkcs11};
 
 /// Exit status: success.
 pub const EXIT_OK: u8 = 0;
@@ -76,6 +76,9 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// The emulator cannot start or stopped (bad flags exit 2, socket failures 5).
+    #[error(transparent)]
+    Emulator(#[from] emulator::Error),
     /// Writing to stdout failed.
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),
@@ -100,6 +103,7 @@ impl Error {
             },
             Error::AfterKeygen { source, .. } => source.exit_code(),
             Error::Unfit { .. } => EXIT_UNFIT,
+            Error::Emulator(e) => e.exit_code(),
         }
     }
 }

@@ -9,6 +9,7 @@
 pub mod cert;
 pub mod cli;
 pub mod commands;
+pub mod emulator;
 pub mod error;
 pub mod jose;
 pub mod netsuite;

@@ -247,6 +247,25 @@ impl FromStr for Scopes {
     }
 }
 
+impl Scope {
+    /// The scope NetSuite spells `name`, if any (exact, case-sensitive, as NetSuite compares).
+    pub fn from_name(name: &str) -> Option<Scope> {
+        Scope::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+}
+
+impl Scopes {
+    /// All three scopes NetSuite knows.
+    pub fn all() -> Scopes {
+        Scopes(Scope::ALL.to_vec())
+    }
+
+    /// The scopes, in the order given.
+    pub fn as_slice(&self) -> &[Scope] {
+        &self.0
+    }
+}
+
 impl Default for Scopes {
     /// `restlets,rest_webservices`, the two scopes NetSuite's M2M examples enable.
     fn default() -> Self {

@@ -3,6 +3,7 @@
 mod assertion;
 mod cert;
 mod check;
+mod emulate;
 mod keygen;
 mod list;
 mod outfile;
@@ -22,6 +23,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
         Command::Keygen(args) => keygen::run(args, cli.quiet, out),
         Command::Cert(args) => cert::run(args, cli.quiet, out),
         Command::Check(args) => check::run(args, cli.quiet, out),
+        Command::Emulate(args) => emulate::run(args, out),
     }
 }
 

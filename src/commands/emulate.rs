@@ -1,0 +1,46 @@
+//! `suitekey emulate`: parse the registrations, bind loopback, print the base URL, serve until
+//! SIGINT/SIGTERM.
+
+use std::io::Write;
+use std::time::Duration;
+
+use crate::cli::EmulateArgs;
+use crate::emulator::{self, Config, Faults};
+use crate::error::Error;
+
+pub(super) fn run(args: &EmulateArgs, out: &mut dyn Write) -> Result<(), Error> {
+    // Everything the user typed is checked before a socket is opened.
+    let addr = emulator::parse_listen(&args.listen)?;
+    let registrations = args
+        .register
+        .iter()
+        .map(|spec| emulator::parse_registration(spec))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut config = Config::new(registrations)?;
+    config.faults = Faults {
+        fail_first: args.fail_first,
+        rate_limit: args.rate_limit,
+        delay: Duration::from_millis(args.delay_ms),
+    };
+    config.token_lifetime = Duration::from_secs(args.token_lifetime);
+    for reg in &config.registrations {
+        tracing::info!(kid = %reg.certificate_id, client = %reg.client_id, scopes = %reg.scopes, "registered");
+    }
+    // Two workers: the emulator serves one client at a time in practice.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(emulator::Error::Io)?;
+    runtime.block_on(async {
+        let shutdown = emulator::shutdown_signal()?;
+        let listener = emulator::bind(addr).await?;
+        let bound = listener.local_addr().map_err(emulator::Error::Io)?;
+        // The one stdout line, flushed now: callers read it to learn the port.
+        writeln!(out, "{}", emulator::base_url(bound))?;
+        out.flush()?;
+        tracing::info!(%bound, "emulator listening");
+        emulator::serve(listener, config, shutdown).await?;
+        Ok(())
+    })
+}

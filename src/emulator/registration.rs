@@ -1,0 +1,115 @@
+//! `--register client-id=ID,cert=FILE[,scopes=a+b][,account=ACCT][,certificate-id=ID]`: a
+//! certificate "uploaded" to the emulated account, refused the way NetSuite refuses an upload.
+
+use std::path::Path;
+
+use super::Error;
+use super::rules::Registration;
+use crate::cert::Certificate;
+use crate::jose::Alg;
+use crate::netsuite::{AccountId, CertificateId, ClientId, Scopes};
+
+/// The keys a spec may have.
+const KEYS: &str = "client-id, cert, scopes, account, certificate-id";
+
+/// Parses one `--register` spec and loads its certificate.
+///
+/// Items are separated by `,` (so a certificate path cannot contain one) and scopes by `+`.
+/// The certificate id is the one NetSuite would show (`x5t#S256`) unless `certificate-id=`
+/// overrides it; scopes default to all three; `account=` makes that account's real NetSuite
+/// token URL a valid `aud` as well.
+pub fn parse_registration(spec: &str) -> Result<Registration, Error> {
+    let bad = |reason: String| Error::Register {
+        spec: spec.to_owned(),
+        reason,
+    };
+    let mut client_id = None;
+    let mut cert = None;
+    let mut scopes = None;
+    let mut account = None;
+    let mut certificate_id = None;
+    for item in spec.split(',') {
+        let (key, value) = item
+            .split_once('=')
+            .ok_or_else(|| bad(format!("'{item}' is not key=value (keys: {KEYS})")))?;
+        let slot = match key.trim() {
+            "client-id" => &mut client_id,
+            "cert" => &mut cert,
+            "scopes" => &mut scopes,
+            "account" => &mut account,
+            "certificate-id" => &mut certificate_id,
+            other => return Err(bad(format!("unknown key '{other}' (keys: {KEYS})"))),
+        };
+        if slot.replace(value.trim()).is_some() {
+            return Err(bad(format!("'{}' is given twice", key.trim())));
+        }
+    }
+    let client_id: ClientId = client_id
+        .ok_or_else(|| bad("client-id=ID is missing".into()))?
+        .parse()
+        .map_err(|e: crate::netsuite::Error| bad(e.to_string()))?;
+    let path = cert.ok_or_else(|| bad("cert=FILE is missing".into()))?;
+    let scopes = match scopes {
+        Some(s) => s
+            .parse::<Scopes>()
+            .map_err(|e| bad(format!("{e} (separate scopes with '+')")))?,
+        None => Scopes::all(),
+    };
+    let account = account
+        .map(str::parse::<AccountId>)
+        .transpose()
+        .map_err(|e| bad(e.to_string()))?;
+    let certificate = Certificate::load(Path::new(path)).map_err(|source| Error::Certificate {
+        spec: spec.to_owned(),
+        source,
+    })?;
+    // NetSuite refuses the upload of a certificate whose key it cannot use; so does this.
+    let usable = |key: &crate::jose::PublicKey| !Alg::usable_with(&key.kind()).is_empty();
+    let public_key = certificate.public_key().ok().filter(usable).ok_or_else(|| {
+        bad(format!(
+            "NetSuite refuses certificates with a {} key; it accepts RSA 3072/4096 and EC P-256, P-384, P-521",
+            certificate.key_kind()
+        ))
+    })?;
+    let certificate_id = match certificate_id {
+        Some(id) => id
+            .parse::<CertificateId>()
+            .map_err(|e| bad(e.to_string()))?,
+        None => certificate.certificate_id(),
+    };
+    Ok(Registration {
+        client_id,
+        certificate_id,
+        public_key,
+        scopes,
+        account,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(spec: &str) -> String {
+        parse_registration(spec).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn spec_errors_name_the_problem() {
+        assert!(err("cert=x.pem").contains("client-id=ID is missing"));
+        assert!(err("client-id=abc").contains("cert=FILE is missing"));
+        assert!(err("client-id=abc,cert=x,colour=red").contains("unknown key 'colour'"));
+        assert!(err("client-id=abc,client-id=def,cert=x").contains("given twice"));
+        assert!(err("client-id=abc,cert").contains("not key=value"));
+        assert!(err("client-id=a-b,cert=x").contains("client id 'a-b' is not valid"));
+        assert!(
+            err("client-id=abc,cert=x,scopes=restlets+bogus").contains("unknown scope 'bogus'")
+        );
+        assert!(err("client-id=abc,cert=x,account=12 34").contains("account id"));
+        let msg = err("client-id=abc,cert=/nonexistent/cert.pem");
+        assert!(
+            msg.contains("cannot read certificate file '/nonexistent/cert.pem'"),
+            "{msg}"
+        );
+    }
+}
