@@ -10,6 +10,7 @@ pub mod cert;
 pub mod cli;
 pub mod commands;
 pub mod error;
+pub mod exchange;
 pub mod jose;
 pub mod netsuite;
 pub mod pkcs11;
