@@ -9,6 +9,7 @@
 pub mod cert;
 pub mod cli;
 pub mod commands;
+pub mod config;
 pub mod error;
 pub mod exchange;
 pub mod jose;
