@@ -1020,6 +1020,14 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_truncated_body_is_malformed() {
+        let cut = "HTTP/1.1 200 OK\r\nContent-Length: 500\r\nConnection: close\r\n\r\n{\"access_token\":\"eyJ";
+        let err = run(vec![cut.to_owned()]).await.0.unwrap_err();
+        assert!(matches!(err, ExchangeError::Malformed { .. }), "{err}");
+        assert!(err.to_string().contains("cut short"), "{err}");
+    }
+
+    #[tokio::test]
     async fn non_json_success_is_malformed() {
         let err = run(vec![ok("<html>portal</html>")]).await.0.unwrap_err();
         assert!(matches!(err, ExchangeError::Malformed { .. }), "{err}");
