@@ -9,8 +9,10 @@
 pub mod cert;
 pub mod cli;
 pub mod commands;
+pub mod config;
 pub mod emulator;
 pub mod error;
+pub mod exchange;
 pub mod jose;
 pub mod netsuite;
 pub mod pkcs11;

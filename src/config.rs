@@ -1,0 +1,896 @@
+//! Profiles: one TOML table per NetSuite integration, merged with flags and `SUITEKEY_*`
+//! environment variables (which win) into one validated [`Profile`].
+//!
+//! The file is `$XDG_CONFIG_HOME/suitekey/config.toml` (else `~/.config/suitekey/config.toml`),
+//! or `--config FILE`, and holds only `[profiles.NAME]` tables:
+//!
+//! ```toml
+//! [profiles.prod]
+//! key = "pkcs11:token=acc;object=ns-prod?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/run/secrets/pin"
+//! client-id = "…"
+//! certificate-id = "…"
+//! account = "1234567_SB1"
+//! alg = "ES256"                               # optional: default from the key
+//! scope = ["restlets", "rest_webservices"]    # optional; "restlets,rest_webservices" too
+//! token-url = "https://…"                     # optional: default from the account
+//! module = "/usr/lib/softhsm/libsofthsm2.so"  # optional: when the key URI names none
+//! ```
+//!
+//! The table is walked by hand rather than through `serde(deny_unknown_fields)` so that every
+//! error names the file, the profile and the field, and lists the keys that are allowed. Values
+//! are checked when a profile is resolved, so a flag can replace a bad value in the file.
+//! A key URI in the file may not carry a `pin-value`, as on the command line: a config file is
+//! copied by backups and dotfile repositories; `pin-source=file:PATH` keeps the PIN apart.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use zeroize::Zeroizing;
+
+use crate::cli::RawArg;
+use crate::exchange::ExchangeContext;
+use crate::jose::Alg;
+use crate::netsuite::{self, AccountId, CertificateId, ClientId, Scopes, TokenUrl};
+use crate::pkcs11::Pkcs11Uri;
+use crate::pkcs11::uri::UriError;
+
+/// A profile field: its key in the file, its flag and its environment variable.
+struct Field {
+    key: &'static str,
+    flag: &'static str,
+    env: Option<&'static str>,
+}
+
+const KEY: Field = field("key", "--key", Some("SUITEKEY_KEY"));
+const CLIENT_ID: Field = field("client-id", "--client-id", Some("SUITEKEY_CLIENT_ID"));
+const CERTIFICATE_ID: Field = field(
+    "certificate-id",
+    "--certificate-id",
+    Some("SUITEKEY_CERTIFICATE_ID"),
+);
+const ACCOUNT: Field = field("account", "--account", Some("SUITEKEY_ACCOUNT"));
+const ALG: Field = field("alg", "--alg", None);
+const SCOPE: Field = field("scope", "--scope", None);
+const TOKEN_URL: Field = field("token-url", "--token-url", Some("SUITEKEY_TOKEN_URL"));
+const MODULE: Field = field("module", "--module", Some("SUITEKEY_MODULE"));
+
+const fn field(key: &'static str, flag: &'static str, env: Option<&'static str>) -> Field {
+    Field { key, flag, env }
+}
+
+/// The keys a profile table may have, in the order the documentation lists them.
+pub const PROFILE_KEYS: [&str; 8] = [
+    KEY.key,
+    CLIENT_ID.key,
+    CERTIFICATE_ID.key,
+    ACCOUNT.key,
+    ALG.key,
+    SCOPE.key,
+    TOKEN_URL.key,
+    MODULE.key,
+];
+
+/// Where a profile came from: a file and a profile name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origin {
+    /// The config file.
+    pub path: PathBuf,
+    /// The profile's name (`[profiles.NAME]`).
+    pub profile: String,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "config '{}', profile '{}'",
+            self.path.display(),
+            self.profile
+        )
+    }
+}
+
+/// Why a configuration or profile is not usable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read (or, given with `--config`, does not exist).
+    #[error("cannot read config '{}': {source}", .path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not TOML. Only the parser's message and position are shown, never the line:
+    /// it might hold a secret.
+    #[error("config '{}' is not valid TOML at line {line}, column {column}: {message}", .path.display())]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// The parser's message.
+        message: String,
+    },
+    /// The file's structure is wrong (not `[profiles.NAME]` tables).
+    #[error("config '{}': {problem}", .path.display())]
+    Layout {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, and the expected shape.
+        problem: String,
+    },
+    /// No profile of that name.
+    #[error("config '{}' has no profile '{name}' (known: {})", .path.display(), list_or_none(.known))]
+    UnknownProfile {
+        /// The file.
+        path: PathBuf,
+        /// The name asked for.
+        name: String,
+        /// The profiles the file has.
+        known: Vec<String>,
+    },
+    /// A key a profile table may not have.
+    #[error("{origin}: unknown key '{key}' (known: {})", PROFILE_KEYS.join(", "))]
+    UnknownKey {
+        /// The file and profile.
+        origin: Origin,
+        /// The key found.
+        key: String,
+    },
+    /// A required field given neither in the profile nor by flag or environment.
+    #[error("{}", missing_message(.origin.as_ref(), .field, .flag, .env))]
+    Missing {
+        /// The file and profile, if one was used.
+        origin: Option<Origin>,
+        /// The field's key in the file.
+        field: &'static str,
+        /// The flag that sets it.
+        flag: &'static str,
+        /// The environment variable that sets it, if any.
+        env: Option<&'static str>,
+    },
+    /// A field of the file with a value that is not acceptable.
+    #[error("{origin}: field '{field}': {source}")]
+    Field {
+        /// The file and profile.
+        origin: Origin,
+        /// The field's key in the file.
+        field: &'static str,
+        /// Why the value is refused.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A flag (or its environment variable) with a value that is not acceptable.
+    #[error("{flag}: {source}")]
+    Flag {
+        /// The flag.
+        flag: &'static str,
+        /// Why the value is refused.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+fn list_or_none(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join(", ")
+    }
+}
+
+fn missing_message(
+    origin: Option<&Origin>,
+    field: &str,
+    flag: &str,
+    env: &Option<&'static str>,
+) -> String {
+    let env = env.map(|e| format!(" or set {e}")).unwrap_or_default();
+    match origin {
+        Some(origin) => format!("{origin}: missing field '{field}'; add it or pass {flag}{env}"),
+        None => format!(
+            "missing {flag}: pass it{env}, or add '{field}' to a profile in the config file (--profile NAME)"
+        ),
+    }
+}
+
+/// A text error, for refusals that have no error type of their own.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Refusal(String);
+
+/// One profile table as written in the file: present keys only, not yet validated.
+#[derive(Clone)]
+pub struct ProfileTable {
+    origin: Origin,
+    values: BTreeMap<&'static str, Zeroizing<String>>,
+}
+
+impl fmt::Debug for ProfileTable {
+    // The key URI and token URL might carry secrets; only the names of the fields are shown.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProfileTable")
+            .field("origin", &self.origin)
+            .field("keys", &self.values.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl ProfileTable {
+    /// The file and profile name this table comes from.
+    pub fn origin(&self) -> &Origin {
+        &self.origin
+    }
+
+    fn get(&self, field: &Field) -> Option<&str> {
+        self.values.get(field.key).map(|v| v.as_str())
+    }
+
+    /// Reads a `[profiles.NAME]` table, refusing unknown keys and values of the wrong type.
+    fn from_toml(origin: Origin, table: &toml::Table) -> Result<ProfileTable, ConfigError> {
+        let mut values = BTreeMap::new();
+        for (key, value) in table {
+            let Some(&known) = PROFILE_KEYS.iter().find(|k| **k == key.as_str()) else {
+                return Err(ConfigError::UnknownKey {
+                    origin,
+                    key: key.clone(),
+                });
+            };
+            let text = match (known, value) {
+                (_, toml::Value::String(s)) => s.clone(),
+                ("scope", toml::Value::Array(items)) => scope_list(items)
+                    .ok_or_else(|| field_error(&origin, "scope", "expected a list of strings"))?,
+                (_, other) => {
+                    let expected = if known == "scope" {
+                        "expected a string or a list of strings"
+                    } else {
+                        "expected a string"
+                    };
+                    let reason = format!("{expected}, found {}", other.type_str());
+                    return Err(field_error(&origin, known, &reason));
+                }
+            };
+            values.insert(known, Zeroizing::new(text));
+        }
+        Ok(ProfileTable { origin, values })
+    }
+}
+
+fn field_error(origin: &Origin, field: &'static str, reason: &str) -> ConfigError {
+    ConfigError::Field {
+        origin: origin.clone(),
+        field,
+        source: Box::new(Refusal(reason.to_owned())),
+    }
+}
+
+/// `["restlets", "rest_webservices"]` as `restlets,rest_webservices`, if all are strings.
+fn scope_list(items: &[toml::Value]) -> Option<String> {
+    let names: Option<Vec<&str>> = items.iter().map(toml::Value::as_str).collect();
+    names.map(|n| n.join(","))
+}
+
+/// A loaded config file: its profiles by name.
+#[derive(Clone, Debug)]
+pub struct Config {
+    path: PathBuf,
+    profiles: BTreeMap<String, ProfileTable>,
+}
+
+impl Config {
+    /// `$XDG_CONFIG_HOME/suitekey/config.toml`, else `$HOME/.config/suitekey/config.toml`;
+    /// `None` when neither variable gives an absolute directory.
+    pub fn default_path() -> Option<PathBuf> {
+        default_path_from(
+            std::env::var_os("XDG_CONFIG_HOME"),
+            std::env::var_os("HOME"),
+        )
+    }
+
+    /// The config named by `--config`, which must exist; without one, the default file if it
+    /// exists (`Ok(None)` when it does not: flags may supply everything).
+    pub fn open(explicit: Option<&Path>) -> Result<Option<Config>, ConfigError> {
+        open_with_default(explicit, Config::default_path())
+    }
+
+    /// Reads and parses the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        warn_if_world_writable(path);
+        Config::parse(path, &text)
+    }
+
+    /// Parses `text` as the contents of the file at `path` (named in errors).
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let document: toml::Table =
+            toml::from_str(text).map_err(|e| syntax_error(path, text, &e))?;
+        let layout = |problem: String| ConfigError::Layout {
+            path: path.to_owned(),
+            problem,
+        };
+        let mut profiles = BTreeMap::new();
+        for (key, value) in &document {
+            let Some(tables) = value.as_table().filter(|_| key == "profiles") else {
+                return Err(layout(format!(
+                    "unexpected top-level key '{key}'; profiles go in [profiles.NAME] tables"
+                )));
+            };
+            for (name, table) in tables {
+                let table = table.as_table().ok_or_else(|| {
+                    layout(format!(
+                        "'profiles.{name}' must be a table: [profiles.{name}]"
+                    ))
+                })?;
+                let origin = Origin {
+                    path: path.to_owned(),
+                    profile: name.clone(),
+                };
+                profiles.insert(name.clone(), ProfileTable::from_toml(origin, table)?);
+            }
+        }
+        Ok(Config {
+            path: path.to_owned(),
+            profiles,
+        })
+    }
+
+    /// The file this config was read from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The profile names, sorted.
+    pub fn profile_names(&self) -> impl Iterator<Item = &str> {
+        self.profiles.keys().map(String::as_str)
+    }
+
+    /// The profile `name`; the error lists the profiles there are.
+    pub fn profile(&self, name: &str) -> Result<&ProfileTable, ConfigError> {
+        self.profiles
+            .get(name)
+            .ok_or_else(|| ConfigError::UnknownProfile {
+                path: self.path.clone(),
+                name: name.to_owned(),
+                known: self.profiles.keys().cloned().collect(),
+            })
+    }
+}
+
+fn default_path_from(
+    xdg: Option<std::ffi::OsString>,
+    home: Option<std::ffi::OsString>,
+) -> Option<PathBuf> {
+    // The XDG spec says relative values are to be ignored.
+    let absolute = |v: std::ffi::OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
+    let base = xdg
+        .and_then(absolute)
+        .or_else(|| home.and_then(absolute).map(|h| h.join(".config")))?;
+    Some(base.join("suitekey").join("config.toml"))
+}
+
+fn open_with_default(
+    explicit: Option<&Path>,
+    default: Option<PathBuf>,
+) -> Result<Option<Config>, ConfigError> {
+    if let Some(path) = explicit {
+        return Config::load(path).map(Some);
+    }
+    let Some(path) = default else {
+        return Ok(None);
+    };
+    match Config::load(&path) {
+        Err(ConfigError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Ok(None)
+        }
+        other => other.map(Some),
+    }
+}
+
+fn syntax_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
+    let offset = e.span().map_or(0, |s| s.start).min(text.len());
+    let before = text.get(..offset).unwrap_or_default();
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    ConfigError::Syntax {
+        path: path.to_owned(),
+        line,
+        column,
+        message: e.message().trim_end().to_owned(),
+    }
+}
+
+/// Anyone able to write the file can redirect suitekey to another key or token URL.
+fn warn_if_world_writable(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o002 != 0
+        {
+            tracing::warn!(
+                "config '{}' is writable by every user of this machine, who could point suitekey at another key or token URL; run chmod o-w on it",
+                path.display()
+            );
+        }
+    }
+}
+
+/// Values from flags and `SUITEKEY_*` variables (clap gives both); each one present wins over
+/// the profile's.
+#[derive(Clone, Debug, Default)]
+pub struct ProfileOverrides {
+    /// `--key` / `SUITEKEY_KEY`, as typed.
+    pub key: Option<RawArg>,
+    /// `--client-id` / `SUITEKEY_CLIENT_ID`.
+    pub client_id: Option<ClientId>,
+    /// `--certificate-id` / `SUITEKEY_CERTIFICATE_ID`.
+    pub certificate_id: Option<CertificateId>,
+    /// `--account` / `SUITEKEY_ACCOUNT`.
+    pub account: Option<AccountId>,
+    /// `--alg`.
+    pub alg: Option<Alg>,
+    /// `--scope`.
+    pub scopes: Option<Scopes>,
+    /// `--token-url` / `SUITEKEY_TOKEN_URL`, as typed.
+    pub token_url: Option<RawArg>,
+    /// `--module` / `SUITEKEY_MODULE`.
+    pub module: Option<PathBuf>,
+}
+
+/// A complete, validated profile: everything a command needs to sign and exchange.
+#[derive(Clone, Debug)]
+pub struct Profile {
+    /// The private key (never with a `pin-value`).
+    pub key: Pkcs11Uri,
+    /// The integration record's client id.
+    pub client_id: ClientId,
+    /// The certificate id NetSuite shows.
+    pub certificate_id: CertificateId,
+    /// The NetSuite account.
+    pub account: AccountId,
+    /// The algorithm, when given; otherwise the key's default.
+    pub alg: Option<Alg>,
+    /// The scopes to request (`restlets,rest_webservices` unless given).
+    pub scopes: Scopes,
+    /// An explicit token endpoint, when given.
+    pub token_url: Option<TokenUrl>,
+    /// The PKCS#11 module, when the key URI names none.
+    pub module: Option<PathBuf>,
+}
+
+impl Profile {
+    /// The token endpoint: the explicit one, else the account's.
+    pub fn endpoint(&self) -> Result<TokenUrl, netsuite::Error> {
+        match &self.token_url {
+            Some(url) => Ok(url.clone()),
+            None => self.account.token_url(),
+        }
+    }
+
+    /// What a token request made with this profile uses, for [`crate::exchange`]'s messages.
+    pub fn exchange_context(&self) -> Result<ExchangeContext, netsuite::Error> {
+        Ok(ExchangeContext {
+            certificate_id: self.certificate_id.clone(),
+            client_id: self.client_id.clone(),
+            account: Some(self.account.clone()),
+            scopes: self.scopes.clone(),
+            token_url: self.endpoint()?,
+        })
+    }
+}
+
+/// Merges a profile from the file (if any) with flags and environment, which win, and
+/// validates the result. Errors name the file, profile and field, or the flag.
+pub fn resolve(
+    file: Option<&ProfileTable>,
+    flags: ProfileOverrides,
+) -> Result<Profile, ConfigError> {
+    let merge = Merge { file };
+    let key = match flags.key {
+        Some(raw) => key_uri(raw.as_str()).map_err(|e| flag_error(&KEY, e))?,
+        None => merge.required(&KEY, key_uri)?,
+    };
+    let token_url = match flags.token_url {
+        Some(raw) => Some(parse(raw.as_str()).map_err(|e| flag_error(&TOKEN_URL, e))?),
+        None => merge.optional(&TOKEN_URL, parse)?,
+    };
+    Ok(Profile {
+        key,
+        client_id: or_else(flags.client_id, || merge.required(&CLIENT_ID, parse))?,
+        certificate_id: or_else(flags.certificate_id, || {
+            merge.required(&CERTIFICATE_ID, parse)
+        })?,
+        account: or_else(flags.account, || merge.required(&ACCOUNT, parse))?,
+        alg: or_else(flags.alg.map(Some), || merge.optional(&ALG, parse))?,
+        scopes: or_else(flags.scopes, || {
+            merge.optional(&SCOPE, parse).map(Option::unwrap_or_default)
+        })?,
+        token_url,
+        module: or_else(flags.module.map(Some), || {
+            merge.optional(&MODULE, |s| Ok::<_, Refusal>(PathBuf::from(s)))
+        })?,
+    })
+}
+
+fn or_else<T>(
+    flag: Option<T>,
+    file: impl FnOnce() -> Result<T, ConfigError>,
+) -> Result<T, ConfigError> {
+    match flag {
+        Some(value) => Ok(value),
+        None => file(),
+    }
+}
+
+fn parse<T: FromStr>(s: &str) -> Result<T, T::Err> {
+    s.parse()
+}
+
+fn flag_error<E: std::error::Error + Send + Sync + 'static>(field: &Field, e: E) -> ConfigError {
+    ConfigError::Flag {
+        flag: field.flag,
+        source: Box::new(e),
+    }
+}
+
+/// Reads fields from the profile table, if there is one.
+struct Merge<'a> {
+    file: Option<&'a ProfileTable>,
+}
+
+impl Merge<'_> {
+    fn optional<T, E>(
+        &self,
+        field: &Field,
+        parse: impl FnOnce(&str) -> Result<T, E>,
+    ) -> Result<Option<T>, ConfigError>
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let Some(table) = self.file else {
+            return Ok(None);
+        };
+        let Some(text) = table.get(field) else {
+            return Ok(None);
+        };
+        parse(text).map(Some).map_err(|e| ConfigError::Field {
+            origin: table.origin.clone(),
+            field: field.key,
+            source: Box::new(e),
+        })
+    }
+
+    fn required<T, E>(
+        &self,
+        field: &Field,
+        parse: impl FnOnce(&str) -> Result<T, E>,
+    ) -> Result<T, ConfigError>
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        self.optional(field, parse)?
+            .ok_or_else(|| ConfigError::Missing {
+                origin: self.file.map(|t| t.origin.clone()),
+                field: field.key,
+                flag: field.flag,
+                env: field.env,
+            })
+    }
+}
+
+/// Why a key URI is refused.
+#[derive(Debug, thiserror::Error)]
+enum KeyUriError {
+    /// Not an RFC 7512 URI suitekey accepts.
+    #[error(transparent)]
+    Uri(#[from] UriError),
+    /// It carries the PIN itself.
+    #[error(
+        "the key URI carries a pin-value, which exposes the PIN to anyone who sees the command line or the file; \
+         put the PIN in a file only you can read and use pin-source=file:PATH, or set SUITEKEY_PIN"
+    )]
+    PinValue,
+}
+
+/// Parses a key URI, refusing a `pin-value` wherever it was written.
+fn key_uri(text: &str) -> Result<Pkcs11Uri, KeyUriError> {
+    let uri: Pkcs11Uri = text.parse()?;
+    if uri.pin_value.is_some() {
+        return Err(KeyUriError::PinValue);
+    }
+    Ok(uri)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const FULL: &str = r#"
+[profiles.prod]
+key = "pkcs11:token=acc;object=ns-prod?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/run/secrets/pin"
+client-id = "abc123"
+certificate-id = "Cert_ID-1"
+account = "1234567_SB1"
+alg = "ES256"
+scope = ["restlets", "rest_webservices"]
+token-url = "https://example.com/token"
+module = "/usr/lib/other.so"
+
+[profiles.minimal]
+key = "pkcs11:token=acc;object=ns-dev"
+client-id = "def456"
+certificate-id = "kid2"
+account = "7654321"
+scope = "suite_analytics, restlets"
+"#;
+
+    fn path() -> PathBuf {
+        PathBuf::from("/home/u/.config/suitekey/config.toml")
+    }
+
+    fn config(text: &str) -> Config {
+        Config::parse(&path(), text).unwrap()
+    }
+
+    fn resolve_text(text: &str, name: &str, flags: ProfileOverrides) -> Result<Profile, String> {
+        let config = Config::parse(&path(), text).map_err(|e| e.to_string())?;
+        let table = config.profile(name).map_err(|e| e.to_string())?;
+        resolve(Some(table), flags).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn full_profile_resolves() {
+        let p = resolve_text(FULL, "prod", ProfileOverrides::default()).unwrap();
+        assert_eq!(p.client_id.to_string(), "abc123");
+        assert_eq!(p.certificate_id.to_string(), "Cert_ID-1");
+        assert_eq!(p.account.to_string(), "1234567_SB1");
+        assert_eq!(p.alg, Some(Alg::ES256));
+        assert_eq!(p.scopes.to_string(), "restlets,rest_webservices");
+        assert_eq!(p.endpoint().unwrap().as_str(), "https://example.com/token");
+        assert_eq!(p.module, Some(PathBuf::from("/usr/lib/other.so")));
+        assert_eq!(p.key.object.as_deref(), Some("ns-prod"));
+        let ctx = p.exchange_context().unwrap();
+        assert_eq!(ctx.token_url.as_str(), "https://example.com/token");
+    }
+
+    #[test]
+    fn optional_fields_default_and_scope_may_be_a_string() {
+        let p = resolve_text(FULL, "minimal", ProfileOverrides::default()).unwrap();
+        assert_eq!(p.alg, None);
+        assert_eq!(p.scopes.to_string(), "suite_analytics,restlets");
+        assert_eq!(p.token_url, None);
+        assert_eq!(
+            p.endpoint().unwrap().as_str(),
+            "https://7654321.suitetalk.api.netsuite.com/services/rest/auth/oauth2/v1/token"
+        );
+        let text = FULL.replace("scope = \"suite_analytics, restlets\"\n", "");
+        let p = resolve_text(&text, "minimal", ProfileOverrides::default()).unwrap();
+        assert_eq!(p.scopes, Scopes::default());
+    }
+
+    #[test]
+    fn flags_and_environment_override_the_file() {
+        // clap merges flags and SUITEKEY_* into the same struct; either way they win.
+        let flags = ProfileOverrides {
+            key: Some(RawArg::from("pkcs11:token=other;object=k".to_owned())),
+            client_id: Some("fromflag".parse().unwrap()),
+            account: Some("999_SB2".parse().unwrap()),
+            alg: Some(Alg::PS256),
+            scopes: Some("suite_analytics".parse().unwrap()),
+            token_url: Some(RawArg::from("http://127.0.0.1:9/t".to_owned())),
+            module: Some("/flag.so".into()),
+            ..ProfileOverrides::default()
+        };
+        let p = resolve_text(FULL, "prod", flags).unwrap();
+        assert_eq!(p.key.token.as_deref(), Some("other"));
+        assert_eq!(p.client_id.to_string(), "fromflag");
+        assert_eq!(p.certificate_id.to_string(), "Cert_ID-1", "not overridden");
+        assert_eq!(p.account.to_string(), "999_SB2");
+        assert_eq!(p.alg, Some(Alg::PS256));
+        assert_eq!(p.scopes.to_string(), "suite_analytics");
+        assert_eq!(p.endpoint().unwrap().as_str(), "http://127.0.0.1:9/t");
+        assert_eq!(p.module, Some(PathBuf::from("/flag.so")));
+    }
+
+    #[test]
+    fn a_flag_replaces_a_bad_file_value() {
+        let text = FULL.replace("1234567_SB1", "bad account!");
+        let flags = ProfileOverrides {
+            account: Some("1234567".parse().unwrap()),
+            ..ProfileOverrides::default()
+        };
+        assert!(resolve_text(&text, "prod", flags).is_ok());
+    }
+
+    #[test]
+    fn flags_alone_suffice() {
+        let flags = ProfileOverrides {
+            key: Some(RawArg::from("pkcs11:object=k".to_owned())),
+            client_id: Some("c".parse().unwrap()),
+            certificate_id: Some("k".parse().unwrap()),
+            account: Some("1".parse().unwrap()),
+            ..ProfileOverrides::default()
+        };
+        let p = resolve(None, flags).unwrap();
+        assert_eq!(p.scopes, Scopes::default());
+    }
+
+    #[test]
+    fn missing_fields_are_named_with_file_and_profile() {
+        let text = FULL.replace("client-id = \"abc123\"\n", "");
+        let err = resolve_text(&text, "prod", ProfileOverrides::default()).unwrap_err();
+        assert_eq!(
+            err,
+            "config '/home/u/.config/suitekey/config.toml', profile 'prod': missing field 'client-id'; add it or pass --client-id or set SUITEKEY_CLIENT_ID"
+        );
+        let err = resolve(None, ProfileOverrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("missing --key: pass it or set SUITEKEY_KEY"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_named_with_the_known_ones() {
+        let text = FULL.replace("client-id = \"abc123\"", "clientid = \"abc123\"");
+        let err = Config::parse(&path(), &text).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "config '/home/u/.config/suitekey/config.toml', profile 'prod': unknown key 'clientid' (known: key, client-id, certificate-id, account, alg, scope, token-url, module)"
+        );
+        let err = Config::parse(&path(), "[prod]\nkey = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unexpected top-level key 'prod'") && err.contains("[profiles.NAME]"),
+            "{err}"
+        );
+        let err = Config::parse(&path(), "[profiles]\nprod = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("'profiles.prod' must be a table"), "{err}");
+    }
+
+    #[test]
+    fn unknown_profile_lists_the_known_ones() {
+        let err = config(FULL).profile("staging").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "config '/home/u/.config/suitekey/config.toml' has no profile 'staging' (known: minimal, prod)"
+        );
+        let err = config("").profile("x").unwrap_err().to_string();
+        assert!(err.ends_with("(known: none)"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_the_field() {
+        let text = FULL.replace("1234567_SB1", "1234567.evil.com");
+        let err = resolve_text(&text, "prod", ProfileOverrides::default()).unwrap_err();
+        assert!(
+            err.starts_with("config '/home/u/.config/suitekey/config.toml', profile 'prod': field 'account': account id '1234567.evil.com' is not valid"),
+            "{err}"
+        );
+        let text = FULL.replace("\"ES256\"", "\"RS256\"");
+        let err = resolve_text(&text, "prod", ProfileOverrides::default()).unwrap_err();
+        assert!(err.contains("field 'alg'"), "{err}");
+        let text = FULL.replace("\"rest_webservices\"]", "\"rest\"]");
+        let err = resolve_text(&text, "prod", ProfileOverrides::default()).unwrap_err();
+        assert!(err.contains("field 'scope': unknown scope 'rest'"), "{err}");
+        let text = FULL.replace("account = \"1234567_SB1\"", "account = 1234567");
+        let err = Config::parse(&path(), &text).unwrap_err().to_string();
+        assert!(
+            err.ends_with("field 'account': expected a string, found integer"),
+            "{err}"
+        );
+        let text = FULL.replace("[\"restlets\", \"rest_webservices\"]", "[\"restlets\", 2]");
+        let err = Config::parse(&path(), &text).unwrap_err().to_string();
+        assert!(
+            err.contains("field 'scope': expected a list of strings"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn pin_values_are_refused_in_the_file_and_in_flags() {
+        let text = FULL.replace("pin-source=file:/run/secrets/pin", "pin-value=S3CRET");
+        let err = resolve_text(&text, "prod", ProfileOverrides::default()).unwrap_err();
+        assert!(
+            err.contains("field 'key'") && err.contains("pin-source=file:"),
+            "{err}"
+        );
+        assert!(!err.contains("S3CRET"), "{err}");
+        let flags = ProfileOverrides {
+            key: Some(RawArg::from("pkcs11:object=k?pin-value=S3CRET".to_owned())),
+            ..ProfileOverrides::default()
+        };
+        let err = resolve_text(FULL, "prod", flags).unwrap_err();
+        assert!(
+            err.starts_with("--key: ") && !err.contains("S3CRET"),
+            "{err}"
+        );
+        let table = config(&text);
+        let shown = format!("{:?}", table.profile("prod").unwrap());
+        assert!(!shown.contains("S3CRET"), "{shown}");
+    }
+
+    #[test]
+    fn syntax_errors_give_a_position_but_not_the_line() {
+        let text = "[profiles.prod]\nkey = \"pkcs11:object=k?pin-value=S3CRET\nclient-id = 1\n";
+        let err = Config::parse(&path(), text).unwrap_err().to_string();
+        assert!(err.contains("line 2"), "{err}");
+        assert!(!err.contains("S3CRET"), "{err}");
+    }
+
+    #[test]
+    fn default_path_follows_xdg() {
+        let p = default_path_from(Some("/x".into()), Some("/home/u".into()));
+        assert_eq!(p, Some(PathBuf::from("/x/suitekey/config.toml")));
+        let p = default_path_from(Some("relative".into()), Some("/home/u".into()));
+        assert_eq!(
+            p,
+            Some(PathBuf::from("/home/u/.config/suitekey/config.toml"))
+        );
+        assert_eq!(default_path_from(None, None), None);
+    }
+
+    #[test]
+    fn a_missing_default_file_is_fine_but_an_explicit_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let absent = dir.path().join("config.toml");
+        assert!(
+            open_with_default(None, Some(absent.clone()))
+                .unwrap()
+                .is_none()
+        );
+        let err = open_with_default(Some(&absent), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("cannot read config '") && err.contains("config.toml"),
+            "{err}"
+        );
+        std::fs::write(&absent, FULL).unwrap();
+        let loaded = open_with_default(None, Some(absent.clone()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            loaded.profile_names().collect::<Vec<_>>(),
+            ["minimal", "prod"]
+        );
+        assert_eq!(loaded.path(), absent);
+    }
+
+    proptest! {
+        #[test]
+        fn parsing_never_panics(text in any::<String>()) {
+            let _ = Config::parse(&path(), &text);
+        }
+
+        #[test]
+        fn parsing_and_resolving_profile_like_text_never_panics(
+            lines in proptest::collection::vec(
+                "(key|client-id|certificate-id|account|alg|scope|token-url|module|x) = (\"[ -~]{0,30}\"|\\[\"[a-z_]{0,12}\"\\]|[0-9]{1,3})",
+                0..8,
+            )
+        ) {
+            let text = format!("[profiles.p]\n{}\n", lines.join("\n"));
+            if let Ok(config) = Config::parse(&path(), &text)
+                && let Ok(table) = config.profile("p")
+            {
+                let _ = resolve(Some(table), ProfileOverrides::default());
+            }
+        }
+    }
+}
