@@ -8,7 +8,10 @@
 # Steps: install missing dependencies; cargo build --release; create or reuse the token 'demo'
 # under target/demo/; `suitekey keygen` the ES256 key 'ns-demo' and its certificate (once);
 # `suitekey check` the certificate; sign a client assertion with `suitekey assertion`; print
-# its header and claims; verify its signature with OpenSSL against the certificate.
+# its header and claims; verify its signature with OpenSSL against the certificate; start the
+# NetSuite emulator (`suitekey emulate`) with the certificate registered; get an access token
+# with `suitekey token`; call the emulator's protected resource with it through `suitekey exec`
+# and curl; stop the emulator by PID.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -123,3 +126,48 @@ else
   cat -- "$verify_dir/openssl.out" >&2
   die "OpenSSL rejects the signature"
 fi
+
+step "Starting the NetSuite emulator on loopback with the certificate registered (suitekey emulate)"
+emulator_out=$DEMO_DIR/emulator.out
+emulator_log=$DEMO_DIR/emulator.log
+target/release/suitekey emulate --listen 127.0.0.1:0 \
+  --register "client-id=$CLIENT_ID,cert=$CERT,account=$ACCOUNT" >"$emulator_out" 2>"$emulator_log" &
+emulator_pid=$!
+trap 'kill "$emulator_pid" 2>/dev/null || true; wait "$emulator_pid" 2>/dev/null || true' EXIT
+base_url=
+for _ in $(seq 100); do
+  base_url=$(head -n1 "$emulator_out" 2>/dev/null || true)
+  [[ -n $base_url ]] && break
+  kill -0 "$emulator_pid" 2>/dev/null || break
+  sleep 0.1
+done
+[[ $base_url == http://127.0.0.1:* ]] || die "the emulator did not start: $(cat "$emulator_log")"
+token_url=$base_url/services/rest/auth/oauth2/v1/token
+printf 'emulator (pid %s) at %s\n' "$emulator_pid" "$base_url"
+
+profile=(--key "$key_uri" --client-id "$CLIENT_ID" --certificate-id "$CERTIFICATE_ID"
+  --account "$ACCOUNT" --scope "$SCOPE" --token-url "$token_url")
+
+step "Getting an access token: assertion signed in the token, exchanged at the emulator (suitekey token)"
+printf 'target/release/suitekey token --key … --client-id … --certificate-id %s --account %s \\\n    --token-url %s --format json\n\n' \
+  "$CERTIFICATE_ID" "$ACCOUNT" "$token_url"
+token_json=$(target/release/suitekey token "${profile[@]}" --format json) ||
+  die "suitekey token failed (its message is above)"
+# The token itself is a secret: show its shape, not its value.
+jq '.access_token |= (.[0:6] + "…(" + (length | tostring) + " characters)")' <<<"$token_json"
+
+step "Calling NetSuite's REST API with it (suitekey exec -- curl)"
+# shellcheck disable=SC2016 # the command as a user types it, $NETSUITE_ACCESS_TOKEN unexpanded
+printf 'target/release/suitekey exec … -- curl -H "Authorization: Bearer $NETSUITE_ACCESS_TOKEN" %s\n\n' \
+  "$base_url/services/rest/record/v1/metadata-catalog"
+# shellcheck disable=SC2016 # expanded by the inner shell, where suitekey exec put the token
+target/release/suitekey exec "${profile[@]}" -- sh -c \
+  'curl -sS --fail-with-body -H "Authorization: Bearer $NETSUITE_ACCESS_TOKEN" "$1"' sh \
+  "$base_url/services/rest/record/v1/metadata-catalog" | jq . ||
+  die "the API call with the access token failed"
+
+step "Stopping the emulator (pid $emulator_pid)"
+kill "$emulator_pid"
+wait "$emulator_pid" || die "the emulator did not stop cleanly"
+trap - EXIT
+echo "done: a key that never left the token got an access token and called the API"

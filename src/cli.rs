@@ -12,12 +12,30 @@ use crate::netsuite::{AccountId, CertificateId, ClientId, Lifetime, Scopes, Vali
 #[derive(Debug, Parser)]
 #[command(name = "suitekey", version, about, max_term_width = 100)]
 #[command(
-    after_help = "PINs come from the key URI's pin-source=file:PATH (or env:NAME), SUITEKEY_PIN, or a prompt; never from a flag.\nExit codes: 0 ok, 2 bad input, 3 module/token/key problem, 4 PIN problem, 5 output error."
+    after_help = "PINs come from the key URI's pin-source=file:PATH (or env:NAME), SUITEKEY_PIN, or a prompt; never from a flag.\nExit codes: 0 ok, 1 check: certificate unfit, 2 bad input, 3 module/token/key problem, 4 PIN problem, 5 output error, 6 token endpoint refused or failed; exec: the command's own status."
 )]
 pub struct Cli {
     /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true, display_order = 100)]
     pub verbose: u8,
+    /// Profiles file [default: $XDG_CONFIG_HOME/suitekey/config.toml, else ~/.config/suitekey/config.toml].
+    #[arg(
+        long,
+        global = true,
+        env = "SUITEKEY_CONFIG",
+        value_name = "FILE",
+        display_order = 98
+    )]
+    pub config: Option<PathBuf>,
+    /// Use the [profiles.NAME] table of the config file; flags and SUITEKEY_* variables override its fields.
+    #[arg(
+        long,
+        global = true,
+        env = "SUITEKEY_PROFILE",
+        value_name = "NAME",
+        display_order = 99
+    )]
+    pub profile: Option<String>,
     /// Only errors on stderr.
     #[arg(
         short,
@@ -39,6 +57,10 @@ pub enum Command {
     List(ListArgs),
     /// Print a signed NetSuite client assertion (compact JWS) on stdout.
     Assertion(Box<AssertionArgs>),
+    /// Get an access token from NetSuite (assertion signed in the token) and print it.
+    Token(Box<TokenArgs>),
+    /// Run a command with NETSUITE_ACCESS_TOKEN in its environment; exits with its status.
+    Exec(Box<ExecArgs>),
     /// Make a non-extractable key pair in the token and a self-signed certificate to upload.
     Keygen(Box<KeygenArgs>),
     /// Make a self-signed certificate for a key already in the token (ykman, HSM console…).
@@ -71,12 +93,13 @@ pub struct ListArgs {
     pub login: bool,
 }
 
-/// The flags that describe one NetSuite integration and its key (a profile).
+/// The flags that describe one NetSuite integration and its key (a profile). Each may also come
+/// from the `--profile` table of the config file; a flag or SUITEKEY_* variable wins.
 #[derive(Debug, Args)]
 pub struct ProfileArgs {
     /// The private key, as an RFC 7512 URI: pkcs11:token=…;object=…?module-path=…&pin-source=file:…
     #[arg(long, env = "SUITEKEY_KEY", value_name = "URI", hide_env_values = true)]
-    pub key: RawArg,
+    pub key: Option<RawArg>,
     /// The integration record's client id (consumer key): the assertion's iss.
     #[arg(
         long,
@@ -84,15 +107,16 @@ pub struct ProfileArgs {
         value_name = "ID",
         hide_env_values = true
     )]
-    pub client_id: ClientId,
+    pub client_id: Option<ClientId>,
     /// The certificate id NetSuite shows for the uploaded certificate: the assertion's kid.
     #[arg(
         long,
         env = "SUITEKEY_CERTIFICATE_ID",
         value_name = "ID",
-        hide_env_values = true
+        hide_env_values = true,
+        allow_hyphen_values = true
     )]
-    pub certificate_id: CertificateId,
+    pub certificate_id: Option<CertificateId>,
     /// The NetSuite account id, e.g. 1234567 or 1234567_SB1.
     #[arg(
         long,
@@ -100,17 +124,13 @@ pub struct ProfileArgs {
         value_name = "ACCOUNT",
         hide_env_values = true
     )]
-    pub account: AccountId,
+    pub account: Option<AccountId>,
     /// ES256, ES384, ES512, PS256, PS384 or PS512 [default: from the key].
     #[arg(long, value_name = "ALG")]
     pub alg: Option<Alg>,
-    /// Scopes, comma-separated: restlets, rest_webservices, suite_analytics.
-    #[arg(
-        long,
-        value_name = "SCOPES",
-        default_value = "restlets,rest_webservices"
-    )]
-    pub scope: Scopes,
+    /// Scopes, comma-separated: restlets, rest_webservices, suite_analytics [default: restlets,rest_webservices].
+    #[arg(long, value_name = "SCOPES")]
+    pub scope: Option<Scopes>,
     /// Token endpoint (and aud) instead of the account's NetSuite URL; http:// only on loopback.
     #[arg(
         long,
@@ -138,6 +158,41 @@ pub struct AssertionArgs {
     /// Seconds until the assertion expires (1 to 3600).
     #[arg(long, value_name = "SECONDS", default_value = "300")]
     pub lifetime: Lifetime,
+}
+
+/// `suitekey token`.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// The integration and key.
+    #[command(flatten)]
+    pub profile: ProfileArgs,
+    /// raw: the token; json: {access_token, token_type, expires_at, expires_in}; header: an Authorization header; env: NETSUITE_ACCESS_TOKEN=….
+    #[arg(long, value_enum, default_value_t = TokenFormat::Raw)]
+    pub format: TokenFormat,
+}
+
+/// How `suitekey token` prints the access token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TokenFormat {
+    /// The token alone.
+    Raw,
+    /// A JSON object with the token and its expiry.
+    Json,
+    /// `Authorization: Bearer …`.
+    Header,
+    /// `NETSUITE_ACCESS_TOKEN=…`.
+    Env,
+}
+
+/// `suitekey exec`.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// The integration and key.
+    #[command(flatten)]
+    pub profile: ProfileArgs,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<std::ffi::OsString>,
 }
 
 /// The flags shared by `keygen` and `cert`: the certificate to make and where it goes.
@@ -218,7 +273,7 @@ pub struct CheckArgs {
     #[arg(long, value_name = "URI")]
     pub key: Option<RawArg>,
     /// Warn when this (configured) certificate id differs from the certificate's.
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", allow_hyphen_values = true)]
     pub certificate_id: Option<CertificateId>,
     /// PKCS#11 module, when the key URI has no module-path.
     #[arg(
@@ -292,5 +347,20 @@ impl RawArg {
     /// The value as typed.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certificate_ids_may_start_with_a_hyphen() {
+        // base64url ids begin with '-' one time in 64; clap must not take them for a flag.
+        let cli = Cli::try_parse_from(["suitekey", "token", "--certificate-id", "-iXyZ"]).unwrap();
+        let Command::Token(args) = cli.command else {
+            panic!("not token")
+        };
+        assert_eq!(args.profile.certificate_id.unwrap().to_string(), "-iXyZ");
     }
 }

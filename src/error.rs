@@ -1,6 +1,6 @@
 //! The top-level error: every layer's error converted at the boundary, and the exit codes.
 
-use crate::{cert, emulator, jose, netsuite, pkcs11};
+use crate::{cert, config, emulator, exchange, jose, netsuite, pkcs11};
 
 /// Exit status: success.
 pub const EXIT_OK: u8 = 0;
@@ -14,6 +14,10 @@ pub const EXIT_TOKEN: u8 = 3;
 pub const EXIT_PIN: u8 = 4;
 /// Exit status: writing the output failed.
 pub const EXIT_IO: u8 = 5;
+/// Exit status: the token endpoint refused the assertion or could not be reached.
+pub const EXIT_EXCHANGE: u8 = 6;
+/// Exit status of `exec` when the command cannot be started (as shells report it).
+pub const EXIT_NOT_STARTED: u8 = 127;
 
 /// Anything a command can fail with; `main` prints it with its causes.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +83,30 @@ pub enum Error {
     /// The emulator cannot start or stopped (bad flags exit 2, socket failures 5).
     #[error(transparent)]
     Emulator(#[from] emulator::Error),
+    /// The config file or profile is not usable.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// The token endpoint refused the assertion, failed, or could not be reached.
+    #[error(transparent)]
+    Exchange(Box<exchange::ExchangeError<netsuite::AssertionError<pkcs11::Error>>>),
+    /// The HTTP client could not be set up.
+    #[error(transparent)]
+    Client(#[from] exchange::ClientBuildError),
+    /// The async runtime could not start.
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    /// `exec` could not start its command.
+    #[error("cannot run '{program}': {source}; check the command name and PATH")]
+    Spawn {
+        /// The program.
+        program: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `exec`'s command exited with this non-zero status (not an error of ours; not printed).
+    #[error("the command exited with status {0}")]
+    Child(u8),
     /// Writing to stdout failed.
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),
@@ -104,6 +132,17 @@ impl Error {
             Error::AfterKeygen { source, .. } => source.exit_code(),
             Error::Unfit { .. } => EXIT_UNFIT,
             Error::Emulator(e) => e.exit_code(),
+            Error::Config(_) => EXIT_USAGE,
+            Error::Exchange(e) => match e.as_ref() {
+                exchange::ExchangeError::Assertion(netsuite::AssertionError::Jws(
+                    jose::JwsError::Sign(inner),
+                )) => pkcs11_exit_code(inner),
+                exchange::ExchangeError::Assertion(_) => EXIT_TOKEN,
+                _ => EXIT_EXCHANGE,
+            },
+            Error::Client(_) | Error::Runtime(_) => EXIT_EXCHANGE,
+            Error::Spawn { .. } => EXIT_NOT_STARTED,
+            Error::Child(code) => *code,
         }
     }
 }

@@ -23,6 +23,8 @@ fn main() -> ExitCode {
         {
             ExitCode::SUCCESS
         }
+        // `exec`: the command has spoken for itself; pass its status on, add nothing.
+        Err(suitekey::Error::Child(code)) => ExitCode::from(code),
         Err(err) => {
             // stderr may be closed too; `eprintln!` would panic then.
             let _ = writeln!(std::io::stderr(), "error: {}", chain(&err));

@@ -6,17 +6,17 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::emulator::{Emulator, TOKEN_PATH};
 use serde_json::{Value, json};
 use suitekey::jose::{Curve, b64url, ecdsa_to_raw};
 
 const CLIENT: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-const TOKEN_PATH: &str = "/services/rest/auth/oauth2/v1/token";
 const CATALOG_PATH: &str = "/services/rest/record/v1/metadata-catalog";
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
@@ -143,63 +143,13 @@ fn now() -> u64 {
         .as_secs()
 }
 
-/// A running `suitekey emulate`; killed by PID when dropped.
-struct Emulator {
-    child: Child,
-    _stdout: BufReader<ChildStdout>,
-    base: String,
-    stderr: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
 impl Emulator {
-    fn start(args: &[&str]) -> Emulator {
-        let dir = tempfile::tempdir().unwrap();
-        let stderr = dir.path().join("stderr.log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_suitekey"))
-            .arg("emulate")
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        if line.is_empty() {
-            let _ = child.wait();
-            panic!(
-                "emulator did not start: {}",
-                std::fs::read_to_string(&stderr).unwrap()
-            );
-        }
-        let base = line.trim_end().to_owned();
-        assert!(base.starts_with("http://127.0.0.1:"), "{base}");
-        Emulator {
-            child,
-            _stdout: stdout,
-            base,
-            stderr,
-            _dir: dir,
-        }
-    }
-
     /// Registers `keys` for CLIENT with all scopes.
     fn with(keys: &Keys, extra: &[&str]) -> Emulator {
         let spec = format!("client-id={CLIENT},cert={}", keys.cert());
         let mut args = vec!["--register", &spec];
         args.extend_from_slice(extra);
         Emulator::start(&args)
-    }
-
-    fn token_url(&self) -> String {
-        format!("{}{TOKEN_PATH}", self.base)
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap()
     }
 
     fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Response {
@@ -247,13 +197,6 @@ impl Emulator {
             log.contains(&format!("token request refused: {audit}")),
             "{audit} not in: {log}"
         );
-    }
-}
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

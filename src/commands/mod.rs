@@ -4,13 +4,16 @@ mod assertion;
 mod cert;
 mod check;
 mod emulate;
+mod exec;
 mod keygen;
 mod list;
 mod outfile;
+mod token;
 
 use std::io::Write;
 
 use crate::cli::{Cli, Command, ProfileArgs, RawArg};
+use crate::config::{self, Config, Profile, ProfileOverrides};
 use crate::error::Error;
 use crate::jose::Alg;
 use crate::pkcs11::{Key, KeySigner, Pkcs11Uri};
@@ -19,7 +22,9 @@ use crate::pkcs11::{Key, KeySigner, Pkcs11Uri};
 pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
     match &cli.command {
         Command::List(args) => list::run(args, out),
-        Command::Assertion(args) => assertion::run(args, out),
+        Command::Assertion(args) => assertion::run(cli, args, out),
+        Command::Token(args) => token::run(cli, args, out),
+        Command::Exec(args) => exec::run(cli, args),
         Command::Keygen(args) => keygen::run(args, cli.quiet, out),
         Command::Cert(args) => cert::run(args, cli.quiet, out),
         Command::Check(args) => check::run(args, cli.quiet, out),
@@ -41,11 +46,39 @@ fn key_uri(arg: &RawArg) -> Result<Pkcs11Uri, Error> {
     Ok(uri)
 }
 
-/// Opens the profile's key and a signer for the requested algorithm, or for the key's own
-/// default.
-fn open_signer(profile: &ProfileArgs) -> Result<KeySigner, Error> {
-    let uri = key_uri(&profile.key)?;
-    let key = Key::open(&uri, profile.module.as_deref())?;
+/// The profile: the config file's `--profile` table (if named) under the flags and
+/// `SUITEKEY_*` variables, validated.
+fn profile(cli: &Cli, flags: &ProfileArgs) -> Result<Profile, Error> {
+    let config = Config::open(cli.config.as_deref())?;
+    let table = match (&cli.profile, &config) {
+        (None, _) => None,
+        (Some(name), Some(config)) => Some(config.profile(name)?),
+        (Some(name), None) => {
+            return Err(Error::Usage(format!(
+                "--profile '{name}' needs a config file, and there is none at {}; create it with a [profiles.{name}] table or pass --config FILE",
+                Config::default_path().map_or_else(
+                    || "~/.config/suitekey/config.toml".into(),
+                    |p| p.display().to_string()
+                )
+            )));
+        }
+    };
+    let overrides = ProfileOverrides {
+        key: flags.key.clone(),
+        client_id: flags.client_id.clone(),
+        certificate_id: flags.certificate_id.clone(),
+        account: flags.account.clone(),
+        alg: flags.alg,
+        scopes: flags.scope.clone(),
+        token_url: flags.token_url.clone(),
+        module: flags.module.clone(),
+    };
+    Ok(config::resolve(table, overrides)?)
+}
+
+/// Opens the profile's key and a signer for its algorithm, or for the key's own default.
+fn open_signer(profile: &Profile) -> Result<KeySigner, Error> {
+    let key = Key::open(&profile.key, profile.module.as_deref())?;
     signer_for(key, profile.alg)
 }
 

@@ -18,6 +18,8 @@ use cryptoki::session::{Session, UserType};
 use cryptoki::types::AuthPin;
 use der::Decode as _;
 
+pub mod emulator;
+
 /// A recognizable user PIN, so tests can assert it never appears in any output.
 pub const PIN: &str = "fixture-PIN-50318";
 const SO_PIN: &str = "fixture-SO-77120";

@@ -1,0 +1,36 @@
+//! `suitekey exec`: run a command with `NETSUITE_ACCESS_TOKEN` in its environment.
+//!
+//! The token goes only into the child's environment, never its argv (which every local user can
+//! read in the process list); the child's exit status becomes ours.
+
+use std::os::unix::process::ExitStatusExt as _;
+use std::process::Command;
+
+use crate::cli::{Cli, ExecArgs};
+use crate::error::Error;
+
+/// The variable the command finds the access token in.
+pub const TOKEN_VARIABLE: &str = "NETSUITE_ACCESS_TOKEN";
+
+pub(super) fn run(cli: &Cli, args: &ExecArgs) -> Result<(), Error> {
+    let Some((program, rest)) = args.command.split_first() else {
+        return Err(Error::Usage("exec needs a command after --".into()));
+    };
+    let token = super::token::fetch(cli, &args.profile)?;
+    let status = Command::new(program)
+        .args(rest)
+        .env(TOKEN_VARIABLE, token.expose_secret())
+        .status()
+        .map_err(|source| Error::Spawn {
+            program: program.to_string_lossy().into_owned(),
+            source,
+        })?;
+    drop(token);
+    match (status.code(), status.signal()) {
+        (Some(0), _) => Ok(()),
+        (Some(code), _) => Err(Error::Child(u8::try_from(code).unwrap_or(1))),
+        // A shell reports death by signal N as 128 + N.
+        (None, Some(signal)) => Err(Error::Child(u8::try_from(128 + signal).unwrap_or(1))),
+        (None, None) => Err(Error::Child(1)),
+    }
+}

@@ -1,0 +1,73 @@
+//! A `suitekey emulate` child process for tests: started on a free loopback port, killed by
+//! PID when dropped.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdout, Command, Stdio};
+
+/// NetSuite's token path, which the emulator serves too.
+pub const TOKEN_PATH: &str = "/services/rest/auth/oauth2/v1/token";
+
+/// A running `suitekey emulate`; killed by PID when dropped.
+pub struct Emulator {
+    /// The emulator process.
+    pub child: Child,
+    _stdout: BufReader<ChildStdout>,
+    /// The base URL it printed.
+    pub base: String,
+    stderr: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Emulator {
+    /// Starts `suitekey emulate ARGS` on 127.0.0.1:0 and reads its base URL.
+    pub fn start(args: &[&str]) -> Emulator {
+        let dir = tempfile::tempdir().unwrap();
+        let stderr = dir.path().join("stderr.log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_suitekey"))
+            .arg("emulate")
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        if line.is_empty() {
+            let _ = child.wait();
+            panic!(
+                "emulator did not start: {}",
+                std::fs::read_to_string(&stderr).unwrap()
+            );
+        }
+        let base = line.trim_end().to_owned();
+        assert!(base.starts_with("http://127.0.0.1:"), "{base}");
+        Emulator {
+            child,
+            _stdout: stdout,
+            base,
+            stderr,
+            _dir: dir,
+        }
+    }
+
+    /// Its token URL.
+    pub fn token_url(&self) -> String {
+        format!("{}{TOKEN_PATH}", self.base)
+    }
+
+    /// What it logged so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap()
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

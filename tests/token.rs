@@ -1,0 +1,476 @@
+//! `suitekey token` and `exec` end to end: an assertion signed in a real SoftHSM2 token,
+//! exchanged at the strict NetSuite emulator (`suitekey emulate`, a child process) for an access
+//! token that opens the emulator's protected resource.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::emulator::Emulator;
+use common::{PIN, fixture, texts};
+use serde_json::Value;
+
+const CLIENT: &str = "161c761646ff925cafb93a8de1b5a06be9be365f994d446c62c02e53dae488cf";
+const ACCOUNT: &str = "1234567";
+const CATALOG: &str = "/services/rest/record/v1/metadata-catalog";
+
+/// A certificate for fixture key `label`, made by `suitekey cert`; returns its file and id.
+fn cert_for(dir: &Path, label: &str) -> (PathBuf, String) {
+    let pem = dir.join(format!("{label}.pem"));
+    let out = fixture()
+        .suitekey()
+        .args(["cert", "--force", "--key", &fixture().uri(label), "--out"])
+        .arg(&pem)
+        .output()
+        .expect("run cert");
+    let (id, stderr) = texts(&out);
+    assert!(out.status.success(), "cert for {label}: {stderr}");
+    (pem, id.trim().to_owned())
+}
+
+/// An emulator with the certificates of `labels` registered for CLIENT (extra spec fields per
+/// registration appended), plus `flags`.
+fn emulator(
+    dir: &Path,
+    labels: &[&str],
+    spec_extra: &str,
+    flags: &[&str],
+) -> (Emulator, Vec<String>) {
+    let mut args: Vec<String> = Vec::new();
+    let mut ids = Vec::new();
+    for label in labels {
+        let (pem, id) = cert_for(dir, label);
+        args.push("--register".into());
+        args.push(format!(
+            "client-id={CLIENT},cert={},account={ACCOUNT}{spec_extra}",
+            pem.display()
+        ));
+        ids.push(id);
+    }
+    args.extend(flags.iter().map(|s| (*s).to_owned()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    (Emulator::start(&args), ids)
+}
+
+/// `suitekey COMMAND` with the profile flags for fixture key `label` and this emulator, then
+/// `rest`.
+fn suitekey(emu: &Emulator, label: &str, kid: &str, args: &[&str]) -> Output {
+    let f = fixture();
+    let (command, rest) = args.split_first().expect("a command");
+    let mut cmd = f.suitekey();
+    cmd.arg(command)
+        .args(["--key", &f.uri(label), "--client-id", CLIENT])
+        .args(["--certificate-id", kid, "--account", ACCOUNT])
+        .args(["--token-url", &emu.token_url()])
+        .args(rest);
+    cmd.output().expect("run suitekey")
+}
+
+/// GETs a path of the emulator with curl, with an optional bearer token; (status, body).
+fn get(emu: &Emulator, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-s", "-o", "-", "-w", "\n%{http_code}"]);
+    if let Some(token) = token {
+        cmd.args(["-H", &format!("Authorization: Bearer {token}")]);
+    }
+    let out = cmd
+        .arg(format!("{}{path}", emu.base))
+        .output()
+        .expect("curl");
+    let text = String::from_utf8(out.stdout).expect("UTF-8");
+    let (body, status) = text.rsplit_once('\n').expect("status line");
+    (status.parse().expect("status"), body.to_owned())
+}
+
+fn stats(emu: &Emulator) -> Value {
+    let (status, body) = get(emu, "/_emulator/stats", None);
+    assert_eq!(status, 200);
+    serde_json::from_str(&body).expect("stats JSON")
+}
+
+fn temp() -> tempfile::TempDir {
+    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir")
+}
+
+#[test]
+fn every_algorithm_gets_a_token_that_opens_the_protected_resource_in_every_format() {
+    let dir = temp();
+    let (emu, ids) = emulator(dir.path(), &["p256", "p384", "p521", "rsa3072"], "", &[]);
+    let cases = [
+        ("p256", &ids[0], "ES256", "raw"),
+        ("p384", &ids[1], "ES384", "json"),
+        ("p521", &ids[2], "ES512", "header"),
+        ("rsa3072", &ids[3], "PS256", "env"),
+        ("rsa3072", &ids[3], "PS384", "raw"),
+        ("rsa3072", &ids[3], "PS512", "json"),
+    ];
+    for (label, kid, alg, format) in cases {
+        let out = suitekey(
+            &emu,
+            label,
+            kid,
+            &["token", "--alg", alg, "--format", format],
+        );
+        let (stdout, stderr) = texts(&out);
+        assert!(out.status.success(), "{alg}: {stderr}");
+        assert_eq!(stdout.lines().count(), 1, "{alg}: one line: {stdout}");
+        let line = stdout.trim_end();
+        let token = match format {
+            "raw" => line.to_owned(),
+            "header" => line
+                .strip_prefix("Authorization: Bearer ")
+                .expect("header form")
+                .to_owned(),
+            "env" => line
+                .strip_prefix("NETSUITE_ACCESS_TOKEN=")
+                .expect("env form")
+                .to_owned(),
+            _ => {
+                let json: Value = serde_json::from_str(line).expect("JSON");
+                assert_eq!(json["token_type"], "Bearer");
+                let expires_in = json["expires_in"].as_u64().expect("expires_in");
+                assert!((3590..=3600).contains(&expires_in), "{json}");
+                let at = json["expires_at"].as_str().expect("expires_at");
+                assert!(at.len() == 20 && at.ends_with('Z'), "RFC 3339: {at}");
+                json["access_token"].as_str().expect("token").to_owned()
+            }
+        };
+        assert!(!stderr.contains(&token), "{alg}: token on stderr");
+        let (status, body) = get(&emu, CATALOG, Some(&token));
+        assert_eq!(status, 200, "{alg}: {body}");
+        assert!(body.contains("metadata-catalog"), "{body}");
+    }
+    assert_eq!(stats(&emu)["tokens_issued"], 6);
+    let (status, _) = get(&emu, CATALOG, Some("not-a-token"));
+    assert_eq!(status, 401);
+}
+
+#[test]
+fn exec_runs_the_command_with_the_token_in_its_environment_and_returns_its_status() {
+    let dir = temp();
+    let (emu, ids) = emulator(dir.path(), &["p256"], "", &[]);
+    let script = format!(
+        "curl -s -H \"Authorization: Bearer $NETSUITE_ACCESS_TOKEN\" {}{CATALOG}; exit 7",
+        emu.base
+    );
+    let out = suitekey(&emu, "p256", &ids[0], &["exec", "--", "sh", "-c", &script]);
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(7), "{stderr}");
+    assert!(stdout.contains("metadata-catalog"), "{stdout}");
+    assert!(
+        stderr.is_empty(),
+        "exec adds nothing to the command's own output: {stderr}"
+    );
+
+    // The token is in the child's environment, never in its argv.
+    let out = suitekey(
+        &emu,
+        "p256",
+        &ids[0],
+        &[
+            "exec",
+            "--",
+            "sh",
+            "-c",
+            "cat /proc/$$/cmdline; printf '\\n%s' \"$NETSUITE_ACCESS_TOKEN\"",
+        ],
+    );
+    let (stdout, _) = texts(&out);
+    let (cmdline, token) = stdout.rsplit_once('\n').expect("two parts");
+    assert!(token.len() >= 32, "{stdout}");
+    assert!(!cmdline.contains(token), "token in argv");
+
+    let out = suitekey(
+        &emu,
+        "p256",
+        &ids[0],
+        &["exec", "--", "/nonexistent/program"],
+    );
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(127), "{stderr}");
+    assert!(
+        stderr.contains("cannot run '/nonexistent/program'"),
+        "{stderr}"
+    );
+}
+
+/// Runs `token` and asserts exit 6 with the NetSuite code and an explanation on stderr.
+fn assert_refused(out: &Output, code: &str, cause: &str) -> String {
+    let (stdout, stderr) = texts(out);
+    assert_eq!(out.status.code(), Some(6), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    for want in [
+        &format!("NetSuite error '{code}'"),
+        "likely causes",
+        "to tell them apart",
+        "Login Audit Trail",
+        CLIENT,
+        cause,
+    ] {
+        assert!(stderr.contains(want), "want {want:?} in {stderr}");
+    }
+    assert!(!stderr.contains(PIN));
+    stderr
+}
+
+#[test]
+fn refusals_exit_6_with_the_netsuite_code_and_what_to_check() {
+    let dir = temp();
+    let (emu, ids) = emulator(dir.path(), &["p256", "p384"], ",scopes=restlets", &[]);
+    // Unknown kid: a certificate id the account does not have.
+    let out = suitekey(
+        &emu,
+        "p256",
+        "no-such-certificate",
+        &["token", "--scope", "restlets"],
+    );
+    assert_refused(&out, "invalid_grant", "no-such-certificate");
+    assert!(emu.stderr().contains("MissingKey"));
+    // Bad signature: p256 signs, but the kid names p384's certificate.
+    let out = suitekey(&emu, "p256", &ids[1], &["token", "--scope", "restlets"]);
+    assert_refused(&out, "invalid_grant", &ids[1]);
+    assert!(emu.stderr().contains("SignatureValidation"));
+    // A scope not enabled on the integration record.
+    let out = suitekey(
+        &emu,
+        "p256",
+        &ids[0],
+        &["token", "--scope", "restlets,rest_webservices"],
+    );
+    assert_refused(&out, "invalid_scope", "rest_webservices");
+    assert!(emu.stderr().contains("ScopeMismatched"));
+    // Wrong issuer.
+    let f = fixture();
+    let out = f
+        .suitekey()
+        .args(["token", "--key", &f.uri("p256"), "--client-id", "0000"])
+        .args([
+            "--certificate-id",
+            &ids[0],
+            "--account",
+            ACCOUNT,
+            "--scope",
+            "restlets",
+        ])
+        .args(["--token-url", &emu.token_url()])
+        .output()
+        .expect("run");
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(6), "{stderr}");
+    assert!(
+        stderr.contains("NetSuite error 'invalid_client'"),
+        "{stderr}"
+    );
+    // Wrong audience: the same endpoint under another name is not the URL NetSuite expects.
+    let alias = emu.token_url().replace("127.0.0.1", "localhost");
+    let out = f
+        .suitekey()
+        .args(["token", "--key", &f.uri("p256"), "--client-id", CLIENT])
+        .args([
+            "--certificate-id",
+            &ids[0],
+            "--account",
+            ACCOUNT,
+            "--scope",
+            "restlets",
+        ])
+        .args(["--token-url", &alias])
+        .output()
+        .expect("run");
+    assert_refused(&out, "invalid_grant", "localhost");
+    assert!(emu.stderr().contains("TokenNotAcceptable"));
+    // Each 4xx was tried once: 5 requests, no token.
+    let stats = stats(&emu);
+    assert_eq!(stats["token_requests"], 5, "{stats}");
+    assert_eq!(stats["tokens_issued"], 0, "{stats}");
+}
+
+#[test]
+fn rs256_is_refused_before_anything_is_sent() {
+    let dir = temp();
+    let (emu, ids) = emulator(dir.path(), &["rsa3072"], "", &[]);
+    let out = suitekey(&emu, "rsa3072", &ids[0], &["token", "--alg", "RS256"]);
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("refused by NetSuite since 1 March 2025"),
+        "{stderr}"
+    );
+    assert_eq!(stats(&emu)["token_requests"], 0);
+}
+
+/// The `jti`s of the attempts, from suitekey's debug log.
+fn attempt_jtis(stderr: &str) -> Vec<String> {
+    stderr
+        .lines()
+        .filter(|l| l.contains("requesting an access token"))
+        .filter_map(|l| l.split("jti=").nth(1))
+        .map(|rest| {
+            rest.split_whitespace()
+                .next()
+                .unwrap_or("")
+                .trim_matches('"')
+                .to_owned()
+        })
+        .collect()
+}
+
+/// `token` at an emulator started with `flags`, logging at debug; (output, emulator).
+fn token_with_faults(dir: &Path, flags: &[&str]) -> (Output, Emulator) {
+    let (emu, ids) = emulator(dir, &["p256"], "", flags);
+    let f = fixture();
+    let out = f
+        .suitekey()
+        .env("RUST_LOG", "suitekey=debug")
+        .args(["token", "--key", &f.uri("p256"), "--client-id", CLIENT])
+        .args(["--certificate-id", &ids[0], "--account", ACCOUNT])
+        .args(["--token-url", &emu.token_url()])
+        .output()
+        .expect("run");
+    (out, emu)
+}
+
+fn assert_distinct(jtis: &[String], stderr: &str) {
+    assert_eq!(jtis.len(), 3, "{stderr}");
+    assert!(
+        jtis[0] != jtis[1] && jtis[1] != jtis[2] && jtis[0] != jtis[2],
+        "each attempt signs a new assertion: {jtis:?}"
+    );
+}
+
+#[test]
+fn server_errors_are_retried_with_fresh_assertions_at_most_three_times() {
+    let dir = temp();
+    let (out, emu) = token_with_faults(dir.path(), &["--fail-first", "2"]);
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "third attempt succeeds: {stderr}");
+    assert!(!stdout.trim().is_empty());
+    assert_eq!(stats(&emu)["token_requests"], 3);
+    assert_distinct(&attempt_jtis(&stderr), &stderr);
+
+    let (out, emu) = token_with_faults(dir.path(), &["--fail-first", "5"]);
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(6), "{stderr}");
+    assert!(stderr.contains("server_error"), "{stderr}");
+    assert_eq!(stats(&emu)["token_requests"], 3, "gave up after 3 attempts");
+    assert_distinct(&attempt_jtis(&stderr), &stderr);
+}
+
+#[test]
+fn rate_limits_are_waited_out() {
+    let dir = temp();
+    let (emu, ids) = emulator(dir.path(), &["p256"], "", &["--rate-limit", "1"]);
+    let out = suitekey(&emu, "p256", &ids[0], &["token"]);
+    let (_, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    let stats = stats(&emu);
+    assert_eq!(stats["token_requests"], 2, "{stats}");
+    assert_eq!(stats["tokens_issued"], 1, "{stats}");
+}
+
+#[test]
+fn neither_the_pin_nor_the_access_token_reaches_stderr_at_trace_level() {
+    let dir = temp();
+    let (emu, ids) = emulator(dir.path(), &["p256"], "", &["--fail-first", "1"]);
+    let out = fixture()
+        .suitekey()
+        .env("RUST_LOG", "trace")
+        .env("SUITEKEY_PIN", PIN)
+        .args([
+            "token",
+            "--key",
+            &fixture().uri("p256").replace(
+                &format!("&pin-source=file:{}", fixture().pin_file.display()),
+                "",
+            ),
+        ])
+        .args([
+            "--client-id",
+            CLIENT,
+            "--certificate-id",
+            &ids[0],
+            "--account",
+            ACCOUNT,
+        ])
+        .args(["--token-url", &emu.token_url()])
+        .output()
+        .expect("run");
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    let token = stdout.trim();
+    assert!(token.len() >= 32);
+    assert!(stderr.len() > 1000, "trace logging is on: {stderr}");
+    assert!(!stderr.contains(token), "access token on stderr");
+    assert!(!stderr.contains(PIN), "PIN on stderr");
+    assert!(
+        !emu.stderr().contains(token),
+        "access token in the emulator's log"
+    );
+}
+
+#[test]
+fn a_profile_from_the_config_file_is_used_and_flags_override_it() {
+    let dir = temp();
+    let (emu, ids) = emulator(dir.path(), &["p256", "p384"], "", &[]);
+    let f = fixture();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[profiles.test]\nkey = \"{}\"\nclient-id = \"{CLIENT}\"\ncertificate-id = \"{}\"\naccount = \"{ACCOUNT}\"\ntoken-url = \"{}\"\nscope = [\"restlets\"]\n",
+            f.uri("p256"),
+            ids[0],
+            emu.token_url()
+        ),
+    )
+    .expect("write config");
+    let run = |extra: &[&str]| {
+        f.suitekey()
+            .arg("--config")
+            .arg(&config)
+            .args(["--profile", "test", "token"])
+            .args(extra)
+            .output()
+            .expect("run")
+    };
+    let out = run(&[]);
+    assert!(out.status.success(), "{}", texts(&out).1);
+    let out = run(&["--key", &f.uri("p384"), "--certificate-id", &ids[1]]);
+    assert!(out.status.success(), "flags override: {}", texts(&out).1);
+    assert_eq!(stats(&emu)["tokens_issued"], 2);
+
+    std::fs::write(
+        &config,
+        "[profiles.test]\nclient-id = \"abc\"\nclientid = \"x\"\n",
+    )
+    .expect("write");
+    let out = run(&[]);
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("profile 'test'") && stderr.contains("clientid"),
+        "{stderr}"
+    );
+    std::fs::write(&config, "[profiles.test]\nclient-id = \"abc\"\n").expect("write");
+    let out = run(&[]);
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&config.display().to_string()) && stderr.contains("'key'"),
+        "{stderr}"
+    );
+    let out = f
+        .suitekey()
+        .arg("--config")
+        .arg(&config)
+        .args(["--profile", "nope", "token"])
+        .output()
+        .expect("run");
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("nope") && stderr.contains("test"),
+        "{stderr}"
+    );
+}
