@@ -77,14 +77,9 @@ pub enum Command {
 /// `suitekey list`.
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// PKCS#11 module to load.
-    #[arg(
-        long,
-        env = "SUITEKEY_MODULE",
-        value_name = "PATH",
-        hide_env_values = true
-    )]
-    pub module: Option<PathBuf>,
+    /// The PKCS#11 module.
+    #[command(flatten)]
+    pub module: ModuleArg,
     /// Only the token with this label.
     #[arg(long, value_name = "LABEL")]
     pub token: Option<String>,
@@ -139,14 +134,9 @@ pub struct ProfileArgs {
         hide_env_values = true
     )]
     pub token_url: Option<RawArg>,
-    /// PKCS#11 module, when the key URI has no module-path.
-    #[arg(
-        long,
-        env = "SUITEKEY_MODULE",
-        value_name = "PATH",
-        hide_env_values = true
-    )]
-    pub module: Option<PathBuf>,
+    /// The PKCS#11 module.
+    #[command(flatten)]
+    pub module: ModuleArg,
 }
 
 /// `suitekey assertion`.
@@ -213,14 +203,9 @@ pub struct CertOutArgs {
     /// Overwrite --out if it exists (and, for cert, replace the token's certificate object).
     #[arg(long)]
     pub force: bool,
-    /// PKCS#11 module, when the key URI has no module-path.
-    #[arg(
-        long,
-        env = "SUITEKEY_MODULE",
-        value_name = "PATH",
-        hide_env_values = true
-    )]
-    pub module: Option<PathBuf>,
+    /// The PKCS#11 module.
+    #[command(flatten)]
+    pub module: ModuleArg,
 }
 
 /// How an RSA certificate is signed.
@@ -275,14 +260,9 @@ pub struct CheckArgs {
     /// Warn when this (configured) certificate id differs from the certificate's.
     #[arg(long, value_name = "ID", allow_hyphen_values = true)]
     pub certificate_id: Option<CertificateId>,
-    /// PKCS#11 module, when the key URI has no module-path.
-    #[arg(
-        long,
-        env = "SUITEKEY_MODULE",
-        value_name = "PATH",
-        hide_env_values = true
-    )]
-    pub module: Option<PathBuf>,
+    /// The PKCS#11 module.
+    #[command(flatten)]
+    pub module: ModuleArg,
 }
 
 /// `suitekey emulate`: a strict NetSuite token endpoint on loopback.
@@ -324,6 +304,19 @@ pub struct EmulateArgs {
     #[arg(long, value_name = "SECS", default_value_t = 3600, hide = true,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub token_lifetime: u64,
+}
+
+/// `--module`: the PKCS#11 module to load when a key URI names none.
+#[derive(Debug, Args)]
+pub struct ModuleArg {
+    /// PKCS#11 module, when the key URI has no module-path (SoftHSM2: /usr/lib/softhsm/libsofthsm2.so).
+    #[arg(
+        long = "module",
+        env = "SUITEKEY_MODULE",
+        value_name = "PATH",
+        hide_env_values = true
+    )]
+    pub path: Option<PathBuf>,
 }
 
 /// A value as typed, parsed by the command rather than by clap: clap's errors quote the whole

@@ -145,35 +145,7 @@ fn token_public_key(label: &str) -> PublicKey {
         ])
         .expect("find");
     assert_eq!(found.len(), 1, "one public key labelled {label}");
-    let attrs = session
-        .get_attributes(
-            found[0],
-            &[
-                AttributeType::EcPoint,
-                AttributeType::Modulus,
-                AttributeType::PublicExponent,
-            ],
-        )
-        .expect("attributes");
-    let (mut point, mut n, mut e) = (None, None, None);
-    for a in attrs {
-        match a {
-            Attribute::EcPoint(p) => point = Some(p),
-            Attribute::Modulus(m) => n = Some(m),
-            Attribute::PublicExponent(x) => e = Some(x),
-            _ => {}
-        }
-    }
-    match (point, n, e) {
-        (Some(raw), _, _) => {
-            let point = der::asn1::OctetString::from_der(&raw)
-                .map(|o| o.as_bytes().to_vec())
-                .unwrap_or(raw);
-            PublicKey::Ec { curve: "", point }
-        }
-        (None, Some(n), Some(e)) => PublicKey::Rsa { n, e },
-        _ => panic!("public key {label} has no key material"),
-    }
+    common::public_key_in(&session, found[0])
 }
 
 /// The private key labelled `label` is on the token, private, sensitive, never extractable,

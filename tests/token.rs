@@ -281,9 +281,14 @@ fn refusals_exit_6_with_the_netsuite_code_and_what_to_check() {
     assert_refused(&out, "invalid_grant", "localhost");
     assert!(emu.stderr().contains("TokenNotAcceptable"));
     // Each 4xx was tried once: 5 requests, no token.
-    let stats = stats(&emu);
-    assert_eq!(stats["token_requests"], 5, "{stats}");
-    assert_eq!(stats["tokens_issued"], 0, "{stats}");
+    assert_counts(&emu, 5, 0);
+}
+
+/// The emulator saw `requests` token requests and issued `issued` tokens.
+fn assert_counts(emu: &Emulator, requests: u64, issued: u64) {
+    let stats = stats(emu);
+    assert_eq!(stats["token_requests"], requests, "{stats}");
+    assert_eq!(stats["tokens_issued"], issued, "{stats}");
 }
 
 #[test]
@@ -364,9 +369,7 @@ fn rate_limits_are_waited_out() {
     let out = suitekey(&emu, "p256", &ids[0], &["token"]);
     let (_, stderr) = texts(&out);
     assert!(out.status.success(), "{stderr}");
-    let stats = stats(&emu);
-    assert_eq!(stats["token_requests"], 2, "{stats}");
-    assert_eq!(stats["tokens_issued"], 1, "{stats}");
+    assert_counts(&emu, 2, 1);
 }
 
 #[test]

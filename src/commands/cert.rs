@@ -18,7 +18,7 @@ use crate::pkcs11::{Key, KeySigner};
 pub(super) fn run(args: &CertArgs, quiet: bool, out: &mut dyn Write) -> Result<(), Error> {
     let outfile = OutFile::check(&args.cert.out, args.cert.force)?;
     let uri = super::key_uri(&args.key)?;
-    let key = Key::open(&uri, args.cert.module.as_deref())?;
+    let key = Key::open(&uri, args.cert.module.path.as_deref())?;
     let subject = subject_name(args.cert.subject.as_deref(), key.label())?;
     let signer = super::signer_for(key, args.alg)?;
     let alg = signer.alg();

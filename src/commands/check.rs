@@ -43,7 +43,7 @@ fn match_key(
     report: &mut Report,
 ) -> Result<(), Error> {
     let uri = super::key_uri(key)?;
-    let key = Key::open(&uri, args.module.as_deref())?;
+    let key = Key::open(&uri, args.module.path.as_deref())?;
     let shown = key.uri().to_owned();
     let signer = super::signer_for(key, None)?;
     let token_key = signer.public_key()?;

@@ -19,7 +19,7 @@ pub(super) fn run(args: &KeygenArgs, quiet: bool, out: &mut dyn Write) -> Result
     let outfile = OutFile::check(&args.cert.out, args.cert.force)?;
     let subject = subject_name(args.cert.subject.as_deref(), uri.object.as_deref())?;
     let signature = cert_signature(args.alg, args.cert.cert_sig)?;
-    let plan = KeygenPlan::prepare(&uri, args.cert.module.as_deref(), spec)?;
+    let plan = KeygenPlan::prepare(&uri, args.cert.module.path.as_deref(), spec)?;
     let key = with_spinner(spec, quiet, || plan.generate())?;
     let made = made_uri(&uri, &key);
     if !quiet {

@@ -12,7 +12,7 @@ use crate::pkcs11::uri::ObjectType;
 use crate::pkcs11::{Module, Pkcs11Uri, Token};
 
 pub(super) fn run(args: &ListArgs, out: &mut dyn Write) -> Result<(), Error> {
-    let path = token::resolve_module(&Pkcs11Uri::default(), args.module.as_deref())?;
+    let path = token::resolve_module(&Pkcs11Uri::default(), args.module.path.as_deref())?;
     let module = Module::load(&path)?;
     writeln!(out, "module {}: {}", path.display(), module.description()?)?;
     let wanted = |s: &SlotSummary| {

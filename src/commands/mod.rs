@@ -71,7 +71,7 @@ fn profile(cli: &Cli, flags: &ProfileArgs) -> Result<Profile, Error> {
         alg: flags.alg,
         scopes: flags.scope.clone(),
         token_url: flags.token_url.clone(),
-        module: flags.module.clone(),
+        module: flags.module.path.clone(),
     };
     Ok(config::resolve(table, overrides)?)
 }

@@ -239,40 +239,7 @@ impl Fixture {
             ])
             .expect("find");
         let handle = *found.first().expect("public key present");
-        let kind = KEYS.iter().find(|k| k.1 == id).expect("known id").2;
-        let attrs = session
-            .get_attributes(
-                handle,
-                &[
-                    AttributeType::EcPoint,
-                    AttributeType::Modulus,
-                    AttributeType::PublicExponent,
-                ],
-            )
-            .expect("attributes");
-        let (mut point, mut n, mut e) = (None, None, None);
-        for a in attrs {
-            match a {
-                Attribute::EcPoint(p) => point = Some(p),
-                Attribute::Modulus(m) => n = Some(m),
-                Attribute::PublicExponent(x) => e = Some(x),
-                _ => {}
-            }
-        }
-        match kind {
-            Kind::Ec(curve) => {
-                let raw = point.expect("EC point");
-                // SoftHSM2 wraps the point in a DER OCTET STRING.
-                let point = der::asn1::OctetString::from_der(&raw)
-                    .map(|o| o.as_bytes().to_vec())
-                    .unwrap_or(raw);
-                PublicKey::Ec { curve, point }
-            }
-            Kind::Rsa(_) => PublicKey::Rsa {
-                n: n.expect("modulus"),
-                e: e.expect("exponent"),
-            },
-        }
+        public_key_in(&session, handle)
     }
 
     /// The fixture token's serial number, as the token reports it.
@@ -468,6 +435,50 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The public key held by the object `handle` (EC point unwrapped from SoftHSM2's DER OCTET
+/// STRING; the curve is not read, so it is left empty for EC keys found by label).
+pub fn public_key_in(session: &Session, handle: ObjectHandle) -> PublicKey {
+    let attrs = session
+        .get_attributes(
+            handle,
+            &[
+                AttributeType::EcParams,
+                AttributeType::EcPoint,
+                AttributeType::Modulus,
+                AttributeType::PublicExponent,
+            ],
+        )
+        .expect("attributes");
+    let (mut params, mut point, mut n, mut e) = (None, None, None, None);
+    for a in attrs {
+        match a {
+            Attribute::EcParams(p) => params = Some(p),
+            Attribute::EcPoint(p) => point = Some(p),
+            Attribute::Modulus(m) => n = Some(m),
+            Attribute::PublicExponent(x) => e = Some(x),
+            _ => {}
+        }
+    }
+    match (point, n, e) {
+        (Some(raw), _, _) => {
+            let point = der::asn1::OctetString::from_der(&raw)
+                .map(|o| o.as_bytes().to_vec())
+                .unwrap_or(raw);
+            let oid = params
+                .and_then(|p| <der::asn1::ObjectIdentifier>::from_der(&p).ok())
+                .map(|o| o.to_string())
+                .unwrap_or_default();
+            let curve = [P256, P384, P521]
+                .into_iter()
+                .find(|c| *c == oid)
+                .unwrap_or("");
+            PublicKey::Ec { curve, point }
+        }
+        (None, Some(n), Some(e)) => PublicKey::Rsa { n, e },
+        _ => panic!("object holds no public key"),
+    }
 }
 
 /// A finished command's stdout and stderr as text.
