@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use der::asn1::ObjectIdentifier;
-use der::{Decode as _, DecodePem as _, Encode as _, EncodePem as _};
+use der::{Decode as _, Encode as _, EncodePem as _};
 use x509_cert::TbsCertificate;
 use x509_cert::builder::profile::BuilderProfile;
 use x509_cert::builder::{Builder as _, CertificateBuilder};
@@ -89,12 +89,20 @@ impl Certificate {
             what: what.to_owned(),
             reason,
         };
-        let inner = if bytes.trim_ascii_start().starts_with(b"-----BEGIN") {
-            x509_cert::Certificate::from_pem(bytes).map_err(|e| parse_err(e.to_string()))?
+        // The id NetSuite shows hashes the bytes as uploaded, and der would drop an explicitly
+        // encoded DEFAULT on re-encoding: keep what was read, never a re-encoding.
+        let der = if bytes.trim_ascii_start().starts_with(b"-----BEGIN") {
+            let (label, der) = der::pem::decode_vec(bytes).map_err(|e| parse_err(e.to_string()))?;
+            if label != "CERTIFICATE" {
+                return Err(parse_err(format!(
+                    "it holds a PEM '{label}', not a CERTIFICATE"
+                )));
+            }
+            der
         } else {
-            x509_cert::Certificate::from_der(bytes).map_err(|e| parse_err(e.to_string()))?
+            bytes.to_vec()
         };
-        let der = inner.to_der().map_err(|e| parse_err(e.to_string()))?;
+        let inner = x509_cert::Certificate::from_der(&der).map_err(|e| parse_err(e.to_string()))?;
         Ok(Certificate { der, inner })
     }
 
@@ -168,6 +176,13 @@ impl Certificate {
     /// otherwise what kind of key it is.
     pub fn public_key(&self) -> Result<PublicKey, KeyKind> {
         public_key_from_spki(self.inner.tbs_certificate().subject_public_key_info())
+    }
+
+    /// The to-be-signed part exactly as read, which the self-signature covers.
+    fn tbs_bytes(&self) -> Result<&[u8], der::Error> {
+        let mut reader = der::SliceReader::new(&self.der)?;
+        der::Header::decode(&mut reader)?;
+        der::Reader::tlv_bytes(&mut reader)
     }
 
     /// The underlying x509-cert certificate.
@@ -617,9 +632,9 @@ fn check_self_signature(cert: &Certificate, report: &mut Report) {
     ) {
         (Err(_), _) => return, // the key problem is already reported
         (_, Err(unsupported)) => Err(format!("its {unsupported} cannot be checked by suitekey")),
-        (Ok(key), Ok(form)) => match (tbs.to_der(), x509.signature().as_bytes()) {
+        (Ok(key), Ok(form)) => match (cert.tbs_bytes(), x509.signature().as_bytes()) {
             (Ok(tbs_der), Some(sig)) => key
-                .verify(form, &tbs_der, sig)
+                .verify(form, tbs_der, sig)
                 .map_err(|e| format!("its self-signature is invalid: {e}")),
             _ => Err("its signature cannot be read".into()),
         },

@@ -200,7 +200,7 @@ pub struct CertOutArgs {
     /// Where to write the certificate (PEM): a .pem, .cer or .crt file.
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
-    /// Overwrite --out if it exists (and, for cert, replace the token's certificate object).
+    /// Overwrite --out if it exists.
     #[arg(long)]
     pub force: bool,
     /// The PKCS#11 module.
@@ -243,6 +243,9 @@ pub struct CertArgs {
     /// The algorithm the key will sign assertions with; decides the certificate's hash [default: from the key].
     #[arg(long, value_name = "ALG")]
     pub alg: Option<Alg>,
+    /// Replace the certificate object(s) the token already holds for this key (renewal).
+    #[arg(long)]
+    pub replace: bool,
     /// The certificate.
     #[command(flatten)]
     pub cert: CertOutArgs,
@@ -302,7 +305,7 @@ pub struct EmulateArgs {
     pub delay_ms: u64,
     /// Lifetime of issued access tokens in seconds (NetSuite: 3600); for tests of expiry.
     #[arg(long, value_name = "SECS", default_value_t = 3600, hide = true,
-          value_parser = clap::value_parser!(u64).range(1..))]
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub token_lifetime: u64,
 }
 

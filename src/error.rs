@@ -57,7 +57,7 @@ pub enum Error {
     CertBuild(Box<cert::BuildError<Error>>),
     /// `keygen` made the key but a later step failed; the key stays in the token.
     #[error(
-        "the key pair was made and stays in the token ({key}), but its certificate was not finished: {source}\nafter fixing that, make the certificate with: suitekey cert --key '{key}' --out FILE"
+        "the key pair was made and stays in the token ({key}), but its certificate was not finished: {source}\nafter fixing that, make the certificate with: suitekey cert --key '{key}' --out FILE (add --force to overwrite FILE, --replace to replace a certificate already on the token)"
     )]
     AfterKeygen {
         /// The new key's URI (no secrets).

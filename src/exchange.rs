@@ -117,6 +117,8 @@ pub struct ClientOptions {
     pub max_backoff: Duration,
     /// A `Retry-After` up to this long is honoured; a longer one ends the retries.
     pub max_retry_after: Duration,
+    /// Go through the `HTTPS_PROXY`/`HTTP_PROXY` of the environment (off for loopback http).
+    pub use_proxy: bool,
 }
 
 impl Default for ClientOptions {
@@ -127,6 +129,7 @@ impl Default for ClientOptions {
             max_attempts: 3,
             base_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(10),
+            use_proxy: true,
             max_retry_after: Duration::from_secs(60),
         }
     }
@@ -333,8 +336,12 @@ impl<E: std::error::Error + 'static> ExchangeError<E> {
     pub fn is_retryable(&self) -> bool {
         match self {
             ExchangeError::Connect { .. } => true,
+            // A 5xx that names an OAuth error (NetSuite answers some malformed assertions with
+            // 500 invalid_grant) will not change on retry; only a bare or server_error one may.
             ExchangeError::Status(s) => {
-                s.status == StatusCode::TOO_MANY_REQUESTS || s.status.is_server_error()
+                s.status == StatusCode::TOO_MANY_REQUESTS
+                    || s.status.is_server_error()
+                        && matches!(s.code.as_deref(), None | Some("server_error"))
             }
             _ => false,
         }
@@ -374,7 +381,11 @@ impl TokenClient {
         if rustls::crypto::CryptoProvider::get_default().is_none() {
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if !options.use_proxy {
+            builder = builder.no_proxy();
+        }
+        let http = builder
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(options.connect_timeout)
             .timeout(options.total_timeout)
@@ -811,6 +822,7 @@ mod tests {
             base_backoff: Duration::from_millis(1),
             max_backoff: Duration::from_millis(5),
             max_retry_after: Duration::from_secs(60),
+            use_proxy: false,
         })
         .unwrap()
     }
@@ -971,6 +983,17 @@ mod tests {
         for (i, body) in bodies.iter().enumerate() {
             assert!(body.ends_with(&format!("client_assertion=hdr.claims{}.sig", i + 1)));
         }
+    }
+
+    #[tokio::test]
+    async fn a_server_error_that_names_an_oauth_error_is_not_retried() {
+        // NetSuite answers some malformed assertions with 500 invalid_grant: signing again
+        // would not change the answer.
+        let fail = refused("500 Internal Server Error", "invalid_grant");
+        let (result, signed, seen) = run(vec![fail, good()]).await;
+        let text = result.unwrap_err().to_string();
+        assert_eq!((signed, seen.len()), (1, 1));
+        assert!(text.contains("invalid_grant"), "{text}");
     }
 
     #[tokio::test]

@@ -362,7 +362,10 @@ fn check_key_rules(key: &KeyKind) -> Result<(), AlgError> {
     };
     match key {
         KeyKind::Ec(_) => Ok(()),
-        KeyKind::Rsa { bits } if *bits >= MIN_RSA_BITS => Ok(()),
+        KeyKind::Rsa { bits: 3072 | 4096 } => Ok(()),
+        KeyKind::Rsa { bits } if *bits > MIN_RSA_BITS => refused(
+            "NetSuite accepts RSA keys of exactly 3072 or 4096 bits; make a new RSA 3072/4096 or EC key",
+        ),
         KeyKind::Rsa { .. } => {
             refused("NetSuite refuses RSA keys below 3072 bits; make a new RSA 3072/4096 or EC key")
         }

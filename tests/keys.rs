@@ -380,12 +380,18 @@ fn cert_never_replaces_a_token_certificate_or_a_file_without_force() {
     let f = fixture();
     let dir = out_dir();
     let pem = dir.path().join("p256.pem");
-    // The fixture token already holds a certificate object beside the p256 key.
-    let (code, _, stderr) = run(&["cert", "--key", &f.uri("p256"), "--out", path(&pem)]);
-    assert_eq!(code, 3, "{stderr}");
-    assert!(stderr.contains("already holds a certificate"), "{stderr}");
-    assert!(stderr.contains("--force"), "{stderr}");
-    assert!(!pem.exists(), "nothing written when refused");
+    // The fixture token already holds a certificate object beside the p256 key; --force (for
+    // the file) does not replace it, only --replace does.
+    let p256 = f.uri("p256");
+    for flags in [&[][..], &["--force"][..]] {
+        let mut args = vec!["cert", "--key", &p256, "--out", path(&pem)];
+        args.extend_from_slice(flags);
+        let (code, _, stderr) = run(&args);
+        assert_eq!(code, 3, "{flags:?}: {stderr}");
+        assert!(stderr.contains("already holds a certificate"), "{stderr}");
+        assert!(stderr.contains("pass --replace"), "{stderr}");
+        assert!(!pem.exists(), "nothing written when refused");
+    }
 
     std::fs::write(&pem, "keep me").expect("write");
     let (code, _, stderr) = run(&["cert", "--key", &f.uri("p384"), "--out", path(&pem)]);
@@ -398,6 +404,7 @@ fn cert_never_replaces_a_token_certificate_or_a_file_without_force() {
         "--key",
         &f.uri("p256"),
         "--force",
+        "--replace",
         "--out",
         path(&pem),
     ]);
@@ -775,4 +782,83 @@ fn list_shows_each_certificates_subject_validity_and_certificate_id() {
         stdout.contains(&format!("certificate id {}", expected_certificate_id(&pem))),
         "{stdout}"
     );
+}
+
+/// DER TLV with a definite length.
+fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    match content.len() {
+        n @ 0..=127 => out.push(n as u8),
+        n @ 128..=255 => out.extend([0x81, n as u8]),
+        n => out.extend([0x82, (n >> 8) as u8, n as u8]),
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+fn seq(parts: &[&[u8]]) -> Vec<u8> {
+    tlv(0x30, &parts.concat())
+}
+
+/// Some tools write `critical FALSE` explicitly, which DER re-encoding drops: the certificate id
+/// must hash the bytes as given, and the self-signature must be checked over them.
+#[test]
+fn check_hashes_and_verifies_the_certificate_bytes_as_given() {
+    use p256::ecdsa::signature::Signer as _;
+    let key = p256::ecdsa::SigningKey::from_slice(&[9u8; 32]).expect("key");
+    let point = key.verifying_key().to_sec1_point(false).as_bytes().to_vec();
+    let ec_alg = seq(&[
+        &tlv(0x06, &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01]),
+        &tlv(0x06, &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07]),
+    ]);
+    let spki = seq(&[&ec_alg, &tlv(0x03, &[&[0u8][..], &point].concat())]);
+    let sig_alg = seq(&[&tlv(
+        0x06,
+        &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02],
+    )]);
+    let name = seq(&[&tlv(
+        0x31,
+        &seq(&[&tlv(0x06, &[0x55, 0x04, 0x03]), &tlv(0x0c, b"explicit")]),
+    )]);
+    let time = |t: SystemTime| {
+        x509_cert::time::Time::try_from(t)
+            .expect("time")
+            .to_der()
+            .expect("DER")
+    };
+    let now = SystemTime::now();
+    let validity = seq(&[
+        &time(now - Duration::from_secs(86_400)),
+        &time(now + Duration::from_secs(365 * 86_400)),
+    ]);
+    let basic_constraints = seq(&[
+        &tlv(0x06, &[0x55, 0x1d, 0x13]),
+        &tlv(0x01, &[0x00]), // critical FALSE, written out although it is the DEFAULT
+        &tlv(0x04, &seq(&[])),
+    ]);
+    let tbs = seq(&[
+        &tlv(0xa0, &tlv(0x02, &[0x02])),
+        &tlv(0x02, &[0x12, 0x34]),
+        &sig_alg,
+        &name,
+        &validity,
+        &name,
+        &spki,
+        &tlv(0xa3, &seq(&[&basic_constraints])),
+    ]);
+    let sig: p256::ecdsa::Signature = key.sign(&tbs);
+    let sig_der = sig.to_der();
+    let cert = seq(&[
+        &tbs,
+        &sig_alg,
+        &tlv(0x03, &[&[0u8][..], sig_der.as_bytes()].concat()),
+    ]);
+    let dir = out_dir();
+    let file = dir.path().join("explicit.der");
+    std::fs::write(&file, &cert).expect("write");
+    let (code, stdout, stderr) = run(&["check", "--cert", path(&file)]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("self-signature: valid"), "{stderr}");
+    let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(&cert));
+    assert_eq!(stdout.trim(), id);
 }

@@ -20,7 +20,14 @@ fn cert_for(dir: &Path, label: &str) -> (PathBuf, String) {
     let pem = dir.join(format!("{label}.pem"));
     let out = fixture()
         .suitekey()
-        .args(["cert", "--force", "--key", &fixture().uri(label), "--out"])
+        .args([
+            "cert",
+            "--replace",
+            "--force",
+            "--key",
+            &fixture().uri(label),
+            "--out",
+        ])
         .arg(&pem)
         .output()
         .expect("run cert");
@@ -180,6 +187,42 @@ fn exec_runs_the_command_with_the_token_in_its_environment_and_returns_its_statu
     let (cmdline, token) = stdout.rsplit_once('\n').expect("two parts");
     assert!(token.len() >= 32, "{stdout}");
     assert!(!cmdline.contains(token), "token in argv");
+
+    // Nor does the command get the PIN, from SUITEKEY_PIN or the URI's pin-source=env:.
+    let f = fixture();
+    let key = f.uri("p256").replace(
+        &format!("pin-source=file:{}", f.pin_file.display()),
+        "pin-source=env:MY_TOKEN_PIN",
+    );
+    let out = f
+        .suitekey()
+        .env("SUITEKEY_PIN", PIN)
+        .env("MY_TOKEN_PIN", PIN)
+        .args([
+            "exec",
+            "--key",
+            &key,
+            "--client-id",
+            CLIENT,
+            "--certificate-id",
+            &ids[0],
+        ])
+        .args(["--account", ACCOUNT, "--token-url", &emu.token_url()])
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "env; echo \"token=${#NETSUITE_ACCESS_TOKEN}\"",
+        ])
+        .output()
+        .expect("run");
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("token=43"), "{stdout}");
+    assert!(
+        !stdout.contains(PIN),
+        "the PIN reached the command's environment"
+    );
 
     let out = suitekey(
         &emu,
@@ -476,4 +519,59 @@ fn a_profile_from_the_config_file_is_used_and_flags_override_it() {
         stderr.contains("nope") && stderr.contains("test"),
         "{stderr}"
     );
+}
+
+/// `token` under libfaketime with the clock moved by `offset` (e.g. "-2h").
+fn token_at_clock(emu: &Emulator, kid: &str, offset: &str) -> Output {
+    let f = fixture();
+    let mut cmd = Command::new("faketime");
+    cmd.args(["-f", offset])
+        .arg(env!("CARGO_BIN_EXE_suitekey"))
+        .args(["token", "--key", &f.uri("p256"), "--client-id", CLIENT])
+        .args(["--certificate-id", kid, "--account", ACCOUNT])
+        .args(["--token-url", &emu.token_url()])
+        // Timeouts and backoff run on the monotonic clock: leave it alone.
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        .env("SOFTHSM2_CONF", f.token_copy(None))
+        .env_remove("RUST_LOG");
+    cmd.output()
+        .expect("faketime (scripts/install-deps.sh installs it)")
+}
+
+#[test]
+fn a_clock_off_by_hours_is_refused_and_the_skew_reported() {
+    let dir = temp();
+    let (emu, ids) = emulator(dir.path(), &["p256"], "", &[]);
+    // Behind: the assertion expired long ago. Ahead: its iat is in the future.
+    for (offset, audit) in [("-2h", "TokenExpired"), ("+1h", "TokenNotAcceptable")] {
+        let out = token_at_clock(&emu, &ids[0], offset);
+        let stderr = assert_refused(&out, "invalid_grant", &ids[0]);
+        assert!(
+            stderr.contains("clock differs from this machine's"),
+            "{offset}: {stderr}"
+        );
+        assert!(stderr.contains("fix the local clock"), "{offset}: {stderr}");
+        assert!(emu.stderr().contains(audit), "{offset}: {audit}");
+    }
+}
+
+#[test]
+fn loopback_http_never_goes_through_a_proxy() {
+    let dir = temp();
+    let (emu, ids) = emulator(dir.path(), &["p256"], "", &[]);
+    let f = fixture();
+    // A proxy that would see the assertion in clear text (port 9 refuses connections).
+    let out = f
+        .suitekey()
+        .env("HTTP_PROXY", "http://127.0.0.1:9")
+        .env("http_proxy", "http://127.0.0.1:9")
+        .env("ALL_PROXY", "http://127.0.0.1:9")
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .args(["token", "--key", &f.uri("p256"), "--client-id", CLIENT])
+        .args(["--certificate-id", &ids[0], "--account", ACCOUNT])
+        .args(["--token-url", &emu.token_url()])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", texts(&out).1);
 }

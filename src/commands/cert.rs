@@ -10,7 +10,7 @@ use x509_cert::name::Name;
 
 use super::outfile::OutFile;
 use crate::cert::{self, CertRequest, CertSignature, Certificate};
-use crate::cli::{CertArgs, CertOutArgs, CertSig};
+use crate::cli::{CertArgs, CertSig};
 use crate::error::Error;
 use crate::jose::{self, Alg, Scheme, Signer as _};
 use crate::pkcs11::{Key, KeySigner};
@@ -23,10 +23,13 @@ pub(super) fn run(args: &CertArgs, quiet: bool, out: &mut dyn Write) -> Result<(
     let signer = super::signer_for(key, args.alg)?;
     let alg = signer.alg();
     let signature = cert_signature(alg, args.cert.cert_sig)?;
-    signer.check_certificate_slot(args.cert.force)?;
-    issue(
-        &signer, &args.cert, subject, signature, &outfile, quiet, out,
-    )
+    signer.check_certificate_slot(args.replace)?;
+    let request = CertRequest {
+        subject,
+        days: args.cert.days,
+        signature,
+    };
+    issue(&signer, &request, &outfile, args.replace, quiet, out)
 }
 
 /// The certificate's subject: as given (RFC 4514), or `CN=<key label>`.
@@ -73,36 +76,33 @@ pub(super) fn cert_signature(alg: Alg, wanted: CertSig) -> Result<CertSignature,
     }
 }
 
-/// Builds the certificate in the token, stores it beside the key, writes the PEM, and prints
-/// the certificate id on `out` (the details on stderr).
+/// Builds the certificate in the token, writes the PEM (what the administrator needs first),
+/// stores it on the token beside the key (replacing what is there for the key if `replace`),
+/// and prints the certificate id on `out` (the details on stderr).
 pub(super) fn issue(
     signer: &KeySigner,
-    args: &CertOutArgs,
-    subject: Name,
-    signature: CertSignature,
+    request: &CertRequest,
     outfile: &OutFile,
+    replace: bool,
     quiet: bool,
     out: &mut dyn Write,
 ) -> Result<(), Error> {
-    let subject_der = subject
+    let subject_der = request
+        .subject
         .to_der()
         .map_err(|e| Error::Usage(format!("the subject cannot be encoded: {e}")))?;
-    let request = CertRequest {
-        subject,
-        days: args.days,
-        signature,
-    };
     let public = signer.public_key()?;
     let now = SystemTime::now();
-    let certificate = cert::build(&request, &public, now, |tbs| {
+    let signature = request.signature;
+    let certificate = cert::build(request, &public, now, |tbs| {
         sign_tbs(signer, signature, tbs)
     })
     .map_err(|e| Error::CertBuild(Box::new(e)))?;
     let pem = certificate
         .to_pem()
         .map_err(|e| Error::Usage(format!("the certificate cannot be encoded as PEM: {e}")))?;
-    signer.store_certificate(certificate.der(), &subject_der, args.force)?;
     outfile.write(pem.as_bytes())?;
+    signer.store_certificate(certificate.der(), &subject_der, replace)?;
     if !quiet {
         describe(&certificate, outfile, now);
     }

@@ -45,7 +45,16 @@ fn match_key(
     let uri = super::key_uri(key)?;
     let key = Key::open(&uri, args.module.path.as_deref())?;
     let shown = key.uri().to_owned();
-    let signer = super::signer_for(key, None)?;
+    let signer = match super::signer_for(key, None) {
+        Ok(signer) => signer,
+        Err(Error::KeyRefused { key, source }) => {
+            report
+                .problems
+                .push(format!("the key {key} cannot be used: {source}"));
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
     let token_key = signer.public_key()?;
     match certificate.public_key() {
         Ok(cert_key) if cert_key == token_key => report

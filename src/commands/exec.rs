@@ -8,6 +8,7 @@ use std::process::Command;
 
 use crate::cli::{Cli, ExecArgs};
 use crate::error::Error;
+use crate::pkcs11::pin;
 
 /// The variable the command finds the access token in.
 pub const TOKEN_VARIABLE: &str = "NETSUITE_ACCESS_TOKEN";
@@ -16,8 +17,14 @@ pub(super) fn run(cli: &Cli, args: &ExecArgs) -> Result<(), Error> {
     let Some((program, rest)) = args.command.split_first() else {
         return Err(Error::Usage("exec needs a command after --".into()));
     };
-    let token = super::token::fetch(cli, &args.profile)?;
-    let status = Command::new(program)
+    let (token, pin_env) = super::token::fetch(cli, &args.profile)?;
+    let mut command = Command::new(program);
+    // The command gets the access token, never the PIN: drop every variable a PIN came from.
+    command.env_remove(pin::PIN_ENV);
+    if let Some(name) = pin_env {
+        command.env_remove(name);
+    }
+    let status = command
         .args(rest)
         .env(TOKEN_VARIABLE, token.expose_secret())
         .status()

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::cert::{cert_signature, issue, subject_name};
 use super::outfile::OutFile;
+use crate::cert::CertRequest;
 use crate::cli::KeygenArgs;
 use crate::error::Error;
 use crate::jose::{Alg, MIN_RSA_BITS, Scheme};
@@ -19,7 +20,7 @@ pub(super) fn run(args: &KeygenArgs, quiet: bool, out: &mut dyn Write) -> Result
     let outfile = OutFile::check(&args.cert.out, args.cert.force)?;
     let subject = subject_name(args.cert.subject.as_deref(), uri.object.as_deref())?;
     let signature = cert_signature(args.alg, args.cert.cert_sig)?;
-    let plan = KeygenPlan::prepare(&uri, args.cert.module.path.as_deref(), spec)?;
+    let plan = KeygenPlan::prepare(&uri, args.cert.module.path.as_deref(), spec, args.alg)?;
     let key = with_spinner(spec, quiet, || plan.generate())?;
     let made = made_uri(&uri, &key);
     if !quiet {
@@ -28,11 +29,16 @@ pub(super) fn run(args: &KeygenArgs, quiet: bool, out: &mut dyn Write) -> Result
             "made {spec} key pair in the token; the private key is sensitive and never extractable\nkey URI: {made}"
         );
     }
-    let signer = key.signer(args.alg)?;
-    issue(
-        &signer, &args.cert, subject, signature, &outfile, quiet, out,
-    )
-    .map_err(|source| Error::AfterKeygen {
+    let finish = |out: &mut dyn Write| {
+        let signer = key.signer(args.alg)?;
+        let request = CertRequest {
+            subject,
+            days: args.cert.days,
+            signature,
+        };
+        issue(&signer, &request, &outfile, false, quiet, out)
+    };
+    finish(out).map_err(|source| Error::AfterKeygen {
         key: made,
         source: Box::new(source),
     })

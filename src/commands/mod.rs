@@ -49,7 +49,12 @@ fn key_uri(arg: &RawArg) -> Result<Pkcs11Uri, Error> {
 /// The profile: the config file's `--profile` table (if named) under the flags and
 /// `SUITEKEY_*` variables, validated.
 fn profile(cli: &Cli, flags: &ProfileArgs) -> Result<Profile, Error> {
-    let config = Config::open(cli.config.as_deref())?;
+    // The default file is read only when a profile is asked for: a broken file must not
+    // break commands given entirely by flags.
+    let config = match (&cli.config, &cli.profile) {
+        (None, None) => None,
+        _ => Config::open(cli.config.as_deref())?,
+    };
     let table = match (&cli.profile, &config) {
         (None, _) => None,
         (Some(name), Some(config)) => Some(config.profile(name)?),

@@ -8,9 +8,10 @@ use crate::cli::{Cli, ProfileArgs, TokenArgs, TokenFormat};
 use crate::error::Error;
 use crate::exchange::{AccessToken, ClientOptions, TokenClient};
 use crate::netsuite::{AssertionRequest, Lifetime};
+use crate::pkcs11::uri::PinSource;
 
 pub(super) fn run(cli: &Cli, args: &TokenArgs, out: &mut dyn Write) -> Result<(), Error> {
-    let token = fetch(cli, &args.profile)?;
+    let (token, _) = fetch(cli, &args.profile)?;
     let now = SystemTime::now();
     let secret = token.expose_secret();
     match args.format {
@@ -31,7 +32,11 @@ pub(super) fn run(cli: &Cli, args: &TokenArgs, out: &mut dyn Write) -> Result<()
 }
 
 /// Signs a fresh assertion in the token for each attempt and exchanges it for an access token.
-pub(super) fn fetch(cli: &Cli, flags: &ProfileArgs) -> Result<AccessToken, Error> {
+/// Also returns the environment variable the key URI's PIN came from, if any.
+pub(super) fn fetch(
+    cli: &Cli,
+    flags: &ProfileArgs,
+) -> Result<(AccessToken, Option<String>), Error> {
     let profile = super::profile(cli, flags)?;
     let context = profile.exchange_context()?;
     let request = AssertionRequest {
@@ -42,7 +47,11 @@ pub(super) fn fetch(cli: &Cli, flags: &ProfileArgs) -> Result<AccessToken, Error
         lifetime: Lifetime::default(),
     };
     let signer = super::open_signer(&profile)?;
-    let client = TokenClient::new(ClientOptions::default())?;
+    let client = TokenClient::new(ClientOptions {
+        // Plain http is only ever loopback (TokenUrl refuses anything else): never via a proxy.
+        use_proxy: context.token_url.url().scheme() == "https",
+        ..ClientOptions::default()
+    })?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -51,5 +60,9 @@ pub(super) fn fetch(cli: &Cli, flags: &ProfileArgs) -> Result<AccessToken, Error
         .block_on(client.fetch(&context, || request.sign(&signer, SystemTime::now())))
         .map_err(|e| Error::Exchange(Box::new(e)))?;
     tracing::info!(expires_at = %crate::cert::rfc3339(token.expires_at()), "access token received");
-    Ok(token)
+    let pin_env = match &profile.key.pin_source {
+        Some(PinSource::Env(name)) => Some(name.clone()),
+        _ => None,
+    };
+    Ok((token, pin_env))
 }

@@ -203,7 +203,7 @@ fn bit_len(be: &[u8]) -> usize {
 
 /// How a signature is made: the module hashes (preferred), or we hash and it signs the digest.
 #[derive(Debug)]
-enum Plan {
+pub(super) enum Plan {
     HashAndSign(Mechanism<'static>),
     SignDigest(Mechanism<'static>),
 }
@@ -234,7 +234,7 @@ fn mechanisms(alg: Alg) -> (Mechanism<'static>, Mechanism<'static>) {
 
 /// Picks the mechanism for `alg` among those offered: hash-and-sign where the module has it,
 /// else the raw mechanism over a software digest.
-fn plan_for(alg: Alg, offered: &[MechanismType]) -> Option<Plan> {
+pub(super) fn plan_for(alg: Alg, offered: &[MechanismType]) -> Option<Plan> {
     let (combined, raw) = mechanisms(alg);
     if offered.contains(&combined.mechanism_type()) {
         Some(Plan::HashAndSign(combined))
@@ -608,7 +608,7 @@ fn find_private_key(
     }
 }
 
-fn no_mechanism(token: &Token, alg: Alg) -> Error {
+pub(super) fn no_mechanism(token: &Token, alg: Alg) -> Error {
     let (combined, raw) = mechanisms(alg);
     let usable = token_algs(token).unwrap_or_default();
     let hint = if usable.is_empty() {

@@ -10,11 +10,11 @@ use cryptoki::object::{Attribute, AttributeType, CertificateType, ObjectClass, O
 use cryptoki::session::Session;
 use der::Encode as _;
 
-use super::key::{Key, KeySigner, hex};
+use super::key::{Key, KeySigner, hex, no_mechanism, plan_for};
 use super::token::{Credential, Module, Token, resolve_module};
 use super::uri::{ObjectType, Pkcs11Uri};
 use super::{Error, describe, rv_of};
-use crate::jose::Curve;
+use crate::jose::{Alg, Curve};
 
 /// The kind of key pair to make.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,12 +106,14 @@ pub struct KeygenPlan {
 
 impl KeygenPlan {
     /// Chooses the token the URI names, logs in, and checks that the module makes `spec` keys
-    /// and that no object has the URI's `object=` label (or `id=`); a fresh random id is
-    /// chosen when the URI has none. An object already there is never touched.
+    /// and can sign `alg` with them, and that no object has the URI's `object=` label (or
+    /// `id=`); a fresh random id is chosen when the URI has none. An object already there is
+    /// never touched.
     pub fn prepare(
         uri: &Pkcs11Uri,
         module_fallback: Option<&Path>,
         spec: KeySpec,
+        alg: Alg,
     ) -> Result<KeygenPlan, Error> {
         let shown = uri.redacted();
         if let Some(kind) = uri.object_type.filter(|t| *t != ObjectType::Private) {
@@ -127,6 +129,9 @@ impl KeygenPlan {
         let module = Module::load(&resolve_module(uri, module_fallback)?)?;
         let token = module.select(uri)?;
         check_supported(&token, spec)?;
+        if plan_for(alg, &token.mechanisms()?).is_none() {
+            return Err(no_mechanism(&token, alg));
+        }
         let session = token.open_rw()?;
         let credential = token.login(&session, uri)?;
         refuse_taken(
@@ -347,7 +352,7 @@ impl KeySigner {
     /// be replaced.
     pub fn check_certificate_slot(&self, replace: bool) -> Result<(), Error> {
         let session = self.token().open()?;
-        let existing = find(self.token(), &session, &self.certificate_template())?;
+        let existing = find(self.token(), &session, &self.certificate_template()?)?;
         if existing.is_empty() || replace {
             return Ok(());
         }
@@ -355,6 +360,7 @@ impl KeySigner {
             token: self.token().label().to_owned(),
             label: self.label().unwrap_or_default().to_owned(),
             existing: format!("{} certificate object(s) with its id", existing.len()),
+            flag: "--replace",
         })
     }
 
@@ -369,8 +375,8 @@ impl KeySigner {
         self.check_certificate_slot(replace)?;
         let token = self.token();
         let session = token.open_rw()?;
-        let old = find(token, &session, &self.certificate_template())?;
-        let mut template = self.certificate_template();
+        let mut template = self.certificate_template()?;
+        let old = find(token, &session, &template)?;
         template.extend([
             Attribute::CertificateType(CertificateType::X_509),
             Attribute::Token(true),
@@ -378,10 +384,12 @@ impl KeySigner {
             Attribute::Subject(subject_der.to_vec()),
             Attribute::Value(der.to_vec()),
         ]);
-        template.extend(
-            self.label()
-                .map(|l| Attribute::Label(l.as_bytes().to_vec())),
-        );
+        if !self.id().is_empty() {
+            template.extend(
+                self.label()
+                    .map(|l| Attribute::Label(l.as_bytes().to_vec())),
+            );
+        }
         session
             .create_object(&template)
             .map_err(|e| store_err(token, "store the certificate", &e))?;
@@ -393,12 +401,21 @@ impl KeySigner {
         Ok(())
     }
 
-    fn certificate_template(&self) -> Vec<Attribute> {
+    /// The certificate objects that belong to this key: same id, or same label for a key
+    /// without an id. A key with neither has none that can be told apart from others'.
+    fn certificate_template(&self) -> Result<Vec<Attribute>, Error> {
         let mut template = vec![Attribute::Class(ObjectClass::CERTIFICATE)];
         match (self.id().is_empty(), self.label()) {
+            (false, _) => template.push(Attribute::Id(self.id().to_vec())),
             (true, Some(label)) => template.push(Attribute::Label(label.as_bytes().to_vec())),
-            _ => template.push(Attribute::Id(self.id().to_vec())),
+            (true, None) => {
+                return Err(Error::KeyAttributes {
+                    key: self.uri().to_owned(),
+                    token: self.token().label().to_owned(),
+                    problem: "it has neither id nor label, so a certificate cannot be stored beside it; give it a CKA_ID with the token's tools".into(),
+                });
+            }
         }
-        template
+        Ok(template)
     }
 }

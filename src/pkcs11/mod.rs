@@ -240,7 +240,7 @@ pub enum Error {
     },
     /// The token already holds a certificate for the key.
     #[error(
-        "token '{token}' already holds a certificate for key '{label}' ({existing}); pass --force to replace it"
+        "token '{token}' already holds a certificate for key '{label}' ({existing}); pass {flag} to replace it (the one uploaded to NetSuite keeps working until it expires)"
     )]
     CertificateExists {
         /// The token label.
@@ -249,6 +249,8 @@ pub enum Error {
         label: String,
         /// The certificate objects found.
         existing: String,
+        /// The flag that replaces them.
+        flag: &'static str,
     },
     /// The module returned a signature that is not the expected form.
     #[error("token '{token}' returned an unusable signature: {source}")]
