@@ -74,6 +74,16 @@ fn suitekey(emu: &Emulator, label: &str, kid: &str, args: &[&str]) -> Output {
     cmd.output().expect("run suitekey")
 }
 
+/// `suitekey token` for fixture key `label` with this client id, kid and token URL.
+fn token_cmd(label: &str, client: &str, kid: &str, token_url: &str) -> assert_cmd::Command {
+    let f = fixture();
+    let mut cmd = f.suitekey();
+    cmd.args(["token", "--key", &f.uri(label), "--client-id", client])
+        .args(["--certificate-id", kid, "--account", ACCOUNT])
+        .args(["--token-url", token_url]);
+    cmd
+}
+
 /// GETs a path of the emulator with curl, with an optional bearer token; (status, body).
 fn get(emu: &Emulator, path: &str, token: Option<&str>) -> (u16, String) {
     let mut cmd = Command::new("curl");
@@ -284,19 +294,8 @@ fn refusals_exit_6_with_the_netsuite_code_and_what_to_check() {
     assert_refused(&out, "invalid_scope", "rest_webservices");
     assert!(emu.stderr().contains("ScopeMismatched"));
     // Wrong issuer.
-    let f = fixture();
-    let out = f
-        .suitekey()
-        .args(["token", "--key", &f.uri("p256"), "--client-id", "0000"])
-        .args([
-            "--certificate-id",
-            &ids[0],
-            "--account",
-            ACCOUNT,
-            "--scope",
-            "restlets",
-        ])
-        .args(["--token-url", &emu.token_url()])
+    let out = token_cmd("p256", "0000", &ids[0], &emu.token_url())
+        .args(["--scope", "restlets"])
         .output()
         .expect("run");
     let (_, stderr) = texts(&out);
@@ -307,18 +306,8 @@ fn refusals_exit_6_with_the_netsuite_code_and_what_to_check() {
     );
     // Wrong audience: the same endpoint under another name is not the URL NetSuite expects.
     let alias = emu.token_url().replace("127.0.0.1", "localhost");
-    let out = f
-        .suitekey()
-        .args(["token", "--key", &f.uri("p256"), "--client-id", CLIENT])
-        .args([
-            "--certificate-id",
-            &ids[0],
-            "--account",
-            ACCOUNT,
-            "--scope",
-            "restlets",
-        ])
-        .args(["--token-url", &alias])
+    let out = token_cmd("p256", CLIENT, &ids[0], &alias)
+        .args(["--scope", "restlets"])
         .output()
         .expect("run");
     assert_refused(&out, "invalid_grant", "localhost");
