@@ -86,6 +86,10 @@ pub struct ListArgs {
     /// Log in (PIN from SUITEKEY_PIN or a prompt) to see private keys; needs a single token.
     #[arg(long)]
     pub login: bool,
+    /// Also show, per token, which of ES256…PS512 it can make keys for and sign, with the
+    /// mechanism it would use or why it cannot.
+    #[arg(long)]
+    pub mechanisms: bool,
 }
 
 /// The flags that describe one NetSuite integration and its key (a profile). Each may also come

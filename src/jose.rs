@@ -33,6 +33,15 @@ impl Hash {
         }
     }
 
+    /// The hash's name, e.g. `SHA-256`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Hash::Sha256 => "SHA-256",
+            Hash::Sha384 => "SHA-384",
+            Hash::Sha512 => "SHA-512",
+        }
+    }
+
     /// Digest length in bytes; also the PSS salt length NetSuite expects.
     pub fn output_len(self) -> usize {
         match self {

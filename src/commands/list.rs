@@ -7,6 +7,7 @@ use crate::cli::ListArgs;
 use crate::error::Error;
 use crate::jose::{Alg, AlgError};
 use crate::pkcs11::key::{self, CertSummary, KeySummary};
+use crate::pkcs11::support;
 use crate::pkcs11::token::{self, SlotSummary, TokenSummary};
 use crate::pkcs11::uri::ObjectType;
 use crate::pkcs11::{Module, Pkcs11Uri, Token};
@@ -39,7 +40,7 @@ pub(super) fn run(args: &ListArgs, out: &mut dyn Write) -> Result<(), Error> {
     // One broken token should not hide the others: list them all, then report the first error.
     let mut first_error = None;
     for slot in &slots {
-        if let Err(e) = print_slot(&module, slot, args.login, out) {
+        if let Err(e) = print_slot(&module, slot, args, out) {
             if let Error::Output(_) = e {
                 return Err(e);
             }
@@ -53,7 +54,7 @@ pub(super) fn run(args: &ListArgs, out: &mut dyn Write) -> Result<(), Error> {
 fn print_slot(
     module: &Module,
     slot: &SlotSummary,
-    login: bool,
+    args: &ListArgs,
     out: &mut dyn Write,
 ) -> Result<(), Error> {
     let (id, description) = (slot.slot_id, &slot.description);
@@ -62,7 +63,7 @@ fn print_slot(
         Some(t) if !t.initialized => {
             writeln!(out, "\nslot {id} ({description}): uninitialized token")?
         }
-        Some(t) => print_token(&module.token_in(slot)?, slot, t, login, out)?,
+        Some(t) => print_token(&module.token_in(slot)?, slot, t, args, out)?,
     }
     Ok(())
 }
@@ -71,9 +72,10 @@ fn print_token(
     token: &Token,
     slot: &SlotSummary,
     t: &TokenSummary,
-    login: bool,
+    args: &ListArgs,
     out: &mut dyn Write,
 ) -> Result<(), Error> {
+    let login = args.login;
     writeln!(
         out,
         "\nslot {} ({}): token '{}'",
@@ -83,6 +85,9 @@ fn print_token(
     writeln!(out, "  flags: {}", t.flags.join(", "))?;
     let token_algs = key::token_algs(token)?;
     writeln!(out, "  can sign: {}", names(&token_algs))?;
+    if args.mechanisms {
+        print_support(token, out)?;
+    }
     let (mut keys, mut certs) = key::inventory(token, &Pkcs11Uri::default(), login)?;
     keys.sort_by(|a, b| (&a.id, &a.label).cmp(&(&b.id, &b.label)));
     certs.sort_by(|a, b| (&a.id, &a.label).cmp(&(&b.id, &b.label)));
@@ -143,6 +148,29 @@ fn print_key(
         ..Pkcs11Uri::default()
     };
     writeln!(out, "      {uri}")?;
+    Ok(())
+}
+
+/// One line per algorithm: `ES256  keygen: yes  sign: yes  (how; how)`, reasons when not.
+fn print_support(token: &Token, out: &mut dyn Write) -> Result<(), Error> {
+    writeln!(out, "  algorithms (keygen, sign):")?;
+    for row in support::support(token)? {
+        let yes_no = |r: &Result<String, String>| if r.is_ok() { "yes" } else { "no " };
+        let mut details: Vec<&str> = Vec::new();
+        for text in [&row.keygen, &row.sign].map(|r| r.as_ref().unwrap_or_else(|e| e)) {
+            if !details.contains(&text.as_str()) {
+                details.push(text);
+            }
+        }
+        writeln!(
+            out,
+            "    {}  keygen: {}  sign: {}  ({})",
+            row.alg,
+            yes_no(&row.keygen),
+            yes_no(&row.sign),
+            details.join("; ")
+        )?;
+    }
     Ok(())
 }
 

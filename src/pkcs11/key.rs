@@ -10,9 +10,9 @@ use cryptoki::session::{Session, UserType};
 use der::Decode as _;
 use der::asn1::ObjectIdentifier;
 
-use super::Error;
 use super::token::{Credential, Module, Token, resolve_module};
 use super::uri::{ObjectType, Pkcs11Uri};
+use super::{Error, support};
 use crate::jose::{self, Alg, Curve, Hash, KeyKind, PublicKey, Scheme};
 
 /// A key as `list` shows it: no secrets, just what identifies it and what it can do.
@@ -98,13 +98,17 @@ pub fn inventory(
     Ok((keys, certs))
 }
 
-/// The algorithms a token can sign, judging by the mechanisms its module offers.
+/// The algorithms a token can sign, judging by the mechanisms its module offers and the
+/// module's known limits.
 pub fn token_algs(token: &Token) -> Result<Vec<Alg>, Error> {
     let offered = token.mechanisms()?;
-    Ok(Alg::ALL
-        .into_iter()
-        .filter(|alg| plan_for(*alg, &offered).is_some())
-        .collect())
+    let mut algs = Vec::new();
+    for alg in Alg::ALL {
+        if support::sign_support(token, alg, &offered)?.is_ok() {
+            algs.push(alg);
+        }
+    }
+    Ok(algs)
 }
 
 fn find(
@@ -211,7 +215,7 @@ pub(super) enum Plan {
 /// The two ways to make an `alg` signature in PKCS#11: the hash-and-sign mechanism, and the
 /// raw mechanism over a digest we compute. PSS always uses MGF1 with the same hash and a salt
 /// as long as the hash, as JWS requires.
-fn mechanisms(alg: Alg) -> (Mechanism<'static>, Mechanism<'static>) {
+pub(super) fn mechanisms(alg: Alg) -> (Mechanism<'static>, Mechanism<'static>) {
     let (digest, mgf) = match alg.hash() {
         Hash::Sha256 => (MechanismType::SHA256, PkcsMgfType::MGF1_SHA256),
         Hash::Sha384 => (MechanismType::SHA384, PkcsMgfType::MGF1_SHA384),
@@ -353,6 +357,16 @@ impl Key {
             return Err(Error::SignNotPermitted {
                 key: self.uri_text,
                 token: self.token.label().to_owned(),
+            });
+        }
+        if let KeyKind::Ec(curve) = kind
+            && let Some(limit) = support::known_limit(self.token.module(), curve)?
+        {
+            return Err(Error::ModuleLimit {
+                token: self.token.label().to_owned(),
+                key: self.uri_text,
+                kind: kind.to_string(),
+                limit,
             });
         }
         let plan = plan_for(alg, &self.token.mechanisms()?)

@@ -13,7 +13,7 @@ use der::Encode as _;
 use super::key::{Key, KeySigner, hex, no_mechanism, plan_for};
 use super::token::{Credential, Module, Token, resolve_module};
 use super::uri::{ObjectType, Pkcs11Uri};
-use super::{Error, describe, rv_of};
+use super::{Error, describe, rv_of, support};
 use crate::jose::{Alg, Curve};
 
 /// The kind of key pair to make.
@@ -38,7 +38,8 @@ impl fmt::Display for KeySpec {
 }
 
 impl KeySpec {
-    fn mechanism(self) -> Mechanism<'static> {
+    /// The key-pair generation mechanism for this kind.
+    pub(super) fn mechanism(self) -> Mechanism<'static> {
         match self {
             KeySpec::Ec(_) => Mechanism::EccKeyPairGen,
             KeySpec::Rsa { .. } => Mechanism::RsaPkcsKeyPairGen,
@@ -48,7 +49,10 @@ impl KeySpec {
     /// The public half's template: what makes it an EC or RSA key of this size.
     fn public_template(self, label: &str, id: &[u8]) -> Result<Vec<Attribute>, Error> {
         let mut template = common(label, id);
-        template.extend([Attribute::Private(false), Attribute::Verify(true)]);
+        // No CKA_VERIFY: nothing verifies on the token, and tpm2-pkcs11 fails the generation
+        // (CKR_GENERAL_ERROR) when the template's CKA_VERIFY differs from the one it derives from
+        // the TPM key, which it does for a key that may sign but not decrypt.
+        template.push(Attribute::Private(false));
         match self {
             KeySpec::Ec(curve) => {
                 let params = curve.oid().to_der().map_err(|e| Error::KeygenUnsupported {
@@ -184,27 +188,16 @@ impl KeygenPlan {
     }
 }
 
-/// Refuses a key kind the module does not generate, naming its limit.
+/// Refuses a key kind the module does not generate (or is known to mishandle), naming the
+/// module and its limit.
 fn check_supported(token: &Token, spec: KeySpec) -> Result<(), Error> {
-    let mech = spec.mechanism().mechanism_type();
-    let unsupported = |reason: String| Error::KeygenUnsupported {
-        token: token.label().to_owned(),
-        kind: spec.to_string(),
-        reason,
-    };
-    if !token.mechanisms()?.contains(&mech) {
-        return Err(unsupported(format!("its module does not offer {mech}")));
-    }
-    if let KeySpec::Rsa { bits } = spec {
-        let (min, max) = token.key_sizes(mech)?;
-        let bits = bits as usize;
-        if max != 0 && !(min..=max).contains(&bits) {
-            return Err(unsupported(format!(
-                "its module makes RSA keys of {min} to {max} bits only"
-            )));
-        }
-    }
-    Ok(())
+    support::keygen_support(token, spec, &token.mechanisms()?)?
+        .map(drop)
+        .map_err(|reason| Error::KeygenUnsupported {
+            token: token.label().to_owned(),
+            kind: spec.to_string(),
+            reason,
+        })
 }
 
 /// Errors when any object matches `template`, describing what is there.

@@ -8,6 +8,7 @@ pub mod key;
 pub mod keygen;
 pub mod pin;
 mod prompt;
+pub mod support;
 pub mod token;
 pub mod uri;
 
@@ -213,6 +214,18 @@ pub enum Error {
         kind: String,
         /// The module's limit.
         reason: String,
+    },
+    /// The module offers the mechanisms for a key kind but is known not to handle it.
+    #[error("token '{token}' cannot use the {kind} key '{key}': {limit}")]
+    ModuleLimit {
+        /// The token label.
+        token: String,
+        /// The key URI (without secrets).
+        key: String,
+        /// The key kind.
+        kind: String,
+        /// The module's limit, naming the module.
+        limit: String,
     },
     /// Generating or storing an object failed.
     #[error("token '{token}' could not {action}: {rv}; {hint}")]

@@ -209,6 +209,19 @@ impl Module {
         ))
     }
 
+    /// `C_GetInfo`'s library manufacturer and description (trimmed): what identifies the
+    /// implementation behind the file.
+    pub(crate) fn library(&self) -> Result<(String, String), Error> {
+        let info = self
+            .ctx
+            .get_library_info()
+            .map_err(|e| self.call_err("C_GetInfo", &e))?;
+        Ok((
+            info.manufacturer_id().trim_end().to_owned(),
+            info.library_description().trim_end().to_owned(),
+        ))
+    }
+
     /// Every slot, with its token if one is present.
     pub fn slots(&self) -> Result<Vec<SlotSummary>, Error> {
         let slots = self
