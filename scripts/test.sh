@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs what CI runs, in the repository root: install-deps, rustfmt check, clippy, tests.
+# Runs what CI runs, in the repository root: install-deps and the token modules, rustfmt check,
+# clippy, tests (the matrix on SoftHSM2, tpm2-pkcs11 and kryoptic included).
 #
 # Usage: scripts/test.sh [CARGO_TEST_ARGS...]   (e.g. scripts/test.sh -- --nocapture)
 # Stops at the first failing step with its exit status.
@@ -20,6 +21,18 @@ step() {
 }
 
 step "install dependencies" bash scripts/install-deps.sh
+# The PKCS#11 modules of the matrix (tests/matrix.rs): their packages, and kryoptic's module
+# (built once, cached under the cargo target directory). A module that cannot be set up fails
+# the run; SUITEKEY_TEST_MODULES=softhsm2 (comma list) runs fewer locally.
+export SUITEKEY_TEST_MODULES=${SUITEKEY_TEST_MODULES:-softhsm2,tpm2,kryoptic}
+IFS=, read -ra modules <<<"$SUITEKEY_TEST_MODULES"
+for module in "${modules[@]}"; do
+  [[ -f scripts/tokens/$module.sh ]] || {
+    printf 'test.sh: SUITEKEY_TEST_MODULES names "%s"; the modules are softhsm2, tpm2, kryoptic\n' "$module" >&2
+    exit 2
+  }
+  step "token module $module" bash "scripts/tokens/$module.sh" install
+done
 step "cargo fmt --all -- --check" cargo fmt --all -- --check
 step "cargo clippy --all-targets -- -D warnings" cargo clippy --all-targets -- -D warnings
 step "cargo test${*:+ $*}" cargo test "$@"

@@ -83,15 +83,19 @@ init_token() {
     --so-pin env:SUITEKEY_SETUP_SO_PIN --init-pin --pin env:SUITEKEY_SETUP_USER_PIN
 }
 
-# Stops the daemons whose PID files are in $1 (newest first), waiting up to 5 s for each.
+# Stops the daemons whose PID files (N-NAME.pid) are in $1, last started first, waiting up to
+# 5 s for each.
 stop_daemons() {
-  local dir=$1 file pid i
+  local dir=$1 file pid i files
   [[ -d $dir ]] || return 0
-  for file in $(ls -t -- "$dir"/*.pid 2>/dev/null); do
+  files=("$dir"/*.pid)
+  for ((i = ${#files[@]} - 1; i >= 0; i--)); do
+    file=${files[i]}
+    [[ -f $file ]] || continue
     pid=$(<"$file")
     [[ $pid =~ ^[0-9]+$ ]] || continue
     kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
+    for _ in {1..50}; do
       kill -0 "$pid" 2>/dev/null || break
       sleep 0.1
     done

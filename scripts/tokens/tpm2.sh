@@ -5,7 +5,8 @@
 #
 # Usage: scripts/tokens/tpm2.sh install | start DIR [LABEL] | stop DIR      (see lib.sh)
 # `start` prints DBUS_SESSION_BUS_ADDRESS, TPM2_PKCS11_TCTI, TPM2TOOLS_TCTI, TPM2_PKCS11_STORE,
-# TPM2_PKCS11_LOG_LEVEL and SUITEKEY_MODULE. Set-up takes 3-4 s.
+# TPM2_PKCS11_LOG_LEVEL and SUITEKEY_MODULE. Set-up takes about 1 s. With SUITEKEY_TOKEN_OWNER_PID
+# set, the daemons also stop when that process ends.
 set -euo pipefail
 readonly PROG=tpm2.sh
 # shellcheck source=scripts/tokens/lib.sh
@@ -42,13 +43,16 @@ write_dbus_config() {
 XML
 }
 
-# Runs a daemon in the background, detached from our stdout, its PID in DIR/NAME.pid.
+# Runs a daemon in the background, detached from our stdout, its PID in DIR/N-NAME.pid (N counts
+# up, so that stop_daemons stops them in reverse order).
 #   daemon NAME COMMAND...
+STARTED=0
 daemon() {
   local name=$1
   shift
   setsid "$@" </dev/null >"$DIR/$name.log" 2>&1 &
-  printf '%s\n' "$!" >"$DIR/$name.pid"
+  STARTED=$((STARTED + 1))
+  printf '%s\n' "$!" >"$DIR/$STARTED-$name.pid"
 }
 
 # Waits until CHECK succeeds (up to 10 s), else shows the daemon's log and stops.
@@ -58,7 +62,7 @@ await() {
   shift
   for ((i = 0; i < 100; i++)); do
     "$@" >/dev/null 2>&1 && return 0
-    kill -0 "$(<"$DIR/$name.pid")" 2>/dev/null || break
+    kill -0 "$(<"$DIR/$STARTED-$name.pid")" 2>/dev/null || break
     sleep 0.1
   done
   cat -- "$DIR/$name.log" >&2 2>/dev/null || true
@@ -96,10 +100,23 @@ start_module() {
   quietly "tpm2_ptool init" tpm2_ptool init --path "$DIR/store"
   add_token
 
+  watch_owner
   trap - EXIT
   printf 'export %s=%q\n' DBUS_SESSION_BUS_ADDRESS "$DBUS_SESSION_BUS_ADDRESS" \
     TPM2_PKCS11_TCTI "$tcti" TPM2TOOLS_TCTI "$tcti" TPM2_PKCS11_STORE "$DIR/store" \
     TPM2_PKCS11_LOG_LEVEL 0 SUITEKEY_MODULE "$module"
+}
+
+# With SUITEKEY_TOKEN_OWNER_PID set (the tests set their own PID), a watcher stops the daemons
+# once that process is gone, even if it was killed before it could stop them itself.
+watch_owner() {
+  local owner=${SUITEKEY_TOKEN_OWNER_PID:-}
+  [[ -n $owner ]] || return 0
+  [[ $owner =~ ^[0-9]+$ ]] || die "SUITEKEY_TOKEN_OWNER_PID is not a process id: '$owner'"
+  # shellcheck disable=SC2016 # expanded by the watcher's own shell
+  daemon watcher bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 1; done
+    for f in "$2"/*.pid; do [[ $f == */"$3" ]] || kill -TERM "$(<"$f")" 2>/dev/null; done' \
+    _ "$owner" "$DIR" "$((STARTED + 1))-watcher.pid"
 }
 
 # The Python that runs tpm2_ptool (its #! line), which has the tpm2_pkcs11 package.

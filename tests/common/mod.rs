@@ -16,9 +16,11 @@ use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
 use cryptoki::types::AuthPin;
-use der::Decode as _;
+use der::{Decode as _, DecodePem as _};
+use sha2::Digest as _;
 
 pub mod emulator;
+pub mod modules;
 
 /// A recognizable user PIN, so tests can assert it never appears in any output.
 pub const PIN: &str = "fixture-PIN-50318";
@@ -584,4 +586,45 @@ where
         ));
     }
     Ok(())
+}
+
+/// base64url(SHA-256(DER)) computed here from the PEM, independently of suitekey.
+pub fn expected_certificate_id(pem_file: &Path) -> String {
+    let pem = std::fs::read_to_string(pem_file).expect("read PEM");
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .expect("base64 PEM body");
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(&der))
+}
+
+/// The certificate's public key, as the verifier takes it.
+pub fn cert_public_key(pem_file: &Path) -> (x509_cert::Certificate, PublicKey) {
+    let cert = x509_cert::Certificate::from_pem(std::fs::read(pem_file).expect("read"))
+        .expect("PEM certificate");
+    let spki = cert.tbs_certificate().subject_public_key_info();
+    let bits = spki.subject_public_key.raw_bytes().to_vec();
+    let key = if spki.algorithm.oid.to_string() == "1.2.840.10045.2.1" {
+        let curve: der::asn1::ObjectIdentifier = spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .expect("named curve")
+            .decode_as()
+            .expect("curve OID");
+        let curve = match curve.to_string().as_str() {
+            "1.2.840.10045.3.1.7" => "1.2.840.10045.3.1.7",
+            "1.3.132.0.34" => "1.3.132.0.34",
+            _ => "1.3.132.0.35",
+        };
+        PublicKey::Ec { curve, point: bits }
+    } else {
+        let rsa = rsa::pkcs1::RsaPublicKey::<der::asn1::UintRef<'_>>::from_der(&bits)
+            .expect("RSA public key");
+        PublicKey::Rsa {
+            n: rsa.modulus.as_bytes().to_vec(),
+            e: rsa.public_exponent.as_bytes().to_vec(),
+        }
+    };
+    (cert, key)
 }
