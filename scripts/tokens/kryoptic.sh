@@ -20,20 +20,25 @@ readonly CACHE MODULE=$CACHE/libkryoptic_pkcs11.so
 # The slot kryoptic's configuration gives the token.
 readonly SLOT=42
 
+# A digest of the module crate's sources: the cached module is rebuilt when they change.
+crate_digest() {
+  cat -- "$CRATE/Cargo.toml" "$CRATE/Cargo.lock" "$CRATE/src/lib.rs" | sha256sum | cut -d' ' -f1
+}
+
+# True when the cached module was built from the crate as it is now.
+cached() {
+  [[ -f $MODULE && -f $MODULE.digest && "$(<"$MODULE.digest")" == "$(crate_digest)" ]]
+}
+
 install_module() {
   need_packages opensc libclang-dev libssl-dev libsqlite3-dev pkg-config
-  # Rebuilt when the crate's manifest or lock file is newer than the cached module.
-  if [[ -f $MODULE && $MODULE -nt $CRATE/Cargo.toml && $MODULE -nt $CRATE/Cargo.lock ]]; then
-    return 0
-  fi
+  cached && return 0
   command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust with rustup (https://rustup.rs)"
   mkdir -p -- "$CACHE"
   # One build at a time (parallel test processes may all ask for the module).
   exec 8>"$CACHE/.build.lock"
   flock 8
-  if [[ -f $MODULE && $MODULE -nt $CRATE/Cargo.toml && $MODULE -nt $CRATE/Cargo.lock ]]; then
-    return 0
-  fi
+  cached && return 0
   printf '%s: building the kryoptic PKCS#11 module (once; cached in %s)\n' "$PROG" "$CACHE" >&2
   local log=$CACHE/build.log
   if ! cargo build --release --locked --manifest-path "$CRATE/Cargo.toml" \
@@ -43,6 +48,7 @@ install_module() {
   fi
   cp -f -- "$CACHE/build/release/libkryoptic_pkcs11.so" "$MODULE.tmp"
   mv -f -- "$MODULE.tmp" "$MODULE"
+  crate_digest >"$MODULE.digest"
 }
 
 start_module() {
