@@ -263,6 +263,27 @@ pub enum Error {
     },
 }
 
+/// The return values after which a new session and one new login may succeed: the token
+/// closed the session, logged everyone out, or was removed and put back.
+const SESSION_LOST: [&str; 5] = [
+    "CKR_SESSION_HANDLE_INVALID",
+    "CKR_SESSION_CLOSED",
+    "CKR_USER_NOT_LOGGED_IN",
+    "CKR_DEVICE_REMOVED",
+    "CKR_TOKEN_NOT_PRESENT",
+];
+
+impl Error {
+    /// Whether the token lost the session (or its login) rather than refused the operation:
+    /// then [`KeySigner::reopen`] and one more try are worth it. PIN errors never are.
+    pub fn is_session_lost(&self) -> bool {
+        match self {
+            Error::Call { rv, .. } => SESSION_LOST.contains(&rv.as_str()),
+            _ => false,
+        }
+    }
+}
+
 /// Formats a cryptoki error as `CKR_…` where it is a PKCS#11 return value.
 pub(crate) fn describe(err: &CkError) -> String {
     match err {
@@ -297,6 +318,24 @@ pub(crate) fn rv_of(err: &CkError) -> Option<RvError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lost_sessions_are_told_apart_from_refusals() {
+        let call = |rv: RvError| Error::Call {
+            call: "C_Sign".into(),
+            module: "m.so".into(),
+            rv: rv_name(rv),
+        };
+        assert!(call(RvError::SessionHandleInvalid).is_session_lost());
+        assert!(call(RvError::UserNotLoggedIn).is_session_lost());
+        assert!(call(RvError::DeviceRemoved).is_session_lost());
+        assert!(!call(RvError::KeyHandleInvalid).is_session_lost());
+        let pin = Error::PinIncorrect {
+            token: "t".into(),
+            origin: "file".into(),
+        };
+        assert!(!pin.is_session_lost());
+    }
 
     #[test]
     fn return_values_are_spelled_as_in_the_standard() {

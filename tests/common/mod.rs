@@ -18,6 +18,7 @@ use cryptoki::session::{Session, UserType};
 use cryptoki::types::AuthPin;
 use der::Decode as _;
 
+pub mod agent;
 pub mod emulator;
 
 /// A recognizable user PIN, so tests can assert it never appears in any output.
