@@ -666,3 +666,49 @@ fn a_wrong_pin_costs_one_login_stops_only_its_profile_and_is_never_retried() {
     );
     assert!(!agent.stderr().contains("not-the-PIN"));
 }
+
+#[test]
+fn a_signer_whose_token_was_logged_out_reopens_its_session_and_logs_in_again() {
+    use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+    use suitekey::jose::JwsError;
+    use suitekey::netsuite::{AccountId, AssertionError, AssertionRequest};
+    // In this process, on this process's own token: no other test here uses it after setup.
+    let f = fixture();
+    let request = AssertionRequest {
+        client_id: CLIENT.parse().unwrap(),
+        certificate_id: "kid-1".parse().unwrap(),
+        token_url: ACCOUNT.parse::<AccountId>().unwrap().token_url().unwrap(),
+        scopes: Default::default(),
+        lifetime: Default::default(),
+    };
+    let uri: suitekey::pkcs11::Pkcs11Uri = f.uri("p256").parse().unwrap();
+    let mut signer = suitekey::pkcs11::Key::open(&uri, None)
+        .and_then(|k| k.signer(suitekey::jose::Alg::ES256))
+        .expect("open p256");
+    let signs = |signer: &suitekey::pkcs11::KeySigner| {
+        let jws = request.sign(signer, std::time::SystemTime::now())?.jws;
+        common::verify(&common::decode_jws(&jws), &f.public_key(0x01)).expect("verifies");
+        Ok::<_, AssertionError<suitekey::pkcs11::Error>>(())
+    };
+    signs(&signer).expect("first signature");
+
+    // Something else in the process logs the token out (login state is shared by all sessions).
+    let ctx = Pkcs11::new(common::module_path()).unwrap();
+    let _ = ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
+    let slot = ctx
+        .get_slots_with_token()
+        .unwrap()
+        .into_iter()
+        .find(|s| ctx.get_token_info(*s).unwrap().label().trim_end() == common::TOKEN)
+        .expect("fixture slot");
+    ctx.open_ro_session(slot).unwrap().logout().unwrap();
+
+    match signs(&signer) {
+        Err(AssertionError::Jws(JwsError::Sign(e))) => {
+            assert!(e.is_session_lost(), "a lost session is recognized: {e}")
+        }
+        other => panic!("signing on a closed session: {other:?}"),
+    }
+    signer.reopen().expect("new session, one login");
+    signs(&signer).expect("signs again after reopening");
+}

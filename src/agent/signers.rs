@@ -2,8 +2,8 @@
 //! thread (cryptoki sessions are `Send`, not `Sync`); async code sends it assertion requests.
 //!
 //! When the token loses the session (`CKR_SESSION_HANDLE_INVALID`, `CKR_USER_NOT_LOGGED_IN`,
-//! `CKR_DEVICE_REMOVED`, …) the worker opens a new one, logs in once with the PIN it was started
-//! with, and retries that signature once. A refused PIN stops the worker for good: tokens lock
+//! `CKR_DEVICE_REMOVED`, … see [`crate::pkcs11::Error::is_session_lost`]) the worker opens a new
+//! one, logs in once with the PIN it was started with, and retries that signature once. A refused PIN stops the worker for good: tokens lock
 //! after a few wrong PINs, so it is never tried again.
 
 use std::sync::Arc;

@@ -19,8 +19,16 @@ use super::Error;
 /// The socket's file name inside `$XDG_RUNTIME_DIR/suitekey/`.
 const SOCKET_NAME: &str = "agent.sock";
 
-/// Connections from other users get this, then the connection is closed.
-const FORBIDDEN: &str = "HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: 92\r\n\r\n{\"error\":\"forbidden\",\"message\":\"this agent serves only its own user and the allowed uids\"}";
+/// The body connections from other users get, with a 403, before the connection is closed.
+const FORBIDDEN: &str =
+    r#"{"error":"forbidden","message":"this agent serves only its own user and the allowed uids"}"#;
+
+fn forbidden_response() -> String {
+    format!(
+        "HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{FORBIDDEN}",
+        FORBIDDEN.len()
+    )
+}
 
 /// `$XDG_RUNTIME_DIR/suitekey/agent.sock`, when `XDG_RUNTIME_DIR` is an absolute path.
 pub fn default_path() -> Option<PathBuf> {
@@ -166,7 +174,7 @@ impl axum::serve::Listener for PeerChecked {
 
 async fn refuse(mut stream: UnixStream) {
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        let _ = stream.write_all(FORBIDDEN.as_bytes()).await;
+        let _ = stream.write_all(forbidden_response().as_bytes()).await;
         let _ = stream.shutdown().await;
     })
     .await;
@@ -178,7 +186,8 @@ mod tests {
 
     #[test]
     fn the_forbidden_answer_announces_its_exact_length() {
-        let (head, body) = FORBIDDEN.split_once("\r\n\r\n").unwrap();
+        let response = forbidden_response();
+        let (head, body) = response.split_once("\r\n\r\n").unwrap();
         assert!(head.contains(&format!("content-length: {}", body.len())));
         let json: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(json["error"], "forbidden");

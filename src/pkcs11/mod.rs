@@ -264,13 +264,17 @@ pub enum Error {
 }
 
 /// The return values after which a new session and one new login may succeed: the token
-/// closed the session, logged everyone out, or was removed and put back.
-const SESSION_LOST: [&str; 5] = [
+/// closed the session, logged everyone out, or was removed and put back. SoftHSM2 reports a
+/// logged-out token's private key as `CKR_OBJECT_HANDLE_INVALID`, and a re-inserted token may
+/// give the key a new handle, so those two count as well: the key is found again.
+const SESSION_LOST: [&str; 7] = [
     "CKR_SESSION_HANDLE_INVALID",
     "CKR_SESSION_CLOSED",
     "CKR_USER_NOT_LOGGED_IN",
     "CKR_DEVICE_REMOVED",
     "CKR_TOKEN_NOT_PRESENT",
+    "CKR_OBJECT_HANDLE_INVALID",
+    "CKR_KEY_HANDLE_INVALID",
 ];
 
 impl Error {
@@ -329,7 +333,9 @@ mod tests {
         assert!(call(RvError::SessionHandleInvalid).is_session_lost());
         assert!(call(RvError::UserNotLoggedIn).is_session_lost());
         assert!(call(RvError::DeviceRemoved).is_session_lost());
-        assert!(!call(RvError::KeyHandleInvalid).is_session_lost());
+        assert!(call(RvError::ObjectHandleInvalid).is_session_lost());
+        assert!(!call(RvError::MechanismInvalid).is_session_lost());
+        assert!(!call(RvError::DeviceError).is_session_lost());
         let pin = Error::PinIncorrect {
             token: "t".into(),
             origin: "file".into(),
