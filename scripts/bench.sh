@@ -3,6 +3,11 @@
 # beside one `pkcs11-tool --sign -m ECDSA` (load, log in, sign a 32-byte digest), on the same
 # SoftHSM2 token and P-256 key, measured with hyperfine. Prints the medians and their ratio.
 #
+# Then the agent: `suitekey agent` serving that key against the emulator; cached-token
+# requests per second and p50/p99 latency over its socket with 1, 8 and 64 keep-alive clients
+# (benches/agent.rs), its RSS, and as the baseline one `suitekey token --no-agent` exchange
+# beside one `suitekey token` answered by the agent.
+#
 # Usage: scripts/bench.sh [RUNS]   (runs per command, at least 15; default 50)
 # Uses target/bench/ (token created once, then reused); hyperfine's JSON is kept in
 # target/bench/hyperfine.json.
@@ -34,7 +39,8 @@ source scripts/lib.sh
 
 bash scripts/install-deps.sh hyperfine
 cargo build --release --quiet
-[[ -x target/release/suitekey ]] || die "cargo build did not produce target/release/suitekey"
+readonly SUITEKEY=${CARGO_TARGET_DIR:-target}/release/suitekey
+[[ -x $SUITEKEY ]] || die "cargo build did not produce $SUITEKEY"
 
 setup=$(bash softhsm/setup-token.sh "$BENCH_DIR" "$TOKEN" --key "$KEY:p256")
 eval "$setup"
@@ -46,7 +52,7 @@ IFS= read -r pin <"$BENCH_DIR/user.pin" || [[ -n ${pin:-} ]] || die "cannot read
 printf 'suitekey bench' | openssl dgst -sha256 -binary >"$BENCH_DIR/digest.bin"
 
 key_uri="pkcs11:token=$TOKEN;object=$KEY;type=private?module-path=$(uri_encode "$SUITEKEY_MODULE")&pin-source=file:$(uri_encode "$PWD/$BENCH_DIR/user.pin")"
-suitekey_argv=(target/release/suitekey assertion --key "$key_uri" --client-id "$CLIENT_ID"
+suitekey_argv=("$SUITEKEY" assertion --key "$key_uri" --client-id "$CLIENT_ID"
   --certificate-id "$CERTIFICATE_ID" --account "$ACCOUNT" --scope "$SCOPE")
 # The PIN reaches pkcs11-tool through the environment (env:NAME), never through argv.
 pkcs11_argv=(pkcs11-tool --module "$SUITEKEY_MODULE" --token-label "$TOKEN" --login
@@ -87,3 +93,62 @@ awk -F'\t' -v runs="$RUNS" -v warmup="$WARMUP" '
       printf "%-40s %7.2f ms %7.2f ms %7.2f ms %6d\n", desc[name[i]], median[i] * 1000, min[i] * 1000, max[i] * 1000, n[i]
     printf "%-40s %10.2f\n", "ratio of medians suitekey / pkcs11-tool", median[1] / median[2]
   }' <<<"$stats"
+
+# ---- the agent ----
+work=$(mktemp -d /tmp/suitekey-bench.XXXXXX)
+pids=()
+cleanup() {
+  local pid
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  rm -rf -- "$work"
+}
+trap cleanup EXIT
+
+"$SUITEKEY" cert --replace --force --key "$key_uri" --out "$BENCH_DIR/bench.pem" >"$BENCH_DIR/cert-id.txt" 2>"$BENCH_DIR/cert.log" ||
+  die "suitekey cert failed: $(cat -- "$BENCH_DIR/cert.log")"
+kid=$(<"$BENCH_DIR/cert-id.txt")
+"$SUITEKEY" emulate --register "client-id=$CLIENT_ID,cert=$BENCH_DIR/bench.pem,account=$ACCOUNT" \
+  >"$work/emulator.url" 2>"$BENCH_DIR/emulator.log" &
+pids+=($!)
+for _ in $(seq 100); do [[ -s $work/emulator.url ]] && break; sleep 0.05; done
+base=$(head -n1 "$work/emulator.url")
+[[ $base == http://127.0.0.1:* ]] || die "the emulator did not start: $(cat -- "$BENCH_DIR/emulator.log")"
+cat >"$BENCH_DIR/config.toml" <<TOML
+[profiles.bench]
+key = "$key_uri"
+client-id = "$CLIENT_ID"
+certificate-id = "$kid"
+account = "$ACCOUNT"
+token-url = "$base/services/rest/auth/oauth2/v1/token"
+TOML
+
+socket=$work/agent.sock
+"$SUITEKEY" --config "$BENCH_DIR/config.toml" agent --socket "$socket" >"$work/agent.path" 2>"$BENCH_DIR/agent.log" &
+agent_pid=$!
+pids+=("$agent_pid")
+for _ in $(seq 100); do [[ -s $work/agent.path ]] && break; sleep 0.05; done
+[[ -S $socket ]] || die "the agent did not start: $(cat -- "$BENCH_DIR/agent.log")"
+curl -sf --unix-socket "$socket" http://localhost/v1/profiles/bench/token >/dev/null ||
+  die "the agent gave no token: $(cat -- "$BENCH_DIR/agent.log")"
+
+printf '\nsuitekey agent: cached access tokens over the Unix socket (raw HTTP/1.1 keep-alive clients)\n\n'
+SUITEKEY_BENCH_SOCK=$socket SUITEKEY_BENCH_PID=$agent_pid SUITEKEY_BENCH_PROFILE=bench \
+  cargo bench --quiet --bench agent
+
+printf -v direct_cmd '%q ' "$SUITEKEY" --config "$BENCH_DIR/config.toml" --profile bench token --no-agent
+printf -v agent_cmd '%q ' "$SUITEKEY" --config "$BENCH_DIR/config.toml" --profile bench token
+agent_json=$BENCH_DIR/hyperfine-agent.json
+if ! SUITEKEY_AUTH_SOCK=$socket hyperfine --shell=none --style none --warmup 3 --runs 30 \
+  --export-json "$agent_json" --command-name direct "$direct_cmd" --command-name agent "$agent_cmd" \
+  >"$BENCH_DIR/hyperfine-agent.log" 2>&1; then
+  cat -- "$BENCH_DIR/hyperfine-agent.log" >&2
+  die "hyperfine failed (output above)"
+fi
+jq -r '.results[] | [.command, .median] | @tsv' "$agent_json" | awk -F'\t' '
+  { name[NR] = $1; median[NR] = $2 }
+  END {
+    printf "\nbaseline: one suitekey token process, 30 runs each\n"
+    printf "%-52s %7.2f ms\n", "suitekey token --no-agent (load, login, sign, exchange)", median[1] * 1000
+    printf "%-52s %7.2f ms\n", "suitekey token through the agent (cached)", median[2] * 1000
+    printf "%-52s %10.1f\n", "ratio direct / agent", median[1] / median[2]
+  }'

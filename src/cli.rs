@@ -12,7 +12,7 @@ use crate::netsuite::{AccountId, CertificateId, ClientId, Lifetime, Scopes, Vali
 #[derive(Debug, Parser)]
 #[command(name = "suitekey", version, about, max_term_width = 100)]
 #[command(
-    after_help = "PINs come from the key URI's pin-source=file:PATH (or env:NAME), SUITEKEY_PIN, or a prompt; never from a flag.\nExit codes: 0 ok, 1 check: certificate unfit, 2 bad input, 3 module/token/key problem, 4 PIN problem, 5 output error, 6 token endpoint refused or failed; exec: the command's own status."
+    after_help = "PINs come from the key URI's pin-source=file:PATH (or env:NAME), SUITEKEY_PIN, or a prompt; never from a flag.\nExit codes: 0 ok, 1 check: certificate unfit, 2 bad input, 3 module/token/key problem, 4 PIN problem, 5 output error, 6 token endpoint refused or failed, 7 agent unreachable; exec: the command's own status."
 )]
 pub struct Cli {
     /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
@@ -72,6 +72,9 @@ pub enum Command {
     Check(CheckArgs),
     /// Serve a strict NetSuite token endpoint on loopback, for CI and demos (prints its URL).
     Emulate(EmulateArgs),
+    /// Hold every profile's token session, cache access tokens and serve them on a Unix socket
+    /// (foreground; prints the socket path; SIGHUP reloads the config).
+    Agent(AgentArgs),
 }
 
 /// `suitekey list`.
@@ -163,6 +166,9 @@ pub struct TokenArgs {
     /// raw: the token; json: {access_token, token_type, expires_at, expires_in}; header: an Authorization header; env: NETSUITE_ACCESS_TOKEN=….
     #[arg(long, value_enum, default_value_t = TokenFormat::Raw)]
     pub format: TokenFormat,
+    /// Sign and exchange here even when SUITEKEY_AUTH_SOCK names an agent.
+    #[arg(long)]
+    pub no_agent: bool,
 }
 
 /// How `suitekey token` prints the access token.
@@ -184,9 +190,26 @@ pub struct ExecArgs {
     /// The integration and key.
     #[command(flatten)]
     pub profile: ProfileArgs,
+    /// Sign and exchange here even when SUITEKEY_AUTH_SOCK names an agent.
+    #[arg(long)]
+    pub no_agent: bool,
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<std::ffi::OsString>,
+}
+
+/// `suitekey agent`: serve every profile of the config file on a Unix socket.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The socket to listen on [default: $XDG_RUNTIME_DIR/suitekey/agent.sock]; its directory is made 0700, the socket 0600.
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Also serve this user id (repeatable); the agent's own uid is always served, others get 403.
+    #[arg(long = "allow-uid", value_name = "UID")]
+    pub allow_uids: Vec<u32>,
+    /// The PKCS#11 module.
+    #[command(flatten)]
+    pub module: ModuleArg,
 }
 
 /// The flags shared by `keygen` and `cert`: the certificate to make and where it goes.

@@ -205,8 +205,10 @@ fn missing_message(
 #[error("{0}")]
 struct Refusal(String);
 
-/// One profile table as written in the file: present keys only, not yet validated.
-#[derive(Clone)]
+/// One profile table as written in the file: present keys only, not yet validated. Two are
+/// equal when they come from the same file and profile with the same values (the agent keeps
+/// an unchanged profile's session across a reload).
+#[derive(Clone, PartialEq, Eq)]
 pub struct ProfileTable {
     origin: Origin,
     values: BTreeMap<&'static str, Zeroizing<String>>,

@@ -1,6 +1,6 @@
 //! The top-level error: every layer's error converted at the boundary, and the exit codes.
 
-use crate::{cert, config, emulator, exchange, jose, netsuite, pkcs11};
+use crate::{agent, cert, config, emulator, exchange, jose, netsuite, pkcs11};
 
 /// Exit status: success.
 pub const EXIT_OK: u8 = 0;
@@ -16,6 +16,8 @@ pub const EXIT_PIN: u8 = 4;
 pub const EXIT_IO: u8 = 5;
 /// Exit status: the token endpoint refused the assertion or could not be reached.
 pub const EXIT_EXCHANGE: u8 = 6;
+/// Exit status: the agent named by `SUITEKEY_AUTH_SOCK` cannot be reached or misbehaved.
+pub const EXIT_AGENT: u8 = 7;
 /// Exit status of `exec` when the command cannot be started (as shells report it).
 pub const EXIT_NOT_STARTED: u8 = 127;
 
@@ -89,6 +91,12 @@ pub enum Error {
     /// The token endpoint refused the assertion, failed, or could not be reached.
     #[error(transparent)]
     Exchange(Box<exchange::ExchangeError<netsuite::AssertionError<pkcs11::Error>>>),
+    /// The agent cannot start or stopped.
+    #[error(transparent)]
+    Agent(#[from] agent::Error),
+    /// The agent named by `SUITEKEY_AUTH_SOCK` gave no token.
+    #[error(transparent)]
+    AgentClient(#[from] agent::client::ClientError),
     /// The HTTP client could not be set up.
     #[error(transparent)]
     Client(#[from] exchange::ClientBuildError),
@@ -132,6 +140,8 @@ impl Error {
             Error::AfterKeygen { source, .. } => source.exit_code(),
             Error::Unfit { .. } => EXIT_UNFIT,
             Error::Emulator(e) => e.exit_code(),
+            Error::Agent(e) => e.exit_code(),
+            Error::AgentClient(e) => e.exit_code(),
             Error::Config(_) => EXIT_USAGE,
             Error::Exchange(e) => match e.as_ref() {
                 exchange::ExchangeError::Assertion(netsuite::AssertionError::Jws(
@@ -145,6 +155,22 @@ impl Error {
             Error::Child(code) => *code,
         }
     }
+}
+
+/// The error and its causes, one per line, skipping a cause whose text the lines above
+/// already carry.
+pub fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let line = cause.to_string();
+        if !text.contains(&line) {
+            text.push_str("\n  caused by: ");
+            text.push_str(&line);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 fn pkcs11_exit_code(e: &pkcs11::Error) -> u8 {

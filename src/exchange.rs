@@ -375,12 +375,7 @@ pub struct TokenClient {
 impl TokenClient {
     /// A client with these timeouts and retry policy. Redirects are never followed.
     pub fn new(options: ClientOptions) -> Result<TokenClient, ClientBuildError> {
-        // reqwest is built without a TLS crypto provider so that ring (already small and
-        // portable) is used instead of aws-lc; it takes the process default, so install one if
-        // nobody has. Losing a race to another installer is fine: any provider will do.
-        if rustls::crypto::CryptoProvider::get_default().is_none() {
-            let _ = rustls::crypto::ring::default_provider().install_default();
-        }
+        install_crypto_provider();
         let mut builder = reqwest::Client::builder();
         if !options.use_proxy {
             builder = builder.no_proxy();
@@ -396,19 +391,21 @@ impl TokenClient {
     }
 
     /// Obtains an access token, calling `assertion` once per attempt so that each attempt sends
-    /// a fresh `jti` and `iat`.
-    pub async fn fetch<E>(
+    /// a fresh `jti` and `iat`. Signing returns a future so that it can wait for a token
+    /// session owned by another thread (the agent) without blocking the runtime.
+    pub async fn fetch<E, F>(
         &self,
         ctx: &ExchangeContext,
-        mut assertion: impl FnMut() -> Result<ClientAssertion, E>,
+        mut assertion: impl FnMut() -> F,
     ) -> Result<AccessToken, ExchangeError<E>>
     where
         E: std::error::Error + 'static,
+        F: std::future::Future<Output = Result<ClientAssertion, E>>,
     {
         let max = self.options.max_attempts.max(1);
         let mut attempt = 1;
         loop {
-            let signed = assertion().map_err(ExchangeError::Assertion)?;
+            let signed = assertion().await.map_err(ExchangeError::Assertion)?;
             tracing::debug!(attempt, jti = %signed.jti, url = %ctx.token_url, "requesting an access token");
             let err = match self.attempt(ctx, &signed).await {
                 Ok(token) => return Ok(token),
@@ -530,6 +527,15 @@ impl TokenClient {
         } else {
             ExchangeError::Http { url, source }
         }
+    }
+}
+
+/// Installs ring as the process's TLS crypto provider unless one is installed. reqwest is built
+/// without one so that ring (small and portable) is used instead of aws-lc, and every reqwest
+/// client needs it, even for plain http. Losing a race to another installer is fine.
+pub(crate) fn install_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
     }
 }
 
@@ -659,8 +665,8 @@ fn error_fields(body: &[u8]) -> (Option<String>, Option<String>) {
 }
 
 /// A success body: `access_token`, `expires_in` (number or numeric string), `token_type`
-/// (Bearer, any case).
-fn parse_success(body: &[u8], now: SystemTime) -> Result<AccessToken, String> {
+/// (Bearer, any case). The agent's answers have this form too.
+pub(crate) fn parse_success(body: &[u8], now: SystemTime) -> Result<AccessToken, String> {
     #[derive(Deserialize)]
     struct SuccessBody {
         access_token: Option<String>,
@@ -841,11 +847,11 @@ mod tests {
         let result = client()
             .fetch(&ctx(url), || {
                 signed += 1;
-                Ok(ClientAssertion {
+                std::future::ready(Ok(ClientAssertion {
                     jws: format!("hdr.claims{signed}.sig"),
                     jti: format!("jti-{signed}"),
                     expires_at: 0,
-                })
+                }))
             })
             .await;
         let seen = seen.lock().unwrap().clone();
@@ -1068,11 +1074,11 @@ mod tests {
         let err = client()
             .fetch(&ctx(url), || {
                 signed += 1;
-                Ok::<_, std::io::Error>(ClientAssertion {
+                std::future::ready(Ok::<_, std::io::Error>(ClientAssertion {
                     jws: "a.b.c".into(),
                     jti: "j".into(),
                     expires_at: 0,
-                })
+                }))
             })
             .await
             .unwrap_err();
@@ -1128,7 +1134,9 @@ mod tests {
     async fn assertion_failure_stops_before_any_request() {
         let (url, seen) = serve(vec![good()]).await;
         let err = client()
-            .fetch(&ctx(url), || Err(std::io::Error::other("token unplugged")))
+            .fetch(&ctx(url), || {
+                std::future::ready(Err(std::io::Error::other("token unplugged")))
+            })
             .await
             .unwrap_err();
         assert!(matches!(err, ExchangeError::Assertion(_)));

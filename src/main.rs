@@ -1,6 +1,5 @@
 //! The `suitekey` binary: parse, run, print the error chain, exit with its code.
 
-use std::error::Error as _;
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
@@ -27,25 +26,10 @@ fn main() -> ExitCode {
         Err(suitekey::Error::Child(code)) => ExitCode::from(code),
         Err(err) => {
             // stderr may be closed too; `eprintln!` would panic then.
-            let _ = writeln!(std::io::stderr(), "error: {}", chain(&err));
+            let _ = writeln!(std::io::stderr(), "error: {}", suitekey::error::chain(&err));
             ExitCode::from(err.exit_code())
         }
     }
-}
-
-/// The error and its causes, skipping a cause whose text the message above already carries.
-fn chain(err: &suitekey::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let line = cause.to_string();
-        if !text.contains(&line) {
-            text.push_str("\n  caused by: ");
-            text.push_str(&line);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 fn init_logging(cli: &Cli) {

@@ -1,5 +1,6 @@
 //! What each command does, given its parsed arguments. `main` only calls [`run`].
 
+mod agent;
 mod assertion;
 mod cert;
 mod check;
@@ -29,6 +30,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
         Command::Cert(args) => cert::run(args, cli.quiet, out),
         Command::Check(args) => check::run(args, cli.quiet, out),
         Command::Emulate(args) => emulate::run(args, out),
+        Command::Agent(args) => agent::run(cli, args, out),
     }
 }
 

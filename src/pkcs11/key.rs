@@ -371,8 +371,8 @@ impl Key {
         }
         let plan = plan_for(alg, &self.token.mechanisms()?)
             .ok_or_else(|| no_mechanism(&self.token, alg))?;
-        let reauth = self.attrs.always_authenticate.then_some(self.credential);
-        tracing::debug!(token = self.token.label(), %alg, %kind, ?plan, always_authenticate = reauth.is_some(), "key ready to sign");
+        let always_authenticate = self.attrs.always_authenticate;
+        tracing::debug!(token = self.token.label(), %alg, %kind, ?plan, always_authenticate, "key ready to sign");
         Ok(KeySigner {
             token: self.token,
             session: self.session,
@@ -380,7 +380,8 @@ impl Key {
             alg,
             kind,
             plan,
-            reauth,
+            credential: self.credential,
+            always_authenticate,
             uri_text: self.uri_text,
             id: self.attrs.id,
             label: self.attrs.label,
@@ -390,8 +391,9 @@ impl Key {
 
 /// A private key in a token, logged in and ready to sign with one algorithm.
 ///
-/// Holds its session for its whole life; the key never leaves the token, and the PIN is kept
-/// (zeroized on drop) only when the key demands a login before every signature.
+/// Holds its session for its whole life; the key never leaves the token. The PIN is kept
+/// (zeroized on drop, never printed) for the context-specific logins of keys that demand one
+/// before every signature, and for [`KeySigner::reopen`] after the token lost the session.
 pub struct KeySigner {
     token: Token,
     session: Session,
@@ -399,7 +401,8 @@ pub struct KeySigner {
     alg: Alg,
     kind: KeyKind,
     plan: Plan,
-    reauth: Option<Credential>,
+    credential: Credential,
+    always_authenticate: bool,
     uri_text: String,
     id: Vec<u8>,
     label: Option<String>,
@@ -429,6 +432,56 @@ impl KeySigner {
     /// The key URI, without secrets, for messages.
     pub fn uri(&self) -> &str {
         &self.uri_text
+    }
+
+    /// Replaces a session the token lost (see [`Error::is_session_lost`]): opens a new one,
+    /// logs in once with the PIN read when the key was opened (never read again), and finds
+    /// the key again by its id and label. A refused PIN is returned, not retried.
+    pub fn reopen(&mut self) -> Result<(), Error> {
+        let session = self.token.open()?;
+        if self.token.summary().login_required {
+            self.token
+                .authenticate(&session, UserType::User, &self.credential)?;
+        }
+        let mut template = vec![Attribute::Class(ObjectClass::PRIVATE_KEY)];
+        if !self.id.is_empty() {
+            template.push(Attribute::Id(self.id.clone()));
+        }
+        template.extend(
+            self.label
+                .as_ref()
+                .map(|l| Attribute::Label(l.as_bytes().to_vec())),
+        );
+        let found = find(&session, self.token.module(), &template)?;
+        let [handle] = found.as_slice() else {
+            return Err(Error::KeyNotFound {
+                key: self.uri_text.clone(),
+                token: self.token.label().to_owned(),
+            });
+        };
+        self.key = *handle;
+        // The old session is gone on the token's side; dropping it only tidies up ours.
+        self.session = session;
+        Ok(())
+    }
+
+    /// The DER of every certificate object the token holds (public data), e.g. to find the
+    /// one uploaded to NetSuite and watch its expiry.
+    pub fn certificates(&self) -> Result<Vec<Vec<u8>>, Error> {
+        let module = self.token.module();
+        let template = [Attribute::Class(ObjectClass::CERTIFICATE)];
+        let mut out = Vec::new();
+        for handle in find(&self.session, module, &template)? {
+            let attrs = self
+                .session
+                .get_attributes(handle, &[AttributeType::Value])
+                .map_err(|e| module.call_err("C_GetAttributeValue", &e))?;
+            out.extend(attrs.into_iter().find_map(|a| match a {
+                Attribute::Value(v) => Some(v),
+                _ => None,
+            }));
+        }
+        Ok(out)
     }
 
     /// An RSASSA-PKCS1-v1_5 signature with SHA-256 over `data`, for certificates that must be
@@ -472,12 +525,13 @@ impl KeySigner {
         let mechanism = match plan {
             Plan::HashAndSign(m) | Plan::SignDigest(m) => m,
         };
-        let Some(credential) = &self.reauth else {
+        let credential = &self.credential;
+        if !self.always_authenticate {
             return self
                 .session
                 .sign(mechanism, self.key, input)
                 .map_err(|e| module.call_err("C_Sign", &e));
-        };
+        }
         self.session
             .sign_init(mechanism, self.key)
             .map_err(|e| module.call_err("C_SignInit", &e))?;

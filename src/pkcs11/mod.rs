@@ -276,6 +276,31 @@ pub enum Error {
     },
 }
 
+/// The return values after which a new session and one new login may succeed: the token
+/// closed the session, logged everyone out, or was removed and put back. SoftHSM2 reports a
+/// logged-out token's private key as `CKR_OBJECT_HANDLE_INVALID`, and a re-inserted token may
+/// give the key a new handle, so those two count as well: the key is found again.
+const SESSION_LOST: [&str; 7] = [
+    "CKR_SESSION_HANDLE_INVALID",
+    "CKR_SESSION_CLOSED",
+    "CKR_USER_NOT_LOGGED_IN",
+    "CKR_DEVICE_REMOVED",
+    "CKR_TOKEN_NOT_PRESENT",
+    "CKR_OBJECT_HANDLE_INVALID",
+    "CKR_KEY_HANDLE_INVALID",
+];
+
+impl Error {
+    /// Whether the token lost the session (or its login) rather than refused the operation:
+    /// then [`KeySigner::reopen`] and one more try are worth it. PIN errors never are.
+    pub fn is_session_lost(&self) -> bool {
+        match self {
+            Error::Call { rv, .. } => SESSION_LOST.contains(&rv.as_str()),
+            _ => false,
+        }
+    }
+}
+
 /// Formats a cryptoki error as `CKR_…` where it is a PKCS#11 return value.
 pub(crate) fn describe(err: &CkError) -> String {
     match err {
@@ -310,6 +335,26 @@ pub(crate) fn rv_of(err: &CkError) -> Option<RvError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lost_sessions_are_told_apart_from_refusals() {
+        let call = |rv: RvError| Error::Call {
+            call: "C_Sign".into(),
+            module: "m.so".into(),
+            rv: rv_name(rv),
+        };
+        assert!(call(RvError::SessionHandleInvalid).is_session_lost());
+        assert!(call(RvError::UserNotLoggedIn).is_session_lost());
+        assert!(call(RvError::DeviceRemoved).is_session_lost());
+        assert!(call(RvError::ObjectHandleInvalid).is_session_lost());
+        assert!(!call(RvError::MechanismInvalid).is_session_lost());
+        assert!(!call(RvError::DeviceError).is_session_lost());
+        let pin = Error::PinIncorrect {
+            token: "t".into(),
+            origin: "file".into(),
+        };
+        assert!(!pin.is_session_lost());
+    }
 
     #[test]
     fn return_values_are_spelled_as_in_the_standard() {

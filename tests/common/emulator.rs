@@ -22,11 +22,16 @@ pub struct Emulator {
 impl Emulator {
     /// Starts `suitekey emulate ARGS` on 127.0.0.1:0 and reads its base URL.
     pub fn start(args: &[&str]) -> Emulator {
+        Emulator::start_on("127.0.0.1:0", args)
+    }
+
+    /// Starts `suitekey emulate ARGS` listening on `listen` and reads its base URL.
+    pub fn start_on(listen: &str, args: &[&str]) -> Emulator {
         let dir = tempfile::tempdir().unwrap();
         let stderr = dir.path().join("stderr.log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_suitekey"))
             .arg("emulate")
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", listen])
             .args(args)
             .env_remove("RUST_LOG")
             .stdout(Stdio::piped())

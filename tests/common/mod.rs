@@ -19,6 +19,7 @@ use cryptoki::types::AuthPin;
 use der::{Decode as _, DecodePem as _};
 use sha2::Digest as _;
 
+pub mod agent;
 pub mod emulator;
 pub mod modules;
 

@@ -1,0 +1,116 @@
+//! Load generator for a running `suitekey agent`: cached-token requests per second and p50/p99
+//! latency over the Unix socket with 1, 8 and 64 concurrent keep-alive clients, then the agent's
+//! memory. Driven by `scripts/bench.sh`, which starts the agent and warms its cache.
+//!
+//! Env: SUITEKEY_BENCH_SOCK (socket), SUITEKEY_BENCH_PROFILE (profile, default `bench`),
+//! SUITEKEY_BENCH_PID (agent PID, for RSS), SUITEKEY_BENCH_SECS (per level, default 5).
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn main() -> Result<(), BoxError> {
+    // `cargo bench` passes --bench; nothing else is taken from argv.
+    let socket = PathBuf::from(
+        std::env::var_os("SUITEKEY_BENCH_SOCK")
+            .ok_or("set SUITEKEY_BENCH_SOCK to the agent's socket")?,
+    );
+    let profile = std::env::var("SUITEKEY_BENCH_PROFILE").unwrap_or_else(|_| "bench".into());
+    let secs: u64 = std::env::var("SUITEKEY_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let request = format!("GET /v1/profiles/{profile}/token HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    // Warm-up: the token is cached and connections work.
+    run(&socket, &request, 8, Duration::from_secs(1))?;
+    println!("clients\treq/s\tp50_us\tp99_us\trequests");
+    for clients in [1, 8, 64] {
+        let mut latencies = run(&socket, &request, clients, Duration::from_secs(secs))?;
+        latencies.sort_unstable();
+        let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize];
+        println!(
+            "{clients}\t{:.0}\t{}\t{}\t{}",
+            latencies.len() as f64 / secs as f64,
+            pct(0.50),
+            pct(0.99),
+            latencies.len()
+        );
+    }
+    if let Ok(pid) = std::env::var("SUITEKEY_BENCH_PID") {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        for line in status
+            .lines()
+            .filter(|l| l.starts_with("VmRSS") || l.starts_with("VmHWM"))
+        {
+            println!(
+                "agent {}",
+                line.split_whitespace().collect::<Vec<_>>().join(" ")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `clients` threads, each on one keep-alive connection, for `length`; every latency in µs.
+fn run(
+    socket: &Path,
+    request: &str,
+    clients: usize,
+    length: Duration,
+) -> Result<Vec<u32>, BoxError> {
+    let start = Arc::new(Barrier::new(clients));
+    let threads: Vec<_> = (0..clients)
+        .map(|_| {
+            let (start, socket, request) =
+                (Arc::clone(&start), socket.to_owned(), request.to_owned());
+            std::thread::spawn(move || -> Result<Vec<u32>, BoxError> {
+                let mut stream = UnixStream::connect(&socket)?;
+                let mut reader = BufReader::new(stream.try_clone()?);
+                let mut latencies = Vec::with_capacity(200_000);
+                start.wait();
+                let end = Instant::now() + length;
+                while Instant::now() < end {
+                    let sent = Instant::now();
+                    stream.write_all(request.as_bytes())?;
+                    read_response(&mut reader)?;
+                    latencies.push(u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX));
+                }
+                Ok(latencies)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for thread in threads {
+        all.extend(thread.join().map_err(|_| "client thread panicked")??);
+    }
+    Ok(all)
+}
+
+/// Reads one response with a Content-Length body; fails on anything but 200.
+fn read_response(reader: &mut BufReader<UnixStream>) -> Result<(), BoxError> {
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    if !line.starts_with("HTTP/1.1 200") {
+        return Err(format!("agent answered {line:?}").into());
+    }
+    let mut length = 0;
+    loop {
+        line.clear();
+        reader.read_line(&mut line)?;
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse()?;
+        }
+    }
+    let mut body = vec![0u8; length];
+    reader.read_exact(&mut body)?;
+    Ok(())
+}

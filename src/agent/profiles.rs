@@ -1,0 +1,206 @@
+//! The profiles the agent serves: every `[profiles.NAME]` of the config file, each opened once
+//! (key found, PIN read and logged in) with a signing worker and a token cache. A profile that
+//! cannot be opened is served as failed, with its error, and the others work normally.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::Error;
+use super::cache::{Failure, FailureKind, Fetcher, TokenCache};
+use super::metrics::ProfileMetrics;
+use super::signers::SignerHandle;
+use crate::cert::Certificate;
+use crate::config::{self, Config, Profile, ProfileOverrides, ProfileTable};
+use crate::error::{EXIT_PIN, EXIT_USAGE, chain};
+use crate::exchange::{ClientOptions, TokenClient};
+use crate::jose::Alg;
+use crate::netsuite::{AssertionRequest, CertificateId, Lifetime};
+use crate::pkcs11::KeySigner;
+
+/// Opens a profile's key and a signer for it (the same as `token` does, PIN prompt included).
+pub type Opener = fn(&Profile) -> Result<KeySigner, crate::Error>;
+
+/// How the agent was started.
+pub struct Options {
+    /// `--config`, else the default config file.
+    pub config: Option<PathBuf>,
+    /// `--socket`, else `$XDG_RUNTIME_DIR/suitekey/agent.sock`.
+    pub socket: Option<PathBuf>,
+    /// Other users allowed to connect (`--allow-uid`).
+    pub allow_uids: Vec<u32>,
+    /// `--module` / `SUITEKEY_MODULE`, for key URIs that name no module.
+    pub module: Option<PathBuf>,
+    /// How a profile's key is opened.
+    pub open: Opener,
+}
+
+/// The profiles being served, by name.
+pub type ProfileMap = BTreeMap<String, Arc<Served>>;
+
+/// A profile in service (or failed, with the reason).
+pub struct Served {
+    /// The profile's name.
+    pub name: String,
+    table: ProfileTable,
+    /// Its counters.
+    pub metrics: Arc<ProfileMetrics>,
+    /// The key URI, without secrets, once the profile resolved.
+    pub key: Option<String>,
+    /// The algorithm it signs with, once known.
+    pub alg: Option<Alg>,
+    /// The certificate id it sends as `kid`.
+    pub certificate_id: Option<CertificateId>,
+    /// The certificate with that id, when the token holds it (for its expiry).
+    pub certificate: Option<Certificate>,
+    /// Its token cache, or why it has none.
+    pub state: Result<Active, Failure>,
+}
+
+impl Served {
+    /// Days until the profile's certificate expires, when the token holds it.
+    pub fn certificate_days_left(&self, now: SystemTime) -> Option<i64> {
+        self.certificate.as_ref().map(|c| c.days_left(now))
+    }
+}
+
+/// A working profile: its cache, and the renewal task that is stopped with it.
+pub struct Active {
+    /// The token cache.
+    pub cache: Arc<TokenCache>,
+    renewal: tokio::task::AbortHandle,
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.renewal.abort();
+    }
+}
+
+/// The config file the agent serves: `--config`, else the default one, which must exist.
+pub fn load_config(path: Option<&Path>) -> Result<Config, Error> {
+    Config::open(path)?.ok_or_else(|| {
+        Error::NoConfig(Config::default_path().map_or_else(
+            || "~/.config/suitekey/config.toml".into(),
+            |p| p.display().to_string(),
+        ))
+    })
+}
+
+/// Opens every profile of `config`, reusing those of `previous` that are unchanged and working
+/// (their sessions and cached tokens survive a reload). Blocking: PINs may be prompted for.
+pub fn open_all(
+    config: &Config,
+    previous: &ProfileMap,
+    options: &Options,
+    runtime: &tokio::runtime::Handle,
+) -> ProfileMap {
+    let mut served = ProfileMap::new();
+    for name in config.profile_names() {
+        let Ok(table) = config.profile(name) else {
+            continue;
+        };
+        let entry = match previous.get(name) {
+            Some(prev) if prev.table == *table && prev.state.is_ok() => Arc::clone(prev),
+            _ => Arc::new(open_one(name, table, options, runtime)),
+        };
+        served.insert(name.to_owned(), entry);
+    }
+    served
+}
+
+fn open_one(
+    name: &str,
+    table: &ProfileTable,
+    options: &Options,
+    runtime: &tokio::runtime::Handle,
+) -> Served {
+    let mut served = Served {
+        name: name.to_owned(),
+        table: table.clone(),
+        metrics: Arc::default(),
+        key: None,
+        alg: None,
+        certificate_id: None,
+        certificate: None,
+        state: Err(Failure {
+            kind: FailureKind::Config,
+            message: "not opened yet".into(),
+        }),
+    };
+    let overrides = ProfileOverrides {
+        module: options.module.clone(),
+        ..ProfileOverrides::default()
+    };
+    served.state = config::resolve(Some(table), overrides)
+        .map_err(|e| failure(FailureKind::Config, &e))
+        .and_then(|profile| activate(&mut served, &profile, options, runtime));
+    match &served.state {
+        Ok(_) => tracing::info!(profile = name, "profile ready"),
+        Err(f) => tracing::error!(profile = name, "profile not served: {}", f.message),
+    }
+    served
+}
+
+fn failure(kind: FailureKind, e: &dyn std::error::Error) -> Failure {
+    Failure {
+        kind,
+        message: chain(e),
+    }
+}
+
+fn activate(
+    served: &mut Served,
+    profile: &Profile,
+    options: &Options,
+    runtime: &tokio::runtime::Handle,
+) -> Result<Active, Failure> {
+    served.key = Some(profile.key.redacted());
+    served.certificate_id = Some(profile.certificate_id.clone());
+    served.alg = profile.alg;
+    let context = profile
+        .exchange_context()
+        .map_err(|e| failure(FailureKind::Config, &e))?;
+    let (signer, opened) = SignerHandle::spawn(
+        &served.name,
+        profile.clone(),
+        options.open,
+        Arc::clone(&served.metrics),
+    )
+    .map_err(|e| {
+        let kind = match e.exit_code() {
+            EXIT_PIN => FailureKind::Pin,
+            EXIT_USAGE => FailureKind::Config,
+            _ => FailureKind::Token,
+        };
+        failure(kind, &e)
+    })?;
+    served.alg = Some(opened.alg);
+    served.certificate = opened.certificate;
+    let client = TokenClient::new(ClientOptions {
+        // Plain http is only ever loopback (TokenUrl refuses anything else): never via a proxy.
+        use_proxy: context.token_url.url().scheme() == "https",
+        ..ClientOptions::default()
+    })
+    .map_err(|e| failure(FailureKind::Upstream, &e))?;
+    let request = AssertionRequest {
+        client_id: profile.client_id.clone(),
+        certificate_id: profile.certificate_id.clone(),
+        token_url: context.token_url.clone(),
+        scopes: profile.scopes.clone(),
+        lifetime: Lifetime::default(),
+    };
+    let cache = Arc::new(TokenCache::new(Fetcher {
+        name: served.name.clone(),
+        client,
+        context,
+        request,
+        signer,
+        metrics: Arc::clone(&served.metrics),
+    }));
+    let renewal = runtime
+        .spawn(Arc::clone(&cache).keep_fresh())
+        .abort_handle();
+    Ok(Active { cache, renewal })
+}

@@ -1,0 +1,189 @@
+//! Signing workers: each profile's key, with its PKCS#11 session, is owned by one blocking
+//! thread (cryptoki sessions are `Send`, not `Sync`); async code sends it assertion requests.
+//!
+//! When the token loses the session (`CKR_SESSION_HANDLE_INVALID`, `CKR_USER_NOT_LOGGED_IN`,
+//! `CKR_DEVICE_REMOVED`, … see [`crate::pkcs11::Error::is_session_lost`]) the worker opens a new
+//! one, logs in once with the PIN it was started with, and retries that signature once. A refused PIN stops the worker for good: tokens lock
+//! after a few wrong PINs, so it is never tried again.
+
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::SystemTime;
+
+use tokio::sync::oneshot;
+
+use super::metrics::ProfileMetrics;
+use super::profiles::Opener;
+use crate::cert::Certificate;
+use crate::config::Profile;
+use crate::jose::{Alg, JwsError, Signer as _};
+use crate::netsuite::{AssertionError, AssertionRequest, CertificateId, ClientAssertion};
+use crate::pkcs11::{self, KeySigner};
+
+/// Why a worker could not sign.
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    /// The token (or the assertion around the signature) failed.
+    #[error(transparent)]
+    Assertion(#[from] AssertionError<pkcs11::Error>),
+    /// An earlier PIN refusal stopped this profile; the PIN is not tried again.
+    #[error(
+        "this profile is stopped: {0}; fix the PIN source, then reload the agent (SIGHUP) or restart it"
+    )]
+    Stopped(String),
+    /// The worker thread is gone (it panicked, or the agent is shutting down).
+    #[error("the signing worker of this profile has stopped; restart the agent")]
+    WorkerGone,
+}
+
+impl SignError {
+    /// The PKCS#11 error underneath, if any.
+    pub fn pkcs11(&self) -> Option<&pkcs11::Error> {
+        match self {
+            SignError::Assertion(AssertionError::Jws(JwsError::Sign(e))) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Whether a PIN problem is the cause (so the client's exit code says so).
+    pub fn is_pin(&self) -> bool {
+        matches!(self, SignError::Stopped(_)) || self.pkcs11().is_some_and(is_pin_error)
+    }
+}
+
+fn is_pin_error(e: &pkcs11::Error) -> bool {
+    use pkcs11::Error as E;
+    matches!(
+        e,
+        E::Pin(_) | E::PinIncorrect { .. } | E::PinLocked { .. } | E::PinRefused { .. }
+    )
+}
+
+struct Job {
+    request: AssertionRequest,
+    reply: oneshot::Sender<Result<ClientAssertion, SignError>>,
+}
+
+/// A handle to one profile's signing worker; the worker ends when every handle is dropped.
+#[derive(Clone)]
+pub struct SignerHandle {
+    jobs: mpsc::Sender<Job>,
+}
+
+/// What the worker found when it opened the key.
+pub struct Opened {
+    /// The algorithm it signs with.
+    pub alg: Alg,
+    /// The token's certificate whose id is the profile's `kid`, if the token holds it.
+    pub certificate: Option<Certificate>,
+}
+
+impl SignerHandle {
+    /// Starts the worker thread, which opens the profile's key with `open` (logging in, with a
+    /// PIN prompt if need be) and then owns it; returns once the key is open or has failed, so
+    /// that prompts come one at a time.
+    pub fn spawn(
+        name: &str,
+        profile: Profile,
+        open: Opener,
+        metrics: Arc<ProfileMetrics>,
+    ) -> Result<(SignerHandle, Opened), crate::Error> {
+        let (jobs, queue) = mpsc::channel();
+        let (ready, opened) = mpsc::channel();
+        std::thread::Builder::new()
+            .name(format!("sign-{name}"))
+            .spawn(move || {
+                let signer = match open(&profile) {
+                    Ok(signer) => signer,
+                    Err(e) => {
+                        let _ = ready.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = ready.send(Ok(Opened {
+                    alg: signer.alg(),
+                    certificate: certificate_on_token(&signer, &profile.certificate_id),
+                }));
+                work(signer, &queue, &metrics);
+            })
+            .map_err(crate::Error::Runtime)?;
+        let gone = || {
+            crate::Error::Runtime(std::io::Error::other(
+                "the signing worker ended while opening the key",
+            ))
+        };
+        let opened = opened.recv().map_err(|_| gone())??;
+        Ok((SignerHandle { jobs }, opened))
+    }
+
+    /// Signs a client assertion for `request` in the token, waiting without blocking the
+    /// runtime.
+    pub async fn sign(&self, request: AssertionRequest) -> Result<ClientAssertion, SignError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job { request, reply })
+            .map_err(|_| SignError::WorkerGone)?;
+        answer.await.map_err(|_| SignError::WorkerGone)?
+    }
+}
+
+fn work(mut signer: KeySigner, queue: &mpsc::Receiver<Job>, metrics: &ProfileMetrics) {
+    let mut stopped: Option<String> = None;
+    while let Ok(job) = queue.recv() {
+        let result = match &stopped {
+            Some(reason) => Err(SignError::Stopped(reason.clone())),
+            None => sign_recovering(&mut signer, &job.request, metrics),
+        };
+        if let Err(e) = &result
+            && stopped.is_none()
+            && e.pkcs11().is_some_and(is_pin_error)
+        {
+            tracing::error!(key = signer.uri(), "{e}; this profile stops signing");
+            stopped = Some(e.to_string());
+        }
+        let _ = job.reply.send(result);
+    }
+}
+
+/// One signature; after a lost session, one reopen with one login and one more try.
+fn sign_recovering(
+    signer: &mut KeySigner,
+    request: &AssertionRequest,
+    metrics: &ProfileMetrics,
+) -> Result<ClientAssertion, SignError> {
+    metrics.signature();
+    match request.sign(&*signer, SystemTime::now()) {
+        Err(AssertionError::Jws(JwsError::Sign(e))) if e.is_session_lost() => {
+            tracing::warn!(
+                key = signer.uri(),
+                "the token lost the session ({e}); opening a new one and logging in again"
+            );
+            signer
+                .reopen()
+                .map_err(|e| SignError::Assertion(AssertionError::Jws(JwsError::Sign(e))))?;
+            metrics.session_reopened();
+            metrics.signature();
+            Ok(request.sign(&*signer, SystemTime::now())?)
+        }
+        other => Ok(other?),
+    }
+}
+
+/// The token's certificate whose id is the profile's `kid`, if the token holds it.
+fn certificate_on_token(signer: &KeySigner, id: &CertificateId) -> Option<Certificate> {
+    let values = match signer.certificates() {
+        Ok(values) => values,
+        Err(e) => {
+            tracing::debug!("cannot list the token's certificates: {e}");
+            return None;
+        }
+    };
+    let found = values
+        .iter()
+        .filter_map(|der| Certificate::from_bytes(der, "a certificate on the token").ok())
+        .find(|c| c.certificate_id() == *id);
+    if found.is_none() {
+        tracing::info!(key = signer.uri(), certificate_id = %id, "the token holds no certificate with the profile's certificate id; its expiry is not watched");
+    }
+    found
+}

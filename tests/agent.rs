@@ -1,0 +1,714 @@
+//! `suitekey agent` end to end: a child process on its own SoftHSM2 token copy and socket,
+//! exchanging assertions at its own emulator (`suitekey emulate`), asked by raw HTTP/1.1 over
+//! the Unix socket, by curl, and by `suitekey token`/`exec` through SUITEKEY_AUTH_SOCK.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use common::agent::{Agent, http_get};
+use common::emulator::Emulator;
+use common::{PIN, fixture, suitekey_with_conf, texts};
+use serde_json::Value;
+
+const CLIENT: &str = "161c761646ff925cafb93a8de1b5a06be9be365f994d446c62c02e53dae488cf";
+const ACCOUNT: &str = "1234567";
+const CATALOG: &str = "/services/rest/record/v1/metadata-catalog";
+const TOKEN_PATH: &str = "/v1/profiles/prod/token";
+
+/// A token copy for one agent, with a certificate for the `p256` key stored on it (so the
+/// agent can watch its expiry) and written to a file for the emulator.
+struct Setup {
+    conf: PathBuf,
+    pem: PathBuf,
+    kid: String,
+    dir: tempfile::TempDir,
+}
+
+fn setup() -> Setup {
+    let f = fixture();
+    let conf = f.token_copy(None);
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");
+    let pem = dir.path().join("p256.pem");
+    let out = suitekey_with_conf(&conf)
+        .args([
+            "cert",
+            "--replace",
+            "--force",
+            "--key",
+            &f.uri("p256"),
+            "--out",
+        ])
+        .arg(&pem)
+        .output()
+        .expect("run cert");
+    let (kid, stderr) = texts(&out);
+    assert!(out.status.success(), "cert: {stderr}");
+    Setup {
+        conf,
+        pem,
+        kid: kid.trim().to_owned(),
+        dir,
+    }
+}
+
+impl Setup {
+    fn emulator(&self, listen: &str, flags: &[&str]) -> Emulator {
+        let spec = format!(
+            "client-id={CLIENT},cert={},account={ACCOUNT}",
+            self.pem.display()
+        );
+        let mut args = vec!["--register", &spec];
+        args.extend_from_slice(flags);
+        Emulator::start_on(listen, &args)
+    }
+
+    /// Writes a config with these (profile, key URI) pairs, all using the emulator at `url`.
+    fn config(&self, url: &str, profiles: &[(&str, &str)]) -> PathBuf {
+        let mut text = String::new();
+        for (name, key) in profiles {
+            text.push_str(&format!(
+                "[profiles.{name}]\nkey = \"{key}\"\nclient-id = \"{CLIENT}\"\ncertificate-id = \"{}\"\naccount = \"{ACCOUNT}\"\ntoken-url = \"{url}\"\n\n",
+                self.kid
+            ));
+        }
+        let path = self.dir.path().join("config.toml");
+        std::fs::write(&path, text).expect("write config");
+        path
+    }
+
+    /// An agent serving profile `prod` (the p256 key) against `emu`.
+    fn agent(&self, emu: &Emulator) -> Agent {
+        let config = self.config(&emu.token_url(), &[("prod", &fixture().uri("p256"))]);
+        Agent::start(&self.conf, &config, &[], &[])
+    }
+}
+
+fn stats(emu: &Emulator) -> Value {
+    let out = Command::new("curl")
+        .args(["-s", &format!("{}/_emulator/stats", emu.base)])
+        .output()
+        .expect("curl");
+    serde_json::from_slice(&out.stdout).expect("stats JSON")
+}
+
+/// Whether the emulator accepts `token` for its protected resource.
+fn opens_catalog(emu: &Emulator, token: &str) -> bool {
+    let out = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+        .args(["-H", &format!("Authorization: Bearer {token}")])
+        .arg(format!("{}{CATALOG}", emu.base))
+        .output()
+        .expect("curl");
+    out.stdout == b"200"
+}
+
+fn token_of(body: &str) -> String {
+    let json: Value = serde_json::from_str(body).unwrap_or_else(|_| panic!("JSON: {body}"));
+    json["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_owned()
+}
+
+/// The value of a metric line `name{labels} value`, if present.
+fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+}
+
+fn burst(socket: &Path, n: usize) -> Vec<(u16, String)> {
+    let barrier = Arc::new(Barrier::new(n));
+    let threads: Vec<_> = (0..n)
+        .map(|_| {
+            let (barrier, socket) = (Arc::clone(&barrier), socket.to_owned());
+            std::thread::spawn(move || {
+                barrier.wait();
+                http_get(&socket, TOKEN_PATH)
+            })
+        })
+        .collect();
+    threads
+        .into_iter()
+        .map(|t| t.join().expect("client thread"))
+        .collect()
+}
+
+#[test]
+fn two_hundred_concurrent_cold_requests_share_one_exchange_and_then_the_cache() {
+    let s = setup();
+    let emu = s.emulator("127.0.0.1:0", &[]);
+    let agent = s.agent(&emu);
+    assert_eq!(agent.json("/v1/health")["status"], "ok");
+
+    let first = burst(&agent.socket, 200);
+    assert!(
+        first.iter().all(|(status, _)| *status == 200),
+        "{:?}",
+        first[0]
+    );
+    let token = token_of(&first[0].1);
+    assert!(
+        first.iter().all(|(_, body)| token_of(body) == token),
+        "200 identical tokens"
+    );
+    assert_eq!(
+        stats(&emu)["token_requests"],
+        1,
+        "exactly one upstream exchange"
+    );
+    assert!(opens_catalog(&emu, &token));
+
+    let second = burst(&agent.socket, 200);
+    assert!(
+        second
+            .iter()
+            .all(|(s, b)| *s == 200 && token_of(b) == token)
+    );
+    assert_eq!(
+        stats(&emu)["token_requests"],
+        1,
+        "the second burst is served from the cache"
+    );
+
+    let json: Value = serde_json::from_str(&first[0].1).unwrap();
+    assert_eq!(json["token_type"], "Bearer");
+    let expires_in = json["expires_in"].as_u64().expect("expires_in");
+    assert!((3500..=3600).contains(&expires_in), "{json}");
+
+    let (_, metrics) = agent.get("/metrics");
+    let p = "{profile=\"prod\"}";
+    assert_eq!(
+        metric(&metrics, &format!("suitekey_agent_tokens_issued_total{p}")),
+        Some(400.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            &format!("suitekey_agent_upstream_exchanges_total{p}")
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&metrics, &format!("suitekey_agent_signatures_total{p}")),
+        Some(1.0)
+    );
+    assert!(metric(&metrics, &format!("suitekey_agent_cache_hits_total{p}")) >= Some(200.0));
+    let days = metric(
+        &metrics,
+        &format!("suitekey_agent_certificate_days_left{p}"),
+    );
+    assert!(
+        days.is_some_and(|d| (728.0..=730.0).contains(&d)),
+        "{metrics}"
+    );
+
+    let profiles = agent.json("/v1/profiles");
+    let prod = &profiles["profiles"][0];
+    assert_eq!(prod["name"], "prod");
+    assert_eq!(prod["alg"], "ES256");
+    assert_eq!(prod["status"], "ok");
+    assert_eq!(prod["certificate_id"], s.kid.as_str());
+    assert!(prod["key"].as_str().unwrap().starts_with("pkcs11:token="));
+    assert!(prod["token_expires_at"].as_str().unwrap().ends_with('Z'));
+
+    let log = agent.stderr();
+    assert!(
+        !log.contains(PIN) && !log.contains(&token),
+        "no PIN or token in the log"
+    );
+}
+
+#[test]
+fn the_api_answers_unknown_profiles_and_bad_paths_with_json_errors() {
+    let s = setup();
+    let emu = s.emulator("127.0.0.1:0", &[]);
+    let agent = s.agent(&emu);
+    let (status, body) = agent.get("/v1/profiles/nope/token");
+    assert_eq!(status, 404, "{body}");
+    let json: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["error"], "unknown_profile");
+    assert!(
+        json["message"].as_str().unwrap().contains("known: prod"),
+        "{json}"
+    );
+    for path in ["/", "/v1/nothing", "/v1/profiles/prod/token/extra"] {
+        let (status, body) = agent.get(path);
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(
+            serde_json::from_str::<Value>(&body).unwrap()["error"],
+            "bad_request"
+        );
+    }
+    assert_eq!(stats(&emu)["token_requests"], 0);
+}
+
+#[test]
+fn token_and_exec_ask_the_agent_when_suitekey_auth_sock_is_set() {
+    let s = setup();
+    let emu = s.emulator("127.0.0.1:0", &[]);
+    let agent = s.agent(&emu);
+    let config = s.dir.path().join("config.toml");
+    let served = token_of(&agent.get(TOKEN_PATH).1);
+
+    // A client on another token copy: it never touches a token while the agent answers.
+    let client = || {
+        let mut cmd = suitekey_with_conf(&fixture().token_copy(None));
+        cmd.env("SUITEKEY_AUTH_SOCK", &agent.socket)
+            .arg("--config")
+            .arg(&config);
+        cmd
+    };
+    let out = client()
+        .args(["--profile", "prod", "token"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stdout.trim_end(), served);
+
+    let out = client()
+        .args([
+            "--profile",
+            "prod",
+            "exec",
+            "--",
+            "sh",
+            "-c",
+            "printf %s \"$NETSUITE_ACCESS_TOKEN\"",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(texts(&out).0, served);
+    assert_eq!(stats(&emu)["token_requests"], 1);
+
+    // --no-agent signs and exchanges here: a new token.
+    let out = client()
+        .args(["--profile", "prod", "token", "--no-agent"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_ne!(stdout.trim_end(), served);
+    assert_eq!(stats(&emu)["token_requests"], 2);
+
+    // Agent errors keep the command's exit codes; an agent that is not there is 7.
+    let out = client()
+        .args(["--profile", "nope", "token"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", texts(&out).1);
+    assert!(texts(&out).1.contains("no profile 'nope'"));
+    let out = client().args(["token"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        texts(&out).1.contains("--profile NAME"),
+        "{}",
+        texts(&out).1
+    );
+    let gone = agent.dir.path().join("gone.sock");
+    let out = client()
+        .env("SUITEKEY_AUTH_SOCK", &gone)
+        .args(["--profile", "prod", "token"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(7), "{stderr}");
+    assert!(stdout.is_empty());
+    assert!(
+        stderr.contains(&gone.display().to_string()) && stderr.contains("suitekey agent"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn tokens_are_renewed_ahead_of_expiry_and_no_client_gets_an_expired_one() {
+    let s = setup();
+    let emu = s.emulator("127.0.0.1:0", &["--token-lifetime", "6"]);
+    let agent = s.agent(&emu);
+    // token → (first seen, expiry estimated from expires_in at first sight)
+    let mut seen: HashMap<String, (Instant, Instant)> = HashMap::new();
+    let mut order = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(15) {
+        let (status, body) = agent.get(TOKEN_PATH);
+        assert_eq!(status, 200, "{body}");
+        let json: Value = serde_json::from_str(&body).unwrap();
+        let expires_in = json["expires_in"].as_u64().unwrap();
+        assert!(
+            expires_in >= 1,
+            "a token about to expire was handed out: {json}"
+        );
+        let token = token_of(&body);
+        if !seen.contains_key(&token) {
+            let now = Instant::now();
+            assert!(
+                opens_catalog(&emu, &token),
+                "a fresh token is accepted upstream"
+            );
+            seen.insert(token.clone(), (now, now + Duration::from_secs(expires_in)));
+            order.push(token);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        order.len() >= 3,
+        "renewed at least twice in 15 s: {}",
+        order.len()
+    );
+    for pair in order.windows(2) {
+        let (_, old_expiry) = seen[&pair[0]];
+        let (new_seen, _) = seen[&pair[1]];
+        assert!(
+            new_seen < old_expiry,
+            "the next token was there before the old one expired"
+        );
+    }
+    let issued = stats(&emu)["tokens_issued"].as_u64().unwrap();
+    assert!(
+        issued as usize <= order.len() + 1,
+        "no renewal storm: {issued} for {}",
+        order.len()
+    );
+}
+
+#[test]
+fn an_upstream_outage_serves_the_cached_token_and_shows_in_metrics_and_logs() {
+    let s = setup();
+    // Renewal is due 4-5 s before expiry; a failed exchange (3 attempts) takes up to 1.5 s.
+    let emu = s.emulator("127.0.0.1:0", &["--token-lifetime", "16"]);
+    let listen = emu.base.trim_start_matches("http://").to_owned();
+    let agent = s.agent(&emu);
+    let token = token_of(&agent.get(TOKEN_PATH).1);
+    let got_at = Instant::now();
+
+    // The same endpoint now fails every request.
+    drop(emu);
+    let _down = s.emulator(&listen, &["--fail-first", "100000"]);
+    let mut failures = None;
+    while failures.is_none() {
+        assert!(
+            got_at.elapsed() < Duration::from_secs(14),
+            "no failure counted: {}",
+            agent.stderr()
+        );
+        let (status, body) = agent.get(TOKEN_PATH);
+        assert_eq!(status, 200, "the cached token is still served: {body}");
+        assert_eq!(token_of(&body), token);
+        let (_, metrics) = agent.get("/metrics");
+        failures = metric(
+            &metrics,
+            "suitekey_agent_upstream_failures_total{profile=\"prod\",code=\"server_error\"}",
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        failures >= Some(1.0),
+        "renewal failures are counted by code"
+    );
+    assert!(
+        agent.stderr().contains("server_error"),
+        "and logged: {}",
+        agent.stderr()
+    );
+    let (status, body) = agent.get(TOKEN_PATH);
+    assert_eq!(
+        (status, token_of(&body)),
+        (200, token.clone()),
+        "still served after the failure"
+    );
+
+    // Once the cached token has expired, the failure reaches the client.
+    std::thread::sleep(Duration::from_secs(16).saturating_sub(got_at.elapsed()));
+    let (status, body) = agent.get(TOKEN_PATH);
+    assert_eq!(status, 502, "{body}");
+    let json: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["error"], "upstream");
+    assert!(
+        json["message"].as_str().unwrap().contains("server_error"),
+        "{json}"
+    );
+}
+
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+fn as_nobody_curl(socket: &Path) -> std::process::Output {
+    Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "curl",
+            "-s",
+            "-w",
+            "\n%{http_code}",
+        ])
+        .arg("--unix-socket")
+        .arg(socket)
+        .arg("http://localhost/v1/health")
+        .output()
+        .expect("setpriv curl")
+}
+
+#[test]
+fn other_users_cannot_connect_and_are_refused_by_uid_unless_allowed() {
+    use std::os::unix::fs::PermissionsExt as _;
+    if !is_root() {
+        eprintln!("skipped: needs root to run a client as another user (setpriv)");
+        return;
+    }
+    let s = setup();
+    let emu = s.emulator("127.0.0.1:0", &[]);
+    let agent = s.agent(&emu);
+    // The socket's directory is 0700: another user cannot even reach the socket.
+    let out = as_nobody_curl(&agent.socket);
+    assert!(
+        !out.status.success(),
+        "connect refused by the directory's mode"
+    );
+
+    // Opened up on purpose: the peer uid check answers 403 and logs it.
+    let open_up = |agent: &Agent| {
+        let chmod = |p: &Path, mode| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
+        };
+        chmod(agent.dir.path(), 0o711);
+        chmod(&agent.socket, 0o666);
+    };
+    open_up(&agent);
+    let out = as_nobody_curl(&agent.socket);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.ends_with("\n403"), "{text}");
+    assert!(text.contains("\"forbidden\""), "{text}");
+    assert!(
+        agent
+            .stderr()
+            .contains("refused a connection from another user"),
+        "{}",
+        agent.stderr()
+    );
+    // The agent's own user still gets in.
+    assert_eq!(agent.json("/v1/health")["status"], "ok");
+
+    let config = s.dir.path().join("config.toml");
+    let allowing = Agent::start(&s.conf, &config, &["--allow-uid", "65534"], &[]);
+    open_up(&allowing);
+    let out = as_nobody_curl(&allowing.socket);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.ends_with("\n200"), "{text}");
+}
+
+#[test]
+fn sighup_adds_a_profile_keeping_cached_tokens_and_sigterm_removes_the_socket() {
+    let s = setup();
+    let emu = s.emulator("127.0.0.1:0", &[]);
+    let mut agent = s.agent(&emu);
+    let token = token_of(&agent.get(TOKEN_PATH).1);
+    assert_eq!(stats(&emu)["token_requests"], 1);
+
+    let key = fixture().uri("p256");
+    s.config(&emu.token_url(), &[("prod", &key), ("added", &key)]);
+    agent.signal("HUP");
+    let start = Instant::now();
+    while agent.json("/v1/profiles")["profiles"]
+        .as_array()
+        .unwrap()
+        .len()
+        < 2
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "reload: {}",
+            agent.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        token_of(&agent.get(TOKEN_PATH).1),
+        token,
+        "unchanged profile keeps its token"
+    );
+    assert_eq!(stats(&emu)["token_requests"], 1);
+    let (status, body) = agent.get("/v1/profiles/added/token");
+    assert_eq!(status, 200, "{body}");
+    assert!(opens_catalog(&emu, &token_of(&body)));
+
+    // A config that no longer parses changes nothing.
+    std::fs::write(s.dir.path().join("config.toml"), "not toml [").unwrap();
+    agent.signal("HUP");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(agent.json("/v1/health")["profiles"], 2);
+    assert!(
+        agent.stderr().contains("reload failed"),
+        "{}",
+        agent.stderr()
+    );
+
+    agent.signal("TERM");
+    let status = agent.wait_exit(Duration::from_secs(10));
+    assert!(status.success(), "{status:?}: {}", agent.stderr());
+    assert!(!agent.socket.exists(), "socket removed");
+}
+
+#[test]
+fn a_live_agent_is_not_replaced_but_a_stale_socket_is() {
+    let s = setup();
+    let emu = s.emulator("127.0.0.1:0", &[]);
+    let agent = s.agent(&emu);
+    let config = s.dir.path().join("config.toml");
+    let out = suitekey_with_conf(&s.conf)
+        .arg("--config")
+        .arg(&config)
+        .args(["agent", "--socket"])
+        .arg(&agent.socket)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stdout.is_empty() && stderr.contains("already running"),
+        "{stderr}"
+    );
+    assert_eq!(
+        agent.json("/v1/health")["status"],
+        "ok",
+        "the first agent is untouched"
+    );
+
+    // A socket file left by a killed agent is replaced.
+    let stale = agent.dir.path().join("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    assert!(stale.exists());
+    let mut again = Agent::start_at(Some(&stale), &s.conf, &config, &[], &[]);
+    assert_eq!(again.json("/v1/health")["status"], "ok");
+    assert!(
+        again.stderr().contains("stale socket"),
+        "{}",
+        again.stderr()
+    );
+    again.signal("INT");
+    assert!(again.wait_exit(Duration::from_secs(10)).success());
+}
+
+#[test]
+fn a_wrong_pin_costs_one_login_stops_only_its_profile_and_is_never_retried() {
+    let s = setup();
+    let f = fixture();
+    let emu = s.emulator("127.0.0.1:0", &[]);
+    let spy = common::pkcs11_spy().display().to_string();
+    let wrong = s.dir.path().join("wrong.pin");
+    std::fs::write(&wrong, "not-the-PIN-31415\n").unwrap();
+    let broken = format!(
+        "pkcs11:token={};object=p256;type=private?module-path={spy}&pin-source=file:{}",
+        common::TOKEN,
+        wrong.display()
+    );
+    // "broken" is opened before "prod" (names in order): its C_Login is the token's first.
+    let config = s.config(
+        &emu.token_url(),
+        &[("broken", &broken), ("prod", &f.uri("p256"))],
+    );
+    let log = s.dir.path().join("spy.log");
+    let module = common::module_path().display().to_string();
+    let log_text = log.display().to_string();
+    let agent = Agent::start(
+        &s.conf,
+        &config,
+        &[],
+        &[("PKCS11SPY", &module), ("PKCS11SPY_OUTPUT", &log_text)],
+    );
+    for _ in 0..3 {
+        let (status, body) = agent.get("/v1/profiles/broken/token");
+        assert_eq!(status, 503, "{body}");
+        let json: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(json["error"], "pin");
+        let message = json["message"].as_str().unwrap();
+        assert!(
+            message.contains("PIN rejected") && message.contains("not retried"),
+            "{message}"
+        );
+        assert!(!message.contains("not-the-PIN"), "the PIN is never shown");
+    }
+    let (status, body) = agent.get(TOKEN_PATH);
+    assert_eq!(status, 200, "the other profile works: {body}");
+    let profiles = agent.json("/v1/profiles");
+    assert_eq!(profiles["profiles"][0]["status"], "failed");
+    assert_eq!(profiles["profiles"][0]["error"]["error"], "pin");
+
+    let out = suitekey_with_conf(&f.token_copy(None))
+        .env("SUITEKEY_AUTH_SOCK", &agent.socket)
+        .arg("--config")
+        .arg(&config)
+        .args(["--profile", "broken", "token"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", texts(&out).1);
+
+    let calls = std::fs::read_to_string(&log).expect("pkcs11-spy log");
+    assert_eq!(
+        calls.matches("C_Login").count(),
+        1,
+        "exactly one login attempt"
+    );
+    assert!(calls.contains("CKR_PIN_INCORRECT"));
+    assert!(
+        agent.stderr().contains("PIN rejected"),
+        "{}",
+        agent.stderr()
+    );
+    assert!(!agent.stderr().contains("not-the-PIN"));
+}
+
+#[test]
+fn a_signer_whose_token_was_logged_out_reopens_its_session_and_logs_in_again() {
+    use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+    use suitekey::jose::JwsError;
+    use suitekey::netsuite::{AccountId, AssertionError, AssertionRequest};
+    // In this process, on this process's own token: no other test here uses it after setup.
+    let f = fixture();
+    let request = AssertionRequest {
+        client_id: CLIENT.parse().unwrap(),
+        certificate_id: "kid-1".parse().unwrap(),
+        token_url: ACCOUNT.parse::<AccountId>().unwrap().token_url().unwrap(),
+        scopes: Default::default(),
+        lifetime: Default::default(),
+    };
+    let uri: suitekey::pkcs11::Pkcs11Uri = f.uri("p256").parse().unwrap();
+    let mut signer = suitekey::pkcs11::Key::open(&uri, None)
+        .and_then(|k| k.signer(suitekey::jose::Alg::ES256))
+        .expect("open p256");
+    let signs = |signer: &suitekey::pkcs11::KeySigner| {
+        let jws = request.sign(signer, std::time::SystemTime::now())?.jws;
+        common::verify(&common::decode_jws(&jws), &f.public_key(0x01)).expect("verifies");
+        Ok::<_, AssertionError<suitekey::pkcs11::Error>>(())
+    };
+    signs(&signer).expect("first signature");
+
+    // Something else in the process logs the token out (login state is shared by all sessions).
+    let ctx = Pkcs11::new(common::module_path()).unwrap();
+    let _ = ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
+    let slot = ctx
+        .get_slots_with_token()
+        .unwrap()
+        .into_iter()
+        .find(|s| ctx.get_token_info(*s).unwrap().label().trim_end() == common::TOKEN)
+        .expect("fixture slot");
+    ctx.open_ro_session(slot).unwrap().logout().unwrap();
+
+    match signs(&signer) {
+        Err(AssertionError::Jws(JwsError::Sign(e))) => {
+            assert!(e.is_session_lost(), "a lost session is recognized: {e}")
+        }
+        other => panic!("signing on a closed session: {other:?}"),
+    }
+    signer.reopen().expect("new session, one login");
+    signs(&signer).expect("signs again after reopening");
+}

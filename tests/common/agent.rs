@@ -1,0 +1,169 @@
+//! A `suitekey agent` child process for tests, on its own socket in a short temp dir (a Unix
+//! socket path must fit in 108 bytes), plus a raw HTTP/1.1 client over the socket.
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `suitekey agent`; killed by PID when dropped.
+pub struct Agent {
+    /// The agent process.
+    pub child: Child,
+    /// The socket it printed.
+    pub socket: PathBuf,
+    _stdout: BufReader<ChildStdout>,
+    stderr: PathBuf,
+    /// The socket's directory (and the agent's log).
+    pub dir: tempfile::TempDir,
+}
+
+/// A short private directory under /tmp for a socket.
+pub fn socket_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("sk-")
+        .tempdir_in("/tmp")
+        .expect("temp dir in /tmp")
+}
+
+impl Agent {
+    /// Starts `suitekey --config CONFIG agent --socket DIR/agent.sock ARGS` against the
+    /// SoftHSM2 token of `softhsm_conf`, with `env` added, and waits for the socket path it
+    /// prints.
+    pub fn start(softhsm_conf: &Path, config: &Path, args: &[&str], env: &[(&str, &str)]) -> Agent {
+        Agent::start_at(None, softhsm_conf, config, args, env)
+    }
+
+    /// Like [`Agent::start`], on the socket `at` when given.
+    pub fn start_at(
+        at: Option<&Path>,
+        softhsm_conf: &Path,
+        config: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Agent {
+        let dir = socket_dir();
+        let socket = at.map_or_else(|| dir.path().join("agent.sock"), Path::to_owned);
+        let stderr = dir.path().join("agent.log");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_suitekey"));
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("SUITEKEY_") {
+                cmd.env_remove(name);
+            }
+        }
+        cmd.env("SOFTHSM2_CONF", softhsm_conf)
+            .env("RUST_LOG", "info,cryptoki=off")
+            .envs(env.iter().copied())
+            .arg("--config")
+            .arg(config)
+            .arg("agent")
+            .arg("--socket")
+            .arg(&socket)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).expect("agent log"));
+        let mut child = cmd.spawn().expect("start suitekey agent");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("read the socket path");
+        if line.is_empty() {
+            let _ = child.wait();
+            panic!(
+                "agent did not start: {}",
+                std::fs::read_to_string(&stderr).unwrap_or_default()
+            );
+        }
+        assert_eq!(
+            Path::new(line.trim_end()),
+            socket,
+            "stdout names the socket"
+        );
+        Agent {
+            child,
+            socket,
+            _stdout: stdout,
+            stderr,
+            dir,
+        }
+    }
+
+    /// `GET path` over the socket: (status, body).
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http_get(&self.socket, path)
+    }
+
+    /// `GET path`, expecting 200 and JSON.
+    pub fn json(&self, path: &str) -> serde_json::Value {
+        let (status, body) = self.get(path);
+        assert_eq!(status, 200, "{path}: {body}");
+        serde_json::from_str(&body).expect("JSON body")
+    }
+
+    /// What it logged so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Sends a signal (`HUP`, `TERM`, …) by PID.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args(["-s", name, &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -s {name}");
+    }
+
+    /// Waits for the agent to exit, at most `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "agent still running after {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `GET path` over the Unix socket at `socket` with a raw HTTP/1.1 request: (status, body).
+pub fn http_get(socket: &Path, path: &str) -> (u16, String) {
+    let mut stream = UnixStream::connect(socket)
+        .unwrap_or_else(|e| panic!("connect to {}: {e}", socket.display()));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read response");
+    parse_response(&response)
+}
+
+/// (status, body) of an HTTP/1.1 response with a Content-Length body.
+pub fn parse_response(response: &str) -> (u16, String) {
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {head:?}"));
+    (status, body.to_owned())
+}
