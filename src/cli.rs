@@ -204,7 +204,7 @@ pub struct AgentArgs {
     /// The socket to listen on [default: $XDG_RUNTIME_DIR/suitekey/agent.sock]; its directory is made 0700, the socket 0600.
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
-    /// Also serve this user id (repeatable); the agent's own uid is always served, others get 403.
+    /// Also serve this user id (repeatable; also `[agent] allowed-uids` in the config); the agent's own uid is always served, others get 403.
     #[arg(long = "allow-uid", value_name = "UID")]
     pub allow_uids: Vec<u32>,
     /// The PKCS#11 module.

@@ -2,7 +2,8 @@
 //! environment variables (which win) into one validated [`Profile`].
 //!
 //! The file is `$XDG_CONFIG_HOME/suitekey/config.toml` (else `~/.config/suitekey/config.toml`),
-//! or `--config FILE`, and holds only `[profiles.NAME]` tables:
+//! or `--config FILE`, and holds `[profiles.NAME]` tables and, for `suitekey agent`, an
+//! optional `[agent]` table:
 //!
 //! ```toml
 //! [profiles.prod]
@@ -14,6 +15,9 @@
 //! scope = ["restlets", "rest_webservices"]    # optional; "restlets,rest_webservices" too
 //! token-url = "https://…"                     # optional: default from the account
 //! module = "/usr/lib/softhsm/libsofthsm2.so"  # optional: when the key URI names none
+//!
+//! [agent]
+//! allowed-uids = [1001]                       # other users who may use the agent's socket
 //! ```
 //!
 //! The table is walked by hand rather than through `serde(deny_unknown_fields)` so that every
@@ -278,11 +282,16 @@ fn scope_list(items: &[toml::Value]) -> Option<String> {
     names.map(|n| n.join(","))
 }
 
-/// A loaded config file: its profiles by name.
+/// The keys an `[agent]` table may have (`allowed_uids` is accepted as spelled in the agent's
+/// issue; the file's other keys use hyphens).
+const AGENT_KEYS: &[&str] = &["allowed-uids", "allowed_uids"];
+
+/// A loaded config file: its profiles by name, and the agent's settings.
 #[derive(Clone, Debug)]
 pub struct Config {
     path: PathBuf,
     profiles: BTreeMap<String, ProfileTable>,
+    allowed_uids: Vec<u32>,
 }
 
 impl Config {
@@ -320,10 +329,15 @@ impl Config {
             problem,
         };
         let mut profiles = BTreeMap::new();
+        let mut allowed_uids = Vec::new();
         for (key, value) in &document {
+            if key == "agent" {
+                allowed_uids = agent_table(value).map_err(layout)?;
+                continue;
+            }
             let Some(tables) = value.as_table().filter(|_| key == "profiles") else {
                 return Err(layout(format!(
-                    "unexpected top-level key '{key}'; profiles go in [profiles.NAME] tables"
+                    "unexpected top-level key '{key}'; profiles go in [profiles.NAME] tables, the agent's settings in [agent]"
                 )));
             };
             for (name, table) in tables {
@@ -342,7 +356,13 @@ impl Config {
         Ok(Config {
             path: path.to_owned(),
             profiles,
+            allowed_uids,
         })
+    }
+
+    /// Other users' uids the `[agent]` table allows on the agent's socket (`allowed-uids`).
+    pub fn allowed_uids(&self) -> &[u32] {
+        &self.allowed_uids
     }
 
     /// The file this config was read from.
@@ -365,6 +385,34 @@ impl Config {
                 known: self.profiles.keys().cloned().collect(),
             })
     }
+}
+
+/// Reads the `[agent]` table: its `allowed-uids`, each a uid (a whole number up to 2^32 − 1).
+fn agent_table(value: &toml::Value) -> Result<Vec<u32>, String> {
+    let table = value
+        .as_table()
+        .ok_or("'agent' must be a table: [agent] with allowed-uids = [UID, …]")?;
+    let mut uids = Vec::new();
+    for (key, value) in table {
+        if !AGENT_KEYS.contains(&key.as_str()) {
+            return Err(format!(
+                "[agent]: unknown key '{key}' (known: allowed-uids)"
+            ));
+        }
+        let items = value
+            .as_array()
+            .ok_or("[agent]: allowed-uids must be a list of uids, e.g. allowed-uids = [1001]")?;
+        for item in items {
+            let uid = item
+                .as_integer()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| {
+                    format!("[agent]: allowed-uids has '{item}', which is not a uid (a whole number from 0 to 4294967295)")
+                })?;
+            uids.push(uid);
+        }
+    }
+    Ok(uids)
 }
 
 fn default_path_from(
@@ -763,6 +811,39 @@ scope = "suite_analytics, restlets"
             .unwrap_err()
             .to_string();
         assert!(err.contains("'profiles.prod' must be a table"), "{err}");
+    }
+
+    #[test]
+    fn the_agent_table_lists_allowed_uids_and_refuses_anything_else() {
+        let config = Config::parse(
+            &path(),
+            &format!("{FULL}\n[agent]\nallowed-uids = [1001, 0]\n"),
+        )
+        .unwrap();
+        assert_eq!(config.allowed_uids(), [1001, 0]);
+        assert_eq!(config.profile_names().count(), 2);
+        let issue_spelling = Config::parse(&path(), "[agent]\nallowed_uids = [7]\n").unwrap();
+        assert_eq!(issue_spelling.allowed_uids(), [7]);
+        assert!(
+            Config::parse(&path(), FULL)
+                .unwrap()
+                .allowed_uids()
+                .is_empty()
+        );
+        for (text, expected) in [
+            ("[agent]\nallowed-uids = [-1]\n", "'-1', which is not a uid"),
+            ("[agent]\nallowed-uids = [4294967296]\n", "not a uid"),
+            (
+                "[agent]\nallowed-uids = [\"alice\"]\n",
+                "\"alice\"', which is not a uid",
+            ),
+            ("[agent]\nallowed-uids = 1001\n", "must be a list of uids"),
+            ("[agent]\nsocket = \"/tmp/x\"\n", "unknown key 'socket'"),
+            ("agent = 1\n", "'agent' must be a table"),
+        ] {
+            let err = Config::parse(&path(), text).unwrap_err().to_string();
+            assert!(err.contains(expected), "{text}: {err}");
+        }
     }
 
     #[test]

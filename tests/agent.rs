@@ -498,7 +498,26 @@ fn other_users_cannot_connect_and_are_refused_by_uid_unless_allowed() {
     // The agent's own user still gets in.
     assert_eq!(agent.json("/v1/health")["status"], "ok");
 
+    // The config's [agent] allowed-uids, picked up on SIGHUP, lets the other user in.
     let config = s.dir.path().join("config.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("\n[agent]\nallowed-uids = [65534]\n");
+    std::fs::write(&config, text).unwrap();
+    agent.signal("HUP");
+    let start = Instant::now();
+    while !agent.stderr().contains("config reloaded") {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "{}",
+            agent.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = as_nobody_curl(&agent.socket);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.ends_with("\n200"), "{text}");
+    s.config(&emu.token_url(), &[("prod", &fixture().uri("p256"))]);
+
     let allowing = Agent::start(&s.conf, &config, &["--allow-uid", "65534"], &[]);
     open_up(&allowing);
     let out = as_nobody_curl(&allowing.socket);

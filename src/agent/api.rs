@@ -22,19 +22,27 @@ use serde_json::{Value, json};
 use super::cache::{Failure, FailureKind};
 use super::metrics;
 use super::profiles::{ProfileMap, Served};
+use super::socket::AllowedUids;
 use crate::cert::rfc3339;
 
 /// The state every route shares: the profiles being served (replaced whole on reload).
 pub struct Agent {
     profiles: RwLock<Arc<ProfileMap>>,
+    allowed: Arc<AllowedUids>,
 }
 
 impl Agent {
     /// An agent serving `profiles`.
-    pub fn new(profiles: ProfileMap) -> Agent {
+    pub fn new(profiles: ProfileMap, allowed: Arc<AllowedUids>) -> Agent {
         Agent {
             profiles: RwLock::new(Arc::new(profiles)),
+            allowed,
         }
+    }
+
+    /// The other users allowed on the socket (shared with the listener, updated on reload).
+    pub fn allowed(&self) -> &Arc<AllowedUids> {
+        &self.allowed
     }
 
     /// The profiles now served.

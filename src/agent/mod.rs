@@ -115,7 +115,9 @@ pub fn run(options: Options, out: &mut dyn Write) -> Result<(), Error> {
     // Opened before serving, outside any task: PIN prompts come here, one at a time.
     let served = profiles::open_all(&config, &Default::default(), &options, runtime.handle());
     drop(entered);
-    let agent = Arc::new(api::Agent::new(served));
+    let allowed = Arc::new(socket::AllowedUids::default());
+    allowed.set(&options.allow_uids, config.allowed_uids());
+    let agent = Arc::new(api::Agent::new(served, allowed));
     runtime.block_on(announce_and_serve(
         &agent,
         &options,
@@ -151,7 +153,7 @@ async fn announce_and_serve(
     out.flush().map_err(Error::Io)?;
     tracing::info!(socket = %socket_path.display(), profiles = agent.profile_count(), "agent listening");
     spawn_reloader(Arc::clone(agent), Arc::clone(options))?;
-    let listener = socket::PeerChecked::new(listener, &options.allow_uids);
+    let listener = socket::PeerChecked::new(listener, Arc::clone(agent.allowed()));
     axum::serve(listener, api::router(Arc::clone(agent)))
         .with_graceful_shutdown(shutdown)
         .await
@@ -176,7 +178,8 @@ fn shutdown_signal() -> Result<impl Future<Output = ()> + Send + 'static, Error>
 }
 
 /// On SIGHUP, reads the config again: new profiles are opened, changed ones reopened, removed
-/// ones dropped; unchanged ones keep their session and cached token. A config that cannot be
+/// ones dropped; unchanged ones keep their session and cached token; the allowed uids are
+/// replaced. A config that cannot be
 /// read leaves everything as it was.
 fn spawn_reloader(agent: Arc<api::Agent>, options: Arc<Options>) -> Result<(), Error> {
     use tokio::signal::unix::{SignalKind, signal};
@@ -191,6 +194,9 @@ fn spawn_reloader(agent: Arc<api::Agent>, options: Arc<Options>) -> Result<(), E
                 let config = profiles::load_config(options.config.as_deref())?;
                 let served = profiles::open_all(&config, &agent.profiles(), &options, &handle);
                 agent.replace(served);
+                agent
+                    .allowed()
+                    .set(&options.allow_uids, config.allowed_uids());
                 Ok::<_, Error>(())
             })
             .await;

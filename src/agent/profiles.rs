@@ -28,7 +28,7 @@ pub struct Options {
     pub config: Option<PathBuf>,
     /// `--socket`, else `$XDG_RUNTIME_DIR/suitekey/agent.sock`.
     pub socket: Option<PathBuf>,
-    /// Other users allowed to connect (`--allow-uid`).
+    /// Other users allowed to connect (`--allow-uid`; the config's `[agent] allowed-uids` adds to them).
     pub allow_uids: Vec<u32>,
     /// `--module` / `SUITEKEY_MODULE`, for key URIs that name no module.
     pub module: Option<PathBuf>,

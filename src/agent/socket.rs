@@ -9,6 +9,7 @@ use std::os::unix::fs::{
     DirBuilderExt as _, FileTypeExt as _, MetadataExt as _, PermissionsExt as _,
 };
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt as _;
@@ -113,29 +114,55 @@ fn remove_stale(path: &Path) -> Result<(), Error> {
     }
 }
 
+/// The other users allowed on the socket: `--allow-uid` flags and the config's `[agent]
+/// allowed-uids`, replaced when SIGHUP reloads the config.
+#[derive(Debug, Default)]
+pub struct AllowedUids(RwLock<Vec<u32>>);
+
+impl AllowedUids {
+    /// From now on, allows `flags` and `config` (the agent's own uid is always allowed).
+    pub fn set(&self, flags: &[u32], config: &[u32]) {
+        let mut uids: Vec<u32> = flags.iter().chain(config).copied().collect();
+        uids.sort_unstable();
+        uids.dedup();
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = uids;
+    }
+
+    fn contains(&self, uid: u32) -> bool {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&uid)
+    }
+}
+
 /// A Unix listener that hands axum only connections from allowed users: this process's uid
-/// and those given with `--allow-uid`. Others get a 403 and a log line.
+/// and the [`AllowedUids`]. Others get a 403 and a log line.
 pub struct PeerChecked {
     listener: UnixListener,
-    allowed: Vec<u32>,
+    own_uid: u32,
+    allowed: Arc<AllowedUids>,
 }
 
 impl PeerChecked {
-    /// Wraps `listener`; the agent's own uid is always allowed.
-    pub fn new(listener: UnixListener, extra_uids: &[u32]) -> PeerChecked {
-        let mut allowed = vec![rustix::process::getuid().as_raw()];
-        allowed.extend_from_slice(extra_uids);
-        PeerChecked { listener, allowed }
+    /// Wraps `listener`; the agent's own uid is always allowed, other users when `allowed`
+    /// lists them at the time they connect.
+    pub fn new(listener: UnixListener, allowed: Arc<AllowedUids>) -> PeerChecked {
+        PeerChecked {
+            listener,
+            own_uid: rustix::process::getuid().as_raw(),
+            allowed,
+        }
     }
 
     fn admits(&self, stream: &UnixStream) -> bool {
         match stream.peer_cred() {
-            Ok(cred) if self.allowed.contains(&cred.uid()) => true,
+            Ok(cred) if cred.uid() == self.own_uid || self.allowed.contains(cred.uid()) => true,
             Ok(cred) => {
                 tracing::warn!(
                     uid = cred.uid(),
                     pid = cred.pid(),
-                    "refused a connection from another user (403); allow it with --allow-uid if intended"
+                    "refused a connection from another user (403); allow it with --allow-uid or [agent] allowed-uids if intended"
                 );
                 false
             }
