@@ -158,6 +158,29 @@ impl TokenSummary {
     }
 }
 
+/// `C_GetInfo`'s answer, trimmed. Displays as `manufacturer description version (Cryptoki x.y)`.
+#[derive(Clone, Debug)]
+pub(crate) struct LibraryInfo {
+    /// The library's manufacturer.
+    pub manufacturer: String,
+    /// The library's description.
+    pub description: String,
+    /// The library's version.
+    pub version: String,
+    /// The Cryptoki version it implements.
+    pub cryptoki: String,
+}
+
+impl std::fmt::Display for LibraryInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} {} (Cryptoki {})",
+            self.manufacturer, self.description, self.version, self.cryptoki
+        )
+    }
+}
+
 impl Module {
     /// Loads and initializes the module at `path`, or returns the one this process already has.
     pub fn load(path: &Path) -> Result<Module, Error> {
@@ -196,30 +219,22 @@ impl Module {
 
     /// `manufacturer description version (Cryptoki x.y)`, for `list`.
     pub fn description(&self) -> Result<String, Error> {
-        let info = self
-            .ctx
-            .get_library_info()
-            .map_err(|e| self.call_err("C_GetInfo", &e))?;
-        Ok(format!(
-            "{} {} {} (Cryptoki {})",
-            info.manufacturer_id().trim_end(),
-            info.library_description().trim_end(),
-            info.library_version(),
-            info.cryptoki_version()
-        ))
+        Ok(self.library()?.to_string())
     }
 
-    /// `C_GetInfo`'s library manufacturer and description (trimmed): what identifies the
-    /// implementation behind the file.
-    pub(crate) fn library(&self) -> Result<(String, String), Error> {
+    /// What `C_GetInfo` says of the library: what identifies the implementation behind the
+    /// file.
+    pub(crate) fn library(&self) -> Result<LibraryInfo, Error> {
         let info = self
             .ctx
             .get_library_info()
             .map_err(|e| self.call_err("C_GetInfo", &e))?;
-        Ok((
-            info.manufacturer_id().trim_end().to_owned(),
-            info.library_description().trim_end().to_owned(),
-        ))
+        Ok(LibraryInfo {
+            manufacturer: info.manufacturer_id().trim_end().to_owned(),
+            description: info.library_description().trim_end().to_owned(),
+            version: info.library_version().to_string(),
+            cryptoki: info.cryptoki_version().to_string(),
+        })
     }
 
     /// Every slot, with its token if one is present.

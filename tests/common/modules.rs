@@ -61,7 +61,7 @@ pub const MODULES: [ModuleSpec; 3] = [
         rsa4096: Cell::Refused(&[
             "cannot generate RSA 4096 keys",
             "TPM2.0 Cryptoki",
-            "makes RSA keys of 1024 to 3072 bits only",
+            "makes RSA keys of 1024 to 3072 bits only; use --rsa-bits 3072 (the default) or another token",
         ]),
     },
     ModuleSpec {
