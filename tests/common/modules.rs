@@ -213,17 +213,20 @@ impl ModuleSpec {
         let pin_file = dir.join("user.pin");
         write_private(&pin_file, PIN);
         write_private(&dir.join("so.pin"), "matrix-SO-PIN-8812");
-        let out = Command::new("bash")
-            .arg(script(self.script))
-            .arg("start")
-            .arg(dir)
-            .arg(LABEL)
-            .env("CARGO_TARGET_DIR", target_dir())
-            // Daemons stop with this process even if it is killed before Drop runs.
-            .env("SUITEKEY_TOKEN_OWNER_PID", std::process::id().to_string())
-            .env_remove("SUITEKEY_MODULE")
-            .output()
-            .expect("run bash");
+        let (env, module) = self.start_in(dir);
+        ModuleToken {
+            spec: self,
+            daemons,
+            env,
+            module,
+            pin_file,
+        }
+    }
+
+    /// `start DIR LABEL` (panics, naming the module, when it fails): the environment it printed
+    /// and the module file.
+    fn start_in(&self, dir: &Path) -> (Vec<(String, String)>, PathBuf) {
+        let out = self.run_script(&["start".as_ref(), dir.as_os_str(), LABEL.as_ref()]);
         let (stdout, stderr) = super::texts(&out);
         assert!(
             out.status.success(),
@@ -238,13 +241,20 @@ impl ModuleSpec {
             .find(|(k, _)| k == "SUITEKEY_MODULE")
             .map(|(_, v)| PathBuf::from(v))
             .unwrap_or_else(|| panic!("{} printed no SUITEKEY_MODULE:\n{stdout}", self.script));
-        ModuleToken {
-            spec: self,
-            daemons,
-            env,
-            module,
-            pin_file,
-        }
+        (env, module)
+    }
+
+    /// `bash scripts/tokens/SCRIPT ARGS`, as the tests run it.
+    pub fn run_script(&self, args: &[&std::ffi::OsStr]) -> std::process::Output {
+        Command::new("bash")
+            .arg(script(self.script))
+            .args(args)
+            .env("CARGO_TARGET_DIR", target_dir())
+            // Daemons stop with this process even if it is killed before Drop runs.
+            .env("SUITEKEY_TOKEN_OWNER_PID", std::process::id().to_string())
+            .env_remove("SUITEKEY_MODULE")
+            .output()
+            .expect("run bash")
     }
 }
 
@@ -273,6 +283,13 @@ fn parse_exports(stdout: &str) -> Vec<(String, String)> {
 }
 
 impl ModuleToken {
+    /// Runs the script's `start` again on the same directory, as a user would after a reboot.
+    pub fn restart(&mut self) {
+        let (env, module) = self.spec.start_in(self.daemons.dir.path());
+        self.env = env;
+        self.module = module;
+    }
+
     /// The `suitekey` binary with this token's environment and no inherited SUITEKEY_* settings.
     pub fn suitekey(&self) -> assert_cmd::Command {
         let mut cmd = assert_cmd::Command::cargo_bin("suitekey").expect("suitekey binary");
