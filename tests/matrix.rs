@@ -282,6 +282,11 @@ fn check_mechanisms_listing(token: &ModuleToken) {
     let (code, stdout, stderr) = run(token, &["list", "--mechanisms", "--token", LABEL]);
     assert_eq!(code, 0, "{} list: {stderr}", spec.name);
     assert!(stdout.contains(&format!("token '{LABEL}'")), "{stdout}");
+    assert!(
+        !stdout.contains(['\0', '\u{fffd}']),
+        "{}: padding or invalid text in:\n{stdout}",
+        spec.name
+    );
     check_version(token, stdout.lines().next().unwrap_or_default());
     let yes = |c: &Cell| {
         if matches!(c, Cell::Works) {
