@@ -117,7 +117,7 @@ watch_owner() {
   [[ $owner =~ ^[0-9]+$ ]] || die "SUITEKEY_TOKEN_OWNER_PID is not a process id: '$owner'"
   # shellcheck disable=SC2016 # expanded by the watcher's own shell
   daemon watcher bash -c 'PROG=tpm2.sh; source "$1"; while alive "$2"; do sleep 1; done
-    stop_daemons "$3" "$4"' \
+    stop_daemons "$3" "$4"; rm -f -- "$4"' \
     _ "$REPO/scripts/tokens/lib.sh" "$owner" "$DIR" "$DIR/$((STARTED + 1))-watcher.pid"
 }
 
