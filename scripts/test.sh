@@ -26,6 +26,8 @@ step "install dependencies" bash scripts/install-deps.sh
 # the run; SUITEKEY_TEST_MODULES=softhsm2 (comma list) runs fewer locally.
 export SUITEKEY_TEST_MODULES=${SUITEKEY_TEST_MODULES:-softhsm2,tpm2,kryoptic}
 IFS=, read -ra modules <<<"$SUITEKEY_TEST_MODULES"
+# Printed, since under CI (CI set) tests/matrix.rs fails when one is left out.
+printf '==> token modules of the matrix: %s\n' "$SUITEKEY_TEST_MODULES"
 for module in "${modules[@]}"; do
   [[ -f scripts/tokens/$module.sh ]] || {
     printf 'test.sh: SUITEKEY_TEST_MODULES names "%s"; the modules are softhsm2, tpm2, kryoptic\n' "$module" >&2

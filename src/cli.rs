@@ -334,6 +334,10 @@ pub struct EmulateArgs {
     #[arg(long, value_name = "SECS", default_value_t = 3600, hide = true,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub token_lifetime: u64,
+    /// Shut down when stdin reaches end of file: a parent that holds the other end of a pipe
+    /// (a test harness) then takes the emulator with it even if it is killed outright.
+    #[arg(long, hide = true)]
+    pub exit_on_stdin_eof: bool,
 }
 
 /// `--module`: the PKCS#11 module to load when a key URI names none.

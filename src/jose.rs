@@ -98,6 +98,15 @@ impl Curve {
             Curve::P521 => 66,
         }
     }
+
+    /// The curve's size in bits, as PKCS#11 states EC key sizes.
+    pub fn bits(self) -> usize {
+        match self {
+            Curve::P256 => 256,
+            Curve::P384 => 384,
+            Curve::P521 => 521,
+        }
+    }
 }
 
 /// What kind of key a token holds, as far as NetSuite's rules care.

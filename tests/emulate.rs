@@ -718,6 +718,28 @@ fn run_emulate(args: &[&str]) -> (i32, String, String) {
     (out.status.code().unwrap(), stdout, stderr)
 }
 
+/// What makes the emulator go with a test process that is killed outright: the kernel closes
+/// the pipe on the emulator's stdin, as dropping our end does here.
+#[test]
+fn the_emulator_exits_when_the_pipe_on_its_stdin_closes() {
+    let keys = Keys::p256();
+    let mut emu = Emulator::with(&keys, &[]);
+    drop(emu.stdin.take());
+    // A deadline for a hang, not a measure of speed.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = emu.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the emulator still runs 30 s after its stdin closed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}: {}", emu.stderr());
+}
+
 #[test]
 fn a_non_loopback_listen_address_is_refused() {
     let keys = Keys::p256();

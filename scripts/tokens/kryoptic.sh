@@ -20,9 +20,13 @@ readonly CACHE MODULE=$CACHE/libkryoptic_pkcs11.so
 # The slot kryoptic's configuration gives the token.
 readonly SLOT=42
 
-# A digest of the module crate's sources: the cached module is rebuilt when they change.
+# A digest of every file of the module crate (names and contents; not a target/ inside it):
+# the cached module is rebuilt when any changes.
 crate_digest() {
-  cat -- "$CRATE/Cargo.toml" "$CRATE/Cargo.lock" "$CRATE/src/lib.rs" | sha256sum | cut -d' ' -f1
+  (
+    cd -- "$CRATE" &&
+      find . -path ./target -prune -o -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
+  ) | sha256sum | cut -d' ' -f1
 }
 
 # True when the cached module was built from the crate as it is now.
@@ -33,6 +37,8 @@ cached() {
 install_module() {
   need_packages opensc libclang-dev libssl-dev libsqlite3-dev pkg-config
   cached && return 0
+  ((CHECK_ONLY == 0)) ||
+    die "the kryoptic module in $CACHE is missing or older than $CRATE: run scripts/tokens/$PROG install"
   command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust with rustup (https://rustup.rs)"
   mkdir -p -- "$CACHE"
   # One build at a time (parallel test processes may all ask for the module).
@@ -51,8 +57,9 @@ install_module() {
   crate_digest >"$MODULE.digest"
 }
 
+# A token kept from an earlier start (DIR/token.sql) is reused; one with another label is never
+# overwritten.
 start_module() {
-  rm -f -- "$DIR/token.sql"
   : >"$DIR/setup.log"
   cat >"$DIR/token.conf" <<TOML
 [[slots]]
@@ -61,7 +68,13 @@ dbtype = "sqlite"
 dbargs = "$DIR/token.sql"
 TOML
   export KRYOPTIC_CONF=$DIR/token.conf
-  init_token "$MODULE" "$SLOT"
+  if ! token_listed "$MODULE"; then
+    local slots
+    slots=$(pkcs11-tool --module "$MODULE" --list-token-slots 2>>"$DIR/setup.log") || true
+    grep -q '^  token state: *uninitialized' <<<"$slots" ||
+      die "$DIR already holds a kryoptic token not labelled '$LABEL': start with its label, or remove $DIR to start over"
+    init_token "$MODULE" "$SLOT"
+  fi
   printf 'export %s=%q\n' KRYOPTIC_CONF "$KRYOPTIC_CONF" SUITEKEY_MODULE "$MODULE"
 }
 

@@ -5,10 +5,16 @@
 #   SCRIPT install            install (or build) what the module needs, when missing
 #   SCRIPT start DIR [LABEL]  a token labelled LABEL (default: suitekey) in DIR; daemons, if any,
 #                             run with their PIDs in DIR/*.pid; prints the env a client needs as
-#                             `export NAME=VALUE` lines (eval-able), SUITEKEY_MODULE among them
-#   SCRIPT stop DIR           stop the daemons started in DIR (by PID)
-# PINs live in DIR/user.pin and DIR/so.pin (mode 0600; random unless already there) and reach the
-# token tools through their environment, never through argv.
+#                             `export NAME=VALUE` lines (eval-able), SUITEKEY_MODULE among them.
+#                             A token already in DIR is kept (daemons restarted), never wiped.
+#                             Installs nothing (run `install` first): parallel starts must not
+#                             run apt-get at once.
+#   SCRIPT stop DIR           stop the daemons started in DIR (by PID, only processes whose
+#                             command line names DIR)
+# DIR may hold only letters, digits and / . _ - (it goes into config files and socket
+# addresses), and is made private (mode 0700, files 0600). PINs live in DIR/user.pin and
+# DIR/so.pin (random unless already there) and reach the token tools through their environment,
+# never through argv.
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)
 readonly REPO
@@ -22,14 +28,23 @@ usage() {
   printf 'usage: %s install | start DIR [LABEL] | stop DIR\n' "$PROG"
 }
 
-# Installs Debian packages that are missing (through scripts/install-deps.sh).
+# Installs Debian packages that are missing (through scripts/install-deps.sh); with
+# CHECK_ONLY=1 (in `start`) only says which are missing and how to install them.
+CHECK_ONLY=0
 need_packages() {
   local pkg missing=()
   for pkg in "$@"; do
     [[ "$(dpkg-query -W -f="\${Status}" "$pkg" 2>/dev/null)" == "install ok installed" ]] || missing+=("$pkg")
   done
-  ((${#missing[@]} == 0)) || bash "$REPO/scripts/install-deps.sh" "${missing[@]}" >&2 ||
-    die "could not install ${missing[*]}"
+  ((${#missing[@]} == 0)) && return 0
+  ((CHECK_ONLY == 0)) || die "missing packages ${missing[*]}: run scripts/tokens/$PROG install"
+  bash "$REPO/scripts/install-deps.sh" "${missing[@]}" >&2 || die "could not install ${missing[*]}"
+}
+
+# Dies unless PATH is plain: what DIR may contain.
+plain_path() {
+  [[ $1 =~ ^[A-Za-z0-9/._-]+$ ]] ||
+    die "DIR may hold only letters, digits and / . _ - (it goes into config files and socket addresses), not '$1': use a short plain path such as /tmp/suitekey-token"
 }
 
 # Sets DIR (absolute, created) and LABEL from `start`'s arguments; creates the PIN files.
@@ -38,8 +53,12 @@ start_args() {
     usage >&2
     exit 2
   }
+  plain_path "$1"
   mkdir -p -- "$1" || die "cannot create $1"
   DIR=$(cd -- "$1" && pwd -P)
+  plain_path "$DIR"
+  # Holds PINs, the token's keys and sockets: for our user only.
+  chmod 700 -- "$DIR" || die "cannot make $DIR private (chmod 700)"
   LABEL=${2:-suitekey}
   ((${#LABEL} >= 1 && ${#LABEL} <= 32)) || die "token label must be 1 to 32 characters: '$LABEL'"
   pin_file "$DIR/user.pin"
@@ -75,6 +94,14 @@ quietly() {
   fi
 }
 
+# True when MODULE (with the environment exported so far) shows a token labelled LABEL.
+token_listed() {
+  local slots
+  slots=$(pkcs11-tool --module "$1" --list-token-slots 2>>"$DIR/setup.log") ||
+    die "pkcs11-tool cannot list the slots of $1 (see $DIR/setup.log)"
+  grep -qxF -- "  token label        : $LABEL" <<<"$slots"
+}
+
 # pkcs11-tool's token initialization and user PIN, PINs through the environment.
 #   init_token MODULE SLOT
 init_token() {
@@ -83,23 +110,44 @@ init_token() {
     --so-pin env:SUITEKEY_SETUP_SO_PIN --init-pin --pin env:SUITEKEY_SETUP_USER_PIN
 }
 
-# Stops the daemons whose PID files (N-NAME.pid) are in $1, last started first, waiting up to
-# 5 s for each.
+# True while process $1 runs. A zombie counts as gone: it has exited and only waits for its
+# parent to collect its status.
+alive() {
+  local stat
+  { stat=$(<"/proc/$1/stat"); } 2>/dev/null || return 1
+  stat=${stat##*) } # the state follows the command name, which may hold spaces and ')'
+  [[ ${stat%% *} != Z ]]
+}
+
+# True when process $1 is one we started in directory $2: its command line names $2. A PID file
+# left by an earlier run may name a PID the system has since given to an unrelated process.
+ours() {
+  local cmdline
+  { cmdline=$(tr '\0' ' ' <"/proc/$1/cmdline"); } 2>/dev/null || return 1
+  [[ $cmdline == *"$2/"* ]]
+}
+
+# Stops the daemons whose PID files (N-NAME.pid) are in $1, last started first: TERM, up to 5 s
+# to exit, then KILL. PID files of processes that are gone or not ours are just removed.
+#   stop_daemons DIR [PIDFILE_TO_SKIP]
 stop_daemons() {
-  local dir=$1 file pid i files
+  local dir=$1 skip=${2:-} file pid i files
   [[ -d $dir ]] || return 0
   files=("$dir"/*.pid)
   for ((i = ${#files[@]} - 1; i >= 0; i--)); do
     file=${files[i]}
-    [[ -f $file ]] || continue
+    [[ -f $file && $file != "$skip" ]] || continue
     pid=$(<"$file")
-    [[ $pid =~ ^[0-9]+$ ]] || continue
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in {1..50}; do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
+    if [[ $pid =~ ^[0-9]+$ ]] && alive "$pid" && ours "$pid" "$dir"; then
+      kill -TERM "$pid" 2>/dev/null || true
+      for _ in {1..50}; do
+        alive "$pid" || break
+        sleep 0.1
+      done
+      if alive "$pid"; then
+        kill -KILL "$pid" 2>/dev/null || true
+      fi
+    fi
     rm -f -- "$file"
   done
 }
@@ -110,6 +158,8 @@ main() {
     install) install_module ;;
     start)
       shift
+      umask 077
+      CHECK_ONLY=1
       install_module
       start_args "$@"
       start_module
@@ -119,7 +169,10 @@ main() {
         usage >&2
         exit 2
       }
-      stop_daemons "$2"
+      # As start named it (symlinks resolved), since that is what the command lines hold.
+      local dir
+      dir=$(cd -- "$2" 2>/dev/null && pwd -P) || return 0
+      stop_daemons "$dir"
       ;;
     -h | --help) usage ;;
     *)

@@ -62,7 +62,7 @@ await() {
   shift
   for ((i = 0; i < 100; i++)); do
     "$@" >/dev/null 2>&1 && return 0
-    kill -0 "$(<"$DIR/$STARTED-$name.pid")" 2>/dev/null || break
+    alive "$(<"$DIR/$STARTED-$name.pid")" || break
     sleep 0.1
   done
   cat -- "$DIR/$name.log" >&2 2>/dev/null || true
@@ -78,7 +78,8 @@ start_module() {
   stop_daemons "$DIR" # a previous run's, if any
   # A failed start leaves no daemon behind.
   trap 'stop_daemons "$DIR"' EXIT
-  rm -rf -- "$DIR/state" "$DIR/store" "$DIR"/*.sock "$DIR"/*.sock.ctrl
+  # The TPM's state and the token store of an earlier start are kept: its token and keys too.
+  rm -f -- "$DIR"/*.sock "$DIR"/*.sock.ctrl
   mkdir -p -- "$DIR/state" "$DIR/store"
   : >"$DIR/setup.log"
 
@@ -97,8 +98,9 @@ start_module() {
   daemon abrmd tpm2-abrmd --session --allow-root --flush-all --tcti="swtpm:path=$DIR/swtpm.sock"
   await abrmd tpm2_getrandom 4
 
-  quietly "tpm2_ptool init" tpm2_ptool init --path "$DIR/store"
-  add_token
+  [[ -f $DIR/store/tpm2_pkcs11.sqlite3 ]] ||
+    quietly "tpm2_ptool init" tpm2_ptool init --path "$DIR/store"
+  token_listed "$module" || add_token
 
   watch_owner
   trap - EXIT
@@ -114,9 +116,9 @@ watch_owner() {
   [[ -n $owner ]] || return 0
   [[ $owner =~ ^[0-9]+$ ]] || die "SUITEKEY_TOKEN_OWNER_PID is not a process id: '$owner'"
   # shellcheck disable=SC2016 # expanded by the watcher's own shell
-  daemon watcher bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 1; done
-    for f in "$2"/*.pid; do [[ $f == */"$3" ]] || kill -TERM "$(<"$f")" 2>/dev/null; done' \
-    _ "$owner" "$DIR" "$((STARTED + 1))-watcher.pid"
+  daemon watcher bash -c 'PROG=tpm2.sh; source "$1"; while alive "$2"; do sleep 1; done
+    stop_daemons "$3" "$4"; rm -f -- "$4"' \
+    _ "$REPO/scripts/tokens/lib.sh" "$owner" "$DIR" "$DIR/$((STARTED + 1))-watcher.pid"
 }
 
 # The Python that runs tpm2_ptool (its #! line), which has the tpm2_pkcs11 package.
@@ -131,7 +133,11 @@ tpm2_ptool_python() {
 # `tpm2_ptool addtoken`, not C_InitToken: only addtoken checks which PSS salt length the TPM
 # uses and records it, and without that record tpm2-pkcs11 offers no RSA-PSS mechanism at all.
 # tpm2_ptool takes PINs only as arguments, so they are handed to it inside Python from the
-# environment and never appear in a process's argv.
+# environment and never appear in a process's argv. Caveat: tpm2_ptool itself then runs
+# tpm2-tools (`tpm2_create … -p HEX`) with an auth value derived from each PIN (a SHA-256 of
+# the PIN and a salt stored in DIR/store) in their argv, for the moment they run; another local
+# user who sees it and can read the store could test PIN guesses against it offline. Set up
+# such tokens on a machine without untrusted local users, or with /proc mounted hidepid=2.
 add_token() {
   SUITEKEY_SETUP_SO_PIN=$SO_PIN SUITEKEY_SETUP_USER_PIN=$USER_PIN quietly "tpm2_ptool addtoken" \
     "$(tpm2_ptool_python)" -c 'import os, sys

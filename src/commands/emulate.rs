@@ -33,7 +33,14 @@ pub(super) fn run(args: &EmulateArgs, out: &mut dyn Write) -> Result<(), Error> 
         .build()
         .map_err(emulator::Error::Io)?;
     runtime.block_on(async {
-        let shutdown = emulator::shutdown_signal()?;
+        let signal = emulator::shutdown_signal()?;
+        let stdin_closed = stdin_eof(args.exit_on_stdin_eof);
+        let shutdown = async move {
+            tokio::select! {
+                () = signal => {}
+                () = stdin_closed => {}
+            }
+        };
         let listener = emulator::bind(addr).await?;
         let bound = listener.local_addr().map_err(emulator::Error::Io)?;
         // The one stdout line, flushed now: callers read it to learn the port.
@@ -43,4 +50,26 @@ pub(super) fn run(args: &EmulateArgs, out: &mut dyn Write) -> Result<(), Error> 
         emulator::serve(listener, config, shutdown).await?;
         Ok(())
     })
+}
+
+/// Resolves once stdin reaches end of file (or fails), when `enabled`; never otherwise. Read on
+/// a plain thread, not a runtime one, so that a stdin still open never delays shutdown.
+fn stdin_eof(enabled: bool) -> impl Future<Output = ()> + Send + 'static {
+    let closed = enabled.then(|| {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+            let _ = tx.send(());
+        });
+        rx
+    });
+    async move {
+        match closed {
+            Some(rx) => {
+                let _ = rx.await;
+                tracing::info!("stdin closed, emulator shutting down");
+            }
+            None => std::future::pending().await,
+        }
+    }
 }

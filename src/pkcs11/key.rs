@@ -212,6 +212,15 @@ pub(super) enum Plan {
     SignDigest(Mechanism<'static>),
 }
 
+impl Plan {
+    /// The mechanism the plan signs with.
+    pub(super) fn mechanism_type(&self) -> MechanismType {
+        match self {
+            Plan::HashAndSign(m) | Plan::SignDigest(m) => m.mechanism_type(),
+        }
+    }
+}
+
 /// The two ways to make an `alg` signature in PKCS#11: the hash-and-sign mechanism, and the
 /// raw mechanism over a digest we compute. PSS always uses MGF1 with the same hash and a salt
 /// as long as the hash, as JWS requires.
@@ -359,8 +368,10 @@ impl Key {
                 token: self.token.label().to_owned(),
             });
         }
+        let plan = plan_for(alg, &self.token.mechanisms()?)
+            .ok_or_else(|| no_mechanism(&self.token, alg))?;
         if let KeyKind::Ec(curve) = kind
-            && let Some(limit) = support::known_limit(self.token.module(), curve)?
+            && let Some(limit) = support::curve_limit(&self.token, curve, plan.mechanism_type())?
         {
             return Err(Error::ModuleLimit {
                 token: self.token.label().to_owned(),
@@ -369,8 +380,6 @@ impl Key {
                 limit,
             });
         }
-        let plan = plan_for(alg, &self.token.mechanisms()?)
-            .ok_or_else(|| no_mechanism(&self.token, alg))?;
         let always_authenticate = self.attrs.always_authenticate;
         tracing::debug!(token = self.token.label(), %alg, %kind, ?plan, always_authenticate, "key ready to sign");
         Ok(KeySigner {

@@ -133,10 +133,10 @@ impl TokenSummary {
             (info.user_pin_to_be_changed(), "user-pin-to-be-changed"),
         ];
         TokenSummary {
-            label: info.label().trim_end().to_owned(),
-            manufacturer: info.manufacturer_id().trim_end().to_owned(),
-            model: info.model().trim_end().to_owned(),
-            serial: info.serial_number().trim_end().to_owned(),
+            label: info.label().trim_end_matches(padding).to_owned(),
+            manufacturer: info.manufacturer_id().trim_end_matches(padding).to_owned(),
+            model: info.model().trim_end_matches(padding).to_owned(),
+            serial: info.serial_number().trim_end_matches(padding).to_owned(),
             initialized: info.token_initialized(),
             login_required: info.login_required(),
             pin_locked: info.user_pin_locked(),
@@ -154,6 +154,35 @@ impl TokenSummary {
         format!(
             "'{}' (serial {}, slot-id {slot_id})",
             self.label, self.serial
+        )
+    }
+}
+
+/// The padding of PKCS#11's fixed-width text fields: spaces by the standard, NULs in some
+/// modules (tpm2-pkcs11 pads the token model with them).
+fn padding(c: char) -> bool {
+    c.is_whitespace() || c == '\0'
+}
+
+/// `C_GetInfo`'s answer, trimmed. Displays as `manufacturer description version (Cryptoki x.y)`.
+#[derive(Clone, Debug)]
+pub(crate) struct LibraryInfo {
+    /// The library's manufacturer.
+    pub manufacturer: String,
+    /// The library's description.
+    pub description: String,
+    /// The library's version.
+    pub version: String,
+    /// The Cryptoki version it implements.
+    pub cryptoki: String,
+}
+
+impl std::fmt::Display for LibraryInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} {} (Cryptoki {})",
+            self.manufacturer, self.description, self.version, self.cryptoki
         )
     }
 }
@@ -196,30 +225,25 @@ impl Module {
 
     /// `manufacturer description version (Cryptoki x.y)`, for `list`.
     pub fn description(&self) -> Result<String, Error> {
-        let info = self
-            .ctx
-            .get_library_info()
-            .map_err(|e| self.call_err("C_GetInfo", &e))?;
-        Ok(format!(
-            "{} {} {} (Cryptoki {})",
-            info.manufacturer_id().trim_end(),
-            info.library_description().trim_end(),
-            info.library_version(),
-            info.cryptoki_version()
-        ))
+        Ok(self.library()?.to_string())
     }
 
-    /// `C_GetInfo`'s library manufacturer and description (trimmed): what identifies the
-    /// implementation behind the file.
-    pub(crate) fn library(&self) -> Result<(String, String), Error> {
+    /// What `C_GetInfo` says of the library: what identifies the implementation behind the
+    /// file.
+    pub(crate) fn library(&self) -> Result<LibraryInfo, Error> {
         let info = self
             .ctx
             .get_library_info()
             .map_err(|e| self.call_err("C_GetInfo", &e))?;
-        Ok((
-            info.manufacturer_id().trim_end().to_owned(),
-            info.library_description().trim_end().to_owned(),
-        ))
+        Ok(LibraryInfo {
+            manufacturer: info.manufacturer_id().trim_end_matches(padding).to_owned(),
+            description: info
+                .library_description()
+                .trim_end_matches(padding)
+                .to_owned(),
+            version: info.library_version().to_string(),
+            cryptoki: info.cryptoki_version().to_string(),
+        })
     }
 
     /// Every slot, with its token if one is present.
@@ -250,8 +274,8 @@ impl Module {
         };
         Ok(SlotSummary {
             slot_id: slot.id(),
-            description: info.slot_description().trim_end().to_owned(),
-            manufacturer: info.manufacturer_id().trim_end().to_owned(),
+            description: info.slot_description().trim_end_matches(padding).to_owned(),
+            manufacturer: info.manufacturer_id().trim_end_matches(padding).to_owned(),
             token,
         })
     }
@@ -387,7 +411,9 @@ fn token_selector(uri: &Pkcs11Uri) -> String {
 }
 
 fn same(wanted: &Option<String>, have: &str) -> bool {
-    wanted.as_deref().is_none_or(|w| w == have.trim_end())
+    wanted
+        .as_deref()
+        .is_none_or(|w| w == have.trim_end_matches(padding))
 }
 
 /// RFC 7512 matching: every attribute given must match; vendor path attributes are not

@@ -1,9 +1,10 @@
 //! A `suitekey emulate` child process for tests: started on a free loopback port, killed by
-//! PID when dropped.
+//! PID when dropped, and gone with the test process even if that is killed outright (it exits
+//! when the pipe on its stdin closes).
 
 use std::io::{BufRead as _, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 /// NetSuite's token path, which the emulator serves too.
 pub const TOKEN_PATH: &str = "/services/rest/auth/oauth2/v1/token";
@@ -13,6 +14,8 @@ pub struct Emulator {
     /// The emulator process.
     pub child: Child,
     _stdout: BufReader<ChildStdout>,
+    /// Held open for the emulator's life: it exits when this closes.
+    pub stdin: Option<ChildStdin>,
     /// The base URL it printed.
     pub base: String,
     stderr: PathBuf,
@@ -31,13 +34,16 @@ impl Emulator {
         let stderr = dir.path().join("stderr.log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_suitekey"))
             .arg("emulate")
+            .arg("--exit-on-stdin-eof")
             .args(["--listen", listen])
             .args(args)
             .env_remove("RUST_LOG")
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr).unwrap())
             .spawn()
             .unwrap();
+        let stdin = child.stdin.take();
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
         stdout.read_line(&mut line).unwrap();
@@ -53,6 +59,7 @@ impl Emulator {
         Emulator {
             child,
             _stdout: stdout,
+            stdin,
             base,
             stderr,
             _dir: dir,

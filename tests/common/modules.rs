@@ -2,8 +2,9 @@
 //! is declared to support, and a running token of each, set up by its `scripts/tokens/` script in
 //! a temp dir of its own; daemons are stopped by PID when the token is dropped.
 //!
-//! `SUITEKEY_TEST_MODULES` (comma list; default: all) picks the modules a run covers. A module
-//! whose set-up fails fails its test: nothing is skipped silently.
+//! `SUITEKEY_TEST_MODULES` (comma list; default: all) picks the modules a run covers; under CI
+//! (`CI` set) leaving one out fails the run. A module whose set-up fails fails its test: nothing
+//! is skipped silently.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -13,6 +14,27 @@ use super::PIN;
 
 /// The NetSuite algorithms, in the order of the matrix's columns.
 pub const ALGS: [&str; 6] = ["ES256", "ES384", "ES512", "PS256", "PS384", "PS512"];
+
+/// pkcs11-tool's `--key-type` for a key of each algorithm's kind (RSA: 3072 bits), in [`ALGS`]
+/// order: for keys made outside suitekey.
+pub const KEY_TYPES: [&str; 6] = [
+    "EC:prime256v1",
+    "EC:secp384r1",
+    "EC:secp521r1",
+    "rsa:3072",
+    "rsa:3072",
+    "rsa:3072",
+];
+
+/// Where a module's declared version is checked against the module itself.
+#[derive(Clone, Copy, Debug)]
+pub enum VersionFrom {
+    /// The library version `C_GetInfo` reports (in `suitekey list`'s first line).
+    GetInfo,
+    /// The version of this crate in `scripts/tokens/kryoptic-module/Cargo.lock` (kryoptic's
+    /// `C_GetInfo` says 0.0).
+    KryopticLock(&'static str),
+}
 
 /// What a module must do in one cell of the matrix.
 #[derive(Clone, Copy, Debug)]
@@ -27,8 +49,12 @@ pub enum Cell {
 pub struct ModuleSpec {
     /// The name `SUITEKEY_TEST_MODULES` uses.
     pub name: &'static str,
-    /// The name the README's table shows.
+    /// The name the README's table shows, with [`ModuleSpec::version`] in it.
     pub title: &'static str,
+    /// The module's version (major.minor), as the title shows it.
+    pub version: &'static str,
+    /// Where that version is checked.
+    pub version_from: VersionFrom,
     /// Its script in `scripts/tokens/`.
     script: &'static str,
     /// `keygen` per algorithm, in [`ALGS`] order (RSA: 3072 bits).
@@ -47,6 +73,8 @@ pub const MODULES: [ModuleSpec; 3] = [
     ModuleSpec {
         name: "softhsm2",
         title: "SoftHSM2 2.6",
+        version: "2.6",
+        version_from: VersionFrom::GetInfo,
         script: "softhsm2.sh",
         keygen: [W; 6],
         sign: [W; 6],
@@ -55,18 +83,22 @@ pub const MODULES: [ModuleSpec; 3] = [
     ModuleSpec {
         name: "tpm2",
         title: "tpm2-pkcs11 1.9 (swtpm)",
+        version: "1.9",
+        version_from: VersionFrom::GetInfo,
         script: "tpm2.sh",
         keygen: [W, W, TPM2_P521, W, W, W],
         sign: [W, W, TPM2_P521, W, W, W],
         rsa4096: Cell::Refused(&[
             "cannot generate RSA 4096 keys",
             "TPM2.0 Cryptoki",
-            "makes RSA keys of 1024 to 3072 bits only",
+            "makes RSA keys of 1024 to 3072 bits only; use --rsa-bits 3072 (the default) or another token",
         ]),
     },
     ModuleSpec {
         name: "kryoptic",
         title: "kryoptic 1.5",
+        version: "1.5",
+        version_from: VersionFrom::KryopticLock("kryoptic-lib"),
         script: "kryoptic.sh",
         keygen: [W; 6],
         sign: [W; 6],
@@ -75,12 +107,24 @@ pub const MODULES: [ModuleSpec; 3] = [
 ];
 
 /// The module named `name`, if `SUITEKEY_TEST_MODULES` selects it (all are, by default).
+/// Under CI a module left out is a failure, so that an inherited setting cannot shrink the
+/// matrix unnoticed.
 pub fn selected(name: &str) -> Option<&'static ModuleSpec> {
+    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+    selected_from(
+        name,
+        std::env::var("SUITEKEY_TEST_MODULES").ok().as_deref(),
+        ci,
+    )
+}
+
+/// [`selected`], given `SUITEKEY_TEST_MODULES` and whether this is CI.
+pub fn selected_from(name: &str, list: Option<&str>, ci: bool) -> Option<&'static ModuleSpec> {
     let spec = MODULES
         .iter()
         .find(|m| m.name == name)
         .unwrap_or_else(|| panic!("no module '{name}' in the matrix"));
-    let Ok(list) = std::env::var("SUITEKEY_TEST_MODULES") else {
+    let Some(list) = list else {
         return Some(spec);
     };
     let names: Vec<&str> = list.split(',').map(str::trim).collect();
@@ -90,7 +134,13 @@ pub fn selected(name: &str) -> Option<&'static ModuleSpec> {
             "SUITEKEY_TEST_MODULES names '{n}', which is none of softhsm2, tpm2, kryoptic"
         );
     }
-    names.contains(&name).then_some(spec)
+    let chosen = names.contains(&name);
+    assert!(
+        chosen || !ci,
+        "CI is set but SUITEKEY_TEST_MODULES={list} leaves out {name}: CI runs every module \
+         (unset SUITEKEY_TEST_MODULES, or unset CI for a partial local run)"
+    );
+    chosen.then_some(spec)
 }
 
 /// The matrix as the README shows it, rendered from the declarations that the tests check.
@@ -121,8 +171,8 @@ pub const LABEL: &str = "suitekey-matrix";
 pub struct ModuleToken {
     /// What the module is declared to do.
     pub spec: &'static ModuleSpec,
-    /// The token's directory (state, sockets, PID files, PIN files).
-    pub dir: tempfile::TempDir,
+    /// The token's directory; stops its daemons when dropped.
+    pub daemons: Daemons,
     /// The environment a client of the token needs (module variables, `SUITEKEY_MODULE`).
     pub env: Vec<(String, String)>,
     /// The module file.
@@ -153,20 +203,30 @@ impl ModuleSpec {
             .prefix("sk-")
             .tempdir()
             .expect("temp dir");
-        let pin_file = dir.path().join("user.pin");
+        // Before the script runs: whatever it started stops, even if a later step panics.
+        let daemons = Daemons {
+            script: self.script,
+            name: self.name,
+            dir,
+        };
+        let dir = daemons.dir.path();
+        let pin_file = dir.join("user.pin");
         write_private(&pin_file, PIN);
-        write_private(&dir.path().join("so.pin"), "matrix-SO-PIN-8812");
-        let out = Command::new("bash")
-            .arg(script(self.script))
-            .arg("start")
-            .arg(dir.path())
-            .arg(LABEL)
-            .env("CARGO_TARGET_DIR", target_dir())
-            // Daemons stop with this process even if it is killed before Drop runs.
-            .env("SUITEKEY_TOKEN_OWNER_PID", std::process::id().to_string())
-            .env_remove("SUITEKEY_MODULE")
-            .output()
-            .expect("run bash");
+        write_private(&dir.join("so.pin"), "matrix-SO-PIN-8812");
+        let (env, module) = self.start_in(dir);
+        ModuleToken {
+            spec: self,
+            daemons,
+            env,
+            module,
+            pin_file,
+        }
+    }
+
+    /// `start DIR LABEL` (panics, naming the module, when it fails): the environment it printed
+    /// and the module file.
+    fn start_in(&self, dir: &Path) -> (Vec<(String, String)>, PathBuf) {
+        let out = self.run_script(&["start".as_ref(), dir.as_os_str(), LABEL.as_ref()]);
         let (stdout, stderr) = super::texts(&out);
         assert!(
             out.status.success(),
@@ -181,13 +241,20 @@ impl ModuleSpec {
             .find(|(k, _)| k == "SUITEKEY_MODULE")
             .map(|(_, v)| PathBuf::from(v))
             .unwrap_or_else(|| panic!("{} printed no SUITEKEY_MODULE:\n{stdout}", self.script));
-        ModuleToken {
-            spec: self,
-            dir,
-            env,
-            module,
-            pin_file,
-        }
+        (env, module)
+    }
+
+    /// `bash scripts/tokens/SCRIPT ARGS`, as the tests run it.
+    pub fn run_script(&self, args: &[&std::ffi::OsStr]) -> std::process::Output {
+        Command::new("bash")
+            .arg(script(self.script))
+            .args(args)
+            .env("CARGO_TARGET_DIR", target_dir())
+            // Daemons stop with this process even if it is killed before Drop runs.
+            .env("SUITEKEY_TOKEN_OWNER_PID", std::process::id().to_string())
+            .env_remove("SUITEKEY_MODULE")
+            .output()
+            .expect("run bash")
     }
 }
 
@@ -216,6 +283,13 @@ fn parse_exports(stdout: &str) -> Vec<(String, String)> {
 }
 
 impl ModuleToken {
+    /// Runs the script's `start` again on the same directory, as a user would after a reboot.
+    pub fn restart(&mut self) {
+        let (env, module) = self.spec.start_in(self.daemons.dir.path());
+        self.env = env;
+        self.module = module;
+    }
+
     /// The `suitekey` binary with this token's environment and no inherited SUITEKEY_* settings.
     pub fn suitekey(&self) -> assert_cmd::Command {
         let mut cmd = assert_cmd::Command::cargo_bin("suitekey").expect("suitekey binary");
@@ -259,18 +333,27 @@ impl ModuleToken {
     }
 }
 
-impl Drop for ModuleToken {
+/// A token's temp directory, whose daemons (if any) its script stops when this is dropped,
+/// before the directory goes.
+pub struct Daemons {
+    script: &'static str,
+    name: &'static str,
+    /// The directory (state, sockets, PID files, PIN files).
+    pub dir: tempfile::TempDir,
+}
+
+impl Drop for Daemons {
     fn drop(&mut self) {
         // By the PIDs in the token's directory, never by name: other runs use the same programs.
         let status = Command::new("bash")
-            .arg(script(self.spec.script))
+            .arg(script(self.script))
             .arg("stop")
             .arg(self.dir.path())
             .status();
         if !matches!(status, Ok(s) if s.success()) {
             eprintln!(
                 "stopping the {} daemons in {} failed: {status:?}",
-                self.spec.name,
+                self.name,
                 self.dir.path().display()
             );
         }
