@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt as _;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{UnixListener, UnixStream};
 
 use super::Error;
@@ -199,10 +199,21 @@ impl axum::serve::Listener for PeerChecked {
     }
 }
 
+/// Answers a refused connection with the 403, then reads what the client sent until it closes:
+/// a Unix socket closed with unread data resets the peer (ECONNRESET), and the client would
+/// lose the 403 it is reading. Bounded in time and bytes, so a refused client costs little.
 async fn refuse(mut stream: UnixStream) {
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         let _ = stream.write_all(forbidden_response().as_bytes()).await;
         let _ = stream.shutdown().await;
+        let mut sink = [0u8; 4096];
+        let mut left: usize = 64 * 1024;
+        while let Ok(n @ 1..) = stream.read(&mut sink).await {
+            left = left.saturating_sub(n);
+            if left == 0 {
+                break;
+            }
+        }
     })
     .await;
 }
