@@ -176,8 +176,9 @@ pub fn chain(err: &dyn std::error::Error) -> String {
 fn pkcs11_exit_code(e: &pkcs11::Error) -> u8 {
     use pkcs11::Error as E;
     match e {
-        E::Pin(_) | E::PinIncorrect { .. } | E::PinLocked { .. } | E::PinRefused { .. } => EXIT_PIN,
+        e if e.is_pin() => EXIT_PIN,
         E::NoModule
+        | E::PinSourceConflict { .. }
         | E::ModuleName { .. }
         | E::NotAPrivateKey { .. }
         | E::NoObject(_)

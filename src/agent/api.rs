@@ -155,15 +155,17 @@ async fn profiles(State(agent): State<Arc<Agent>>) -> Response {
 }
 
 fn profile_view(p: &Served, now: SystemTime) -> Value {
-    let (status, error, expires_at) = match &p.state {
-        Ok(active) => {
-            let expiry = active
-                .cache
-                .current()
+    let (status, error, expires_at) = match p.failure() {
+        None => {
+            let expiry = p
+                .state
+                .as_ref()
+                .ok()
+                .and_then(|active| active.cache.current())
                 .map(|c| rfc3339(c.token.expires_at()));
             ("ok", None, expiry)
         }
-        Err(f) => (
+        Some(f) => (
             "failed",
             Some(json!({ "error": f.kind.code(), "message": f.message })),
             None,
@@ -183,7 +185,10 @@ fn profile_view(p: &Served, now: SystemTime) -> Value {
 
 async fn health(State(agent): State<Arc<Agent>>) -> Response {
     let profiles = agent.profiles();
-    let failed = profiles.values().filter(|p| p.state.is_err()).count();
+    let failed = profiles
+        .values()
+        .filter(|p| p.failure().is_some())
+        .count();
     axum::Json(json!({ "status": "ok", "profiles": profiles.len(), "failed": failed }))
         .into_response()
 }

@@ -48,7 +48,7 @@ impl FailureKind {
 }
 
 /// Why no token could be had, with the full explanation (it never holds a secret).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Failure {
     /// What failed.
     pub kind: FailureKind,
@@ -111,13 +111,22 @@ pub struct Fetcher {
 }
 
 impl Fetcher {
+    /// One exchange, counted once its first assertion is signed (when the token endpoint is
+    /// actually asked).
     async fn fetch(&self) -> Result<AccessToken, Failure> {
-        self.metrics.exchange();
+        let counted = std::sync::atomic::AtomicBool::new(false);
         let result = self
             .client
             .fetch(&self.context, || {
                 let (signer, request) = (self.signer.clone(), self.request.clone());
-                async move { signer.sign(request).await }
+                let (counted, metrics) = (&counted, &self.metrics);
+                async move {
+                    let signed = signer.sign(request).await;
+                    if signed.is_ok() && !counted.swap(true, Ordering::Relaxed) {
+                        metrics.exchange();
+                    }
+                    signed
+                }
             })
             .await;
         result.map_err(|e| {
@@ -183,6 +192,14 @@ impl TokenCache {
             .clone()
     }
 
+    /// Why the profile's signer stopped, if a refused PIN stopped it.
+    pub fn stopped(&self) -> Option<Failure> {
+        self.fetcher.signer.stopped().map(|reason| Failure {
+            kind: FailureKind::Pin,
+            message: SignError::Stopped(reason).to_string(),
+        })
+    }
+
     fn fresh(&self, now: SystemTime) -> Option<Arc<Cached>> {
         self.current().filter(|c| c.is_fresh(now))
     }
@@ -209,8 +226,12 @@ impl TokenCache {
         self.exchange(&mut last).await
     }
 
-    /// Runs one exchange while holding the flight lock (`last`), and stores its outcome.
+    /// Runs one exchange while holding the flight lock (`last`), and stores its outcome. A
+    /// stopped signer is answered at once: nothing is signed, sent, counted or logged.
     async fn exchange(&self, last: &mut Option<Arc<Failure>>) -> Result<Arc<Cached>, Arc<Failure>> {
+        if let Some(stopped) = self.stopped() {
+            return Err(Arc::new(stopped));
+        }
         let result = self.fetcher.fetch().await;
         self.finished.fetch_add(1, Ordering::Release);
         match result {

@@ -15,6 +15,7 @@
 pub mod api;
 pub mod cache;
 pub mod client;
+pub mod logins;
 pub mod metrics;
 pub mod profiles;
 pub mod signers;
@@ -112,15 +113,22 @@ pub fn run(options: Options, out: &mut dyn Write) -> Result<(), Error> {
     // Bound first, so that a second agent on the same socket stops before touching a token.
     let listener = socket::bind(&socket_path)?;
     let _remove = RemoveOnDrop(&socket_path);
-    // Opened before serving, outside any task: PIN prompts come here, one at a time.
-    let served = profiles::open_all(&config, &Default::default(), &options, runtime.handle());
+    // Opened before serving, outside any task: PIN prompts come here, one per token.
+    let logins = Arc::new(logins::Logins::default());
+    let served = profiles::open_all(
+        &config,
+        &Default::default(),
+        &options,
+        &logins,
+        runtime.handle(),
+    );
     drop(entered);
     let allowed = Arc::new(socket::AllowedUids::default());
     allowed.set(&options.allow_uids, config.allowed_uids());
     let agent = Arc::new(api::Agent::new(served, allowed));
     runtime.block_on(announce_and_serve(
         &agent,
-        &options,
+        (&options, &logins),
         listener,
         &socket_path,
         out,
@@ -143,7 +151,7 @@ impl Drop for RemoveOnDrop<'_> {
 
 async fn announce_and_serve(
     agent: &Arc<api::Agent>,
-    options: &Arc<Options>,
+    (options, logins): (&Arc<Options>, &Arc<logins::Logins>),
     listener: tokio::net::UnixListener,
     socket_path: &Path,
     out: &mut dyn Write,
@@ -152,7 +160,7 @@ async fn announce_and_serve(
     writeln!(out, "{}", socket_path.display()).map_err(Error::Io)?;
     out.flush().map_err(Error::Io)?;
     tracing::info!(socket = %socket_path.display(), profiles = agent.profile_count(), "agent listening");
-    spawn_reloader(Arc::clone(agent), Arc::clone(options))?;
+    spawn_reloader(Arc::clone(agent), Arc::clone(options), Arc::clone(logins))?;
     let listener = socket::PeerChecked::new(listener, Arc::clone(agent.allowed()));
     axum::serve(listener, api::router(Arc::clone(agent)))
         .with_graceful_shutdown(shutdown)
@@ -181,18 +189,27 @@ fn shutdown_signal() -> Result<impl Future<Output = ()> + Send + 'static, Error>
 /// ones dropped; unchanged ones keep their session and cached token; the allowed uids are
 /// replaced. A config that cannot be
 /// read leaves everything as it was.
-fn spawn_reloader(agent: Arc<api::Agent>, options: Arc<Options>) -> Result<(), Error> {
+fn spawn_reloader(
+    agent: Arc<api::Agent>,
+    options: Arc<Options>,
+    logins: Arc<logins::Logins>,
+) -> Result<(), Error> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hangup = signal(SignalKind::hangup()).map_err(Error::Io)?;
     let handle = tokio::runtime::Handle::current();
     tokio::spawn(async move {
         while hangup.recv().await.is_some() {
             tracing::info!("SIGHUP: reloading the config");
-            let (agent, options, handle) =
-                (Arc::clone(&agent), Arc::clone(&options), handle.clone());
+            let (agent, options, logins, handle) = (
+                Arc::clone(&agent),
+                Arc::clone(&options),
+                Arc::clone(&logins),
+                handle.clone(),
+            );
             let reloaded = tokio::task::spawn_blocking(move || {
                 let config = profiles::load_config(options.config.as_deref())?;
-                let served = profiles::open_all(&config, &agent.profiles(), &options, &handle);
+                let served =
+                    profiles::open_all(&config, &agent.profiles(), &options, &logins, &handle);
                 agent.replace(served);
                 agent
                     .allowed()

@@ -9,6 +9,7 @@ use std::time::SystemTime;
 
 use super::Error;
 use super::cache::{Failure, FailureKind, Fetcher, TokenCache};
+use super::logins::Logins;
 use super::metrics::ProfileMetrics;
 use super::signers::SignerHandle;
 use crate::cert::Certificate;
@@ -17,10 +18,11 @@ use crate::error::{EXIT_PIN, EXIT_USAGE, chain};
 use crate::exchange::{ClientOptions, TokenClient};
 use crate::jose::Alg;
 use crate::netsuite::{AssertionRequest, CertificateId, Lifetime};
-use crate::pkcs11::KeySigner;
+use crate::pkcs11::{CredentialFor, KeySigner};
 
-/// Opens a profile's key and a signer for it (the same as `token` does, PIN prompt included).
-pub type Opener = fn(&Profile) -> Result<KeySigner, crate::Error>;
+/// Opens a profile's key and a signer for it (the same as `token` does), logging in with the
+/// credential the second argument gives for the key's token.
+pub type Opener = fn(&Profile, CredentialFor<'_>) -> Result<KeySigner, crate::Error>;
 
 /// How the agent was started.
 pub struct Options {
@@ -59,6 +61,15 @@ pub struct Served {
 }
 
 impl Served {
+    /// Why the profile gives no tokens: it could not be opened, or a refused PIN stopped its
+    /// signer since.
+    pub fn failure(&self) -> Option<Failure> {
+        match &self.state {
+            Err(f) => Some(f.clone()),
+            Ok(active) => active.cache.stopped(),
+        }
+    }
+
     /// Days until the profile's certificate expires, when the token holds it.
     pub fn certificate_days_left(&self, now: SystemTime) -> Option<i64> {
         self.certificate.as_ref().map(|c| c.days_left(now))
@@ -90,20 +101,39 @@ pub fn load_config(path: Option<&Path>) -> Result<Config, Error> {
 
 /// Opens every profile of `config`, reusing those of `previous` that are unchanged and working
 /// (their sessions and cached tokens survive a reload). Blocking: PINs may be prompted for.
+///
+/// Failed profiles are opened again, which reads their PIN source again: a PIN the token
+/// refused is not sent to it again (the PKCS#11 layer remembers it), so a profile stopped by a
+/// wrong PIN stays failed until its source gives another PIN.
 pub fn open_all(
     config: &Config,
     previous: &ProfileMap,
     options: &Options,
+    logins: &Arc<Logins>,
     runtime: &tokio::runtime::Handle,
 ) -> ProfileMap {
-    let mut served = ProfileMap::new();
+    let mut tables = Vec::new();
     for name in config.profile_names() {
-        let Ok(table) = config.profile(name) else {
-            continue;
-        };
-        let entry = match previous.get(name) {
-            Some(prev) if prev.table == *table && prev.state.is_ok() => Arc::clone(prev),
-            _ => Arc::new(open_one(name, table, options, runtime)),
+        match config.profile(name) {
+            Ok(table) => tables.push((name, table)),
+            Err(e) => tracing::error!(profile = name, "profile not served: {}", chain(&e)),
+        }
+    }
+    let kept = |name: &str, table: &ProfileTable| {
+        previous.get(name).filter(|prev| {
+            prev.table == *table && prev.failure().is_none() && !logins.refused(name)
+        })
+    };
+    logins.keep_only(|name| {
+        tables
+            .iter()
+            .any(|(n, table)| *n == name && kept(name, table).is_some())
+    });
+    let mut served = ProfileMap::new();
+    for (name, table) in tables {
+        let entry = match kept(name, table) {
+            Some(prev) => Arc::clone(prev),
+            None => Arc::new(open_one(name, table, options, logins, runtime)),
         };
         served.insert(name.to_owned(), entry);
     }
@@ -114,6 +144,7 @@ fn open_one(
     name: &str,
     table: &ProfileTable,
     options: &Options,
+    logins: &Arc<Logins>,
     runtime: &tokio::runtime::Handle,
 ) -> Served {
     let mut served = Served {
@@ -135,7 +166,7 @@ fn open_one(
     };
     served.state = config::resolve(Some(table), overrides)
         .map_err(|e| failure(FailureKind::Config, &e))
-        .and_then(|profile| activate(&mut served, &profile, options, runtime));
+        .and_then(|profile| activate(&mut served, &profile, options, logins, runtime));
     match &served.state {
         Ok(_) => tracing::info!(profile = name, "profile ready"),
         Err(f) => tracing::error!(profile = name, "profile not served: {}", f.message),
@@ -154,6 +185,7 @@ fn activate(
     served: &mut Served,
     profile: &Profile,
     options: &Options,
+    logins: &Arc<Logins>,
     runtime: &tokio::runtime::Handle,
 ) -> Result<Active, Failure> {
     served.key = Some(profile.key.redacted());
@@ -162,10 +194,12 @@ fn activate(
     let context = profile
         .exchange_context()
         .map_err(|e| failure(FailureKind::Config, &e))?;
+    let (logins, name, uri) = (Arc::clone(logins), served.name.clone(), profile.key.clone());
+    let login = Box::new(move |token: &crate::pkcs11::Token| logins.credential(&name, &uri, token));
     let (signer, opened) = SignerHandle::spawn(
         &served.name,
         profile.clone(),
-        options.open,
+        (options.open, login),
         Arc::clone(&served.metrics),
     )
     .map_err(|e| {

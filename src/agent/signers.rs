@@ -3,11 +3,13 @@
 //!
 //! When the token loses the session (`CKR_SESSION_HANDLE_INVALID`, `CKR_USER_NOT_LOGGED_IN`,
 //! `CKR_DEVICE_REMOVED`, … see [`crate::pkcs11::Error::is_session_lost`]) the worker opens a new
-//! one, logs in once with the PIN it was started with, and retries that signature once. A refused PIN stops the worker for good: tokens lock
-//! after a few wrong PINs, so it is never tried again.
+//! one, logs in once with the PIN it was started with, and retries that signature once. A
+//! refused PIN stops the worker for good: tokens lock after a few wrong PINs, so it is never
+//! tried again. The stop is shared with the profile, which then reports itself failed and is
+//! reopened by a reload.
 
-use std::sync::Arc;
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use tokio::sync::oneshot;
@@ -18,7 +20,10 @@ use crate::cert::Certificate;
 use crate::config::Profile;
 use crate::jose::{Alg, JwsError, Signer as _};
 use crate::netsuite::{AssertionError, AssertionRequest, CertificateId, ClientAssertion};
-use crate::pkcs11::{self, KeySigner};
+use crate::pkcs11::{self, Credential, KeySigner, Token};
+
+/// Where a worker gets the credential for its key's token (see [`super::logins::Logins`]).
+pub type LoginFor = Box<dyn Fn(&Token) -> Result<Arc<Credential>, pkcs11::Error> + Send>;
 
 /// Why a worker could not sign.
 #[derive(Debug, thiserror::Error)]
@@ -47,16 +52,8 @@ impl SignError {
 
     /// Whether a PIN problem is the cause (so the client's exit code says so).
     pub fn is_pin(&self) -> bool {
-        matches!(self, SignError::Stopped(_)) || self.pkcs11().is_some_and(is_pin_error)
+        matches!(self, SignError::Stopped(_)) || self.pkcs11().is_some_and(pkcs11::Error::is_pin)
     }
-}
-
-fn is_pin_error(e: &pkcs11::Error) -> bool {
-    use pkcs11::Error as E;
-    matches!(
-        e,
-        E::Pin(_) | E::PinIncorrect { .. } | E::PinLocked { .. } | E::PinRefused { .. }
-    )
 }
 
 struct Job {
@@ -68,7 +65,11 @@ struct Job {
 #[derive(Clone)]
 pub struct SignerHandle {
     jobs: mpsc::Sender<Job>,
+    stopped: Stopped,
 }
+
+/// Why the worker stopped signing, once a PIN was refused.
+type Stopped = Arc<Mutex<Option<String>>>;
 
 /// What the worker found when it opened the key.
 pub struct Opened {
@@ -79,21 +80,23 @@ pub struct Opened {
 }
 
 impl SignerHandle {
-    /// Starts the worker thread, which opens the profile's key with `open` (logging in, with a
-    /// PIN prompt if need be) and then owns it; returns once the key is open or has failed, so
-    /// that prompts come one at a time.
+    /// Starts the worker thread, which opens the profile's key with `open`, logging in with
+    /// the credential `login` gives (a PIN prompt, if need be), and then owns it; returns once
+    /// the key is open or has failed, so that prompts come one at a time.
     pub fn spawn(
         name: &str,
         profile: Profile,
-        open: Opener,
+        (open, login): (Opener, LoginFor),
         metrics: Arc<ProfileMetrics>,
     ) -> Result<(SignerHandle, Opened), crate::Error> {
         let (jobs, queue) = mpsc::channel();
         let (ready, opened) = mpsc::channel();
+        let stopped = Stopped::default();
+        let stop = Arc::clone(&stopped);
         std::thread::Builder::new()
             .name(format!("sign-{name}"))
             .spawn(move || {
-                let signer = match open(&profile) {
+                let signer = match open(&profile, &*login) {
                     Ok(signer) => signer,
                     Err(e) => {
                         let _ = ready.send(Err(e));
@@ -104,7 +107,7 @@ impl SignerHandle {
                     alg: signer.alg(),
                     certificate: certificate_on_token(&signer, &profile.certificate_id),
                 }));
-                work(signer, &queue, &metrics);
+                work(signer, &queue, &metrics, &stop);
             })
             .map_err(crate::Error::Runtime)?;
         let gone = || {
@@ -113,7 +116,15 @@ impl SignerHandle {
             ))
         };
         let opened = opened.recv().map_err(|_| gone())??;
-        Ok((SignerHandle { jobs }, opened))
+        Ok((SignerHandle { jobs, stopped }, opened))
+    }
+
+    /// Why the worker stopped signing, if a refused PIN stopped it.
+    pub fn stopped(&self) -> Option<String> {
+        self.stopped
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Signs a client assertion for `request` in the token, waiting without blocking the
@@ -127,32 +138,39 @@ impl SignerHandle {
     }
 }
 
-fn work(mut signer: KeySigner, queue: &mpsc::Receiver<Job>, metrics: &ProfileMetrics) {
-    let mut stopped: Option<String> = None;
+fn work(
+    mut signer: KeySigner,
+    queue: &mpsc::Receiver<Job>,
+    metrics: &ProfileMetrics,
+    stopped: &Mutex<Option<String>>,
+) {
     while let Ok(job) = queue.recv() {
-        let result = match &stopped {
-            Some(reason) => Err(SignError::Stopped(reason.clone())),
+        let reason = stopped
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let result = match reason {
+            Some(reason) => Err(SignError::Stopped(reason)),
             None => sign_recovering(&mut signer, &job.request, metrics),
         };
         if let Err(e) = &result
-            && stopped.is_none()
-            && e.pkcs11().is_some_and(is_pin_error)
+            && e.pkcs11().is_some_and(pkcs11::Error::is_pin)
         {
             tracing::error!(key = signer.uri(), "{e}; this profile stops signing");
-            stopped = Some(e.to_string());
+            *stopped.lock().unwrap_or_else(PoisonError::into_inner) = Some(e.to_string());
         }
         let _ = job.reply.send(result);
     }
 }
 
-/// One signature; after a lost session, one reopen with one login and one more try.
+/// One signature; after a lost session, one reopen with one login and one more try. Only
+/// signatures made are counted.
 fn sign_recovering(
     signer: &mut KeySigner,
     request: &AssertionRequest,
     metrics: &ProfileMetrics,
 ) -> Result<ClientAssertion, SignError> {
-    metrics.signature();
-    match request.sign(&*signer, SystemTime::now()) {
+    let signed = match request.sign(&*signer, SystemTime::now()) {
         Err(AssertionError::Jws(JwsError::Sign(e))) if e.is_session_lost() => {
             tracing::warn!(
                 key = signer.uri(),
@@ -162,11 +180,12 @@ fn sign_recovering(
                 .reopen()
                 .map_err(|e| SignError::Assertion(AssertionError::Jws(JwsError::Sign(e))))?;
             metrics.session_reopened();
-            metrics.signature();
-            Ok(request.sign(&*signer, SystemTime::now())?)
+            request.sign(&*signer, SystemTime::now())?
         }
-        other => Ok(other?),
-    }
+        other => other?,
+    };
+    metrics.signature();
+    Ok(signed)
 }
 
 /// The token's certificate whose id is the profile's `kid`, if the token holds it.

@@ -18,7 +18,7 @@ pub(super) fn run(cli: &Cli, args: &AgentArgs, out: &mut dyn Write) -> Result<()
         socket: args.socket.clone(),
         allow_uids: args.allow_uids.clone(),
         module: args.module.path.clone(),
-        open: super::open_signer,
+        open: super::open_signer_with,
     };
     agent::run(options, out)?;
     Ok(())

@@ -89,6 +89,16 @@ fn open_signer(profile: &Profile) -> Result<KeySigner, Error> {
     signer_for(key, profile.alg)
 }
 
+/// [`open_signer`] logging in with the credential `credential_for` gives for the key's token
+/// (the agent's: one per token).
+pub fn open_signer_with(
+    profile: &Profile,
+    credential_for: crate::pkcs11::CredentialFor<'_>,
+) -> Result<KeySigner, Error> {
+    let key = Key::open_with(&profile.key, profile.module.as_deref(), credential_for)?;
+    signer_for(key, profile.alg)
+}
+
 /// A signer for `alg`, or for the key's own default; NetSuite's key rules are applied here,
 /// before the token is asked to sign.
 fn signer_for(key: Key, alg: Option<Alg>) -> Result<KeySigner, Error> {

@@ -2,6 +2,7 @@
 //! mechanism the module supports, and signing with it.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsPssParams};
 use cryptoki::mechanism::{Mechanism, MechanismType};
@@ -264,13 +265,28 @@ pub struct Key {
     session: Session,
     handle: ObjectHandle,
     attrs: Attrs,
-    credential: Credential,
+    credential: Arc<Credential>,
     uri_text: String,
 }
 
+/// Where a key's opener gets the credential for its token (called only when one is needed):
+/// the URI's PIN source, or one shared by every key on that token.
+pub type CredentialFor<'a> = &'a dyn Fn(&Token) -> Result<Arc<Credential>, Error>;
+
 impl Key {
-    /// Opens the one private key the URI names and logs in to its token.
+    /// Opens the one private key the URI names and logs in to its token with the PIN the
+    /// URI's source gives (or a prompt).
     pub fn open(uri: &Pkcs11Uri, module_fallback: Option<&Path>) -> Result<Key, Error> {
+        Key::open_with(uri, module_fallback, &|token| token.credential(uri).map(Arc::new))
+    }
+
+    /// Opens the one private key the URI names and logs in to its token with the credential
+    /// `credential_for` gives.
+    pub fn open_with(
+        uri: &Pkcs11Uri,
+        module_fallback: Option<&Path>,
+        credential_for: CredentialFor<'_>,
+    ) -> Result<Key, Error> {
         let uri_text = uri.redacted();
         if let Some(kind) = uri.object_type.filter(|t| *t != ObjectType::Private) {
             return Err(Error::NotAPrivateKey {
@@ -290,12 +306,18 @@ impl Key {
         let module = Module::load(&resolve_module(uri, module_fallback)?)?;
         let token = module.select(uri)?;
         let session = token.open()?;
-        let credential = token.login(&session, uri)?;
+        let credential = if token.summary().login_required {
+            let credential = credential_for(&token)?;
+            token.authenticate(&session, UserType::User, &credential)?;
+            credential
+        } else {
+            Arc::new(Credential::NotNeeded)
+        };
         let (handle, attrs) = find_private_key(&token, &session, uri)?;
-        let credential = match (attrs.always_authenticate, credential) {
+        let credential = match (attrs.always_authenticate, &*credential) {
             // The token needed no login, but the key wants one before every signature.
-            (true, Credential::NotNeeded) => token.credential(uri)?,
-            (_, credential) => credential,
+            (true, Credential::NotNeeded) => credential_for(&token)?,
+            _ => credential,
         };
         Ok(Key {
             token,
@@ -321,7 +343,7 @@ impl Key {
             session,
             handle,
             attrs,
-            credential,
+            credential: Arc::new(credential),
             uri_text,
         })
     }
@@ -410,7 +432,7 @@ pub struct KeySigner {
     alg: Alg,
     kind: KeyKind,
     plan: Plan,
-    credential: Credential,
+    credential: Arc<Credential>,
     always_authenticate: bool,
     uri_text: String,
     id: Vec<u8>,

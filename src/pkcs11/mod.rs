@@ -14,9 +14,9 @@ pub mod uri;
 
 use cryptoki::error::{Error as CkError, RvError};
 
-pub use key::{CertSummary, Key, KeySigner, KeySummary};
+pub use key::{CertSummary, CredentialFor, Key, KeySigner, KeySummary};
 pub use pin::Pin;
-pub use token::{Module, Token};
+pub use token::{Credential, Module, Token, TokenId};
 pub use uri::Pkcs11Uri;
 
 /// Why a PKCS#11 operation failed, phrased for the person who has to fix it.
@@ -164,6 +164,52 @@ pub enum Error {
         /// The token label.
         token: String,
     },
+    /// The token refused this PIN earlier in this process; it is not sent again.
+    #[error(
+        "token '{token}' already refused the PIN from {origin}, so it is not sent again (tokens lock after a few wrong PINs); put the right PIN there and try again (an agent: then reload it with SIGHUP)"
+    )]
+    PinAlreadyRefused {
+        /// The token label.
+        token: String,
+        /// Where the PIN came from (never the PIN).
+        origin: String,
+    },
+    /// The token says the next wrong PIN locks it; no PIN is risked automatically.
+    #[error(
+        "token '{token}' reports that the next wrong PIN locks it (CKF_USER_PIN_FINAL_TRY), so no PIN is sent to it: log in once with the token's own tools (e.g. pkcs11-tool --login --test) to reset its counter, or have the security officer reset the PIN"
+    )]
+    PinFinalTry {
+        /// The token label.
+        token: String,
+    },
+    /// The token is already logged in (login state is per process) with a different PIN, so
+    /// this one cannot be checked.
+    #[error(
+        "token '{token}' is already logged in by this process with another PIN, so the PIN from {origin} cannot be checked; every key on one token must use the same PIN"
+    )]
+    PinUnverified {
+        /// The token label.
+        token: String,
+        /// Where the PIN came from (never the PIN).
+        origin: String,
+    },
+    /// Two users of one token (agent profiles) name different PIN sources; a token is logged
+    /// in to once, with one PIN.
+    #[error(
+        "profiles '{profile}' and '{other}' use the same token '{token}' with different PIN sources ({source_text} and {other_source}); the agent logs in to a token once, with one PIN: give every profile on this token the same pin-source"
+    )]
+    PinSourceConflict {
+        /// The token label.
+        token: String,
+        /// The profile refused.
+        profile: String,
+        /// The profile that logged in to the token first.
+        other: String,
+        /// The refused profile's PIN source (never the PIN).
+        source_text: String,
+        /// The first profile's PIN source.
+        other_source: String,
+    },
     /// The token wants a PIN change or refuses the PIN's form.
     #[error("token '{token}' refused the PIN from {origin}: {reason}")]
     PinRefused {
@@ -291,6 +337,21 @@ const SESSION_LOST: [&str; 7] = [
 ];
 
 impl Error {
+    /// Whether the PIN is the problem: missing, refused, locked or not to be risked. Never
+    /// worth an automatic retry.
+    pub fn is_pin(&self) -> bool {
+        matches!(
+            self,
+            Error::Pin(_)
+                | Error::PinIncorrect { .. }
+                | Error::PinLocked { .. }
+                | Error::PinRefused { .. }
+                | Error::PinAlreadyRefused { .. }
+                | Error::PinFinalTry { .. }
+                | Error::PinUnverified { .. }
+        )
+    }
+
     /// Whether the token lost the session (or its login) rather than refused the operation:
     /// then [`KeySigner::reopen`] and one more try are worth it. PIN errors never are.
     pub fn is_session_lost(&self) -> bool {

@@ -429,14 +429,88 @@ fn token_matches(uri: &Pkcs11Uri, slot: &SlotSummary, t: &TokenSummary) -> bool 
         && uri.slot_id.is_none_or(|id| id == slot.slot_id)
 }
 
-/// How the user proved themselves to a token; kept for context-specific logins.
-pub(crate) enum Credential {
+/// How the user proved themselves to a token; kept for context-specific logins and for
+/// logging in again after the token lost a session.
+pub enum Credential {
     /// The token needs no login.
     NotNeeded,
     /// A PIN (zeroized on drop) and where it came from.
     Pin(Pin, PinOrigin),
     /// The token collects the PIN on its own PIN pad.
     PinPad,
+}
+
+/// Which token a login is to: the module file and the token's serial and label. Login state is
+/// per token and process, so this is what PINs are remembered by.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TokenId {
+    module: PathBuf,
+    serial: String,
+    label: String,
+}
+
+/// A keyed SHA-256 of a PIN: tells PINs apart without keeping one. The key is random per
+/// process, so the digest says nothing outside it.
+type PinDigest = [u8; 32];
+
+/// What this process learnt from logging in to one token.
+#[derive(Default)]
+struct PinHistory {
+    /// PINs the token refused: never sent to it again by this process.
+    refused: Vec<PinDigest>,
+    /// The PIN of this process's last successful login.
+    accepted: Option<PinDigest>,
+}
+
+/// Every token's [`PinHistory`], for the life of the process.
+static PIN_HISTORY: Mutex<Vec<(TokenId, PinHistory)>> = Mutex::new(Vec::new());
+
+fn with_history<T>(token: &TokenId, f: impl FnOnce(&mut PinHistory) -> T) -> T {
+    let mut all = PIN_HISTORY.lock().unwrap_or_else(PoisonError::into_inner);
+    let index = match all.iter().position(|(t, _)| t == token) {
+        Some(i) => i,
+        None => {
+            all.push((token.clone(), PinHistory::default()));
+            all.len() - 1
+        }
+    };
+    f(&mut all[index].1)
+}
+
+fn pin_digest(pin: &Pin) -> PinDigest {
+    use secrecy::ExposeSecret as _;
+    use sha2::Digest as _;
+    static KEY: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    let key = KEY.get_or_init(|| {
+        let mut key = [0u8; 32];
+        if getrandom::fill(&mut key).is_err() {
+            // std's per-process random hasher keys, should the OS source fail.
+            use std::hash::BuildHasher as _;
+            for (i, chunk) in key.chunks_mut(8).enumerate() {
+                let word = std::collections::hash_map::RandomState::new().hash_one(i);
+                chunk.copy_from_slice(&word.to_le_bytes());
+            }
+        }
+        key
+    });
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(key);
+    hasher.update(pin.expose_secret().as_bytes());
+    hasher.finalize().into()
+}
+
+impl Credential {
+    /// Whether `token` refused this credential's PIN earlier in this process (then it is
+    /// never sent again).
+    pub fn refused_by(&self, token: &TokenId) -> bool {
+        match self {
+            Credential::Pin(pin, _) => {
+                let digest = pin_digest(pin);
+                with_history(token, |h| h.refused.contains(&digest))
+            }
+            Credential::NotNeeded | Credential::PinPad => false,
+        }
+    }
 }
 
 /// A token chosen by a URI, ready to open sessions on.
@@ -451,6 +525,15 @@ impl Token {
     /// The token's label.
     pub fn label(&self) -> &str {
         &self.summary.label
+    }
+
+    /// Which token this is, for telling logins apart.
+    pub fn id(&self) -> TokenId {
+        TokenId {
+            module: self.module.path.clone(),
+            serial: self.summary.serial.clone(),
+            label: self.summary.label.clone(),
+        }
     }
 
     /// What the token says about itself.
@@ -510,18 +593,12 @@ impl Token {
             return Ok(Credential::NotNeeded);
         }
         let credential = self.credential(uri)?;
-        if self.summary.pin_final_try {
-            tracing::warn!(
-                token = self.label(),
-                "the token reports the PIN's final try: a wrong PIN now locks it"
-            );
-        }
         self.authenticate(session, UserType::User, &credential)?;
         Ok(credential)
     }
 
     /// The PIN to use: the URI's or the environment's, else the PIN pad, else a prompt.
-    pub(crate) fn credential(&self, uri: &Pkcs11Uri) -> Result<Credential, Error> {
+    pub fn credential(&self, uri: &Pkcs11Uri) -> Result<Credential, Error> {
         if self.summary.pin_locked {
             return Err(Error::PinLocked {
                 token: self.label().to_owned(),
@@ -554,6 +631,10 @@ impl Token {
     }
 
     /// `C_Login` as `user`, mapping the PIN failures to errors that say what to do.
+    ///
+    /// Guards the token's few PIN tries: a PIN the token refused before is not sent again, no
+    /// PIN is sent while the token says the next wrong one locks it, and a PIN that cannot be
+    /// checked because the token is already logged in with another one is an error.
     fn login_as(
         &self,
         session: &Session,
@@ -561,16 +642,47 @@ impl Token {
         pin: Option<&Pin>,
         origin: &PinOrigin,
     ) -> Result<(), Error> {
+        let token = self.label().to_owned();
+        let id = self.id();
+        let digest = pin.map(pin_digest);
+        if let Some(d) = digest
+            && with_history(&id, |h| h.refused.contains(&d))
+        {
+            return Err(Error::PinAlreadyRefused {
+                token,
+                origin: origin.to_string(),
+            });
+        }
+        if pin.is_some() {
+            self.check_pin_flags()?;
+        }
         let err = match session.login(user, pin) {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                with_history(&id, |h| h.accepted = digest.or(h.accepted));
+                return Ok(());
+            }
             Err(e) => e,
         };
-        let token = self.label().to_owned();
         let origin = origin.to_string();
         Err(match rv_of(&err) {
-            // Login state is per token, shared by every session of this process.
-            Some(RvError::UserAlreadyLoggedIn) => return Ok(()),
-            Some(RvError::PinIncorrect) => Error::PinIncorrect { token, origin },
+            // Login state is per token, shared by every session of this process: the PIN was
+            // not checked, so it must be the one that logged in.
+            Some(RvError::UserAlreadyLoggedIn) => {
+                let accepted = with_history(&id, |h| h.accepted);
+                match (accepted, digest) {
+                    (Some(a), Some(d)) if a != d => Error::PinUnverified { token, origin },
+                    _ => return Ok(()),
+                }
+            }
+            Some(RvError::PinIncorrect) => {
+                if let Some(d) = digest {
+                    with_history(&id, |h| {
+                        h.refused.push(d);
+                        h.accepted = h.accepted.filter(|a| *a != d);
+                    });
+                }
+                Error::PinIncorrect { token, origin }
+            }
             Some(RvError::PinLocked) => Error::PinLocked { token },
             Some(RvError::PinExpired) => Error::PinRefused {
                 token,
@@ -584,6 +696,24 @@ impl Token {
             },
             _ => self.module.call_err("C_Login", &err),
         })
+    }
+
+    /// Refuses to send a PIN while the token's flags, read now, say the PIN is locked or the
+    /// next wrong one locks it: an automatic PIN that happens to be wrong would lock the token.
+    fn check_pin_flags(&self) -> Result<(), Error> {
+        let info = self
+            .module
+            .ctx
+            .get_token_info(self.slot)
+            .map_err(|e| self.module.call_err("C_GetTokenInfo", &e))?;
+        let token = self.label().to_owned();
+        if info.user_pin_locked() {
+            return Err(Error::PinLocked { token });
+        }
+        if info.user_pin_final_try() {
+            return Err(Error::PinFinalTry { token });
+        }
+        Ok(())
     }
 }
 
