@@ -617,50 +617,83 @@ fn a_live_agent_is_not_replaced_but_a_stale_socket_is() {
     assert!(again.wait_exit(Duration::from_secs(10)).success());
 }
 
+/// A key URI of the fixture's p256 key through pkcs11-spy (which logs every call to `log`),
+/// with the PIN from `pin_file`, and the environment that makes the spy wrap SoftHSM2.
+fn spied(pin_file: &Path, log: &Path) -> (String, [(&'static str, String); 2]) {
+    let uri = format!(
+        "pkcs11:token={};object=p256;type=private?module-path={}&pin-source=file:{}",
+        common::TOKEN,
+        common::pkcs11_spy().display(),
+        pin_file.display()
+    );
+    let env = [
+        ("PKCS11SPY", common::module_path().display().to_string()),
+        ("PKCS11SPY_OUTPUT", log.display().to_string()),
+    ];
+    (uri, env)
+}
+
+fn start_spied(s: &Setup, config: &Path, env: &[(&'static str, String); 2]) -> Agent {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Agent::start(&s.conf, config, &[], &env)
+}
+
+/// Sends SIGHUP and waits until the agent has reloaded `n` times in all.
+fn reload(agent: &Agent, n: usize) {
+    agent.signal("HUP");
+    let start = Instant::now();
+    while agent.stderr().matches("config reloaded").count() < n {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "{}",
+            agent.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn assert_pin_failure(agent: &Agent, profile: &str, wanted: &str) {
+    let (status, body) = agent.get(&format!("/v1/profiles/{profile}/token"));
+    assert_eq!(status, 503, "{body}");
+    let json: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["error"], "pin", "{json}");
+    let message = json["message"].as_str().unwrap();
+    assert!(
+        message.contains(wanted) && message.contains("not"),
+        "{message}"
+    );
+    assert!(!message.contains("not-the-PIN"), "the PIN is never shown");
+}
+
 #[test]
 fn a_wrong_pin_costs_one_login_stops_only_its_profile_and_is_never_retried() {
     let s = setup();
     let f = fixture();
     let emu = s.emulator("127.0.0.1:0", &[]);
-    let spy = common::pkcs11_spy().display().to_string();
     let wrong = s.dir.path().join("wrong.pin");
     std::fs::write(&wrong, "not-the-PIN-31415\n").unwrap();
-    let broken = format!(
-        "pkcs11:token={};object=p256;type=private?module-path={spy}&pin-source=file:{}",
-        common::TOKEN,
-        wrong.display()
-    );
-    // "broken" is opened before "prod" (names in order): its C_Login is the token's first.
+    let log = s.dir.path().join("spy.log");
+    let (broken, env) = spied(&wrong, &log);
+    // Two profiles with the same wrong PIN source: the token sees the PIN once.
     let config = s.config(
         &emu.token_url(),
-        &[("broken", &broken), ("prod", &f.uri("p256"))],
+        &[
+            ("broken", &broken),
+            ("broken2", &broken),
+            ("prod", &f.uri("p256")),
+        ],
     );
-    let log = s.dir.path().join("spy.log");
-    let module = common::module_path().display().to_string();
-    let log_text = log.display().to_string();
-    let agent = Agent::start(
-        &s.conf,
-        &config,
-        &[],
-        &[("PKCS11SPY", &module), ("PKCS11SPY_OUTPUT", &log_text)],
-    );
+    let agent = start_spied(&s, &config, &env);
     for _ in 0..3 {
-        let (status, body) = agent.get("/v1/profiles/broken/token");
-        assert_eq!(status, 503, "{body}");
-        let json: Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(json["error"], "pin");
-        let message = json["message"].as_str().unwrap();
-        assert!(
-            message.contains("PIN rejected") && message.contains("not retried"),
-            "{message}"
-        );
-        assert!(!message.contains("not-the-PIN"), "the PIN is never shown");
+        assert_pin_failure(&agent, "broken", "PIN rejected");
+        assert_pin_failure(&agent, "broken2", "already refused");
     }
     let (status, body) = agent.get(TOKEN_PATH);
     assert_eq!(status, 200, "the other profile works: {body}");
     let profiles = agent.json("/v1/profiles");
     assert_eq!(profiles["profiles"][0]["status"], "failed");
     assert_eq!(profiles["profiles"][0]["error"]["error"], "pin");
+    assert_eq!(agent.json("/v1/health")["failed"], 2);
 
     let out = suitekey_with_conf(&f.token_copy(None))
         .env("SUITEKEY_AUTH_SOCK", &agent.socket)
@@ -671,19 +704,81 @@ fn a_wrong_pin_costs_one_login_stops_only_its_profile_and_is_never_retried() {
         .unwrap();
     assert_eq!(out.status.code(), Some(4), "{}", texts(&out).1);
 
+    // Reloads reopen failed profiles, and their PIN source gives the refused PIN again.
+    reload(&agent, 1);
+    reload(&agent, 2);
+    assert_pin_failure(&agent, "broken", "already refused");
     let calls = std::fs::read_to_string(&log).expect("pkcs11-spy log");
     assert_eq!(
         calls.matches("C_Login").count(),
         1,
-        "exactly one login attempt"
+        "exactly one login attempt, after two profiles and two reloads"
     );
     assert!(calls.contains("CKR_PIN_INCORRECT"));
+    let metrics = agent.get("/metrics").1;
+    assert_eq!(
+        metric(
+            &metrics,
+            "suitekey_agent_upstream_exchanges_total{profile=\"broken\"}"
+        ),
+        Some(0.0),
+        "nothing is counted for a profile that cannot sign: {metrics}"
+    );
+
+    // Once the PIN source gives another PIN, a reload tries it (once) and the profile works.
+    std::fs::write(&wrong, format!("{PIN}\n")).unwrap();
+    reload(&agent, 3);
+    let (status, body) = agent.get("/v1/profiles/broken/token");
+    assert_eq!(status, 200, "{body}");
     assert!(
         agent.stderr().contains("PIN rejected"),
         "{}",
         agent.stderr()
     );
     assert!(!agent.stderr().contains("not-the-PIN"));
+}
+
+#[test]
+fn a_second_profile_on_a_token_shares_its_login_and_a_different_pin_source_is_refused() {
+    let s = setup();
+    let f = fixture();
+    let emu = s.emulator("127.0.0.1:0", &[]);
+    let log = s.dir.path().join("spy.log");
+    let (good, env) = spied(&f.pin_file, &log);
+    let wrong = s.dir.path().join("wrong.pin");
+    std::fs::write(&wrong, "not-the-PIN-27182\n").unwrap();
+    let (broken, _) = spied(&wrong, &log);
+    // "prod" logs in first; "shared" uses the same PIN source, "zbroken" another one.
+    let config = s.config(
+        &emu.token_url(),
+        &[("prod", &good), ("shared", &good), ("zbroken", &broken)],
+    );
+    let agent = start_spied(&s, &config, &env);
+    for profile in ["prod", "shared"] {
+        let (status, body) = agent.get(&format!("/v1/profiles/{profile}/token"));
+        assert_eq!(status, 200, "{profile}: {body}");
+    }
+    let (status, body) = agent.get("/v1/profiles/zbroken/token");
+    assert_eq!(
+        status, 503,
+        "a wrong PIN is not hidden by the token's login: {body}"
+    );
+    let json: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["error"], "profile_config", "{json}");
+    let message = json["message"].as_str().unwrap();
+    assert!(
+        message.contains("'zbroken' and 'prod'") && message.contains("same pin-source"),
+        "{message}"
+    );
+    assert!(!message.contains("not-the-PIN"));
+    let calls = std::fs::read_to_string(&log).expect("pkcs11-spy log");
+    // prod's, and shared's with the same PIN (answered CKR_USER_ALREADY_LOGGED_IN); none for
+    // zbroken, whose wrong PIN was never read.
+    assert_eq!(calls.matches("C_Login").count(), 2, "{calls}");
+    assert!(
+        !calls.contains("CKR_PIN_INCORRECT"),
+        "the wrong PIN was never sent"
+    );
 }
 
 #[test]

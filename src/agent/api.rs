@@ -185,10 +185,7 @@ fn profile_view(p: &Served, now: SystemTime) -> Value {
 
 async fn health(State(agent): State<Arc<Agent>>) -> Response {
     let profiles = agent.profiles();
-    let failed = profiles
-        .values()
-        .filter(|p| p.failure().is_some())
-        .count();
+    let failed = profiles.values().filter(|p| p.failure().is_some()).count();
     axum::Json(json!({ "status": "ok", "profiles": profiles.len(), "failed": failed }))
         .into_response()
 }

@@ -119,20 +119,19 @@ pub fn open_all(
             Err(e) => tracing::error!(profile = name, "profile not served: {}", chain(&e)),
         }
     }
-    let kept = |name: &str, table: &ProfileTable| {
-        previous.get(name).filter(|prev| {
-            prev.table == *table && prev.failure().is_none() && !logins.refused(name)
+    let kept: Vec<(&str, &Arc<Served>)> = tables
+        .iter()
+        .filter_map(|(name, table)| {
+            let prev = previous.get(*name)?;
+            let working = prev.failure().is_none() && !logins.refused(name);
+            (prev.table == **table && working).then_some((*name, prev))
         })
-    };
-    logins.keep_only(|name| {
-        tables
-            .iter()
-            .any(|(n, table)| *n == name && kept(name, table).is_some())
-    });
+        .collect();
+    logins.keep_only(|name| kept.iter().any(|(n, _)| *n == name));
     let mut served = ProfileMap::new();
     for (name, table) in tables {
-        let entry = match kept(name, table) {
-            Some(prev) => Arc::clone(prev),
+        let entry = match kept.iter().find(|(n, _)| *n == name) {
+            Some((_, prev)) => Arc::clone(prev),
             None => Arc::new(open_one(name, table, options, logins, runtime)),
         };
         served.insert(name.to_owned(), entry);

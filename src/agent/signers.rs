@@ -156,8 +156,9 @@ fn work(
         if let Err(e) = &result
             && e.pkcs11().is_some_and(pkcs11::Error::is_pin)
         {
-            tracing::error!(key = signer.uri(), "{e}; this profile stops signing");
-            *stopped.lock().unwrap_or_else(PoisonError::into_inner) = Some(e.to_string());
+            let reason = crate::error::chain(e);
+            tracing::error!(key = signer.uri(), "{reason}; this profile stops signing");
+            *stopped.lock().unwrap_or_else(PoisonError::into_inner) = Some(reason);
         }
         let _ = job.reply.send(result);
     }

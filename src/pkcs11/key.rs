@@ -277,7 +277,9 @@ impl Key {
     /// Opens the one private key the URI names and logs in to its token with the PIN the
     /// URI's source gives (or a prompt).
     pub fn open(uri: &Pkcs11Uri, module_fallback: Option<&Path>) -> Result<Key, Error> {
-        Key::open_with(uri, module_fallback, &|token| token.credential(uri).map(Arc::new))
+        Key::open_with(uri, module_fallback, &|token| {
+            token.credential(uri).map(Arc::new)
+        })
     }
 
     /// Opens the one private key the URI names and logs in to its token with the credential

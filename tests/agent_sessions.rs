@@ -1,0 +1,184 @@
+//! The agent's signing workers when the token loses their session, in this process: the
+//! worker's key goes through pkcs11-spy (which logs every call), and a second cryptoki
+//! context on the same SoftHSM2 logs the token out, or changes its PIN, under it.
+//!
+//! One test in its own binary: it changes the token's PIN, and login state and the PINs a
+//! token refused are per process.
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::session::UserType;
+use cryptoki::types::AuthPin;
+use suitekey::agent::logins::Logins;
+use suitekey::agent::metrics::{self, ProfileMetrics};
+use suitekey::agent::signers::{SignError, SignerHandle};
+use suitekey::config::Profile;
+use suitekey::netsuite::{AccountId, AssertionRequest};
+
+use common::{PIN, fixture};
+
+const CLIENT: &str = "161c761646ff925cafb93a8de1b5a06be9be365f994d446c62c02e53dae488cf";
+
+fn spy_log() -> PathBuf {
+    std::env::temp_dir().join(format!("suitekey-spy-{}.log", std::process::id()))
+}
+
+// pkcs11-spy reads its settings in C_GetFunctionList/C_Initialize, in this process: set them
+// before main, while the process has one thread (the only moment `set_var` is sound).
+#[ctor::ctor(unsafe)]
+fn spy_on_softhsm() {
+    // SAFETY: runs before main, so no other thread can be reading the environment.
+    unsafe {
+        std::env::set_var("PKCS11SPY", common::module_path());
+        std::env::set_var("PKCS11SPY_OUTPUT", spy_log());
+    }
+}
+
+fn logins_so_far() -> usize {
+    std::fs::read_to_string(spy_log())
+        .unwrap_or_default()
+        .matches("C_Login")
+        .count()
+}
+
+fn profile() -> Profile {
+    let f = fixture();
+    let key = format!(
+        "pkcs11:token={};object=p256;type=private?module-path={}&pin-source=file:{}",
+        common::TOKEN,
+        common::pkcs11_spy().display(),
+        f.pin_file.display()
+    );
+    let account: AccountId = "1234567".parse().unwrap();
+    Profile {
+        key: key.parse().unwrap(),
+        client_id: CLIENT.parse().unwrap(),
+        certificate_id: "kid-1".parse().unwrap(),
+        alg: None,
+        scopes: Default::default(),
+        token_url: None,
+        module: None,
+        account,
+    }
+}
+
+fn spawn(
+    name: &str,
+    logins: &Arc<Logins>,
+    metrics: &Arc<ProfileMetrics>,
+) -> Result<SignerHandle, suitekey::Error> {
+    let profile = profile();
+    let (logins, who, uri) = (Arc::clone(logins), name.to_owned(), profile.key.clone());
+    let login =
+        Box::new(move |token: &suitekey::pkcs11::Token| logins.credential(&who, &uri, token));
+    let open = suitekey::commands::open_signer_with;
+    SignerHandle::spawn(name, profile, (open, login), Arc::clone(metrics)).map(|(h, _)| h)
+}
+
+fn counter(metrics: &ProfileMetrics, name: &str) -> String {
+    let text = metrics::render([("p", metrics, None)].into_iter());
+    let prefix = format!("suitekey_agent_{name}{{profile=\"p\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("{name} in {text}"))
+        .to_owned()
+}
+
+/// The fixture token, from a cryptoki context of the test's own (SoftHSM2 directly, not the
+/// spy: these calls are not counted).
+fn other_context() -> (Pkcs11, cryptoki::slot::Slot) {
+    let ctx = Pkcs11::new(common::module_path()).unwrap();
+    let _ = ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
+    let slot = ctx
+        .get_slots_with_token()
+        .unwrap()
+        .into_iter()
+        .find(|s| ctx.get_token_info(*s).unwrap().label().trim_end() == common::TOKEN)
+        .expect("fixture slot");
+    (ctx, slot)
+}
+
+#[test]
+fn a_lost_session_is_reopened_once_and_a_pin_refused_at_relogin_stops_every_profile_on_the_token() {
+    let f = fixture();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let request = AssertionRequest {
+        client_id: CLIENT.parse().unwrap(),
+        certificate_id: "kid-1".parse().unwrap(),
+        token_url: "1234567".parse::<AccountId>().unwrap().token_url().unwrap(),
+        scopes: Default::default(),
+        lifetime: Default::default(),
+    };
+    let sign = |h: &SignerHandle| runtime.block_on(h.sign(request.clone()));
+    let verify = |signed: suitekey::netsuite::ClientAssertion| {
+        common::verify(&common::decode_jws(&signed.jws), &f.public_key(0x01)).expect("verifies")
+    };
+    let logins = Arc::new(Logins::default());
+    let metrics = Arc::new(ProfileMetrics::default());
+    let handle = spawn("p", &logins, &metrics).expect("open p256 through the spy");
+    assert_eq!(logins_so_far(), 1);
+    verify(sign(&handle).expect("first signature"));
+
+    // Something else in the process logs the token out (login state is shared by all sessions).
+    let (ctx, slot) = other_context();
+    ctx.open_ro_session(slot).unwrap().logout().unwrap();
+    verify(sign(&handle).expect("signs again after reopening its session"));
+    assert_eq!(counter(&metrics, "sessions_reopened_total"), "1");
+    assert_eq!(counter(&metrics, "signatures_total"), "2");
+    assert_eq!(logins_so_far(), 2, "one login to reopen");
+
+    // The PIN is changed under the agent, and the token logged out: the re-login is refused.
+    let session = ctx.open_rw_session(slot).unwrap();
+    session
+        .set_pin(&AuthPin::from(PIN), &AuthPin::from("changed-PIN-4242"))
+        .unwrap();
+    session.logout().unwrap();
+    match sign(&handle) {
+        Err(e) => {
+            let text = suitekey::error::chain(&e);
+            assert!(e.is_pin() && text.contains("PIN rejected"), "{text}")
+        }
+        Ok(_) => panic!("signed with a PIN the token no longer has"),
+    }
+    assert_eq!(logins_so_far(), 3, "one try of the old PIN");
+    assert!(
+        handle.stopped().is_some(),
+        "the stop is visible outside the worker"
+    );
+    assert!(logins.refused("p"));
+    match sign(&handle) {
+        Err(SignError::Stopped(reason)) => assert!(reason.contains("PIN rejected"), "{reason}"),
+        other => panic!("a stopped worker answered {other:?}"),
+    }
+    assert_eq!(
+        counter(&metrics, "signatures_total"),
+        "2",
+        "failures are not counted"
+    );
+
+    // Another profile on the same token shares its refused PIN: it never sends it.
+    let second = spawn("q", &logins, &Arc::default());
+    let err = second
+        .err()
+        .expect("the refused PIN is not tried for a second profile");
+    assert!(err.to_string().contains("already refused"), "{err}");
+    // Neither does a new generation of logins (a reload) that reads the same PIN file.
+    let reloaded = Arc::new(Logins::default());
+    let err = spawn("p", &reloaded, &Arc::default())
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("already refused"), "{err}");
+    assert_eq!(logins_so_far(), 3, "the refused PIN was sent exactly once");
+
+    let user = ctx.open_rw_session(slot).unwrap();
+    user.login(UserType::User, Some(&AuthPin::from("changed-PIN-4242")))
+        .unwrap();
+    user.set_pin(&AuthPin::from("changed-PIN-4242"), &AuthPin::from(PIN))
+        .unwrap();
+}
