@@ -11,7 +11,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
-use cryptoki::session::UserType;
 use cryptoki::types::AuthPin;
 use suitekey::agent::logins::Logins;
 use suitekey::agent::metrics::{self, ProfileMetrics};
@@ -176,9 +175,96 @@ fn a_lost_session_is_reopened_once_and_a_pin_refused_at_relogin_stops_every_prof
     assert!(err.to_string().contains("already refused"), "{err}");
     assert_eq!(logins_so_far(), 3, "the refused PIN was sent exactly once");
 
-    let user = ctx.open_rw_session(slot).unwrap();
-    user.login(UserType::User, Some(&AuthPin::from("changed-PIN-4242")))
+    profiles_stopped_by_a_refused_pin_report_it_and_stay_failed_across_a_reload(&ctx, slot);
+}
+
+/// The same through the agent's profiles: the stop shows as the profile's failure, costs no
+/// more signatures or exchanges, and a reload reopens the profile without sending the PIN.
+fn profiles_stopped_by_a_refused_pin_report_it_and_stay_failed_across_a_reload(
+    ctx: &Pkcs11,
+    slot: cryptoki::slot::Slot,
+) {
+    use suitekey::agent::{Options, profiles};
+    let dir = tempfile::tempdir().unwrap();
+    let pin_file = dir.path().join("user.pin");
+    std::fs::write(&pin_file, "changed-PIN-4242\n").unwrap();
+    let key = profile().key.to_string().replace(
+        &fixture().pin_file.display().to_string(),
+        &pin_file.display().to_string(),
+    );
+    let config_file = dir.path().join("config.toml");
+    std::fs::write(
+        &config_file,
+        format!(
+            "[profiles.prod]\nkey = \"{key}\"\nclient-id = \"{CLIENT}\"\ncertificate-id = \"kid-1\"\naccount = \"1234567\"\n"
+        ),
+    )
+    .unwrap();
+    let config = suitekey::config::Config::open(Some(&config_file))
+        .unwrap()
         .unwrap();
-    user.set_pin(&AuthPin::from("changed-PIN-4242"), &AuthPin::from(PIN))
+    let options = Options {
+        config: None,
+        socket: None,
+        allow_uids: Vec::new(),
+        module: None,
+        open: suitekey::commands::open_signer_with,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
         .unwrap();
+    let logins = Arc::new(Logins::default());
+    let open =
+        |previous| profiles::open_all(&config, previous, &options, &logins, runtime.handle());
+    let empty = profiles::ProfileMap::new();
+    let served = open(&empty);
+    let prod = Arc::clone(&served["prod"]);
+    assert!(prod.failure().is_none(), "{:?}", prod.failure());
+    let before = logins_so_far();
+
+    let session = ctx.open_rw_session(slot).unwrap();
+    session
+        .set_pin(
+            &AuthPin::from("changed-PIN-4242"),
+            &AuthPin::from("third-PIN-777"),
+        )
+        .unwrap();
+    session.logout().unwrap();
+    let cache = &prod.state.as_ref().ok().expect("active").cache;
+    for _ in 0..3 {
+        let failure = runtime.block_on(cache.get()).err().expect("no token");
+        assert!(
+            failure.message.contains("PIN rejected"),
+            "{}",
+            failure.message
+        );
+    }
+    assert_eq!(logins_so_far(), before + 1, "one re-login");
+    let failure = prod.failure().expect("the stopped profile reports it");
+    assert_eq!(failure.kind.code(), "pin");
+    let counters = metrics::render([("p", &*prod.metrics, None)].into_iter());
+    for zero in ["signatures_total", "upstream_exchanges_total"] {
+        assert!(
+            counters.contains(&format!("suitekey_agent_{zero}{{profile=\"p\"}} 0\n")),
+            "{counters}"
+        );
+    }
+    assert!(
+        counters.contains("code=\"pin\"} 1\n"),
+        "one failure counted, not one per request: {counters}"
+    );
+
+    let reloaded = open(&served);
+    assert!(
+        !Arc::ptr_eq(&reloaded["prod"], &prod),
+        "a stopped profile is reopened"
+    );
+    let failure = reloaded["prod"].failure().expect("still failed");
+    assert!(
+        failure.message.contains("already refused"),
+        "{}",
+        failure.message
+    );
+    assert_eq!(logins_so_far(), before + 1, "and the PIN is not sent again");
 }
