@@ -267,4 +267,20 @@ fn profiles_stopped_by_a_refused_pin_report_it_and_stay_failed_across_a_reload(
         failure.message
     );
     assert_eq!(logins_so_far(), before + 1, "and the PIN is not sent again");
+
+    // Outside the agent's one-login-per-token rule (here: the token without the spy), a second
+    // PIN the logged-in token cannot check is an error, not a success.
+    let direct = |pin: &str| {
+        let uri = format!(
+            "pkcs11:token={};object=p256;type=private?module-path={}&pin-value={pin}",
+            common::TOKEN,
+            common::module_path().display()
+        );
+        suitekey::pkcs11::Key::open(&uri.parse().unwrap(), None)
+    };
+    let _logged_in = direct("third-PIN-777").expect("the token's PIN logs in");
+    let err = direct("not-the-PIN-1")
+        .err()
+        .expect("an unchecked PIN is refused");
+    assert!(err.to_string().contains("cannot be checked"), "{err}");
 }
