@@ -69,13 +69,15 @@ fn spawn(
     name: &str,
     logins: &Arc<Logins>,
     metrics: &Arc<ProfileMetrics>,
-) -> Result<SignerHandle, suitekey::Error> {
+) -> Result<SignerHandle, String> {
     let profile = profile();
     let (logins, who, uri) = (Arc::clone(logins), name.to_owned(), profile.key.clone());
     let login =
         Box::new(move |token: &suitekey::pkcs11::Token| logins.credential(&who, &uri, token));
     let open = suitekey::commands::open_signer_with;
-    SignerHandle::spawn(name, profile, (open, login), Arc::clone(metrics)).map(|(h, _)| h)
+    SignerHandle::spawn(name, profile, (open, login), Arc::clone(metrics))
+        .map(|(h, _)| h)
+        .map_err(|e| suitekey::error::chain(&e))
 }
 
 fn counter(metrics: &ProfileMetrics, name: &str) -> String {
@@ -231,7 +233,10 @@ fn profiles_stopped_by_a_refused_pin_report_it_and_stay_failed_across_a_reload(
         )
         .unwrap();
     session.logout().unwrap();
-    let cache = &prod.state.as_ref().ok().expect("active").cache;
+    let Ok(active) = &prod.state else {
+        panic!("prod is active")
+    };
+    let cache = &active.cache;
     for _ in 0..3 {
         let failure = runtime.block_on(cache.get()).err().expect("no token");
         assert!(
