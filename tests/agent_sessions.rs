@@ -188,23 +188,7 @@ fn profiles_stopped_by_a_refused_pin_report_it_and_stay_failed_across_a_reload(
 ) {
     use suitekey::agent::{Options, profiles};
     let dir = tempfile::tempdir().unwrap();
-    let pin_file = dir.path().join("user.pin");
-    std::fs::write(&pin_file, "changed-PIN-4242\n").unwrap();
-    let key = profile().key.to_string().replace(
-        &fixture().pin_file.display().to_string(),
-        &pin_file.display().to_string(),
-    );
-    let config_file = dir.path().join("config.toml");
-    std::fs::write(
-        &config_file,
-        format!(
-            "[profiles.prod]\nkey = \"{key}\"\nclient-id = \"{CLIENT}\"\ncertificate-id = \"kid-1\"\naccount = \"1234567\"\n"
-        ),
-    )
-    .unwrap();
-    let config = suitekey::config::Config::open(Some(&config_file))
-        .unwrap()
-        .unwrap();
+    let config = config_with_pin(dir.path(), "changed-PIN-4242");
     let options = Options {
         config: None,
         socket: None,
@@ -272,7 +256,31 @@ fn profiles_stopped_by_a_refused_pin_report_it_and_stay_failed_across_a_reload(
         failure.message
     );
     assert_eq!(logins_so_far(), before + 1, "and the PIN is not sent again");
+    an_unchecked_pin_is_an_error("third-PIN-777");
+}
 
+/// A config with profile `prod`: the p256 key through the spy, its PIN in a file in `dir`.
+fn config_with_pin(dir: &std::path::Path, pin: &str) -> suitekey::config::Config {
+    let pin_file = dir.join("user.pin");
+    std::fs::write(&pin_file, format!("{pin}\n")).unwrap();
+    let key = profile().key.to_string().replace(
+        &fixture().pin_file.display().to_string(),
+        &pin_file.display().to_string(),
+    );
+    let config_file = dir.join("config.toml");
+    std::fs::write(
+        &config_file,
+        format!(
+            "[profiles.prod]\nkey = \"{key}\"\nclient-id = \"{CLIENT}\"\ncertificate-id = \"kid-1\"\naccount = \"1234567\"\n"
+        ),
+    )
+    .unwrap();
+    suitekey::config::Config::open(Some(&config_file))
+        .unwrap()
+        .unwrap()
+}
+
+fn an_unchecked_pin_is_an_error(token_pin: &str) {
     // Outside the agent's one-login-per-token rule (here: the token without the spy), a second
     // PIN the logged-in token cannot check is an error, not a success.
     let direct = |pin: &str| {
@@ -283,7 +291,7 @@ fn profiles_stopped_by_a_refused_pin_report_it_and_stay_failed_across_a_reload(
         );
         suitekey::pkcs11::Key::open(&uri.parse().unwrap(), None)
     };
-    let _logged_in = direct("third-PIN-777").expect("the token's PIN logs in");
+    let _logged_in = direct(token_pin).expect("the token's PIN logs in");
     let err = direct("not-the-PIN-1")
         .err()
         .expect("an unchecked PIN is refused");
