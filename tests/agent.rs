@@ -246,6 +246,12 @@ fn the_api_answers_unknown_profiles_and_bad_paths_with_json_errors() {
             "bad_request"
         );
     }
+    for (method, path) in [("POST", "/v1/health"), ("DELETE", TOKEN_PATH)] {
+        let reply = agent.request(method, path);
+        assert_eq!(reply.status, 405, "{method} {path}: {}", reply.body);
+        assert_eq!(reply.json()["error"], "method_not_allowed");
+        assert_eq!(reply.header("allow"), Some("GET, HEAD"));
+    }
     assert_eq!(stats(&emu)["token_requests"], 0);
 }
 
@@ -434,6 +440,43 @@ fn an_upstream_outage_serves_the_cached_token_and_shows_in_metrics_and_logs() {
         json["message"].as_str().unwrap().contains("server_error"),
         "{json}"
     );
+}
+
+#[test]
+fn a_failed_exchange_is_answered_with_retry_after_and_retried_in_the_background() {
+    let s = setup();
+    // The first exchange (three attempts) fails, the next one succeeds.
+    let emu = s.emulator("127.0.0.1:0", &["--fail-first", "3"]);
+    let agent = s.agent(&emu);
+    let check_refusal = |reply: &common::agent::Reply| {
+        assert_eq!(reply.status, 502, "{}", reply.body);
+        assert_eq!(reply.json()["error"], "upstream");
+        let retry_after: u64 = reply
+            .header("retry-after")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("Retry-After: {}", reply.head));
+        assert!((1..=60).contains(&retry_after), "{}", reply.head);
+    };
+    check_refusal(&agent.request("GET", TOKEN_PATH));
+    assert_eq!(stats(&emu)["token_requests"], 3);
+    // Until the backoff ends, requests get that failure without an exchange of their own.
+    check_refusal(&agent.request("GET", TOKEN_PATH));
+    assert_eq!(stats(&emu)["token_requests"], 3, "no exchange per request");
+
+    // No client asks again: the agent retries the cold profile by itself.
+    let start = Instant::now();
+    while agent.json("/v1/profiles")["profiles"][0]["token_expires_at"].is_null() {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "no retry in the background: {}",
+            agent.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (status, body) = agent.get(TOKEN_PATH);
+    assert_eq!(status, 200, "{body}");
+    assert!(opens_catalog(&emu, &token_of(&body)));
+    assert_eq!(stats(&emu)["token_requests"], 4);
 }
 
 fn is_root() -> bool {

@@ -94,6 +94,11 @@ impl Agent {
         http_get(&self.socket, path)
     }
 
+    /// `METHOD path` over the socket.
+    pub fn request(&self, method: &str, path: &str) -> Reply {
+        http_request(&self.socket, method, path)
+    }
+
     /// `GET path`, expecting 200 and JSON.
     pub fn json(&self, path: &str) -> serde_json::Value {
         let (status, body) = self.get(path);
@@ -138,8 +143,33 @@ impl Drop for Agent {
     }
 }
 
-/// `GET path` over the Unix socket at `socket` with a raw HTTP/1.1 request: (status, body).
-pub fn http_get(socket: &Path, path: &str) -> (u16, String) {
+/// An HTTP response read from the agent.
+pub struct Reply {
+    /// The status code.
+    pub status: u16,
+    /// The header lines, as sent.
+    pub head: String,
+    /// The body.
+    pub body: String,
+}
+
+impl Reply {
+    /// The value of header `name` (case-insensitive), if sent.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.eq_ignore_ascii_case(name).then(|| value.trim())
+        })
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|_| panic!("JSON body: {}", self.body))
+    }
+}
+
+/// `METHOD path` over the Unix socket at `socket` with a raw HTTP/1.1 request.
+pub fn http_request(socket: &Path, method: &str, path: &str) -> Reply {
     let mut stream = UnixStream::connect(socket)
         .unwrap_or_else(|e| panic!("connect to {}: {e}", socket.display()));
     stream
@@ -147,12 +177,22 @@ pub fn http_get(socket: &Path, path: &str) -> (u16, String) {
         .expect("timeout");
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )
     .expect("send request");
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("read response");
-    parse_response(&response)
+    let (status, body) = parse_response(&response);
+    let head = response[..response.len() - body.len()]
+        .trim_end()
+        .to_owned();
+    Reply { status, head, body }
+}
+
+/// `GET path` over the Unix socket at `socket` with a raw HTTP/1.1 request: (status, body).
+pub fn http_get(socket: &Path, path: &str) -> (u16, String) {
+    let reply = http_request(socket, "GET", path);
+    (reply.status, reply.body)
 }
 
 /// (status, body) of an HTTP/1.1 response with a Content-Length body.
