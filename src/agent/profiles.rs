@@ -34,6 +34,8 @@ pub struct Options {
     pub module: Option<PathBuf>,
     /// How a profile's key is opened.
     pub open: Opener,
+    /// How long SIGINT/SIGTERM waits for the requests in flight before the agent exits anyway.
+    pub drain_timeout: std::time::Duration,
 }
 
 /// The profiles being served, by name.
@@ -98,8 +100,13 @@ pub fn open_all(
 ) -> ProfileMap {
     let mut served = ProfileMap::new();
     for name in config.profile_names() {
-        let Ok(table) = config.profile(name) else {
-            continue;
+        let table = match config.profile(name) {
+            Ok(table) => table,
+            Err(e) => {
+                // Cannot happen for a name the config listed; if it does, say so.
+                tracing::error!(profile = name, "profile skipped: {}", chain(&e));
+                continue;
+            }
         };
         let entry = match previous.get(name) {
             Some(prev) if prev.table == *table && prev.state.is_ok() => Arc::clone(prev),

@@ -13,7 +13,7 @@ pub struct Agent {
     pub child: Child,
     /// The socket it printed.
     pub socket: PathBuf,
-    _stdout: BufReader<ChildStdout>,
+    stdout: BufReader<ChildStdout>,
     stderr: PathBuf,
     /// The socket's directory (and the agent's log).
     pub dir: tempfile::TempDir,
@@ -43,6 +43,19 @@ impl Agent {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Agent {
+        let mut agent = Agent::spawn_at(at, softhsm_conf, config, args, env);
+        agent.wait_ready();
+        agent
+    }
+
+    /// Starts the agent like [`Agent::start_at`] without waiting for it to listen.
+    pub fn spawn_at(
+        at: Option<&Path>,
+        softhsm_conf: &Path,
+        config: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Agent {
         let dir = socket_dir();
         let socket = at.map_or_else(|| dir.path().join("agent.sock"), Path::to_owned);
         let stderr = dir.path().join("agent.log");
@@ -65,28 +78,37 @@ impl Agent {
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr).expect("agent log"));
         let mut child = cmd.spawn().expect("start suitekey agent");
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut line = String::new();
-        stdout.read_line(&mut line).expect("read the socket path");
-        if line.is_empty() {
-            let _ = child.wait();
-            panic!(
-                "agent did not start: {}",
-                std::fs::read_to_string(&stderr).unwrap_or_default()
-            );
-        }
-        assert_eq!(
-            Path::new(line.trim_end()),
-            socket,
-            "stdout names the socket"
-        );
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
         Agent {
             child,
             socket,
-            _stdout: stdout,
+            stdout,
             stderr,
             dir,
         }
+    }
+
+    /// Waits for the line naming the socket, which the agent prints once it listens.
+    pub fn wait_ready(&mut self) {
+        let line = self.read_stdout_line();
+        if line.is_empty() {
+            let _ = self.child.wait();
+            panic!("agent did not start: {}", self.stderr());
+        }
+        assert_eq!(
+            Path::new(line.trim_end()),
+            self.socket,
+            "stdout names the socket"
+        );
+    }
+
+    /// The next line of stdout; empty at its end.
+    pub fn read_stdout_line(&mut self) -> String {
+        let mut line = String::new();
+        self.stdout
+            .read_line(&mut line)
+            .expect("read the agent's stdout");
+        line
     }
 
     /// `GET path` over the socket: (status, body).
