@@ -139,6 +139,49 @@ fn burst(socket: &Path, n: usize) -> Vec<(u16, String)> {
         .collect()
 }
 
+/// The counters after two bursts of 200 requests, the first one cold.
+fn check_metrics_after_two_bursts(agent: &Agent) {
+    let (_, metrics) = agent.get("/metrics");
+    let p = "{profile=\"prod\"}";
+    assert_eq!(
+        metric(&metrics, &format!("suitekey_agent_tokens_issued_total{p}")),
+        Some(400.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            &format!("suitekey_agent_upstream_exchanges_total{p}")
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&metrics, &format!("suitekey_agent_signatures_total{p}")),
+        Some(1.0)
+    );
+    assert!(metric(&metrics, &format!("suitekey_agent_cache_hits_total{p}")) >= Some(200.0));
+    let days = metric(
+        &metrics,
+        &format!("suitekey_agent_certificate_days_left{p}"),
+    );
+    assert!(
+        days.is_some_and(|d| (728.0..=730.0).contains(&d)),
+        "{metrics}"
+    );
+}
+
+/// `/v1/profiles` for the one profile `prod`, which has a token.
+fn check_profile_listing(agent: &Agent, kid: &str) {
+    let profiles = agent.json("/v1/profiles");
+    let prod = &profiles["profiles"][0];
+    assert_eq!(prod["name"], "prod");
+    assert_eq!(prod["alg"], "ES256");
+    assert_eq!(prod["status"], "ok");
+    assert_eq!(prod["certificate_id"], kid);
+    assert!(prod["key"].as_str().unwrap().starts_with("pkcs11:token="));
+    assert!(prod["token_expires_at"].as_str().unwrap().ends_with('Z'));
+}
+
 #[test]
 fn two_hundred_concurrent_cold_requests_share_one_exchange_and_then_the_cache() {
     let s = setup();
@@ -181,42 +224,8 @@ fn two_hundred_concurrent_cold_requests_share_one_exchange_and_then_the_cache() 
     let expires_in = json["expires_in"].as_u64().expect("expires_in");
     assert!((3500..=3600).contains(&expires_in), "{json}");
 
-    let (_, metrics) = agent.get("/metrics");
-    let p = "{profile=\"prod\"}";
-    assert_eq!(
-        metric(&metrics, &format!("suitekey_agent_tokens_issued_total{p}")),
-        Some(400.0),
-        "{metrics}"
-    );
-    assert_eq!(
-        metric(
-            &metrics,
-            &format!("suitekey_agent_upstream_exchanges_total{p}")
-        ),
-        Some(1.0)
-    );
-    assert_eq!(
-        metric(&metrics, &format!("suitekey_agent_signatures_total{p}")),
-        Some(1.0)
-    );
-    assert!(metric(&metrics, &format!("suitekey_agent_cache_hits_total{p}")) >= Some(200.0));
-    let days = metric(
-        &metrics,
-        &format!("suitekey_agent_certificate_days_left{p}"),
-    );
-    assert!(
-        days.is_some_and(|d| (728.0..=730.0).contains(&d)),
-        "{metrics}"
-    );
-
-    let profiles = agent.json("/v1/profiles");
-    let prod = &profiles["profiles"][0];
-    assert_eq!(prod["name"], "prod");
-    assert_eq!(prod["alg"], "ES256");
-    assert_eq!(prod["status"], "ok");
-    assert_eq!(prod["certificate_id"], s.kid.as_str());
-    assert!(prod["key"].as_str().unwrap().starts_with("pkcs11:token="));
-    assert!(prod["token_expires_at"].as_str().unwrap().ends_with('Z'));
+    check_metrics_after_two_bursts(&agent);
+    check_profile_listing(&agent, &s.kid);
 
     let log = agent.stderr();
     assert!(
@@ -304,7 +313,11 @@ fn token_and_exec_ask_the_agent_when_suitekey_auth_sock_is_set() {
     assert_ne!(stdout.trim_end(), served);
     assert_eq!(stats(&emu)["token_requests"], 2);
 
-    // Agent errors keep the command's exit codes; an agent that is not there is 7.
+    check_client_errors(&agent, client);
+}
+
+/// Agent errors keep the command's exit codes; an agent that is not there is 7.
+fn check_client_errors(agent: &Agent, client: impl Fn() -> assert_cmd::Command) {
     let out = client()
         .args(["--profile", "nope", "token"])
         .output()
@@ -501,6 +514,17 @@ fn as_nobody_curl(socket: &Path) -> std::process::Output {
         .expect("setpriv curl")
 }
 
+/// Adds `[agent] allowed-uids = [65534]` to `config` and has `agent` reload it.
+fn allow_nobody_in_the_config_and_reload(agent: &Agent, config: &Path) {
+    let mut text = std::fs::read_to_string(config).unwrap();
+    text.push_str("\n[agent]\nallowed-uids = [65534]\n");
+    std::fs::write(config, text).unwrap();
+    agent.signal("HUP");
+    wait_until(agent, "reload", || {
+        agent.stderr().contains("config reloaded")
+    });
+}
+
 #[test]
 fn other_users_cannot_connect_and_are_refused_by_uid_unless_allowed() {
     use std::os::unix::fs::PermissionsExt as _;
@@ -541,26 +565,12 @@ fn other_users_cannot_connect_and_are_refused_by_uid_unless_allowed() {
     // The agent's own user still gets in.
     assert_eq!(agent.json("/v1/health")["status"], "ok");
 
-    // The config's [agent] allowed-uids, picked up on SIGHUP, lets the other user in.
-    let config = s.dir.path().join("config.toml");
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str("\n[agent]\nallowed-uids = [65534]\n");
-    std::fs::write(&config, text).unwrap();
-    agent.signal("HUP");
-    let start = Instant::now();
-    while !agent.stderr().contains("config reloaded") {
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "{}",
-            agent.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    allow_nobody_in_the_config_and_reload(&agent, &s.dir.path().join("config.toml"));
     let out = as_nobody_curl(&agent.socket);
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.ends_with("\n200"), "{text}");
-    s.config(&emu.token_url(), &[("prod", &fixture().uri("p256"))]);
-
+    // Without [agent] again: the flag alone lets the other user in.
+    let config = s.config(&emu.token_url(), &[("prod", &fixture().uri("p256"))]);
     let allowing = Agent::start(&s.conf, &config, &["--allow-uid", "65534"], &[]);
     open_up(&allowing);
     let out = as_nobody_curl(&allowing.socket);
@@ -593,7 +603,7 @@ fn the_agent_is_not_dumpable_so_same_user_processes_cannot_read_its_memory() {
         .arg(&socket)
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit())
+        .stderr(std::process::Stdio::null())
         .spawn()
         .expect("setpriv suitekey agent");
     let mut line = String::new();
