@@ -207,6 +207,10 @@ pub struct AgentArgs {
     /// Also serve this user id (repeatable; also `[agent] allowed-uids` in the config); the agent's own uid is always served, others get 403.
     #[arg(long = "allow-uid", value_name = "UID")]
     pub allow_uids: Vec<u32>,
+    /// On SIGTERM/SIGINT, wait at most this long for the requests in flight, then exit anyway.
+    #[arg(long, value_name = "SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub drain_timeout: u64,
     /// The PKCS#11 module.
     #[command(flatten)]
     pub module: ModuleArg,

@@ -139,6 +139,49 @@ fn burst(socket: &Path, n: usize) -> Vec<(u16, String)> {
         .collect()
 }
 
+/// The counters after two bursts of 200 requests, the first one cold.
+fn check_metrics_after_two_bursts(agent: &Agent) {
+    let (_, metrics) = agent.get("/metrics");
+    let p = "{profile=\"prod\"}";
+    assert_eq!(
+        metric(&metrics, &format!("suitekey_agent_tokens_issued_total{p}")),
+        Some(400.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            &format!("suitekey_agent_upstream_exchanges_total{p}")
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&metrics, &format!("suitekey_agent_signatures_total{p}")),
+        Some(1.0)
+    );
+    assert!(metric(&metrics, &format!("suitekey_agent_cache_hits_total{p}")) >= Some(200.0));
+    let days = metric(
+        &metrics,
+        &format!("suitekey_agent_certificate_days_left{p}"),
+    );
+    assert!(
+        days.is_some_and(|d| (728.0..=730.0).contains(&d)),
+        "{metrics}"
+    );
+}
+
+/// `/v1/profiles` for the one profile `prod`, which has a token.
+fn check_profile_listing(agent: &Agent, kid: &str) {
+    let profiles = agent.json("/v1/profiles");
+    let prod = &profiles["profiles"][0];
+    assert_eq!(prod["name"], "prod");
+    assert_eq!(prod["alg"], "ES256");
+    assert_eq!(prod["status"], "ok");
+    assert_eq!(prod["certificate_id"], kid);
+    assert!(prod["key"].as_str().unwrap().starts_with("pkcs11:token="));
+    assert!(prod["token_expires_at"].as_str().unwrap().ends_with('Z'));
+}
+
 #[test]
 fn two_hundred_concurrent_cold_requests_share_one_exchange_and_then_the_cache() {
     let s = setup();
@@ -181,42 +224,8 @@ fn two_hundred_concurrent_cold_requests_share_one_exchange_and_then_the_cache() 
     let expires_in = json["expires_in"].as_u64().expect("expires_in");
     assert!((3500..=3600).contains(&expires_in), "{json}");
 
-    let (_, metrics) = agent.get("/metrics");
-    let p = "{profile=\"prod\"}";
-    assert_eq!(
-        metric(&metrics, &format!("suitekey_agent_tokens_issued_total{p}")),
-        Some(400.0),
-        "{metrics}"
-    );
-    assert_eq!(
-        metric(
-            &metrics,
-            &format!("suitekey_agent_upstream_exchanges_total{p}")
-        ),
-        Some(1.0)
-    );
-    assert_eq!(
-        metric(&metrics, &format!("suitekey_agent_signatures_total{p}")),
-        Some(1.0)
-    );
-    assert!(metric(&metrics, &format!("suitekey_agent_cache_hits_total{p}")) >= Some(200.0));
-    let days = metric(
-        &metrics,
-        &format!("suitekey_agent_certificate_days_left{p}"),
-    );
-    assert!(
-        days.is_some_and(|d| (728.0..=730.0).contains(&d)),
-        "{metrics}"
-    );
-
-    let profiles = agent.json("/v1/profiles");
-    let prod = &profiles["profiles"][0];
-    assert_eq!(prod["name"], "prod");
-    assert_eq!(prod["alg"], "ES256");
-    assert_eq!(prod["status"], "ok");
-    assert_eq!(prod["certificate_id"], s.kid.as_str());
-    assert!(prod["key"].as_str().unwrap().starts_with("pkcs11:token="));
-    assert!(prod["token_expires_at"].as_str().unwrap().ends_with('Z'));
+    check_metrics_after_two_bursts(&agent);
+    check_profile_listing(&agent, &s.kid);
 
     let log = agent.stderr();
     assert!(
@@ -245,6 +254,12 @@ fn the_api_answers_unknown_profiles_and_bad_paths_with_json_errors() {
             serde_json::from_str::<Value>(&body).unwrap()["error"],
             "bad_request"
         );
+    }
+    for (method, path) in [("POST", "/v1/health"), ("DELETE", TOKEN_PATH)] {
+        let reply = agent.request(method, path);
+        assert_eq!(reply.status, 405, "{method} {path}: {}", reply.body);
+        assert_eq!(reply.json()["error"], "method_not_allowed");
+        assert_eq!(reply.header("allow"), Some("GET, HEAD"));
     }
     assert_eq!(stats(&emu)["token_requests"], 0);
 }
@@ -298,7 +313,11 @@ fn token_and_exec_ask_the_agent_when_suitekey_auth_sock_is_set() {
     assert_ne!(stdout.trim_end(), served);
     assert_eq!(stats(&emu)["token_requests"], 2);
 
-    // Agent errors keep the command's exit codes; an agent that is not there is 7.
+    check_client_errors(&agent, client);
+}
+
+/// Agent errors keep the command's exit codes; an agent that is not there is 7.
+fn check_client_errors(agent: &Agent, client: impl Fn() -> assert_cmd::Command) {
     let out = client()
         .args(["--profile", "nope", "token"])
         .output()
@@ -436,6 +455,43 @@ fn an_upstream_outage_serves_the_cached_token_and_shows_in_metrics_and_logs() {
     );
 }
 
+#[test]
+fn a_failed_exchange_is_answered_with_retry_after_and_retried_in_the_background() {
+    let s = setup();
+    // The first exchange (three attempts) fails, the next one succeeds.
+    let emu = s.emulator("127.0.0.1:0", &["--fail-first", "3"]);
+    let agent = s.agent(&emu);
+    let check_refusal = |reply: &common::agent::Reply| {
+        assert_eq!(reply.status, 502, "{}", reply.body);
+        assert_eq!(reply.json()["error"], "upstream");
+        let retry_after: u64 = reply
+            .header("retry-after")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("Retry-After: {}", reply.head));
+        assert!((1..=60).contains(&retry_after), "{}", reply.head);
+    };
+    check_refusal(&agent.request("GET", TOKEN_PATH));
+    assert_eq!(stats(&emu)["token_requests"], 3);
+    // Until the backoff ends, requests get that failure without an exchange of their own.
+    check_refusal(&agent.request("GET", TOKEN_PATH));
+    assert_eq!(stats(&emu)["token_requests"], 3, "no exchange per request");
+
+    // No client asks again: the agent retries the cold profile by itself.
+    let start = Instant::now();
+    while agent.json("/v1/profiles")["profiles"][0]["token_expires_at"].is_null() {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "no retry in the background: {}",
+            agent.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (status, body) = agent.get(TOKEN_PATH);
+    assert_eq!(status, 200, "{body}");
+    assert!(opens_catalog(&emu, &token_of(&body)));
+    assert_eq!(stats(&emu)["token_requests"], 4);
+}
+
 fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
@@ -456,6 +512,17 @@ fn as_nobody_curl(socket: &Path) -> std::process::Output {
         .arg("http://localhost/v1/health")
         .output()
         .expect("setpriv curl")
+}
+
+/// Adds `[agent] allowed-uids = [65534]` to `config` and has `agent` reload it.
+fn allow_nobody_in_the_config_and_reload(agent: &Agent, config: &Path) {
+    let mut text = std::fs::read_to_string(config).unwrap();
+    text.push_str("\n[agent]\nallowed-uids = [65534]\n");
+    std::fs::write(config, text).unwrap();
+    agent.signal("HUP");
+    wait_until(agent, "reload", || {
+        agent.stderr().contains("config reloaded")
+    });
 }
 
 #[test]
@@ -498,31 +565,70 @@ fn other_users_cannot_connect_and_are_refused_by_uid_unless_allowed() {
     // The agent's own user still gets in.
     assert_eq!(agent.json("/v1/health")["status"], "ok");
 
-    // The config's [agent] allowed-uids, picked up on SIGHUP, lets the other user in.
-    let config = s.dir.path().join("config.toml");
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str("\n[agent]\nallowed-uids = [65534]\n");
-    std::fs::write(&config, text).unwrap();
-    agent.signal("HUP");
-    let start = Instant::now();
-    while !agent.stderr().contains("config reloaded") {
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "{}",
-            agent.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    allow_nobody_in_the_config_and_reload(&agent, &s.dir.path().join("config.toml"));
     let out = as_nobody_curl(&agent.socket);
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.ends_with("\n200"), "{text}");
-    s.config(&emu.token_url(), &[("prod", &fixture().uri("p256"))]);
-
+    // Without [agent] again: the flag alone lets the other user in.
+    let config = s.config(&emu.token_url(), &[("prod", &fixture().uri("p256"))]);
     let allowing = Agent::start(&s.conf, &config, &["--allow-uid", "65534"], &[]);
     open_up(&allowing);
     let out = as_nobody_curl(&allowing.socket);
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.ends_with("\n200"), "{text}");
+}
+
+#[test]
+fn the_agent_is_not_dumpable_so_same_user_processes_cannot_read_its_memory() {
+    use std::io::BufRead as _;
+    use std::os::unix::fs::{MetadataExt as _, chown};
+    if !is_root() {
+        eprintln!("skipped: needs root to run the agent as another user (setpriv)");
+        return;
+    }
+    // Run as nobody, so that the owner of /proc/PID/mem tells: a dumpable process owns it
+    // (and so may any process of its user open it), a non-dumpable one's belongs to root.
+    // No token needed: the profile fails.
+    let dir = common::agent::socket_dir();
+    chown(dir.path(), Some(65534), Some(65534)).unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "[profiles.p]\nkey = \"pkcs11:object=none\"\n").unwrap();
+    let socket = dir.path().join("agent.sock");
+    let mut child = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_suitekey"))
+        .arg("--config")
+        .arg(&config)
+        .args(["agent", "--socket"])
+        .arg(&socket)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("setpriv suitekey agent");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let proc_dir = PathBuf::from(format!("/proc/{}", child.id()));
+    let status = std::fs::read_to_string(proc_dir.join("status")).unwrap();
+    let owner = std::fs::metadata(proc_dir.join("mem")).map(|m| m.uid());
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        line.trim_end(),
+        socket.display().to_string(),
+        "agent started"
+    );
+    assert!(
+        status.lines().any(|l| l.starts_with("Uid:\t65534")),
+        "{status}"
+    );
+    assert_eq!(
+        owner.unwrap(),
+        0,
+        "/proc/PID/mem belongs to root: not dumpable"
+    );
 }
 
 #[test]
@@ -575,6 +681,155 @@ fn sighup_adds_a_profile_keeping_cached_tokens_and_sigterm_removes_the_socket() 
     let status = agent.wait_exit(Duration::from_secs(10));
     assert!(status.success(), "{status:?}: {}", agent.stderr());
     assert!(!agent.socket.exists(), "socket removed");
+}
+
+/// Waits until `done` holds, at most 15 s, showing the agent's log otherwise.
+fn wait_until(agent: &Agent, what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "{what}: {}",
+            agent.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A key URI for the p256 key whose PIN is read from `pin_file`.
+fn key_with_pin_file(pin_file: &Path) -> String {
+    format!(
+        "pkcs11:token={};object=p256;type=private?module-path={}&pin-source=file:{}",
+        common::TOKEN,
+        common::module_path().display(),
+        pin_file.display()
+    )
+}
+
+/// Sends `GET TOKEN_PATH` from a thread; its answer is the raw response (empty when the
+/// connection closed without one).
+fn request_in_background(socket: &Path) -> std::thread::JoinHandle<String> {
+    use std::io::{Read as _, Write as _};
+    let socket = socket.to_owned();
+    std::thread::spawn(move || {
+        let mut stream = std::os::unix::net::UnixStream::connect(&socket).expect("connect");
+        write!(
+            stream,
+            "GET {TOKEN_PATH} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )
+        .expect("send");
+        let mut response = String::new();
+        let _ = stream.read_to_string(&mut response);
+        response
+    })
+}
+
+#[test]
+fn signals_during_startup_neither_kill_the_agent_nor_leave_its_socket() {
+    let s = setup();
+    let emu = s.emulator("127.0.0.1:0", &[]);
+    // The PIN "file" is a FIFO: opening the profile blocks until the test writes the PIN,
+    // after the socket is bound.
+    let fifo = s.dir.path().join("pin.fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let config = s.config(&emu.token_url(), &[("prod", &key_with_pin_file(&fifo))]);
+    let starting = |conf: &Path| Agent::spawn_at(None, conf, &config, &[], &[]);
+
+    let mut agent = starting(&s.conf);
+    wait_until(&agent, "socket bound", || agent.socket.exists());
+    agent.signal("HUP");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        agent.child.try_wait().unwrap().is_none(),
+        "SIGHUP during startup killed the agent: {}",
+        agent.stderr()
+    );
+    std::fs::write(&fifo, format!("{PIN}\n")).unwrap();
+    agent.wait_ready();
+    let (status, body) = agent.get(TOKEN_PATH);
+    assert_eq!(status, 200, "{body}");
+
+    // SIGTERM during startup: the agent stops once the profiles are open, never announces
+    // the socket, and removes it.
+    let mut stopped = starting(&fixture().token_copy(None));
+    wait_until(&stopped, "socket bound", || stopped.socket.exists());
+    stopped.signal("TERM");
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(&fifo, format!("{PIN}\n")).unwrap();
+    let status = stopped.wait_exit(Duration::from_secs(15));
+    assert!(status.success(), "{status:?}: {}", stopped.stderr());
+    assert_eq!(stopped.read_stdout_line(), "", "no socket announced");
+    assert!(!stopped.socket.exists(), "socket removed");
+    assert!(stopped.stderr().contains("stopped during startup"));
+}
+
+#[test]
+fn sigterm_finishes_the_request_in_flight_and_spares_a_successors_socket() {
+    let s = setup();
+    let emu = s.emulator("127.0.0.1:0", &["--delay-ms", "1500"]);
+    let mut agent = s.agent(&emu);
+    let in_flight = request_in_background(&agent.socket);
+    wait_until(&agent, "exchange under way", || {
+        stats(&emu)["token_requests"] == 1
+    });
+    agent.signal("TERM");
+    wait_until(&agent, "signal noticed", || {
+        agent.stderr().contains("finishing the requests in flight")
+    });
+
+    // While the first agent drains, a second one takes the path over (nothing answers there).
+    let config = s.dir.path().join("config.toml");
+    let successor = Agent::start_at(
+        Some(&agent.socket),
+        &fixture().token_copy(None),
+        &config,
+        &[],
+        &[],
+    );
+
+    let (status, body) = common::agent::parse_response(&in_flight.join().unwrap());
+    assert_eq!(status, 200, "the request in flight is answered: {body}");
+    assert!(opens_catalog(&emu, &token_of(&body)));
+    let exit = agent.wait_exit(Duration::from_secs(15));
+    assert!(exit.success(), "{exit:?}: {}", agent.stderr());
+    assert!(
+        successor.socket.exists(),
+        "the successor's socket is left alone: {}",
+        agent.stderr()
+    );
+    assert_eq!(successor.json("/v1/health")["status"], "ok");
+}
+
+#[test]
+fn a_drain_longer_than_drain_timeout_is_cut_short() {
+    let s = setup();
+    let emu = s.emulator("127.0.0.1:0", &["--delay-ms", "25000"]);
+    let config = s.config(&emu.token_url(), &[("prod", &fixture().uri("p256"))]);
+    let mut agent = Agent::start(&s.conf, &config, &["--drain-timeout", "1"], &[]);
+    let in_flight = request_in_background(&agent.socket);
+    wait_until(&agent, "exchange under way", || {
+        stats(&emu)["token_requests"] == 1
+    });
+    agent.signal("TERM");
+    // Well before the emulator answers (25 s).
+    let exit = agent.wait_exit(Duration::from_secs(12));
+    assert!(exit.success(), "{exit:?}: {}", agent.stderr());
+    assert!(
+        agent.stderr().contains("stopping anyway"),
+        "{}",
+        agent.stderr()
+    );
+    assert!(!agent.socket.exists(), "socket removed");
+    assert!(
+        !in_flight.join().unwrap().starts_with("HTTP/1.1 200"),
+        "the cut request got no token"
+    );
 }
 
 #[test]

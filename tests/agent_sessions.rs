@@ -195,6 +195,7 @@ fn profiles_stopped_by_a_refused_pin_report_it_and_stay_failed_across_a_reload(
         allow_uids: Vec::new(),
         module: None,
         open: suitekey::commands::open_signer_with,
+        drain_timeout: std::time::Duration::from_secs(1),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -222,13 +223,20 @@ fn profiles_stopped_by_a_refused_pin_report_it_and_stay_failed_across_a_reload(
     };
     let cache = &active.cache;
     for _ in 0..3 {
-        let failure = runtime.block_on(cache.get()).err().expect("no token");
+        let failure = runtime
+            .block_on(cache.get())
+            .err()
+            .expect("no token")
+            .failure;
         assert!(
             failure.message.contains("PIN rejected"),
             "{}",
             failure.message
         );
     }
+    // After the first backoff (at most 1 s), a request finds the stopped signer.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert!(runtime.block_on(cache.get()).is_err());
     assert_eq!(logins_so_far(), before + 1, "one re-login");
     let failure = prod.failure().expect("the stopped profile reports it");
     assert_eq!(failure.kind.code(), "pin");

@@ -2,11 +2,12 @@
 //!
 //! | route | answer |
 //! | --- | --- |
-//! | `GET /v1/profiles/{name}/token` | `{access_token, token_type, expires_at, expires_in}`; 404 unknown profile; 502/503 with the reason |
+//! | `GET /v1/profiles/{name}/token` | `{access_token, token_type, expires_at, expires_in}`; 404 unknown profile; 502/503 with the reason (and `Retry-After` when the exchange failed) |
 //! | `GET /v1/profiles` | each profile: name, key URI (no secrets), alg, certificate id and days left, token expiry, status |
 //! | `GET /v1/health` | `{status, profiles, failed}` |
 //! | `GET /metrics` | Prometheus text ([`super::metrics`]) |
-//! | anything else | 400 |
+//! | another method on these paths | 405 |
+//! | any other path | 400 |
 
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::SystemTime;
@@ -14,7 +15,7 @@ use std::time::SystemTime;
 use axum::Router;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
@@ -76,6 +77,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/v1/health", get(health))
         .route("/metrics", get(metrics))
         .fallback(bad_path)
+        .method_not_allowed_fallback(wrong_method)
         .with_state(agent)
 }
 
@@ -100,6 +102,18 @@ fn failure_response(name: &str, f: &Failure) -> Response {
         f.kind.code(),
         &format!("profile '{name}': {}", f.message),
     )
+}
+
+/// Adds `Retry-After`: the whole seconds until the agent tries the exchange again.
+fn retry_later(mut response: Response, retry_at: SystemTime) -> Response {
+    let wait = retry_at
+        .duration_since(SystemTime::now())
+        .unwrap_or_default();
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+    response
 }
 
 async fn token(
@@ -140,7 +154,10 @@ async fn token(
             });
             ([(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response()
         }
-        Err(f) => failure_response(&name, &f),
+        Err(unavailable) => retry_later(
+            failure_response(&name, &unavailable.failure),
+            unavailable.retry_at,
+        ),
     }
 }
 
@@ -209,4 +226,16 @@ async fn bad_path() -> Response {
         "bad_request",
         "unknown path; the API is GET /v1/profiles, /v1/profiles/NAME/token, /v1/health and /metrics",
     )
+}
+
+async fn wrong_method() -> Response {
+    let mut response = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "the agent's API is read-only: use GET",
+    );
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+    response
 }

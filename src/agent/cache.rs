@@ -1,9 +1,12 @@
 //! One profile's access token cache: a fresh token is answered at once; a cold or expired one
 //! is fetched by a single exchange that every concurrent request shares (single flight); a
-//! background task renews the token ahead of its expiry and, while the cached token is still
-//! valid, keeps retrying a failed renewal with backoff. Tokens live only in memory.
+//! background task renews the token ahead of its expiry. A failed exchange is remembered with a
+//! backoff (1 s doubling to 60 s): until it ends, requests without a fresh token get that
+//! failure at once, and then the background task (or a request) tries again; a still valid
+//! cached token is served meanwhile. Tokens live only in memory.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -18,7 +21,7 @@ use crate::netsuite::AssertionRequest;
 const REFRESH_AHEAD: Duration = Duration::from_secs(300);
 /// … but never serve a token with less than this left: the client needs time to use it.
 const MIN_REMAINING: Duration = Duration::from_secs(30);
-/// Waits between failed renewals: doubling from the first to the last.
+/// Pauses after failed exchanges: doubling from the first to the last.
 const BACKOFF: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(60));
 
 /// What kind of failure kept a profile from a token; decides the HTTP status and the client's
@@ -114,7 +117,7 @@ impl Fetcher {
     /// One exchange, counted once its first assertion is signed (when the token endpoint is
     /// actually asked).
     async fn fetch(&self) -> Result<AccessToken, Failure> {
-        let counted = std::sync::atomic::AtomicBool::new(false);
+        let counted = AtomicBool::new(false);
         let result = self
             .client
             .fetch(&self.context, || {
@@ -122,7 +125,7 @@ impl Fetcher {
                 let (counted, metrics) = (&counted, &self.metrics);
                 async move {
                     let signed = signer.sign(request).await;
-                    if signed.is_ok() && !counted.swap(true, Ordering::Relaxed) {
+                    if signed.is_ok() && !counted.swap(true, Relaxed) {
                         metrics.exchange();
                     }
                     signed
@@ -160,16 +163,46 @@ fn classify(e: &ExchangeError<SignError>) -> (FailureKind, String) {
     }
 }
 
+/// The last exchange failed: its failure is the answer until `retry_at`, when a request or
+/// the renewal task tries again (so an outage costs one exchange per backoff step, not one per
+/// request).
+struct Backoff {
+    failure: Arc<Failure>,
+    retry_at: SystemTime,
+    /// Failed exchanges in a row; the wait doubles with each.
+    failures: u32,
+}
+
+/// No token to hand out: why, and when the agent will try again.
+#[derive(Clone, Debug)]
+pub struct Unavailable {
+    /// The last exchange's failure.
+    pub failure: Arc<Failure>,
+    /// When the next exchange may be made (the `Retry-After` of the answer).
+    pub retry_at: SystemTime,
+}
+
+/// The pause after `failures` failed exchanges in a row: [`BACKOFF`] doubling, with jitter
+/// (half to all of it), so that profiles that failed together do not retry together.
+fn backoff_after(failures: u32) -> Duration {
+    let doubled = BACKOFF
+        .0
+        .saturating_mul(1 << failures.saturating_sub(1).min(16));
+    doubled
+        .min(BACKOFF.1)
+        .mul_f64(0.5 + 0.5 * random_fraction())
+}
+
 /// One profile's token cache.
 pub struct TokenCache {
     fetcher: Fetcher,
     current: RwLock<Option<Arc<Cached>>>,
-    /// Exchanges finished so far; a request that waited for one may share its failure.
-    finished: AtomicU64,
-    /// Held during an exchange (single flight); holds the last exchange's failure.
-    flight: Mutex<Option<Arc<Failure>>>,
-    /// Bumped whenever a new token is stored, to wake the renewal task.
-    stored: watch::Sender<u64>,
+    /// The last exchange's failure, until an exchange succeeds.
+    failed: RwLock<Option<Backoff>>,
+    /// Held during an exchange (single flight).
+    flight: Mutex<()>,
+    /// Bumped after every exchange, to wake the renewal task.
+    outcomes: watch::Sender<u64>,
 }
 
 impl TokenCache {
@@ -178,9 +211,9 @@ impl TokenCache {
         TokenCache {
             fetcher,
             current: RwLock::new(None),
-            finished: AtomicU64::new(0),
-            flight: Mutex::new(None),
-            stored: watch::Sender::new(0),
+            failed: RwLock::new(None),
+            flight: Mutex::new(()),
+            outcomes: watch::Sender::new(0),
         }
     }
 
@@ -204,74 +237,114 @@ impl TokenCache {
         self.current().filter(|c| c.is_fresh(now))
     }
 
-    /// A token fresh enough to hand out: the cached one, or one from an exchange shared with
-    /// every request that arrives meanwhile. Requests that waited for an exchange that failed
-    /// get its failure rather than starting another.
-    pub async fn get(&self) -> Result<Arc<Cached>, Arc<Failure>> {
-        if let Some(cached) = self.fresh(SystemTime::now()) {
-            self.fetcher.metrics.cache_hit();
-            return Ok(cached);
-        }
-        let before = self.finished.load(Ordering::Acquire);
-        let mut last = self.flight.lock().await;
-        if let Some(cached) = self.fresh(SystemTime::now()) {
-            self.fetcher.metrics.cache_hit();
-            return Ok(cached);
-        }
-        if self.finished.load(Ordering::Acquire) != before
-            && let Some(failure) = last.as_ref()
-        {
-            return Err(Arc::clone(failure));
-        }
-        self.exchange(&mut last).await
+    /// The last failure, while its backoff lasts.
+    fn backing_off(&self, now: SystemTime) -> Option<Unavailable> {
+        let failed = self.failed.read().unwrap_or_else(PoisonError::into_inner);
+        failed
+            .as_ref()
+            .filter(|b| b.retry_at > now)
+            .map(|b| Unavailable {
+                failure: Arc::clone(&b.failure),
+                retry_at: b.retry_at,
+            })
     }
 
-    /// Runs one exchange while holding the flight lock (`last`), and stores its outcome. A
-    /// stopped signer is answered at once: nothing is signed, sent, counted or logged.
-    async fn exchange(&self, last: &mut Option<Arc<Failure>>) -> Result<Arc<Cached>, Arc<Failure>> {
+    /// A token fresh enough to hand out: the cached one, or one from an exchange shared with
+    /// every request that arrives meanwhile. After a failed exchange, requests get its failure
+    /// until the backoff ends rather than starting another.
+    pub async fn get(&self) -> Result<Arc<Cached>, Unavailable> {
+        if let Some(answer) = self.answer_now(SystemTime::now()) {
+            return answer;
+        }
+        let _flight = self.flight.lock().await;
+        if let Some(answer) = self.answer_now(SystemTime::now()) {
+            return answer;
+        }
+        self.exchange().await
+    }
+
+    /// The answer that needs no exchange: a fresh token, or the failure being backed off.
+    fn answer_now(&self, now: SystemTime) -> Option<Result<Arc<Cached>, Unavailable>> {
+        if let Some(cached) = self.fresh(now) {
+            self.fetcher.metrics.cache_hit();
+            return Some(Ok(cached));
+        }
+        self.backing_off(now).map(Err)
+    }
+
+    /// Runs one exchange (the caller holds the flight lock) and stores its outcome. A stopped
+    /// signer is answered at once: nothing is signed, sent or counted.
+    async fn exchange(&self) -> Result<Arc<Cached>, Unavailable> {
         if let Some(stopped) = self.stopped() {
-            return Err(Arc::new(stopped));
+            return Err(self.back_off(stopped));
         }
         let result = self.fetcher.fetch().await;
-        self.finished.fetch_add(1, Ordering::Release);
-        match result {
+        let outcome = match result {
             Ok(token) => {
                 let cached = Arc::new(Cached::new(token, SystemTime::now()));
                 *self.current.write().unwrap_or_else(PoisonError::into_inner) =
                     Some(Arc::clone(&cached));
-                *last = None;
-                self.stored.send_modify(|n| *n += 1);
+                *self.failed.write().unwrap_or_else(PoisonError::into_inner) = None;
                 Ok(cached)
             }
-            Err(failure) => {
-                let failure = Arc::new(failure);
-                *last = Some(Arc::clone(&failure));
-                Err(failure)
-            }
+            Err(failure) => Err(self.back_off(failure)),
+        };
+        self.outcomes.send_modify(|n| *n += 1);
+        outcome
+    }
+
+    fn back_off(&self, failure: Failure) -> Unavailable {
+        let mut failed = self.failed.write().unwrap_or_else(PoisonError::into_inner);
+        let failures = failed.as_ref().map_or(0, |b| b.failures) + 1;
+        let wait = backoff_after(failures);
+        tracing::info!(
+            profile = %self.fetcher.name,
+            wait_ms = wait.as_millis() as u64,
+            "no new token; requests get this error until the next attempt"
+        );
+        let backoff = Backoff {
+            failure: Arc::new(failure),
+            retry_at: SystemTime::now() + wait,
+            failures,
+        };
+        let unavailable = Unavailable {
+            failure: Arc::clone(&backoff.failure),
+            retry_at: backoff.retry_at,
+        };
+        *failed = Some(backoff);
+        unavailable
+    }
+
+    /// When the renewal task has work: the end of a failure's backoff (except a refused PIN,
+    /// which waits for a reload), else the cached token's renewal time; `None` while cold.
+    fn due(&self) -> Option<SystemTime> {
+        let failed = self.failed.read().unwrap_or_else(PoisonError::into_inner);
+        match failed.as_ref() {
+            Some(b) if b.failure.kind == FailureKind::Pin => None,
+            Some(b) => Some(b.retry_at),
+            None => self.current().map(|c| c.refresh_at),
         }
     }
 
     /// Renews the token unless someone else already did.
-    async fn refresh(&self) -> Result<(), Arc<Failure>> {
-        let mut last = self.flight.lock().await;
-        if self
-            .current()
-            .is_some_and(|c| c.refresh_at > SystemTime::now())
-        {
-            return Ok(());
+    async fn refresh(&self) {
+        let _flight = self.flight.lock().await;
+        if self.due().is_some_and(|due| due > SystemTime::now()) {
+            return;
         }
-        self.exchange(&mut last).await.map(drop)
+        let _ = self.exchange().await;
     }
 
-    /// The renewal task: sleeps until the cached token is due for renewal, renews it, and
-    /// retries failures with backoff (the cached token is served meanwhile while it is
-    /// fresh). Idle until the first token is fetched. Runs until aborted.
+    /// The renewal task: sleeps until the cached token is due for renewal and renews it;
+    /// after a failure (of a renewal or of a cold profile's first exchange) it tries again when
+    /// the backoff ends, so a profile recovers without waiting for a client. Idle while the
+    /// profile is cold and has not failed. Runs until aborted.
     pub async fn keep_fresh(self: Arc<Self>) {
-        let mut stored = self.stored.subscribe();
-        let mut backoff = BACKOFF.0;
+        let mut outcomes = self.outcomes.subscribe();
         loop {
-            let Some(due) = self.current().map(|c| c.refresh_at) else {
-                if stored.changed().await.is_err() {
+            outcomes.borrow_and_update();
+            let Some(due) = self.due() else {
+                if outcomes.changed().await.is_err() {
                     return;
                 }
                 continue;
@@ -282,7 +355,7 @@ impl TokenCache {
             if !wait.is_zero() {
                 tokio::select! {
                     () = tokio::time::sleep(wait) => {}
-                    changed = stored.changed() => {
+                    changed = outcomes.changed() => {
                         if changed.is_err() {
                             return;
                         }
@@ -290,15 +363,7 @@ impl TokenCache {
                     }
                 }
             }
-            match self.refresh().await {
-                Ok(()) => backoff = BACKOFF.0,
-                Err(_) => {
-                    let wait = backoff.mul_f64(0.5 + 0.5 * random_fraction());
-                    tracing::info!(profile = %self.fetcher.name, wait_ms = wait.as_millis() as u64, "renewal failed; retrying after a pause");
-                    tokio::time::sleep(wait).await;
-                    backoff = (backoff * 2).min(BACKOFF.1);
-                }
-            }
+            self.refresh().await;
         }
     }
 }

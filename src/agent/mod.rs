@@ -21,10 +21,12 @@ pub mod profiles;
 pub mod signers;
 pub mod socket;
 
-use std::future::Future;
+use std::future::IntoFuture as _;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use tokio::sync::watch;
 
 use crate::error::{EXIT_IO, EXIT_USAGE};
 
@@ -50,6 +52,18 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The socket's directory belongs to another user, who could replace the socket.
+    #[error(
+        "the socket directory '{}' belongs to uid {owner}, not to this user (uid {uid}); pass a --socket PATH in a directory you own"
+    , .path.display())]
+    SocketDirOwner {
+        /// The directory.
+        path: PathBuf,
+        /// Its owner.
+        owner: u32,
+        /// The agent's uid.
+        uid: u32,
+    },
     /// Another agent answers on the socket.
     #[error(
         "an agent is already running on '{}'; stop it first, or pass another --socket PATH", .0.display()
@@ -61,7 +75,9 @@ pub enum Error {
     )]
     NotASocket(PathBuf),
     /// The socket cannot be bound.
-    #[error("cannot listen on '{}': {source}", .path.display())]
+    #[error(
+        "cannot listen on '{}': {source}; check that its directory is yours and writable, or pass another --socket PATH", .path.display()
+    )]
     Bind {
         /// The socket path.
         path: PathBuf,
@@ -78,7 +94,9 @@ pub enum Error {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     /// The runtime or the server failed.
-    #[error("the agent stopped: {0}")]
+    #[error(
+        "the agent stopped: {0}; check the system's limits (open files: ulimit -n; threads) and that its stdout is writable, then start it again"
+    )]
     Io(#[source] std::io::Error),
 }
 
@@ -87,7 +105,9 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::NoSocketPath | Error::NoConfig(_) | Error::Config(_) => EXIT_USAGE,
-            Error::AlreadyRunning(_) | Error::NotASocket(_) => EXIT_USAGE,
+            Error::AlreadyRunning(_) | Error::NotASocket(_) | Error::SocketDirOwner { .. } => {
+                EXIT_USAGE
+            }
             Error::SocketDir { .. } | Error::Bind { .. } | Error::Io(_) => EXIT_IO,
         }
     }
@@ -102,6 +122,7 @@ pub fn run(options: Options, out: &mut dyn Write) -> Result<(), Error> {
         None => socket::default_path().ok_or(Error::NoSocketPath)?,
     };
     let config = profiles::load_config(options.config.as_deref())?;
+    harden();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -109,10 +130,12 @@ pub fn run(options: Options, out: &mut dyn Write) -> Result<(), Error> {
         .map_err(Error::Io)?;
     let options = Arc::new(options);
     let entered = runtime.enter();
-    let shutdown = shutdown_signal()?;
+    // Before the socket exists: a signal during startup must not kill the agent and leave the
+    // socket behind.
+    let signals = Signals::register()?;
     // Bound first, so that a second agent on the same socket stops before touching a token.
-    let listener = socket::bind(&socket_path)?;
-    let _remove = RemoveOnDrop(&socket_path);
+    let (listener, bound) = socket::bind(&socket_path)?;
+    let _remove = RemoveOnDrop(bound);
     // Opened before serving, outside any task: PIN prompts come here, one per token.
     let logins = Arc::new(logins::Logins::default());
     let served = profiles::open_all(
@@ -123,6 +146,10 @@ pub fn run(options: Options, out: &mut dyn Write) -> Result<(), Error> {
         runtime.handle(),
     );
     drop(entered);
+    if signals.stopping() {
+        tracing::info!("stopped during startup");
+        return Ok(());
+    }
     let allowed = Arc::new(socket::AllowedUids::default());
     allowed.set(&options.allow_uids, config.allowed_uids());
     let agent = Arc::new(api::Agent::new(served, allowed));
@@ -132,7 +159,7 @@ pub fn run(options: Options, out: &mut dyn Write) -> Result<(), Error> {
         listener,
         &socket_path,
         out,
-        shutdown,
+        signals,
     ))?;
     // Workers end when their handles go; renewal tasks with the runtime.
     drop(agent);
@@ -140,13 +167,65 @@ pub fn run(options: Options, out: &mut dyn Write) -> Result<(), Error> {
     Ok(())
 }
 
-/// Removes the socket file however the agent ends: it must not outlive the agent.
-struct RemoveOnDrop<'a>(&'a Path);
-
-impl Drop for RemoveOnDrop<'_> {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(self.0);
+/// Keeps other processes of the same user from reading the agent's memory (PINs, tokens)
+/// through ptrace or /proc/PID/mem, and the kernel from writing it to a core dump.
+fn harden() {
+    use rustix::process::{DumpableBehavior, set_dumpable_behavior};
+    if let Err(e) = set_dumpable_behavior(DumpableBehavior::NotDumpable) {
+        tracing::warn!(
+            "cannot make the agent non-dumpable ({e}): processes of the same user could read its memory; run it under the systemd unit (LimitCORE=0)"
+        );
     }
+}
+
+/// Removes the socket file however the agent ends, unless another agent's socket has
+/// replaced it meanwhile.
+struct RemoveOnDrop(socket::Bound);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        self.0.remove();
+    }
+}
+
+/// The signals the agent handles, registered before the socket is bound so that none of
+/// them kills it during startup (the default action of SIGHUP, SIGTERM and SIGINT).
+struct Signals {
+    /// Becomes true on SIGINT or SIGTERM.
+    stop: watch::Receiver<bool>,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Registers for the signals (inside a runtime context).
+    fn register() -> Result<Signals, Error> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate()).map_err(Error::Io)?;
+        let mut interrupt = signal(SignalKind::interrupt()).map_err(Error::Io)?;
+        let hangup = signal(SignalKind::hangup()).map_err(Error::Io)?;
+        let (sender, stop) = watch::channel(false);
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+            tracing::info!("signal received: finishing the requests in flight");
+            sender.send_replace(true);
+            // Kept alive, so that the receivers do not see a closed channel as a stop.
+            std::future::pending::<()>().await;
+        });
+        Ok(Signals { stop, hangup })
+    }
+
+    /// Whether SIGINT or SIGTERM came.
+    fn stopping(&self) -> bool {
+        *self.stop.borrow()
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
 }
 
 async fn announce_and_serve(
@@ -155,34 +234,35 @@ async fn announce_and_serve(
     listener: tokio::net::UnixListener,
     socket_path: &Path,
     out: &mut dyn Write,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    signals: Signals,
 ) -> Result<(), Error> {
     writeln!(out, "{}", socket_path.display()).map_err(Error::Io)?;
     out.flush().map_err(Error::Io)?;
     tracing::info!(socket = %socket_path.display(), profiles = agent.profile_count(), "agent listening");
-    spawn_reloader(Arc::clone(agent), Arc::clone(options), Arc::clone(logins))?;
+    spawn_reloader(
+        Arc::clone(agent),
+        Arc::clone(options),
+        Arc::clone(logins),
+        signals.hangup,
+    );
     let listener = socket::PeerChecked::new(listener, Arc::clone(agent.allowed()));
-    axum::serve(listener, api::router(Arc::clone(agent)))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(Error::Io)?;
+    let server = axum::serve(listener, api::router(Arc::clone(agent)))
+        .with_graceful_shutdown(stopped(signals.stop.clone()))
+        .into_future();
+    let limit = options.drain_timeout;
+    let drain_limit = async {
+        stopped(signals.stop).await;
+        tokio::time::sleep(limit).await;
+    };
+    tokio::select! {
+        served = server => served.map_err(Error::Io)?,
+        () = drain_limit => tracing::warn!(
+            limit_s = limit.as_secs(),
+            "requests still in flight after the drain timeout; stopping anyway (raise --drain-timeout to wait longer)"
+        ),
+    }
     tracing::info!("agent stopped");
     Ok(())
-}
-
-/// Registers for SIGINT and SIGTERM now (before the socket is announced) and returns a
-/// future that completes on either.
-fn shutdown_signal() -> Result<impl Future<Output = ()> + Send + 'static, Error> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate()).map_err(Error::Io)?;
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(Error::Io)?;
-    Ok(async move {
-        tokio::select! {
-            _ = terminate.recv() => {}
-            _ = interrupt.recv() => {}
-        }
-        tracing::info!("signal received: finishing the requests in flight");
-    })
 }
 
 /// On SIGHUP, reads the config again: new profiles are opened, changed ones reopened, removed
@@ -193,9 +273,8 @@ fn spawn_reloader(
     agent: Arc<api::Agent>,
     options: Arc<Options>,
     logins: Arc<logins::Logins>,
-) -> Result<(), Error> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hangup = signal(SignalKind::hangup()).map_err(Error::Io)?;
+    mut hangup: tokio::signal::unix::Signal,
+) {
     let handle = tokio::runtime::Handle::current();
     tokio::spawn(async move {
         while hangup.recv().await.is_some() {
@@ -227,5 +306,4 @@ fn spawn_reloader(
             }
         }
     });
-    Ok(())
 }

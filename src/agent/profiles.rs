@@ -36,6 +36,8 @@ pub struct Options {
     pub module: Option<PathBuf>,
     /// How a profile's key is opened.
     pub open: Opener,
+    /// How long SIGINT/SIGTERM waits for the requests in flight before the agent exits anyway.
+    pub drain_timeout: std::time::Duration,
 }
 
 /// The profiles being served, by name.
@@ -116,7 +118,7 @@ pub fn open_all(
     for name in config.profile_names() {
         match config.profile(name) {
             Ok(table) => tables.push((name, table)),
-            Err(e) => tracing::error!(profile = name, "profile not served: {}", chain(&e)),
+            Err(e) => tracing::error!(profile = name, "profile skipped: {}", chain(&e)),
         }
     }
     let kept: Vec<(&str, &Arc<Served>)> = tables

@@ -10,7 +10,7 @@ use std::os::unix::fs::{
 };
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{UnixListener, UnixStream};
@@ -38,28 +38,77 @@ pub fn default_path() -> Option<PathBuf> {
         .then(|| dir.join("suitekey").join(SOCKET_NAME))
 }
 
-/// Binds the socket at `path`: creates its directory (0700) when missing, replaces a socket
-/// file no agent answers on, refuses when one does, and makes the socket 0600.
-pub fn bind(path: &Path) -> Result<UnixListener, Error> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-    if let Some(dir) = dir {
-        prepare_dir(dir)?;
+/// The socket file this agent created, by device, inode and birth time (a successor's
+/// socket may get the inode number of the one it replaced): at exit the agent removes it only
+/// if it is still there, not a successor's socket at the same path.
+pub struct Bound {
+    path: PathBuf,
+    id: FileId,
+}
+
+type FileId = (u64, u64, Option<SystemTime>);
+
+fn file_id(meta: &std::fs::Metadata) -> FileId {
+    // No birth time on some file systems: device and inode then.
+    (meta.dev(), meta.ino(), meta.created().ok())
+}
+
+impl Bound {
+    /// Removes the socket file if it is still the one this agent bound.
+    pub fn remove(&self) {
+        match std::fs::symlink_metadata(&self.path) {
+            Ok(meta) if file_id(&meta) == self.id => {
+                let _ = std::fs::remove_file(&self.path);
+            }
+            Ok(_) => tracing::info!(
+                socket = %self.path.display(),
+                "the socket was replaced by another agent's; leaving it"
+            ),
+            Err(_) => {}
+        }
     }
-    remove_stale(path)?;
-    let listener = UnixListener::bind(path).map_err(|source| Error::Bind {
+}
+
+/// Binds the socket at `path`: creates its directory (0700) when missing, refuses one owned
+/// by another user, replaces a socket file no agent answers on, refuses when one does, and
+/// creates the socket 0600 (never wider, not even for a moment).
+pub fn bind(path: &Path) -> Result<(UnixListener, Bound), Error> {
+    let bind_err = |source| Error::Bind {
         path: path.to_owned(),
         source,
-    })?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|source| {
-        Error::Bind {
-            path: path.to_owned(),
-            source,
-        }
-    })?;
+    };
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    if let Some(dir) = dir {
+        prepare_dir(dir, default_path().as_deref() == Some(path))?;
+    }
+    remove_stale(path)?;
+    let listener = bind_private(path).map_err(bind_err)?;
+    let meta = std::fs::symlink_metadata(path).map_err(bind_err)?;
+    let bound = Bound {
+        path: path.to_owned(),
+        id: file_id(&meta),
+    };
+    Ok((listener, bound))
+}
+
+/// Binds with the umask at 0o177, so the socket is created 0600. The umask is process-wide:
+/// this runs at startup, before the agent creates any other file.
+fn bind_private(path: &Path) -> std::io::Result<UnixListener> {
+    use rustix::fs::Mode;
+    use rustix::process::umask;
+    let previous = umask(Mode::from_raw_mode(0o177));
+    let listener = UnixListener::bind(path);
+    umask(previous);
+    let listener = listener?;
+    // The umask can only narrow it; this makes the mode exact.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     Ok(listener)
 }
 
-fn prepare_dir(dir: &Path) -> Result<(), Error> {
+/// Makes the socket's directory (0700) when missing. An existing one must belong to this
+/// user; the default directory is made 0700 again, another one gets a warning when others
+/// could write to it.
+fn prepare_dir(dir: &Path, is_default: bool) -> Result<(), Error> {
     let dir_err = |source| Error::SocketDir {
         path: dir.to_owned(),
         source,
@@ -74,7 +123,18 @@ fn prepare_dir(dir: &Path) -> Result<(), Error> {
         Err(e) => return Err(dir_err(e)),
     }
     let meta = std::fs::metadata(dir).map_err(dir_err)?;
-    if meta.mode() & 0o022 != 0 && meta.mode() & 0o1000 == 0 {
+    let own_uid = rustix::process::getuid().as_raw();
+    if meta.uid() != own_uid {
+        return Err(Error::SocketDirOwner {
+            path: dir.to_owned(),
+            owner: meta.uid(),
+            uid: own_uid,
+        });
+    }
+    if is_default && meta.mode() & 0o077 != 0 {
+        tracing::info!(dir = %dir.display(), "making the socket's directory 0700");
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(dir_err)?;
+    } else if meta.mode() & 0o022 != 0 && meta.mode() & 0o1000 == 0 {
         tracing::warn!(
             dir = %dir.display(),
             "the socket's directory is writable by other users, who could replace the socket; use a directory only you can write (the default under $XDG_RUNTIME_DIR is made 0700)"
@@ -221,6 +281,7 @@ async fn refuse(mut stream: UnixStream) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::Permissions;
 
     #[test]
     fn the_forbidden_answer_announces_its_exact_length() {
@@ -231,11 +292,39 @@ mod tests {
         assert_eq!(json["error"], "forbidden");
     }
 
+    #[test]
+    fn the_default_directory_is_made_private_and_another_users_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = |mode| std::fs::set_permissions(dir.path(), Permissions::from_mode(mode));
+        let mode = || std::fs::metadata(dir.path()).unwrap().mode() & 0o777;
+        open(0o755).unwrap();
+        prepare_dir(dir.path(), false).unwrap();
+        assert_eq!(
+            mode(),
+            0o755,
+            "a directory given with --socket is left as it is"
+        );
+        prepare_dir(dir.path(), true).unwrap();
+        assert_eq!(mode(), 0o700, "the default directory is made private");
+
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipped the ownership check: needs root to chown");
+            return;
+        }
+        std::os::unix::fs::chown(dir.path(), Some(65534), None).unwrap();
+        let err = prepare_dir(dir.path(), true).unwrap_err();
+        assert!(
+            matches!(err, Error::SocketDirOwner { owner: 65534, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("--socket PATH"), "{err}");
+    }
+
     #[tokio::test]
     async fn a_stale_socket_is_replaced_and_a_live_one_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub").join("a.sock");
-        let first = bind(&path).unwrap();
+        let (first, stale) = bind(&path).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         let dir_mode = std::fs::metadata(path.parent().unwrap()).unwrap().mode();
@@ -243,7 +332,11 @@ mod tests {
         assert!(matches!(bind(&path), Err(Error::AlreadyRunning(_))));
         drop(first); // the file stays behind, as after a crash
         assert!(path.exists());
-        let _second = bind(&path).unwrap();
+        let (_second, second) = bind(&path).unwrap();
+        stale.remove();
+        assert!(path.exists(), "an older agent leaves a newer one's socket");
+        second.remove();
+        assert!(!path.exists());
         let file = dir.path().join("plain");
         std::fs::write(&file, "x").unwrap();
         assert!(matches!(bind(&file), Err(Error::NotASocket(_))));

@@ -19,6 +19,7 @@ pub(super) fn run(cli: &Cli, args: &AgentArgs, out: &mut dyn Write) -> Result<()
         allow_uids: args.allow_uids.clone(),
         module: args.module.path.clone(),
         open: super::open_signer_with,
+        drain_timeout: std::time::Duration::from_secs(args.drain_timeout),
     };
     agent::run(options, out)?;
     Ok(())

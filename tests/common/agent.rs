@@ -13,7 +13,7 @@ pub struct Agent {
     pub child: Child,
     /// The socket it printed.
     pub socket: PathBuf,
-    _stdout: BufReader<ChildStdout>,
+    stdout: BufReader<ChildStdout>,
     stderr: PathBuf,
     /// The socket's directory (and the agent's log).
     pub dir: tempfile::TempDir,
@@ -43,6 +43,19 @@ impl Agent {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Agent {
+        let mut agent = Agent::spawn_at(at, softhsm_conf, config, args, env);
+        agent.wait_ready();
+        agent
+    }
+
+    /// Starts the agent like [`Agent::start_at`] without waiting for it to listen.
+    pub fn spawn_at(
+        at: Option<&Path>,
+        softhsm_conf: &Path,
+        config: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Agent {
         let dir = socket_dir();
         let socket = at.map_or_else(|| dir.path().join("agent.sock"), Path::to_owned);
         let stderr = dir.path().join("agent.log");
@@ -65,33 +78,47 @@ impl Agent {
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr).expect("agent log"));
         let mut child = cmd.spawn().expect("start suitekey agent");
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut line = String::new();
-        stdout.read_line(&mut line).expect("read the socket path");
-        if line.is_empty() {
-            let _ = child.wait();
-            panic!(
-                "agent did not start: {}",
-                std::fs::read_to_string(&stderr).unwrap_or_default()
-            );
-        }
-        assert_eq!(
-            Path::new(line.trim_end()),
-            socket,
-            "stdout names the socket"
-        );
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
         Agent {
             child,
             socket,
-            _stdout: stdout,
+            stdout,
             stderr,
             dir,
         }
     }
 
+    /// Waits for the line naming the socket, which the agent prints once it listens.
+    pub fn wait_ready(&mut self) {
+        let line = self.read_stdout_line();
+        if line.is_empty() {
+            let _ = self.child.wait();
+            panic!("agent did not start: {}", self.stderr());
+        }
+        assert_eq!(
+            Path::new(line.trim_end()),
+            self.socket,
+            "stdout names the socket"
+        );
+    }
+
+    /// The next line of stdout; empty at its end.
+    pub fn read_stdout_line(&mut self) -> String {
+        let mut line = String::new();
+        self.stdout
+            .read_line(&mut line)
+            .expect("read the agent's stdout");
+        line
+    }
+
     /// `GET path` over the socket: (status, body).
     pub fn get(&self, path: &str) -> (u16, String) {
         http_get(&self.socket, path)
+    }
+
+    /// `METHOD path` over the socket.
+    pub fn request(&self, method: &str, path: &str) -> Reply {
+        http_request(&self.socket, method, path)
     }
 
     /// `GET path`, expecting 200 and JSON.
@@ -138,8 +165,33 @@ impl Drop for Agent {
     }
 }
 
-/// `GET path` over the Unix socket at `socket` with a raw HTTP/1.1 request: (status, body).
-pub fn http_get(socket: &Path, path: &str) -> (u16, String) {
+/// An HTTP response read from the agent.
+pub struct Reply {
+    /// The status code.
+    pub status: u16,
+    /// The header lines, as sent.
+    pub head: String,
+    /// The body.
+    pub body: String,
+}
+
+impl Reply {
+    /// The value of header `name` (case-insensitive), if sent.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.eq_ignore_ascii_case(name).then(|| value.trim())
+        })
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|_| panic!("JSON body: {}", self.body))
+    }
+}
+
+/// `METHOD path` over the Unix socket at `socket` with a raw HTTP/1.1 request.
+pub fn http_request(socket: &Path, method: &str, path: &str) -> Reply {
     let mut stream = UnixStream::connect(socket)
         .unwrap_or_else(|e| panic!("connect to {}: {e}", socket.display()));
     stream
@@ -147,12 +199,22 @@ pub fn http_get(socket: &Path, path: &str) -> (u16, String) {
         .expect("timeout");
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )
     .expect("send request");
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("read response");
-    parse_response(&response)
+    let (status, body) = parse_response(&response);
+    let head = response[..response.len() - body.len()]
+        .trim_end()
+        .to_owned();
+    Reply { status, head, body }
+}
+
+/// `GET path` over the Unix socket at `socket` with a raw HTTP/1.1 request: (status, body).
+pub fn http_get(socket: &Path, path: &str) -> (u16, String) {
+    let reply = http_request(socket, "GET", path);
+    (reply.status, reply.body)
 }
 
 /// (status, body) of an HTTP/1.1 response with a Content-Length body.
