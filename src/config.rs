@@ -36,7 +36,9 @@ use zeroize::Zeroizing;
 use crate::cli::RawArg;
 use crate::exchange::ExchangeContext;
 use crate::jose::Alg;
-use crate::netsuite::{self, AccountId, CertificateId, ClientId, Scopes, TokenUrl};
+use crate::netsuite::{
+    self, AccountId, AssertionRequest, CertificateId, ClientId, Lifetime, Scopes, TokenUrl,
+};
 use crate::pkcs11::Pkcs11Uri;
 use crate::pkcs11::uri::UriError;
 
@@ -523,6 +525,17 @@ impl Profile {
         match &self.token_url {
             Some(url) => Ok(url.clone()),
             None => self.account.token_url(),
+        }
+    }
+
+    /// The client assertion this profile signs, sent to `token_url` and valid for `lifetime`.
+    pub fn assertion_request(&self, token_url: TokenUrl, lifetime: Lifetime) -> AssertionRequest {
+        AssertionRequest {
+            client_id: self.client_id.clone(),
+            certificate_id: self.certificate_id.clone(),
+            token_url,
+            scopes: self.scopes.clone(),
+            lifetime,
         }
     }
 

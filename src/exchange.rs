@@ -135,6 +135,17 @@ impl Default for ClientOptions {
     }
 }
 
+impl ClientOptions {
+    /// The defaults for requests to `token_url`: plain http is only ever loopback (`TokenUrl`
+    /// refuses anything else), and loopback never goes through a proxy.
+    pub fn for_endpoint(token_url: &TokenUrl) -> ClientOptions {
+        ClientOptions {
+            use_proxy: token_url.url().scheme() == "https",
+            ..ClientOptions::default()
+        }
+    }
+}
+
 /// The HTTP client could not be set up (TLS roots, resolver).
 #[derive(Debug, thiserror::Error)]
 #[error("cannot set up the HTTPS client")]

@@ -1038,7 +1038,6 @@ fn a_second_profile_on_a_token_shares_its_login_and_a_different_pin_source_is_re
 
 #[test]
 fn a_signer_whose_token_was_logged_out_reopens_its_session_and_logs_in_again() {
-    use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
     use suitekey::jose::JwsError;
     use suitekey::netsuite::{AccountId, AssertionError, AssertionRequest};
     // In this process, on this process's own token: no other test here uses it after setup.
@@ -1062,14 +1061,7 @@ fn a_signer_whose_token_was_logged_out_reopens_its_session_and_logs_in_again() {
     signs(&signer).expect("first signature");
 
     // Something else in the process logs the token out (login state is shared by all sessions).
-    let ctx = Pkcs11::new(common::module_path()).unwrap();
-    let _ = ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
-    let slot = ctx
-        .get_slots_with_token()
-        .unwrap()
-        .into_iter()
-        .find(|s| ctx.get_token_info(*s).unwrap().label().trim_end() == common::TOKEN)
-        .expect("fixture slot");
+    let (ctx, slot) = common::own_context();
     ctx.open_ro_session(slot).unwrap().logout().unwrap();
 
     match signs(&signer) {

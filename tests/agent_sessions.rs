@@ -10,7 +10,7 @@ mod common;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::context::Pkcs11;
 use cryptoki::types::AuthPin;
 use suitekey::agent::logins::Logins;
 use suitekey::agent::metrics::{self, ProfileMetrics};
@@ -89,20 +89,6 @@ fn counter(metrics: &ProfileMetrics, name: &str) -> String {
         .to_owned()
 }
 
-/// The fixture token, from a cryptoki context of the test's own (SoftHSM2 directly, not the
-/// spy: these calls are not counted).
-fn other_context() -> (Pkcs11, cryptoki::slot::Slot) {
-    let ctx = Pkcs11::new(common::module_path()).unwrap();
-    let _ = ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
-    let slot = ctx
-        .get_slots_with_token()
-        .unwrap()
-        .into_iter()
-        .find(|s| ctx.get_token_info(*s).unwrap().label().trim_end() == common::TOKEN)
-        .expect("fixture slot");
-    (ctx, slot)
-}
-
 #[test]
 fn a_lost_session_is_reopened_once_and_a_pin_refused_at_relogin_stops_every_profile_on_the_token() {
     let f = fixture();
@@ -127,7 +113,7 @@ fn a_lost_session_is_reopened_once_and_a_pin_refused_at_relogin_stops_every_prof
     verify(sign(&handle).expect("first signature"));
 
     // Something else in the process logs the token out (login state is shared by all sessions).
-    let (ctx, slot) = other_context();
+    let (ctx, slot) = common::own_context();
     ctx.open_ro_session(slot).unwrap().logout().unwrap();
     verify(sign(&handle).expect("signs again after reopening its session"));
     assert_eq!(counter(&metrics, "sessions_reopened_total"), "1");

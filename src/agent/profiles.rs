@@ -17,7 +17,7 @@ use crate::config::{self, Config, Profile, ProfileOverrides, ProfileTable};
 use crate::error::{EXIT_PIN, EXIT_USAGE, chain};
 use crate::exchange::{ClientOptions, TokenClient};
 use crate::jose::Alg;
-use crate::netsuite::{AssertionRequest, CertificateId, Lifetime};
+use crate::netsuite::{CertificateId, Lifetime};
 use crate::pkcs11::{CredentialFor, KeySigner};
 
 /// Opens a profile's key and a signer for it (the same as `token` does), logging in with the
@@ -213,19 +213,9 @@ fn activate(
     })?;
     served.alg = Some(opened.alg);
     served.certificate = opened.certificate;
-    let client = TokenClient::new(ClientOptions {
-        // Plain http is only ever loopback (TokenUrl refuses anything else): never via a proxy.
-        use_proxy: context.token_url.url().scheme() == "https",
-        ..ClientOptions::default()
-    })
-    .map_err(|e| failure(FailureKind::Upstream, &e))?;
-    let request = AssertionRequest {
-        client_id: profile.client_id.clone(),
-        certificate_id: profile.certificate_id.clone(),
-        token_url: context.token_url.clone(),
-        scopes: profile.scopes.clone(),
-        lifetime: Lifetime::default(),
-    };
+    let client = TokenClient::new(ClientOptions::for_endpoint(&context.token_url))
+        .map_err(|e| failure(FailureKind::Upstream, &e))?;
+    let request = profile.assertion_request(context.token_url.clone(), Lifetime::default());
     let cache = Arc::new(TokenCache::new(Fetcher {
         name: served.name.clone(),
         client,

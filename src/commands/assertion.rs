@@ -5,17 +5,10 @@ use std::time::SystemTime;
 
 use crate::cli::{AssertionArgs, Cli};
 use crate::error::Error;
-use crate::netsuite::AssertionRequest;
 
 pub(super) fn run(cli: &Cli, args: &AssertionArgs, out: &mut dyn Write) -> Result<(), Error> {
     let profile = super::profile(cli, &args.profile)?;
-    let request = AssertionRequest {
-        client_id: profile.client_id.clone(),
-        certificate_id: profile.certificate_id.clone(),
-        token_url: profile.endpoint()?,
-        scopes: profile.scopes.clone(),
-        lifetime: args.lifetime,
-    };
+    let request = profile.assertion_request(profile.endpoint()?, args.lifetime);
     let signer = super::open_signer(&profile)?;
     let assertion = request.sign(&signer, SystemTime::now())?;
     tracing::info!(jti = %assertion.jti, exp = assertion.expires_at, aud = %request.token_url, "client assertion signed");

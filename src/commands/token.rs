@@ -9,7 +9,7 @@ use crate::agent;
 use crate::cli::{Cli, ProfileArgs, TokenArgs, TokenFormat};
 use crate::error::Error;
 use crate::exchange::{AccessToken, ClientOptions, TokenClient};
-use crate::netsuite::{AssertionRequest, Lifetime};
+use crate::netsuite::Lifetime;
 use crate::pkcs11::uri::PinSource;
 
 pub(super) fn run(cli: &Cli, args: &TokenArgs, out: &mut dyn Write) -> Result<(), Error> {
@@ -48,19 +48,9 @@ pub(super) fn fetch(
     }
     let profile = super::profile(cli, flags)?;
     let context = profile.exchange_context()?;
-    let request = AssertionRequest {
-        client_id: profile.client_id.clone(),
-        certificate_id: profile.certificate_id.clone(),
-        token_url: context.token_url.clone(),
-        scopes: profile.scopes.clone(),
-        lifetime: Lifetime::default(),
-    };
+    let request = profile.assertion_request(context.token_url.clone(), Lifetime::default());
     let signer = super::open_signer(&profile)?;
-    let client = TokenClient::new(ClientOptions {
-        // Plain http is only ever loopback (TokenUrl refuses anything else): never via a proxy.
-        use_proxy: context.token_url.url().scheme() == "https",
-        ..ClientOptions::default()
-    })?;
+    let client = TokenClient::new(ClientOptions::for_endpoint(&context.token_url))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -70,6 +70,20 @@ pub fn module_path() -> PathBuf {
     )
 }
 
+/// The fixture token's slot, from a cryptoki context of the caller's own, loading the module
+/// directly (not through pkcs11-spy, so these calls are not counted).
+pub fn own_context() -> (Pkcs11, cryptoki::slot::Slot) {
+    let ctx = Pkcs11::new(module_path()).unwrap();
+    let _ = ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
+    let slot = ctx
+        .get_slots_with_token()
+        .unwrap()
+        .into_iter()
+        .find(|s| ctx.get_token_info(*s).unwrap().label().trim_end() == TOKEN)
+        .expect("fixture slot");
+    (ctx, slot)
+}
+
 /// Each test process's token lives here; dirs of processes that have exited are removed.
 fn runs_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("runs")
