@@ -141,6 +141,17 @@ pub struct ProfileArgs {
         hide_env_values = true
     )]
     pub token_url: Option<RawArg>,
+    /// PEM file of the private CA the token endpoint's certificate must chain to; it replaces the operating system's roots (like curl --cacert).
+    #[arg(
+        long,
+        env = "SUITEKEY_CA_FILE",
+        value_name = "FILE",
+        hide_env_values = true
+    )]
+    pub ca_file: Option<PathBuf>,
+    /// Seconds one token request may take, connecting included (1 to 300) [default: 30].
+    #[arg(long, env = "SUITEKEY_TIMEOUT", value_name = "SECS")]
+    pub timeout: Option<crate::config::Timeout>,
     /// The PKCS#11 module.
     #[command(flatten)]
     pub module: ModuleArg,
@@ -338,6 +349,10 @@ pub struct EmulateArgs {
     #[arg(long, value_name = "SECS", default_value_t = 3600, hide = true,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub token_lifetime: u64,
+    /// Also accept this token URL as aud (repeatable): a proxy or TLS front end that clients
+    /// reach the emulator through; for tests.
+    #[arg(long, value_name = "URL", hide = true)]
+    pub accept_aud: Vec<String>,
     /// Shut down when stdin reaches end of file: a parent that holds the other end of a pipe
     /// (a test harness) then takes the emulator with it even if it is killed outright.
     #[arg(long, hide = true)]

@@ -15,6 +15,8 @@
 //! scope = ["restlets", "rest_webservices"]    # optional; "restlets,rest_webservices" too
 //! token-url = "https://…"                     # optional: default from the account
 //! module = "/usr/lib/softhsm/libsofthsm2.so"  # optional: when the key URI names none
+//! ca-file = "/etc/suitekey/private-ca.pem"    # optional: trust only this CA for the token URL
+//! timeout = 30                                # optional: seconds per token request
 //!
 //! [agent]
 //! allowed-uids = [1001]                       # other users who may use the agent's socket
@@ -25,6 +27,10 @@
 //! are checked when a profile is resolved, so a flag can replace a bad value in the file.
 //! A key URI in the file may not carry a `pin-value`, as on the command line: a config file is
 //! copied by backups and dotfile repositories; `pin-source=file:PATH` keeps the PIN apart.
+//! A `token-url` in the file must be one of the profile's account's NetSuite hosts (or
+//! loopback): whoever can edit the file must not be able to send assertions elsewhere
+//! unnoticed; `--token-url` (or `SUITEKEY_TOKEN_URL`) overrides that deliberately. A relative
+//! `ca-file` is relative to the config file's directory.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -34,7 +40,7 @@ use std::str::FromStr;
 use zeroize::Zeroizing;
 
 use crate::cli::RawArg;
-use crate::exchange::ExchangeContext;
+use crate::exchange::{CaFile, ClientOptions, ExchangeContext};
 use crate::jose::Alg;
 use crate::netsuite::{
     self, AccountId, AssertionRequest, CertificateId, ClientId, Lifetime, Scopes, TokenUrl,
@@ -61,13 +67,15 @@ const ALG: Field = field("alg", "--alg", None);
 const SCOPE: Field = field("scope", "--scope", None);
 const TOKEN_URL: Field = field("token-url", "--token-url", Some("SUITEKEY_TOKEN_URL"));
 const MODULE: Field = field("module", "--module", Some("SUITEKEY_MODULE"));
+const CA_FILE: Field = field("ca-file", "--ca-file", Some("SUITEKEY_CA_FILE"));
+const TIMEOUT: Field = field("timeout", "--timeout", Some("SUITEKEY_TIMEOUT"));
 
 const fn field(key: &'static str, flag: &'static str, env: Option<&'static str>) -> Field {
     Field { key, flag, env }
 }
 
 /// The keys a profile table may have, in the order the documentation lists them.
-pub const PROFILE_KEYS: [&str; 8] = [
+pub const PROFILE_KEYS: [&str; 10] = [
     KEY.key,
     CLIENT_ID.key,
     CERTIFICATE_ID.key,
@@ -76,6 +84,8 @@ pub const PROFILE_KEYS: [&str; 8] = [
     SCOPE.key,
     TOKEN_URL.key,
     MODULE.key,
+    CA_FILE.key,
+    TIMEOUT.key,
 ];
 
 /// Where a profile came from: a file and a profile name.
@@ -209,7 +219,7 @@ fn missing_message(
 /// A text error, for refusals that have no error type of their own.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-struct Refusal(String);
+pub struct Refusal(String);
 
 /// One profile table as written in the file: present keys only, not yet validated. Two are
 /// equal when they come from the same file and profile with the same values (the agent keeps
@@ -252,6 +262,7 @@ impl ProfileTable {
             };
             let text = match (known, value) {
                 (_, toml::Value::String(s)) => s.clone(),
+                ("timeout", toml::Value::Integer(n)) => n.to_string(),
                 ("scope", toml::Value::Array(items)) => scope_list(items)
                     .ok_or_else(|| field_error(&origin, "scope", "expected a list of strings"))?,
                 (_, other) => {
@@ -496,6 +507,10 @@ pub struct ProfileOverrides {
     pub token_url: Option<RawArg>,
     /// `--module` / `SUITEKEY_MODULE`.
     pub module: Option<PathBuf>,
+    /// `--ca-file` / `SUITEKEY_CA_FILE`.
+    pub ca_file: Option<PathBuf>,
+    /// `--timeout` / `SUITEKEY_TIMEOUT`.
+    pub timeout: Option<Timeout>,
 }
 
 /// A complete, validated profile: everything a command needs to sign and exchange.
@@ -517,6 +532,27 @@ pub struct Profile {
     pub token_url: Option<TokenUrl>,
     /// The PKCS#11 module, when the key URI names none.
     pub module: Option<PathBuf>,
+    /// The private CA the token endpoint's certificate must chain to, when given.
+    pub ca_file: Option<CaFile>,
+    /// The limit for one token request, when given.
+    pub timeout: Option<Timeout>,
+}
+
+/// `--timeout`: seconds one token request may take, connecting included (1 to 300).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeout(std::time::Duration);
+
+impl FromStr for Timeout {
+    type Err = Refusal;
+
+    fn from_str(s: &str) -> Result<Self, Refusal> {
+        match s.trim().parse::<u64>() {
+            Ok(secs @ 1..=300) => Ok(Timeout(std::time::Duration::from_secs(secs))),
+            _ => Err(Refusal(format!(
+                "timeout '{s}' is not a whole number of seconds from 1 to 300"
+            ))),
+        }
+    }
 }
 
 impl Profile {
@@ -537,6 +573,17 @@ impl Profile {
             scopes: self.scopes.clone(),
             lifetime,
         }
+    }
+
+    /// The HTTP client settings for this profile's endpoint: its CA file and timeout.
+    pub fn client_options(&self, token_url: &TokenUrl) -> ClientOptions {
+        let mut options = ClientOptions::for_endpoint(token_url);
+        options.ca_file = self.ca_file.clone();
+        if let Some(Timeout(limit)) = self.timeout {
+            options.total_timeout = limit;
+            options.connect_timeout = options.connect_timeout.min(limit);
+        }
+        options
     }
 
     /// What a token request made with this profile uses, for [`crate::exchange`]'s messages.
@@ -562,9 +609,20 @@ pub fn resolve(
         Some(raw) => key_uri(raw.as_str()).map_err(|e| flag_error(&KEY, e))?,
         None => merge.required(&KEY, key_uri)?,
     };
-    let token_url = match flags.token_url {
+    let token_url_from_file = flags.token_url.is_none();
+    let token_url: Option<TokenUrl> = match flags.token_url {
         Some(raw) => Some(parse(raw.as_str()).map_err(|e| flag_error(&TOKEN_URL, e))?),
         None => merge.optional(&TOKEN_URL, parse)?,
+    };
+    let account: AccountId = or_else(flags.account, || merge.required(&ACCOUNT, parse))?;
+    if let (true, Some(url), Some(table)) = (token_url_from_file, &token_url, file) {
+        account
+            .check_token_url(url)
+            .map_err(|e| merge.field_error(table, &TOKEN_URL, e))?;
+    }
+    let ca_file = match flags.ca_file {
+        Some(path) => Some(CaFile::load(&path).map_err(|e| flag_error(&CA_FILE, e))?),
+        None => merge.optional(&CA_FILE, |s| CaFile::load(&merge.relative_to_file(s)))?,
     };
     Ok(Profile {
         key,
@@ -572,7 +630,7 @@ pub fn resolve(
         certificate_id: or_else(flags.certificate_id, || {
             merge.required(&CERTIFICATE_ID, parse)
         })?,
-        account: or_else(flags.account, || merge.required(&ACCOUNT, parse))?,
+        account,
         alg: or_else(flags.alg.map(Some), || merge.optional(&ALG, parse))?,
         scopes: or_else(flags.scopes, || {
             merge.optional(&SCOPE, parse).map(Option::unwrap_or_default)
@@ -581,6 +639,8 @@ pub fn resolve(
         module: or_else(flags.module.map(Some), || {
             merge.optional(&MODULE, |s| Ok::<_, Refusal>(PathBuf::from(s)))
         })?,
+        ca_file,
+        timeout: or_else(flags.timeout.map(Some), || merge.optional(&TIMEOUT, parse))?,
     })
 }
 
@@ -625,11 +685,31 @@ impl Merge<'_> {
         let Some(text) = table.get(field) else {
             return Ok(None);
         };
-        parse(text).map(Some).map_err(|e| ConfigError::Field {
+        parse(text)
+            .map(Some)
+            .map_err(|e| self.field_error(table, field, e))
+    }
+
+    fn field_error<E>(&self, table: &ProfileTable, field: &Field, e: E) -> ConfigError
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        ConfigError::Field {
             origin: table.origin.clone(),
             field: field.key,
             source: Box::new(e),
-        })
+        }
+    }
+
+    /// A path from the file, relative to the file's directory unless absolute.
+    fn relative_to_file(&self, path: &str) -> PathBuf {
+        let dir = self
+            .file
+            .and_then(|t| t.origin.path.parent().map(Path::to_owned));
+        match dir {
+            Some(dir) => dir.join(path),
+            None => PathBuf::from(path),
+        }
     }
 
     fn required<T, E>(

@@ -7,6 +7,7 @@
 //! apart, and the ids the request used.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use reqwest::StatusCode;
@@ -119,6 +120,9 @@ pub struct ClientOptions {
     pub max_retry_after: Duration,
     /// Go through the `HTTPS_PROXY`/`HTTP_PROXY` of the environment (off for loopback http).
     pub use_proxy: bool,
+    /// `--ca-file`: the only roots an https endpoint's certificate may chain to; without it,
+    /// the operating system's roots.
+    pub ca_file: Option<CaFile>,
 }
 
 impl Default for ClientOptions {
@@ -131,6 +135,7 @@ impl Default for ClientOptions {
             max_backoff: Duration::from_secs(10),
             use_proxy: true,
             max_retry_after: Duration::from_secs(60),
+            ca_file: None,
         }
     }
 }
@@ -148,8 +153,117 @@ impl ClientOptions {
 
 /// The HTTP client could not be set up (TLS roots, resolver).
 #[derive(Debug, thiserror::Error)]
-#[error("cannot set up the HTTPS client")]
+#[error(
+    "cannot set up the HTTPS client (no usable CA certificates in the system store? install the ca-certificates package, or pass --ca-file FILE)"
+)]
 pub struct ClientBuildError(#[source] reqwest::Error);
+
+/// A CA file larger than this is refused: a bundle of every public CA is about 200 KiB.
+const MAX_CA_FILE: u64 = 1024 * 1024;
+
+/// `--ca-file`: PEM certificates of the CA(s) a private token endpoint's certificate chains to.
+/// They replace the operating system's roots (like curl's `--cacert`), so that a public CA
+/// cannot vouch for a host the user meant to pin to a private one.
+#[derive(Clone)]
+pub struct CaFile {
+    path: PathBuf,
+    /// The certificates, DER.
+    certs: Vec<Vec<u8>>,
+}
+
+impl fmt::Debug for CaFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CaFile")
+            .field("path", &self.path)
+            .field("certificates", &self.certs.len())
+            .finish()
+    }
+}
+
+/// Why a `--ca-file` is not usable.
+#[derive(Debug, thiserror::Error)]
+pub enum CaFileError {
+    /// The file cannot be read.
+    #[error("cannot read CA file '{}': {source}; --ca-file names a PEM file with the certificate of the CA that signed the token endpoint's certificate", .path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is too large to be a CA bundle.
+    #[error("CA file '{}' is larger than {} KiB; it should hold only the CA certificate(s) of the token endpoint", .path.display(), MAX_CA_FILE / 1024)]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+    },
+    /// Not PEM certificates, or one that cannot serve as a root.
+    #[error("CA file '{}' {reason}; it must hold PEM certificates (-----BEGIN CERTIFICATE-----), e.g. the private CA's ca.pem", .path.display())]
+    Unusable {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl CaFile {
+    /// Reads the PEM certificates of `path`, refusing a file with none, with other PEM
+    /// blocks (a private key put there by mistake), or with a certificate that cannot be a
+    /// trust anchor.
+    pub fn load(path: &Path) -> Result<CaFile, CaFileError> {
+        let read = |source| CaFileError::Read {
+            path: path.to_owned(),
+            source,
+        };
+        let size = std::fs::metadata(path).map_err(read)?.len();
+        if size > MAX_CA_FILE {
+            return Err(CaFileError::TooLarge {
+                path: path.to_owned(),
+            });
+        }
+        let text = std::fs::read(path).map_err(read)?;
+        let unusable = |reason: String| CaFileError::Unusable {
+            path: path.to_owned(),
+            reason,
+        };
+        if !text.windows(11).any(|w| w == b"-----BEGIN ") {
+            return Err(unusable("holds no PEM block".into()));
+        }
+        let chain = x509_cert::Certificate::load_pem_chain(&text)
+            .map_err(|e| unusable(format!("is not a list of PEM certificates ({e})")))?;
+        let mut certs = Vec::with_capacity(chain.len());
+        let mut roots = rustls::RootCertStore::empty();
+        for (i, cert) in chain.iter().enumerate() {
+            let der = der::Encode::to_der(cert)
+                .map_err(|e| unusable(format!("has a certificate that cannot be encoded ({e})")))?;
+            roots
+                .add(rustls::pki_types::CertificateDer::from(der.as_slice()))
+                .map_err(|e| unusable(format!("has certificate {} that cannot be a root ({e})", i + 1)))?;
+            certs.push(der);
+        }
+        if certs.is_empty() {
+            return Err(unusable("holds no certificate".into()));
+        }
+        Ok(CaFile {
+            path: path.to_owned(),
+            certs,
+        })
+    }
+
+    /// The file the certificates came from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn certificates(&self) -> Result<Vec<reqwest::Certificate>, reqwest::Error> {
+        self.certs
+            .iter()
+            .map(|der| reqwest::Certificate::from_der(der))
+            .collect()
+    }
+}
 
 /// A NetSuite refusal (or any non-success HTTP status), explained.
 #[derive(Debug)]
@@ -290,7 +404,18 @@ pub enum ExchangeError<E: std::error::Error + 'static> {
         /// The limit that was reached.
         limit: Duration,
     },
-    /// Another transport failure (TLS, a connection cut mid-request).
+    /// The TLS handshake failed: most often a certificate that is not trusted or not valid
+    /// for the host. Not retried: the same certificate would come back.
+    #[error(
+        "TLS with the token endpoint {url} failed: {reason}; check the token URL's host, and if the endpoint uses a private CA, pass --ca-file FILE with that CA's certificate (PEM)"
+    )]
+    Tls {
+        /// The token URL.
+        url: String,
+        /// What TLS reported (rustls' words, e.g. an unknown issuer or a name mismatch).
+        reason: String,
+    },
+    /// Another transport failure (a connection cut mid-request).
     #[error("the token request to {url} failed")]
     Http {
         /// The token URL.
@@ -385,11 +510,17 @@ pub struct TokenClient {
 
 impl TokenClient {
     /// A client with these timeouts and retry policy. Redirects are never followed.
+    /// Certificates are verified against the operating system's roots (rustls-platform-verifier:
+    /// the system store, `SSL_CERT_FILE`/`SSL_CERT_DIR`), or only against `ca_file`'s.
     pub fn new(options: ClientOptions) -> Result<TokenClient, ClientBuildError> {
         install_crypto_provider();
         let mut builder = reqwest::Client::builder();
         if !options.use_proxy {
             builder = builder.no_proxy();
+        }
+        if let Some(ca_file) = &options.ca_file {
+            let certs = ca_file.certificates().map_err(ClientBuildError)?;
+            builder = builder.tls_certs_only(certs);
         }
         let http = builder
             .redirect(reqwest::redirect::Policy::none())
@@ -524,6 +655,12 @@ impl TokenClient {
         source: reqwest::Error,
     ) -> ExchangeError<E> {
         let url = url.to_owned();
+        if let Some(tls) = tls_cause(&source) {
+            return ExchangeError::Tls {
+                url,
+                reason: tls.to_string(),
+            };
+        }
         if source.is_connect() {
             ExchangeError::Connect {
                 url,
@@ -539,6 +676,26 @@ impl TokenClient {
             ExchangeError::Http { url, source }
         }
     }
+}
+
+/// The TLS error behind a transport failure, if it was one. rustls reports through an
+/// `io::Error` whose own `source()` skips the rustls error, so those are opened by hand.
+fn tls_cause(err: &reqwest::Error) -> Option<&rustls::Error> {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = next {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        let inner = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+        if inner.is_some() {
+            return inner;
+        }
+        next = e.source();
+    }
+    None
 }
 
 /// Installs ring as the process's TLS crypto provider unless one is installed. reqwest is built
@@ -840,6 +997,7 @@ mod tests {
             max_backoff: Duration::from_millis(5),
             max_retry_after: Duration::from_secs(60),
             use_proxy: false,
+            ca_file: None,
         })
         .unwrap()
     }

@@ -56,6 +56,18 @@ pub enum Error {
         /// Why it was refused.
         reason: String,
     },
+    /// A token URL from a config file whose host is not one of the account's.
+    #[error(
+        "token URL host '{host}' does not belong to account {account}: expected {label}.suitetalk.api.netsuite.com (or the account's restlets or connect host), or a loopback address; pass --token-url to override"
+    )]
+    ForeignTokenUrl {
+        /// The host of the URL.
+        host: String,
+        /// The configured account.
+        account: String,
+        /// The account's host label.
+        label: String,
+    },
     /// A plain-http token URL on a non-loopback host.
     #[error(
         "token URL '{0}' uses http:// on a non-loopback host; assertions and access tokens must travel over https:// (http:// is allowed only for 127.0.0.1, ::1 or localhost)"
@@ -93,6 +105,28 @@ impl AccountId {
     /// The host label NetSuite uses: lowercase, `_` becomes `-` (`1234567_SB1` → `1234567-sb1`).
     pub fn host_label(&self) -> String {
         self.0.to_ascii_lowercase().replace('_', "-")
+    }
+
+    /// Accepts `url` when its host is one of this account's NetSuite hosts
+    /// (`<label>.suitetalk|restlets|connect.api.netsuite.com`, the hosts Oracle's examples use)
+    /// or loopback (the emulator); anything else is refused.
+    pub fn check_token_url(&self, url: &TokenUrl) -> Result<(), Error> {
+        if is_loopback(url.url()) {
+            return Ok(());
+        }
+        let label = self.host_label();
+        let host = url.url().host_str().unwrap_or_default();
+        let owned = ["suitetalk", "restlets", "connect"]
+            .iter()
+            .any(|service| host == format!("{label}.{service}.api.netsuite.com"));
+        if owned {
+            return Ok(());
+        }
+        Err(Error::ForeignTokenUrl {
+            host: host.to_owned(),
+            account: self.0.clone(),
+            label,
+        })
     }
 
     /// The account's OAuth 2.0 token endpoint.
@@ -573,6 +607,43 @@ mod tests {
                     .contains("3600"),
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn a_token_url_must_be_on_one_of_the_accounts_hosts_or_loopback() {
+        let account: AccountId = "1234567_SB1".parse().unwrap();
+        for ok in [
+            "https://1234567-sb1.suitetalk.api.netsuite.com/services/rest/auth/oauth2/v1/token",
+            "https://1234567-SB1.restlets.api.netsuite.com/services/rest/auth/oauth2/v1/token",
+            "https://1234567-sb1.connect.api.netsuite.com:443/x",
+            "http://127.0.0.1:8080/t",
+            "https://[::1]/t",
+            "http://localhost/t",
+        ] {
+            let url: TokenUrl = ok.parse().unwrap();
+            assert_eq!(account.check_token_url(&url), Ok(()), "{ok}");
+        }
+        for bad in [
+            "https://evil.example/token",
+            "https://1234567.suitetalk.api.netsuite.com/t",
+            "https://1234567-sb1.suitetalk.api.netsuite.com.evil.example/t",
+            "https://evil.example/1234567-sb1.suitetalk.api.netsuite.com",
+            "https://x.1234567-sb1.suitetalk.api.netsuite.com/t",
+            "https://1234567-sb1.rest.api.netsuite.com/t",
+            "https://1234567-sb1.suitetalk.api.netsuite.com./t",
+            "https://10.0.0.1/t",
+        ] {
+            let url: TokenUrl = bad.parse().unwrap();
+            let err = account.check_token_url(&url).unwrap_err().to_string();
+            for want in [
+                "1234567_SB1",
+                "1234567-sb1.suitetalk.api.netsuite.com",
+                "pass --token-url to override",
+                url.url().host_str().unwrap(),
+            ] {
+                assert!(err.contains(want), "{bad}: {want} missing from {err}");
+            }
         }
     }
 

@@ -157,6 +157,7 @@ fn classify(e: &ExchangeError<SignError>) -> (FailureKind, String) {
         ExchangeError::RetryAfterTooLong { last, .. } => (FailureKind::Upstream, status(last)),
         ExchangeError::Connect { .. } => upstream("connect"),
         ExchangeError::Timeout { .. } => upstream("timeout"),
+        ExchangeError::Tls { .. } => upstream("tls"),
         ExchangeError::Http { .. } => upstream("http"),
         ExchangeError::Redirect { .. } => upstream("redirect"),
         ExchangeError::Malformed { .. } => upstream("malformed"),

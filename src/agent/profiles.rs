@@ -15,7 +15,7 @@ use super::signers::SignerHandle;
 use crate::cert::Certificate;
 use crate::config::{self, Config, Profile, ProfileOverrides, ProfileTable};
 use crate::error::{EXIT_PIN, EXIT_USAGE, chain};
-use crate::exchange::{ClientOptions, TokenClient};
+use crate::exchange::TokenClient;
 use crate::jose::Alg;
 use crate::netsuite::{CertificateId, Lifetime};
 use crate::pkcs11::{CredentialFor, KeySigner};
@@ -213,7 +213,7 @@ fn activate(
     })?;
     served.alg = Some(opened.alg);
     served.certificate = opened.certificate;
-    let client = TokenClient::new(ClientOptions::for_endpoint(&context.token_url))
+    let client = TokenClient::new(profile.client_options(&context.token_url))
         .map_err(|e| failure(FailureKind::Upstream, &e))?;
     let request = profile.assertion_request(context.token_url.clone(), Lifetime::default());
     let cache = Arc::new(TokenCache::new(Fetcher {

@@ -23,6 +23,7 @@ pub(super) fn run(args: &EmulateArgs, out: &mut dyn Write) -> Result<(), Error> 
         delay: Duration::from_millis(args.delay_ms),
     };
     config.token_lifetime = Duration::from_secs(args.token_lifetime);
+    config.also_accepted = args.accept_aud.clone();
     for reg in &config.registrations {
         tracing::info!(kid = %reg.certificate_id, client = %reg.client_id, scopes = %reg.scopes, "registered");
     }

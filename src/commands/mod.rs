@@ -79,6 +79,8 @@ fn profile(cli: &Cli, flags: &ProfileArgs) -> Result<Profile, Error> {
         scopes: flags.scope.clone(),
         token_url: flags.token_url.clone(),
         module: flags.module.path.clone(),
+        ca_file: flags.ca_file.clone(),
+        timeout: flags.timeout,
     };
     Ok(config::resolve(table, overrides)?)
 }

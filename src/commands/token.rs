@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use crate::agent;
 use crate::cli::{Cli, ProfileArgs, TokenArgs, TokenFormat};
 use crate::error::Error;
-use crate::exchange::{AccessToken, ClientOptions, TokenClient};
+use crate::exchange::{AccessToken, TokenClient};
 use crate::netsuite::Lifetime;
 use crate::pkcs11::uri::PinSource;
 
@@ -50,7 +50,7 @@ pub(super) fn fetch(
     let context = profile.exchange_context()?;
     let request = profile.assertion_request(context.token_url.clone(), Lifetime::default());
     let signer = super::open_signer(&profile)?;
-    let client = TokenClient::new(ClientOptions::for_endpoint(&context.token_url))?;
+    let client = TokenClient::new(profile.client_options(&context.token_url))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -83,7 +83,9 @@ fn agent_profile<'a>(cli: &'a Cli, flags: &ProfileArgs) -> Result<&'a str, Error
         || flags.account.is_some()
         || flags.alg.is_some()
         || flags.scope.is_some()
-        || flags.token_url.is_some();
+        || flags.token_url.is_some()
+        || flags.ca_file.is_some()
+        || flags.timeout.is_some();
     if overridden {
         return Err(Error::Usage(format!(
             "the agent serves profile '{name}' as its config file defines it; drop the profile flags (and SUITEKEY_KEY, SUITEKEY_CLIENT_ID, … variables), or pass --no-agent to sign here"

@@ -146,6 +146,8 @@ pub struct Config {
     pub faults: Faults,
     /// How long issued access tokens are valid (NetSuite: 3600 s).
     pub token_lifetime: Duration,
+    /// Token URLs accepted as `aud` besides the emulator's own: proxies in front of it.
+    pub also_accepted: Vec<String>,
 }
 
 impl Config {
@@ -166,6 +168,7 @@ impl Config {
             registrations,
             faults: Faults::default(),
             token_lifetime: Duration::from_secs(3600),
+            also_accepted: Vec::new(),
         })
     }
 }
@@ -412,6 +415,7 @@ fn decide(shared: &Shared, request: &TokenRequest<'_>) -> Response {
         registrations: &shared.config.registrations,
         now,
         own_token_url: &shared.token_url,
+        also_accepted: &shared.config.also_accepted,
         replays: &state.replays,
     };
     match rules::check_request(request, &ctx) {

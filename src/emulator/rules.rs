@@ -243,6 +243,8 @@ pub struct Context<'a> {
     pub now: SystemTime,
     /// The emulator's own token URL, exactly as printed; a valid `aud`.
     pub own_token_url: &'a str,
+    /// Other token URLs accepted as `aud`: the URLs of proxies in front of the emulator.
+    pub also_accepted: &'a [String],
     /// Assertions already used.
     pub replays: &'a ReplayLog,
 }
@@ -381,7 +383,7 @@ fn check_jws(jws: &Jws, ctx: &Context<'_>) -> Result<Grant, Refusal> {
     check_signature(jws, alg, reg)?;
     let claims = &jws.claims;
     check_issuer(claims, reg)?;
-    check_audience(claims, reg, ctx.own_token_url)?;
+    check_audience(claims, reg, ctx)?;
     let expires_at = check_times(claims, unix_secs(ctx.now))?;
     let scopes = check_scopes(claims, reg)?;
     let jti = match claims.get("jti") {
@@ -476,11 +478,15 @@ fn check_issuer(claims: &Map<String, Value>, reg: &Registration) -> Result<(), R
 fn check_audience(
     claims: &Map<String, Value>,
     reg: &Registration,
-    own: &str,
+    ctx: &Context<'_>,
 ) -> Result<(), Refusal> {
+    let own = ctx.own_token_url;
     let account_url = reg.account.as_ref().and_then(|a| a.token_url().ok());
-    let accepted =
-        |aud: &str| aud == own || account_url.as_ref().is_some_and(|u| u.as_str() == aud);
+    let accepted = |aud: &str| {
+        aud == own
+            || ctx.also_accepted.iter().any(|a| a == aud)
+            || account_url.as_ref().is_some_and(|u| u.as_str() == aud)
+    };
     // JWT allows an array of audiences; one acceptable entry is enough (RFC 7523 §3).
     let ok = match claims.get("aud") {
         Some(Value::String(aud)) => accepted(aud),

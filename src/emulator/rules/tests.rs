@@ -60,6 +60,7 @@ fn check_with(assertion: &str, replays: &ReplayLog) -> Result<Grant, Refusal> {
         registrations: &regs,
         now: now(),
         own_token_url: OWN,
+        also_accepted: &[],
         replays,
     };
     check_assertion(assertion, &ctx)
