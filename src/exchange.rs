@@ -383,7 +383,9 @@ pub enum ExchangeError<E: std::error::Error + 'static> {
     #[error(transparent)]
     Assertion(E),
     /// No connection to the token endpoint, on any attempt.
-    #[error("cannot connect to {url} ({attempts} attempts)")]
+    #[error(
+        "cannot connect to {url} ({attempts} attempts); check the token URL, the network and any proxy (HTTPS_PROXY)"
+    )]
     Connect {
         /// The token URL.
         url: String,
@@ -395,7 +397,7 @@ pub enum ExchangeError<E: std::error::Error + 'static> {
     },
     /// The endpoint did not answer in time.
     #[error(
-        "no complete answer from {url} within {} s; check the network path to NetSuite (proxy, firewall)",
+        "no complete answer from {url} within {} s; check the network path to NetSuite (proxy, firewall), or allow more time with --timeout",
         .limit.as_secs()
     )]
     Timeout {
@@ -416,7 +418,7 @@ pub enum ExchangeError<E: std::error::Error + 'static> {
         reason: String,
     },
     /// Another transport failure (a connection cut mid-request).
-    #[error("the token request to {url} failed")]
+    #[error("the token request to {url} failed; try again, and check any proxy (HTTPS_PROXY)")]
     Http {
         /// The token URL.
         url: String,
@@ -455,7 +457,9 @@ pub enum ExchangeError<E: std::error::Error + 'static> {
     },
     /// A success status with a body that is not a usable token response, or a body that is
     /// too large or cut short.
-    #[error("unusable answer from the token endpoint {url} (HTTP {status}): {reason}")]
+    #[error(
+        "unusable answer from the token endpoint {url} (HTTP {status}): {reason}; check that the token URL is NetSuite's token endpoint and that no proxy (HTTPS_PROXY) answers in its place"
+    )]
     Malformed {
         /// The token URL.
         url: String,
@@ -678,20 +682,20 @@ impl TokenClient {
     }
 }
 
-/// The TLS error behind a transport failure, if it was one. rustls reports through an
-/// `io::Error` whose own `source()` skips the rustls error, so those are opened by hand.
+/// The TLS error behind a transport failure, if it was one. rustls reports through
+/// `io::Error`s (hyper-rustls wraps tokio-rustls' in another), whose `source()` skips the
+/// error they wrap, so those are opened by hand.
 fn tls_cause(err: &reqwest::Error) -> Option<&rustls::Error> {
     let mut next: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = next {
-        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
-            return Some(tls);
-        }
-        let inner = e
+    while let Some(mut e) = next {
+        while let Some(inner) = e
             .downcast_ref::<std::io::Error>()
             .and_then(|io| io.get_ref())
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>());
-        if inner.is_some() {
-            return inner;
+        {
+            e = inner;
+        }
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls);
         }
         next = e.source();
     }

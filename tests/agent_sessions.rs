@@ -62,6 +62,8 @@ fn profile() -> Profile {
         token_url: None,
         module: None,
         account,
+        ca_file: None,
+        timeout: None,
     }
 }
 

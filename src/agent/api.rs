@@ -4,7 +4,7 @@
 //! | --- | --- |
 //! | `GET /v1/profiles/{name}/token` | `{access_token, token_type, expires_at, expires_in}`; 404 unknown profile; 502/503 with the reason (and `Retry-After` when the exchange failed) |
 //! | `GET /v1/profiles` | each profile: name, key URI (no secrets), alg, certificate id and days left, token expiry, status |
-//! | `GET /v1/health` | `{status, profiles, failed}` |
+//! | `GET /v1/health` | `{status, profiles, failed, exchange_failing}` (the last counts profiles whose last exchange failed) |
 //! | `GET /metrics` | Prometheus text ([`super::metrics`]) |
 //! | another method on these paths | 405 |
 //! | any other path | 400 |
@@ -188,6 +188,12 @@ fn profile_view(p: &Served, now: SystemTime) -> Value {
             None,
         ),
     };
+    let last_exchange_error = p
+        .state
+        .as_ref()
+        .ok()
+        .and_then(|active| active.cache.last_failure())
+        .map(|f| json!({ "error": f.kind.code(), "message": f.message }));
     json!({
         "name": p.name,
         "key": p.key,
@@ -197,14 +203,26 @@ fn profile_view(p: &Served, now: SystemTime) -> Value {
         "token_expires_at": expires_at,
         "status": status,
         "error": error,
+        "last_exchange_error": last_exchange_error,
     })
 }
 
 async fn health(State(agent): State<Arc<Agent>>) -> Response {
     let profiles = agent.profiles();
     let failed = profiles.values().filter(|p| p.failure().is_some()).count();
-    axum::Json(json!({ "status": "ok", "profiles": profiles.len(), "failed": failed }))
-        .into_response()
+    // Profiles still serving (perhaps a cached token) while their renewal fails.
+    let exchange_failing = profiles
+        .values()
+        .filter_map(|p| p.state.as_ref().ok())
+        .filter(|active| active.cache.last_failure().is_some())
+        .count();
+    axum::Json(json!({
+        "status": "ok",
+        "profiles": profiles.len(),
+        "failed": failed,
+        "exchange_failing": exchange_failing,
+    }))
+    .into_response()
 }
 
 async fn metrics(State(agent): State<Arc<Agent>>) -> Response {

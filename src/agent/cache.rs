@@ -234,6 +234,13 @@ impl TokenCache {
         })
     }
 
+    /// The last exchange's failure, until an exchange succeeds; a still valid cached token
+    /// is served meanwhile.
+    pub fn last_failure(&self) -> Option<Arc<Failure>> {
+        let failed = self.failed.read().unwrap_or_else(PoisonError::into_inner);
+        failed.as_ref().map(|b| Arc::clone(&b.failure))
+    }
+
     fn fresh(&self, now: SystemTime) -> Option<Arc<Cached>> {
         self.current().filter(|c| c.is_fresh(now))
     }

@@ -21,6 +21,7 @@ use sha2::Digest as _;
 
 pub mod agent;
 pub mod emulator;
+pub mod fault_proxy;
 pub mod modules;
 
 /// A recognizable user PIN, so tests can assert it never appears in any output.
