@@ -766,7 +766,7 @@ certificate-id = "Cert_ID-1"
 account = "1234567_SB1"
 alg = "ES256"
 scope = ["restlets", "rest_webservices"]
-token-url = "https://example.com/token"
+token-url = "http://127.0.0.1:8080/token"
 module = "/usr/lib/other.so"
 
 [profiles.minimal]
@@ -799,11 +799,14 @@ scope = "suite_analytics, restlets"
         assert_eq!(p.account.to_string(), "1234567_SB1");
         assert_eq!(p.alg, Some(Alg::ES256));
         assert_eq!(p.scopes.to_string(), "restlets,rest_webservices");
-        assert_eq!(p.endpoint().unwrap().as_str(), "https://example.com/token");
+        assert_eq!(
+            p.endpoint().unwrap().as_str(),
+            "http://127.0.0.1:8080/token"
+        );
         assert_eq!(p.module, Some(PathBuf::from("/usr/lib/other.so")));
         assert_eq!(p.key.object.as_deref(), Some("ns-prod"));
         let ctx = p.exchange_context().unwrap();
-        assert_eq!(ctx.token_url.as_str(), "https://example.com/token");
+        assert_eq!(ctx.token_url.as_str(), "http://127.0.0.1:8080/token");
     }
 
     #[test]
@@ -843,6 +846,94 @@ scope = "suite_analytics, restlets"
         assert_eq!(p.scopes.to_string(), "suite_analytics");
         assert_eq!(p.endpoint().unwrap().as_str(), "http://127.0.0.1:9/t");
         assert_eq!(p.module, Some(PathBuf::from("/flag.so")));
+    }
+
+    #[test]
+    fn a_token_url_from_the_file_must_be_on_the_accounts_host() {
+        let foreign = FULL.replace("http://127.0.0.1:8080/token", "https://evil.example/token");
+        let err = resolve_text(&foreign, "prod", ProfileOverrides::default()).unwrap_err();
+        for want in [
+            "profile 'prod'",
+            "field 'token-url'",
+            "'evil.example'",
+            "1234567-sb1.suitetalk.api.netsuite.com",
+            "pass --token-url to override",
+        ] {
+            assert!(err.contains(want), "{want} missing from {err}");
+        }
+        // The account's own hosts are fine, checked against the account in effect.
+        let own = FULL.replace(
+            "http://127.0.0.1:8080/token",
+            "https://1234567-sb1.restlets.api.netsuite.com/services/rest/auth/oauth2/v1/token",
+        );
+        assert!(resolve_text(&own, "prod", ProfileOverrides::default()).is_ok());
+        let other_account = ProfileOverrides {
+            account: Some("7654321".parse().unwrap()),
+            ..ProfileOverrides::default()
+        };
+        let err = resolve_text(&own, "prod", other_account).unwrap_err();
+        assert!(err.contains("does not belong to account 7654321"), "{err}");
+        // Given as a flag (or SUITEKEY_TOKEN_URL, which clap merges into it), it is deliberate.
+        let explicit = ProfileOverrides {
+            token_url: Some(RawArg::from("https://evil.example/token".to_owned())),
+            ..ProfileOverrides::default()
+        };
+        let p = resolve_text(&foreign, "prod", explicit).unwrap();
+        assert_eq!(p.endpoint().unwrap().as_str(), "https://evil.example/token");
+    }
+
+    #[test]
+    fn ca_file_is_relative_to_the_config_and_checked_when_resolved() {
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("config.toml");
+        let text = format!("{FULL}\nca-file = \"ca.pem\"\ntimeout = 5\n");
+        let config = Config::parse(&config_path, &text).unwrap();
+        let table = config.profile("minimal").unwrap();
+        let err = resolve(Some(table), ProfileOverrides::default())
+            .unwrap_err()
+            .to_string();
+        let expected = dir.path().join("ca.pem");
+        assert!(
+            err.contains("field 'ca-file'")
+                && err.contains(&format!("cannot read CA file '{}'", expected.display())),
+            "{err}"
+        );
+        std::fs::write(
+            &expected,
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let err = resolve(Some(table), ProfileOverrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is not a list of PEM certificates"), "{err}");
+        assert!(!err.contains("AAAA"), "{err}");
+        std::fs::write(&expected, "").unwrap();
+        let err = resolve(Some(table), ProfileOverrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("holds no PEM block"), "{err}");
+    }
+
+    #[test]
+    fn timeouts_are_whole_seconds_up_to_five_minutes() {
+        assert_eq!(
+            "30".parse::<Timeout>().unwrap(),
+            Timeout(std::time::Duration::from_secs(30))
+        );
+        for bad in ["0", "301", "1.5", "-1", "soon", ""] {
+            let err = bad.parse::<Timeout>().unwrap_err().to_string();
+            assert!(err.contains("1 to 300"), "{bad}: {err}");
+        }
+        let text = FULL.replace("alg = \"ES256\"", "alg = \"ES256\"\ntimeout = 7");
+        let p = resolve_text(&text, "prod", ProfileOverrides::default()).unwrap();
+        let url = p.endpoint().unwrap();
+        let options = p.client_options(&url);
+        assert_eq!(options.total_timeout, std::time::Duration::from_secs(7));
+        assert!(options.connect_timeout <= options.total_timeout);
+        let text = FULL.replace("alg = \"ES256\"", "alg = \"ES256\"\ntimeout = true");
+        let err = Config::parse(&path(), &text).unwrap_err().to_string();
+        assert!(err.contains("field 'timeout'"), "{err}");
     }
 
     #[test]
@@ -891,7 +982,7 @@ scope = "suite_analytics, restlets"
         let err = Config::parse(&path(), &text).unwrap_err().to_string();
         assert_eq!(
             err,
-            "config '/home/u/.config/suitekey/config.toml', profile 'prod': unknown key 'clientid' (known: key, client-id, certificate-id, account, alg, scope, token-url, module)"
+            "config '/home/u/.config/suitekey/config.toml', profile 'prod': unknown key 'clientid' (known: key, client-id, certificate-id, account, alg, scope, token-url, module, ca-file, timeout)"
         );
         let err = Config::parse(&path(), "[prod]\nkey = \"x\"\n")
             .unwrap_err()

@@ -240,7 +240,12 @@ impl CaFile {
                 .map_err(|e| unusable(format!("has a certificate that cannot be encoded ({e})")))?;
             roots
                 .add(rustls::pki_types::CertificateDer::from(der.as_slice()))
-                .map_err(|e| unusable(format!("has certificate {} that cannot be a root ({e})", i + 1)))?;
+                .map_err(|e| {
+                    unusable(format!(
+                        "has certificate {} that cannot be a root ({e})",
+                        i + 1
+                    ))
+                })?;
             certs.push(der);
         }
         if certs.is_empty() {

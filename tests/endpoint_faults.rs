@@ -33,7 +33,13 @@ fn setup() -> Setup {
     let pem = dir.path().join("p256.pem");
     let out = fixture()
         .suitekey()
-        .args(["cert", "--replace", "--force", "--key", &fixture().uri("p256")])
+        .args([
+            "cert",
+            "--replace",
+            "--force",
+            "--key",
+            &fixture().uri("p256"),
+        ])
         .arg("--out")
         .arg(&pem)
         .output()
@@ -143,7 +149,10 @@ fn cli_endpoint_faults_give_clear_errors_after_bounded_attempts() {
         let started = Instant::now();
         let out = s.token(&url, &["--timeout", "1"]);
         let stderr = assert_fails(&out, needles);
-        assert!(stderr.contains(&url), "{mode:?}: the endpoint is named: {stderr}");
+        assert!(
+            stderr.contains(&url),
+            "{mode:?}: the endpoint is named: {stderr}"
+        );
         assert_eq!(proxy.requests() - before, attempts, "{mode:?}: {stderr}");
         assert!(
             started.elapsed() < Duration::from_secs(10),
@@ -174,7 +183,11 @@ fn redirects_are_not_followed_with_the_assertion() {
         );
     }
     assert_eq!(front.requests(), 2, "each tried once");
-    assert_eq!(elsewhere.requests(), 0, "the assertion never went elsewhere");
+    assert_eq!(
+        elsewhere.requests(),
+        0,
+        "the assertion never went elsewhere"
+    );
 }
 
 #[test]
@@ -189,7 +202,12 @@ fn an_unknown_ca_is_refused_and_ca_file_trusts_a_private_one() {
     let out = s.token(&url, &[]);
     assert_fails(
         &out,
-        &["TLS with the token endpoint", &url, "--ca-file", "UnknownIssuer"],
+        &[
+            "TLS with the token endpoint",
+            &url,
+            "--ca-file",
+            "UnknownIssuer",
+        ],
     );
     assert_eq!(proxy.connections(), 1, "a TLS refusal is not retried");
     assert_eq!(proxy.requests(), 0, "nothing was sent");
@@ -243,7 +261,10 @@ fn unusable_ca_files_are_refused_naming_the_file() {
         (&key_only, "is not a list of PEM certificates"),
     ];
     for (file, why) in cases {
-        let out = s.token("https://127.0.0.1:9/token", &["--ca-file", file.to_str().unwrap()]);
+        let out = s.token(
+            "https://127.0.0.1:9/token",
+            &["--ca-file", file.to_str().unwrap()],
+        );
         let (_, stderr) = texts(&out);
         assert_eq!(out.status.code(), Some(2), "{stderr}");
         for needle in [why, file.to_str().unwrap(), "--ca-file"] {
@@ -261,7 +282,10 @@ fn plain_http_is_refused_off_loopback() {
         let out = s.token(url, &[]);
         let (_, stderr) = texts(&out);
         assert_eq!(out.status.code(), Some(2), "{stderr}");
-        assert!(stderr.contains("http:// on a non-loopback host"), "{stderr}");
+        assert!(
+            stderr.contains("http:// on a non-loopback host"),
+            "{stderr}"
+        );
     }
 }
 
@@ -285,7 +309,10 @@ fn a_config_token_url_must_belong_to_the_account_unless_given_explicitly() {
     let s = setup();
     let proxy = FaultProxy::http();
     let _emu = s.emulator(&[&proxy], &[]);
-    let config = config_with_url(&s, "https://attacker.example/services/rest/auth/oauth2/v1/token");
+    let config = config_with_url(
+        &s,
+        "https://attacker.example/services/rest/auth/oauth2/v1/token",
+    );
     let run = |extra: &[&str], env: Option<&str>| {
         let mut cmd = fixture().suitekey();
         if let Some(url) = env {
@@ -330,7 +357,8 @@ const AGENT_FAULTS: [(&str, Mode, &str, u32); 9] = [
 ];
 
 fn metric(text: &str, profile: &str, code: &str) -> u32 {
-    let name = format!("suitekey_agent_upstream_failures_total{{profile=\"{profile}\",code=\"{code}\"}} ");
+    let name =
+        format!("suitekey_agent_upstream_failures_total{{profile=\"{profile}\",code=\"{code}\"}} ");
     text.lines()
         .find_map(|l| l.strip_prefix(&name))
         .map_or(0, |v| v.trim().parse().expect("a count"))
@@ -347,7 +375,11 @@ fn agent_token(agent: &Agent, profile: &str) -> (u16, String) {
 /// Writes the agent's config: one profile per fault (each behind its own proxy; the TLS one
 /// trusts the private CA through a relative `ca-file`), and one whose token URL is foreign.
 fn agent_config(s: &Setup, proxies: &[FaultProxy], ca: &TestCa) -> PathBuf {
-    assert_eq!(ca.ca_pem, s.dir.path().join("private-ca.pem"), "beside the config");
+    assert_eq!(
+        ca.ca_pem,
+        s.dir.path().join("private-ca.pem"),
+        "beside the config"
+    );
     let mut text = String::new();
     let mut profile = |name: &str, url: &str, extra: &str| {
         text.push_str(&format!(
@@ -415,7 +447,10 @@ fn the_agent_serves_its_cached_token_through_every_endpoint_fault_and_recovers()
         assert!(
             started.elapsed() < Duration::from_secs(27),
             "no failure yet for {:?}: {}",
-            pending.iter().map(|i| AGENT_FAULTS[*i].0).collect::<Vec<_>>(),
+            pending
+                .iter()
+                .map(|i| AGENT_FAULTS[*i].0)
+                .collect::<Vec<_>>(),
             agent.stderr()
         );
         let (_, metrics) = agent.get("/metrics");
@@ -426,7 +461,11 @@ fn the_agent_serves_its_cached_token_through_every_endpoint_fault_and_recovers()
                 return true;
             }
             let (status, token) = agent_token(&agent, name);
-            assert_eq!((status, &token), (200, &first[i]), "{name}: cached token served");
+            assert_eq!(
+                (status, &token),
+                (200, &first[i]),
+                "{name}: cached token served"
+            );
             let seen = proxies[i].requests() - 1; // the first token's request
             assert!(
                 seen >= attempts * failures && seen <= attempts * (failures + 1),
@@ -458,7 +497,10 @@ fn the_agent_serves_its_cached_token_through_every_endpoint_fault_and_recovers()
         assert!(
             started.elapsed() < Duration::from_secs(45),
             "not recovered: {:?}: {}",
-            pending.iter().map(|i| AGENT_FAULTS[*i].0).collect::<Vec<_>>(),
+            pending
+                .iter()
+                .map(|i| AGENT_FAULTS[*i].0)
+                .collect::<Vec<_>>(),
             agent.stderr()
         );
         pending.retain(|&i| {

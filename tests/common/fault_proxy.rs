@@ -160,7 +160,11 @@ fn serve(tcp: TcpStream, state: &State) {
     match &state.tls {
         None => answer(tcp.try_clone().expect("clone"), tcp, &mode, state),
         Some((good, bad)) => {
-            let config = if mode == Mode::UntrustedTls { bad } else { good };
+            let config = if mode == Mode::UntrustedTls {
+                bad
+            } else {
+                good
+            };
             let Ok(conn) = rustls::ServerConnection::new(Arc::clone(config)) else {
                 return;
             };
@@ -230,7 +234,10 @@ fn read_message(stream: &mut impl Read) -> Option<Vec<u8>> {
     let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
     let len: usize = head
         .lines()
-        .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().ok()))
+        .find_map(|l| {
+            l.strip_prefix("content-length:")
+                .map(|v| v.trim().parse().ok())
+        })
         .flatten()
         .unwrap_or(0);
     while buf.len() < head_end + len {
@@ -277,23 +284,69 @@ impl TestCa {
             path("server.key"),
             path("ext.cnf"),
         );
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
-        openssl(&["req", "-x509"], &ec, &[
-            "-keyout", s(&ca_key), "-out", s(&ca_pem), "-days", "2", "-subj", &format!("/CN={name} test CA"),
-            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign",
-        ]);
-        openssl(&["req", "-new"], &ec, &[
-            "-keyout", s(&key), "-out", s(&csr), "-subj", "/CN=token endpoint",
-        ]);
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        openssl(
+            &["req", "-x509"],
+            &ec,
+            &[
+                "-keyout",
+                s(&ca_key),
+                "-out",
+                s(&ca_pem),
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN={name} test CA"),
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign",
+            ],
+        );
+        openssl(
+            &["req", "-new"],
+            &ec,
+            &[
+                "-keyout",
+                s(&key),
+                "-out",
+                s(&csr),
+                "-subj",
+                "/CN=token endpoint",
+            ],
+        );
         std::fs::write(
             &ext,
-            format!("subjectAltName={san}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"),
+            format!(
+                "subjectAltName={san}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
+            ),
         )
         .expect("write ext.cnf");
-        openssl(&["x509", "-req"], &[], &[
-            "-in", s(&csr), "-CA", s(&ca_pem), "-CAkey", s(&ca_key), "-CAcreateserial",
-            "-out", s(&cert), "-days", "2", "-extfile", s(&ext),
-        ]);
+        openssl(
+            &["x509", "-req"],
+            &[],
+            &[
+                "-in",
+                s(&csr),
+                "-CA",
+                s(&ca_pem),
+                "-CAkey",
+                s(&ca_key),
+                "-CAcreateserial",
+                "-out",
+                s(&cert),
+                "-days",
+                "2",
+                "-extfile",
+                s(&ext),
+            ],
+        );
         TestCa { ca_pem, cert, key }
     }
 
