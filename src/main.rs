@@ -39,9 +39,14 @@ fn init_logging(cli: &Cli) {
         (false, 1) => "info",
         _ => "debug",
     };
-    // cryptoki logs every vendor mechanism it has no name for as an error: noise for users.
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("{level},cryptoki=off")));
+    // cryptoki logs every vendor mechanism it has no name for as an error, and rustls's
+    // verifier logs each refused certificate as one: noise for users, since suitekey reports a
+    // TLS failure itself with what to do. RUST_LOG brings them back.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(format!(
+            "{level},cryptoki=off,rustls=off,rustls_platform_verifier=off"
+        ))
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
