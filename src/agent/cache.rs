@@ -233,6 +233,17 @@ impl TokenCache {
         })
     }
 
+    /// The last exchange's failure when the token (not the endpoint) caused it, until an
+    /// exchange succeeds: the profile shows as failed meanwhile, even while a cached token is
+    /// still served.
+    pub fn token_failure(&self) -> Option<Failure> {
+        let failed = self.failed.read().unwrap_or_else(PoisonError::into_inner);
+        failed
+            .as_ref()
+            .filter(|b| b.failure.kind == FailureKind::Token)
+            .map(|b| (*b.failure).clone())
+    }
+
     fn fresh(&self, now: SystemTime) -> Option<Arc<Cached>> {
         self.current().filter(|c| c.is_fresh(now))
     }
