@@ -457,7 +457,9 @@ mod tests {
         };
         assert!(!pin.is_session_lost());
         assert!(!pin.is_key_lost());
-        let void = Error::SessionVoid { module: "m.so".into() };
+        let void = Error::SessionVoid {
+            module: "m.so".into(),
+        };
         assert!(void.is_session_lost() && !void.is_token_lost());
         let gone = Error::TokenNotFound {
             selector: "token=t".into(),

@@ -224,6 +224,11 @@ impl Module {
             path: path.display().to_string(),
             reason,
         };
+        if path.is_dir() {
+            return Err(load_err(
+                "it is a directory; name the module's .so file in it".into(),
+            ));
+        }
         if !path.is_file() {
             return Err(load_err("no such file".into()));
         }
@@ -392,7 +397,11 @@ impl Module {
                 } else {
                     let present = (!others.is_empty())
                         .then(|| format!("tokens present: {}", describe(&others)));
-                    present.into_iter().chain(broken).collect::<Vec<_>>().join("; ")
+                    present
+                        .into_iter()
+                        .chain(broken)
+                        .collect::<Vec<_>>()
+                        .join("; ")
                 },
             }),
             1 => {
