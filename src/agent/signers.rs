@@ -42,7 +42,7 @@ pub enum SignError {
         /// The key URI (without secrets).
         key: String,
         /// Why it could not be found again.
-        source: pkcs11::Error,
+        source: Box<pkcs11::Error>,
     },
     /// An earlier PIN refusal stopped this profile; the PIN is not tried again.
     #[error(
@@ -196,7 +196,7 @@ fn sign_recovering(
                 } else {
                     SignError::Lost {
                         key: signer.uri().to_owned(),
-                        source: e,
+                        source: Box::new(e),
                     }
                 }
             })?;
