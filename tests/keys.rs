@@ -480,6 +480,8 @@ fn keygen_on_a_read_only_token_fails_clearly_and_leaves_no_file() {
             std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         }
         chmod_tree(&copy.join("tokens"), 0o755, 0o644);
+        // The output directory is writable by nobody: only the token is read-only here.
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o777)).expect("chmod");
         let mut c = Command::new("setpriv");
         c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
             .arg(env!("CARGO_BIN_EXE_suitekey"));

@@ -241,6 +241,15 @@ impl TokenCache {
         failed.as_ref().map(|b| Arc::clone(&b.failure))
     }
 
+    /// The last exchange's failure when the token (not the endpoint) caused it, until an
+    /// exchange succeeds: the profile shows as failed meanwhile, even while a cached token is
+    /// still served.
+    pub fn token_failure(&self) -> Option<Failure> {
+        self.last_failure()
+            .filter(|f| f.kind == FailureKind::Token)
+            .map(|f| (*f).clone())
+    }
+
     fn fresh(&self, now: SystemTime) -> Option<Arc<Cached>> {
         self.current().filter(|c| c.is_fresh(now))
     }

@@ -63,12 +63,24 @@ pub struct Served {
 }
 
 impl Served {
-    /// Why the profile gives no tokens: it could not be opened, or a refused PIN stopped its
-    /// signer since.
+    /// Why the profile gives no (new) tokens: it could not be opened, a refused PIN stopped
+    /// its signer since, or its key is lost (until it is found again).
     pub fn failure(&self) -> Option<Failure> {
         match &self.state {
             Err(f) => Some(f.clone()),
-            Ok(active) => active.cache.stopped(),
+            Ok(active) => active
+                .cache
+                .stopped()
+                .or_else(|| active.cache.token_failure()),
+        }
+    }
+
+    /// Whether a reload must open the profile again: it could not be opened, or a refused
+    /// PIN stopped it (a lost key is looked for by the running signer itself).
+    fn needs_reopen(&self) -> bool {
+        match &self.state {
+            Err(_) => true,
+            Ok(active) => active.cache.stopped().is_some(),
         }
     }
 
@@ -125,7 +137,7 @@ pub fn open_all(
         .iter()
         .filter_map(|(name, table)| {
             let prev = previous.get(*name)?;
-            let working = prev.failure().is_none() && !logins.refused(name);
+            let working = !prev.needs_reopen() && !logins.refused(name);
             (prev.table == **table && working).then_some((*name, prev))
         })
         .collect();

@@ -3,10 +3,13 @@
 //!
 //! When the token loses the session (`CKR_SESSION_HANDLE_INVALID`, `CKR_USER_NOT_LOGGED_IN`,
 //! `CKR_DEVICE_REMOVED`, … see [`crate::pkcs11::Error::is_session_lost`]) the worker opens a new
-//! one, logs in once with the PIN it was started with, and retries that signature once. A
-//! refused PIN stops the worker for good: tokens lock after a few wrong PINs, so it is never
-//! tried again. The stop is shared with the profile, which then reports itself failed and is
-//! reopened by a reload.
+//! one, logs in once with the PIN it was started with, and retries that signature once. When
+//! the key or its token cannot be found again (the token was re-initialized, its directory
+//! removed), the signature fails with [`SignError::Lost`], and the next one (after the
+//! cache's backoff) looks again, so the profile recovers by itself once the key is back (see
+//! [`KeySigner::reopen`]). A refused PIN stops the worker for good: tokens lock after a few
+//! wrong PINs, so it is never tried again. The stop is shared with the profile, which then
+//! reports itself failed and is reopened by a reload.
 
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -31,6 +34,16 @@ pub enum SignError {
     /// The token (or the assertion around the signature) failed.
     #[error(transparent)]
     Assertion(#[from] AssertionError<pkcs11::Error>),
+    /// The token lost the session and the key could not be found again.
+    #[error(
+        "key '{key}' cannot be used: the token lost it ({source}); put the key back (restore the token's directory, or re-initialize the token and import the key again): the agent looks for it again by itself, with backoff, no reload needed"
+    )]
+    Lost {
+        /// The key URI (without secrets).
+        key: String,
+        /// Why it could not be found again.
+        source: Box<pkcs11::Error>,
+    },
     /// An earlier PIN refusal stopped this profile; the PIN is not tried again.
     #[error(
         "this profile is stopped: {0}; fix the PIN source, then reload the agent (SIGHUP) or restart it"
@@ -177,9 +190,16 @@ fn sign_recovering(
                 key = signer.uri(),
                 "the token lost the session ({e}); opening a new one and logging in again"
             );
-            signer
-                .reopen()
-                .map_err(|e| SignError::Assertion(AssertionError::Jws(JwsError::Sign(e))))?;
+            signer.reopen().map_err(|e| {
+                if e.is_pin() {
+                    SignError::Assertion(AssertionError::Jws(JwsError::Sign(e)))
+                } else {
+                    SignError::Lost {
+                        key: signer.uri().to_owned(),
+                        source: Box::new(e),
+                    }
+                }
+            })?;
             metrics.session_reopened();
             request.sign(&*signer, SystemTime::now())?
         }

@@ -45,6 +45,15 @@ impl OutFile {
                 dir.display()
             )));
         }
+        // A directory the file cannot be made in fails now, not after a key was made. The probe
+        // is the same kind of temporary file `write` makes, removed at once.
+        temp_in(dir).map_err(|e| Error::OutputFile {
+            path: path.display().to_string(),
+            reason: format!(
+                "cannot create a file in '{}' ({e}); choose a writable directory",
+                dir.display()
+            ),
+        })?;
         Ok(OutFile {
             path: path.to_owned(),
             force,
@@ -63,11 +72,7 @@ impl OutFile {
             path: self.path.display().to_string(),
             reason,
         };
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".suitekey-")
-            .suffix(".tmp")
-            .tempfile_in(parent(&self.path))
-            .map_err(|e| fail(e.to_string()))?;
+        let mut tmp = temp_in(parent(&self.path)).map_err(|e| fail(e.to_string()))?;
         tmp.write_all(contents).map_err(|e| fail(e.to_string()))?;
         let file = tmp.as_file();
         file.set_permissions(std::fs::Permissions::from_mode(0o644))
@@ -81,6 +86,14 @@ impl OutFile {
         persisted.map_err(|e| fail(e.error.to_string()))?;
         Ok(())
     }
+}
+
+/// A temporary file in `dir`, removed when dropped unless persisted.
+fn temp_in(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix(".suitekey-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
 }
 
 fn parent(path: &Path) -> &Path {

@@ -11,7 +11,7 @@ use cryptoki::session::{Session, UserType};
 use der::Decode as _;
 use der::asn1::ObjectIdentifier;
 
-use super::token::{Credential, Module, Token, resolve_module};
+use super::token::{Credential, Hold, Module, Token, resolve_module};
 use super::uri::{ObjectType, Pkcs11Uri};
 use super::{Error, support};
 use crate::jose::{self, Alg, Curve, Hash, KeyKind, PublicKey, Scheme};
@@ -263,6 +263,7 @@ pub(super) fn plan_for(alg: Alg, offered: &[MechanismType]) -> Option<Plan> {
 pub struct Key {
     token: Token,
     session: Session,
+    generation: u64,
     handle: ObjectHandle,
     attrs: Attrs,
     credential: Arc<Credential>,
@@ -306,6 +307,8 @@ impl Key {
             });
         }
         let module = Module::load(&resolve_module(uri, module_fallback)?)?;
+        // Read first: a reinitialization while this opens makes the session void, not live.
+        let generation = module.hold().generation;
         let token = module.select(uri)?;
         let session = token.open()?;
         let credential = if token.summary().login_required {
@@ -324,6 +327,7 @@ impl Key {
         Ok(Key {
             token,
             session,
+            generation,
             handle,
             attrs,
             credential,
@@ -340,9 +344,11 @@ impl Key {
         uri_text: String,
     ) -> Result<Key, Error> {
         let attrs = Attrs::read(&session, token.module(), handle)?;
+        let generation = token.module().hold().generation;
         Ok(Key {
             token,
             session,
+            generation,
             handle,
             attrs,
             credential: Arc::new(credential),
@@ -408,7 +414,8 @@ impl Key {
         tracing::debug!(token = self.token.label(), %alg, %kind, ?plan, always_authenticate, "key ready to sign");
         Ok(KeySigner {
             token: self.token,
-            session: self.session,
+            session: Some(self.session),
+            generation: self.generation,
             key: self.handle,
             alg,
             kind,
@@ -429,7 +436,10 @@ impl Key {
 /// before every signature, and for [`KeySigner::reopen`] after the token lost the session.
 pub struct KeySigner {
     token: Token,
-    session: Session,
+    /// `None` once a reopen dropped it; void when `generation` is not the module's.
+    session: Option<Session>,
+    /// The module generation the session was opened in (see [`Module::reinitialize`]).
+    generation: u64,
     key: ObjectHandle,
     alg: Alg,
     kind: KeyKind,
@@ -467,14 +477,52 @@ impl KeySigner {
         &self.uri_text
     }
 
-    /// Replaces a session the token lost (see [`Error::is_session_lost`]): opens a new one,
-    /// logs in once with the PIN read when the key was opened (never read again), and finds
-    /// the key again by its id and label. A refused PIN is returned, not retried.
+    /// Replaces a session the token lost (see [`Error::is_session_lost`]) and finds the key
+    /// again, logging in once with the PIN read when the key was opened (never read again; a
+    /// refused PIN is returned, not retried). Tries the same slot; then the token the URI
+    /// names, wherever it is now (slot ids change); then, when that token is missing or
+    /// broken, reinitializes the module first, since SoftHSM2 sees a token directory that was
+    /// removed, put back or replaced only in `C_Initialize` (this ends the sessions of every
+    /// signer on the module, which then open new ones the same way).
     pub fn reopen(&mut self) -> Result<(), Error> {
-        let session = self.token.open()?;
-        if self.token.summary().login_required {
-            self.token
-                .authenticate(&session, UserType::User, &self.credential)?;
+        let same = self.token.clone();
+        let first = match self.reopen_in(|_| Ok(same.clone())) {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        if first.is_pin() || !first.is_key_lost() {
+            return Err(first);
+        }
+        let wanted = self.selector();
+        let seen = self.token.module().hold().generation;
+        match self.reopen_in(|module| module.select(&wanted)) {
+            Err(e) if e.is_token_lost() => {
+                let module = self.token.module().clone();
+                tracing::warn!(key = self.uri(), module = %module.path().display(), "{e}; reinitializing the module to look for the token again");
+                module.reinitialize(seen)?;
+                self.reopen_in(|module| module.select(&wanted))
+            }
+            other => other,
+        }
+    }
+
+    /// The URI's token attributes, to find the token again.
+    fn selector(&self) -> Pkcs11Uri {
+        self.uri_text.parse().unwrap_or_else(|_| Pkcs11Uri {
+            token: Some(self.token.label().to_owned()),
+            ..Pkcs11Uri::default()
+        })
+    }
+
+    /// A new session on the token `pick` chooses, logged in, with the key found again by its
+    /// id and label; all under one hold on the module.
+    fn reopen_in(&mut self, pick: impl Fn(&Module) -> Result<Token, Error>) -> Result<(), Error> {
+        let module = self.token.module().clone();
+        let hold = module.hold();
+        let token = pick(&module)?;
+        let session = token.open()?;
+        if token.summary().login_required {
+            token.authenticate(&session, UserType::User, &self.credential)?;
         }
         let mut template = vec![Attribute::Class(ObjectClass::PRIVATE_KEY)];
         if !self.id.is_empty() {
@@ -485,28 +533,57 @@ impl KeySigner {
                 .as_ref()
                 .map(|l| Attribute::Label(l.as_bytes().to_vec())),
         );
-        let found = find(&session, self.token.module(), &template)?;
+        let found = find(&session, &module, &template)?;
         let [handle] = found.as_slice() else {
             return Err(Error::KeyNotFound {
                 key: self.uri_text.clone(),
-                token: self.token.label().to_owned(),
+                token: token.label().to_owned(),
             });
         };
+        let kind = Attrs::read(&session, &module, *handle)?.kind();
+        if kind != self.kind {
+            return Err(self.malformed(format!(
+                "the key found again is a {kind} key, not the {} key it was; put the original key back",
+                self.kind
+            )));
+        }
         self.key = *handle;
-        // The old session is gone on the token's side; dropping it only tidies up ours.
-        self.session = session;
+        self.token = token;
+        self.replace_session(Some(session), &hold);
+        self.generation = hold.generation;
         Ok(())
+    }
+
+    /// Swaps in `session`. The old one is closed only if it is of the current generation:
+    /// after a reinitialization its handle may name another signer's new session.
+    fn replace_session(&mut self, session: Option<Session>, hold: &Hold<'_>) {
+        let old = std::mem::replace(&mut self.session, session);
+        if self.generation != hold.generation {
+            std::mem::forget(old);
+        }
+    }
+
+    /// The session, while it is of the module's current generation, with a hold that keeps
+    /// the module from being reinitialized during the calls made with it.
+    fn live(&self) -> Result<(Hold<'_>, &Session), Error> {
+        let hold = self.token.module().hold();
+        match &self.session {
+            Some(session) if hold.generation == self.generation => Ok((hold, session)),
+            _ => Err(Error::SessionVoid {
+                module: self.token.module().path().display().to_string(),
+            }),
+        }
     }
 
     /// The DER of every certificate object the token holds (public data), e.g. to find the
     /// one uploaded to NetSuite and watch its expiry.
     pub fn certificates(&self) -> Result<Vec<Vec<u8>>, Error> {
         let module = self.token.module();
+        let (_hold, session) = self.live()?;
         let template = [Attribute::Class(ObjectClass::CERTIFICATE)];
         let mut out = Vec::new();
-        for handle in find(&self.session, module, &template)? {
-            let attrs = self
-                .session
+        for handle in find(session, module, &template)? {
+            let attrs = session
                 .get_attributes(handle, &[AttributeType::Value])
                 .map_err(|e| module.call_err("C_GetAttributeValue", &e))?;
             out.extend(attrs.into_iter().find_map(|a| match a {
@@ -559,27 +636,27 @@ impl KeySigner {
             Plan::HashAndSign(m) | Plan::SignDigest(m) => m,
         };
         let credential = &self.credential;
+        let (_hold, session) = self.live()?;
         if !self.always_authenticate {
-            return self
-                .session
+            return session
                 .sign(mechanism, self.key, input)
                 .map_err(|e| module.call_err("C_Sign", &e));
         }
-        self.session
+        session
             .sign_init(mechanism, self.key)
             .map_err(|e| module.call_err("C_SignInit", &e))?;
         self.token
-            .authenticate(&self.session, UserType::ContextSpecific, credential)?;
+            .authenticate(session, UserType::ContextSpecific, credential)?;
         match plan {
             Plan::HashAndSign(_) => {
-                self.session
+                session
                     .sign_update(input)
                     .map_err(|e| module.call_err("C_SignUpdate", &e))?;
-                self.session
+                session
                     .sign_final()
                     .map_err(|e| module.call_err("C_SignFinal", &e))
             }
-            Plan::SignDigest(_) => single_part::sign(module.path(), &self.session, input)
+            Plan::SignDigest(_) => single_part::sign(module.path(), session, input)
                 .map_err(|e| module.call_err("C_Sign", &e)),
         }
     }
@@ -593,15 +670,18 @@ impl KeySigner {
     }
 
     /// The public key held in `handle`'s attributes, if it holds one.
-    fn read_public(&self, handle: ObjectHandle) -> Result<Option<PublicKey>, Error> {
+    fn read_public(
+        &self,
+        session: &Session,
+        handle: ObjectHandle,
+    ) -> Result<Option<PublicKey>, Error> {
         let wanted = [
             AttributeType::EcPoint,
             AttributeType::Modulus,
             AttributeType::PublicExponent,
         ];
         let module = self.token.module();
-        let attrs = self
-            .session
+        let attrs = session
             .get_attributes(handle, &wanted)
             .map_err(|e| module.call_err("C_GetAttributeValue", &e))?;
         public_key_from(&self.kind, attrs).map_err(|problem| self.malformed(problem))
@@ -616,6 +696,14 @@ impl KeySigner {
     }
 }
 
+impl Drop for KeySigner {
+    fn drop(&mut self) {
+        let module = self.token.module().clone();
+        let hold = module.hold();
+        self.replace_session(None, &hold);
+    }
+}
+
 impl jose::Signer for KeySigner {
     type Error = Error;
 
@@ -627,8 +715,9 @@ impl jose::Signer for KeySigner {
     /// private key has no point) from the one public key object of the same type with the
     /// key's `CKA_ID`, or its label when it has no id.
     fn public_key(&self) -> Result<PublicKey, Error> {
+        let (_hold, session) = self.live()?;
         if let KeyKind::Rsa { .. } = self.kind
-            && let Some(key) = self.read_public(self.key)?
+            && let Some(key) = self.read_public(session, self.key)?
         {
             return Ok(key);
         }
@@ -643,8 +732,8 @@ impl jose::Signer for KeySigner {
                 ));
             }
         }
-        match find(&self.session, self.token.module(), &template)?.as_slice() {
-            [one] => self.read_public(*one)?.ok_or_else(|| self.malformed("its public key object holds no public key".into())),
+        match find(session, self.token.module(), &template)?.as_slice() {
+            [one] => self.read_public(session, *one)?.ok_or_else(|| self.malformed("its public key object holds no public key".into())),
             [] => Err(self.malformed("no public key object has its id, so its public key cannot be read; store the public key on the token".into())),
             many => Err(self.malformed(format!("{} public key objects share its id; remove the stale ones", many.len()))),
         }

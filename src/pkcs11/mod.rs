@@ -57,6 +57,15 @@ pub enum Error {
         /// The PKCS#11 return value, e.g. `CKR_DEVICE_ERROR`.
         rv: String,
     },
+    /// The module was reinitialized (to find a lost token again) after this session was
+    /// opened, so it is void; a new one is opened.
+    #[error(
+        "the session ended when module '{module}' was reinitialized to find a lost token; a new session is opened"
+    )]
+    SessionVoid {
+        /// The module path.
+        module: String,
+    },
     /// No token matched the URI's token attributes.
     #[error("no token matching '{selector}' in module '{module}'; {available}")]
     TokenNotFound {
@@ -326,14 +335,29 @@ pub enum Error {
 /// closed the session, logged everyone out, or was removed and put back. SoftHSM2 reports a
 /// logged-out token's private key as `CKR_OBJECT_HANDLE_INVALID`, and a re-inserted token may
 /// give the key a new handle, so those two count as well: the key is found again.
-const SESSION_LOST: [&str; 7] = [
+const SESSION_LOST: [&str; 10] = [
     "CKR_SESSION_HANDLE_INVALID",
     "CKR_SESSION_CLOSED",
     "CKR_USER_NOT_LOGGED_IN",
     "CKR_DEVICE_REMOVED",
     "CKR_TOKEN_NOT_PRESENT",
+    "CKR_TOKEN_NOT_RECOGNIZED",
+    "CKR_SLOT_ID_INVALID",
+    "CKR_CRYPTOKI_NOT_INITIALIZED",
     "CKR_OBJECT_HANDLE_INVALID",
     "CKR_KEY_HANDLE_INVALID",
+];
+
+/// The return values that say the token itself is gone or broken, not just the session:
+/// looking for it again, by its URI, may need a reinitialized module. SoftHSM2 answers
+/// `CKR_GENERAL_ERROR` for a token whose directory was removed.
+const TOKEN_LOST: [&str; 6] = [
+    "CKR_GENERAL_ERROR",
+    "CKR_DEVICE_REMOVED",
+    "CKR_TOKEN_NOT_PRESENT",
+    "CKR_TOKEN_NOT_RECOGNIZED",
+    "CKR_SLOT_ID_INVALID",
+    "CKR_CRYPTOKI_NOT_INITIALIZED",
 ];
 
 impl Error {
@@ -357,8 +381,25 @@ impl Error {
     pub fn is_session_lost(&self) -> bool {
         match self {
             Error::Call { rv, .. } => SESSION_LOST.contains(&rv.as_str()),
+            Error::SessionVoid { .. } => true,
             _ => false,
         }
+    }
+
+    /// Whether the token the key was in is missing or broken (not found by its URI, or
+    /// failing the way a removed token fails): worth a reinitialized module.
+    pub fn is_token_lost(&self) -> bool {
+        match self {
+            Error::Call { rv, .. } => TOKEN_LOST.contains(&rv.as_str()),
+            Error::TokenNotFound { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// Whether a reopened session did not lead back to the key (gone from its slot, or its
+    /// token gone): worth looking for the token again by the URI.
+    pub fn is_key_lost(&self) -> bool {
+        matches!(self, Error::KeyNotFound { .. }) || self.is_token_lost() || self.is_session_lost()
     }
 }
 
@@ -415,6 +456,20 @@ mod tests {
             origin: "file".into(),
         };
         assert!(!pin.is_session_lost());
+        assert!(!pin.is_key_lost());
+        let void = Error::SessionVoid {
+            module: "m.so".into(),
+        };
+        assert!(void.is_session_lost() && !void.is_token_lost());
+        let gone = Error::TokenNotFound {
+            selector: "token=t".into(),
+            module: "m.so".into(),
+            available: String::new(),
+        };
+        assert!(gone.is_token_lost() && gone.is_key_lost() && !gone.is_session_lost());
+        assert!(call(RvError::GeneralError).is_token_lost());
+        assert!(!call(RvError::GeneralError).is_session_lost());
+        assert!(!call(RvError::MechanismInvalid).is_key_lost());
     }
 
     #[test]

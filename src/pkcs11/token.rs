@@ -2,7 +2,8 @@
 //! names, opening sessions and logging in.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
@@ -15,7 +16,20 @@ use super::uri::Pkcs11Uri;
 use super::{Error, describe, rv_of};
 
 /// Loaded modules, keyed by path: PKCS#11 allows one `C_Initialize` per process and module.
-static MODULES: Mutex<Vec<(PathBuf, Pkcs11)>> = Mutex::new(Vec::new());
+static MODULES: Mutex<Vec<(PathBuf, Pkcs11, Arc<Lifecycle>)>> = Mutex::new(Vec::new());
+
+/// What every user of one loaded module shares, so that the module can be reinitialized
+/// (`C_Finalize` + `C_Initialize`) under them: SoftHSM2 reads its token directory only in
+/// `C_Initialize`, so a token whose directory was removed or replaced comes back only then.
+#[derive(Default)]
+struct Lifecycle {
+    /// Held shared around the calls of long-lived signers, exclusively by a reinitialization:
+    /// `C_Finalize` never runs under another thread's call.
+    calls: RwLock<()>,
+    /// Bumped by every reinitialization: sessions and handles from before are void, and a
+    /// void session is never closed (its handle may since name another signer's session).
+    generation: AtomicU64,
+}
 
 /// Where `module-name=NAME` is looked for: p11-kit's module configs, then library folders.
 const MODULE_CONFIG_DIRS: [&str; 2] = ["/etc/pkcs11/modules", "/usr/share/p11-kit/modules"];
@@ -76,6 +90,14 @@ fn find_module_by_name(name: &str) -> Result<PathBuf, Error> {
 pub struct Module {
     path: PathBuf,
     ctx: Pkcs11,
+    lifecycle: Arc<Lifecycle>,
+}
+
+/// A shared hold on a module (see [`Module::hold`]): no reinitialization while it lasts.
+pub(crate) struct Hold<'a> {
+    _calls: RwLockReadGuard<'a, ()>,
+    /// The module's generation during the hold.
+    pub generation: u64,
 }
 
 /// One slot of a module, with its token's description when a token is present.
@@ -191,16 +213,22 @@ impl Module {
     /// Loads and initializes the module at `path`, or returns the one this process already has.
     pub fn load(path: &Path) -> Result<Module, Error> {
         let mut loaded = MODULES.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((_, ctx)) = loaded.iter().find(|(p, _)| p == path) {
+        if let Some((_, ctx, lifecycle)) = loaded.iter().find(|(p, _, _)| p == path) {
             return Ok(Module {
                 path: path.to_owned(),
                 ctx: ctx.clone(),
+                lifecycle: Arc::clone(lifecycle),
             });
         }
         let load_err = |reason: String| Error::Load {
             path: path.display().to_string(),
             reason,
         };
+        if path.is_dir() {
+            return Err(load_err(
+                "it is a directory; name the module's .so file in it".into(),
+            ));
+        }
         if !path.is_file() {
             return Err(load_err("no such file".into()));
         }
@@ -211,11 +239,59 @@ impl Module {
             Err(e) => return Err(load_err(format!("C_Initialize returned {}", describe(&e)))),
             Ok(()) => {}
         }
-        loaded.push((path.to_owned(), ctx.clone()));
+        let lifecycle = Arc::new(Lifecycle::default());
+        loaded.push((path.to_owned(), ctx.clone(), Arc::clone(&lifecycle)));
         Ok(Module {
             path: path.to_owned(),
             ctx,
+            lifecycle,
         })
+    }
+
+    /// A shared hold on the module, with its generation: sessions opened in another
+    /// generation are void.
+    pub(crate) fn hold(&self) -> Hold<'_> {
+        let calls = self
+            .lifecycle
+            .calls
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        Hold {
+            _calls: calls,
+            generation: self.lifecycle.generation.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Reinitializes the module (`C_Finalize`, `C_Initialize`) unless that already happened
+    /// since generation `seen`, waiting for the calls in flight. Every session and login of
+    /// this process on the module's tokens ends: their signers open new ones and log in again
+    /// with the credential they kept (a refused PIN is still never sent again).
+    pub(crate) fn reinitialize(&self, seen: u64) -> Result<(), Error> {
+        let _calls = self
+            .lifecycle
+            .calls
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if self.lifecycle.generation.load(Ordering::SeqCst) != seen {
+            return Ok(());
+        }
+        // Void from here on, whatever C_Finalize answers.
+        self.lifecycle.generation.fetch_add(1, Ordering::SeqCst);
+        match self.ctx.clone().finalize() {
+            Err(e) if rv_of(&e) != Some(RvError::CryptokiNotInitialized) => {
+                tracing::warn!(module = %self.path.display(), "C_Finalize returned {}", describe(&e));
+            }
+            _ => {}
+        }
+        match self
+            .ctx
+            .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+        {
+            Err(e) if rv_of(&e) != Some(RvError::CryptokiAlreadyInitialized) => {
+                Err(self.call_err("C_Initialize", &e))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The module's file.
@@ -288,8 +364,18 @@ impl Module {
             .get_slots_with_token()
             .map_err(|e| self.call_err("C_GetSlotList", &e))?;
         let mut all = Vec::new();
+        let mut broken = Vec::new();
         for slot in slots {
-            let summary = self.slot_summary(slot)?;
+            // A slot whose token fails (SoftHSM2: its directory was removed) must not hide
+            // the others.
+            let summary = match self.slot_summary(slot) {
+                Ok(summary) => summary,
+                Err(e) => {
+                    tracing::debug!("skipping slot-id {}: {e}", slot.id());
+                    broken.push(format!("slot-id {} does not answer ({e})", slot.id()));
+                    continue;
+                }
+            };
             // An uninitialized token (SoftHSM2's spare slot) holds no keys to select.
             if let Some(token) = summary.token.clone().filter(|t| t.initialized) {
                 all.push((slot, summary, token));
@@ -306,10 +392,16 @@ impl Module {
             0 => Err(Error::TokenNotFound {
                 selector: token_selector(uri),
                 module: self.path.display().to_string(),
-                available: if others.is_empty() {
+                available: if others.is_empty() && broken.is_empty() {
                     "the module shows no initialized token; initialize one with the token's own tools (SoftHSM2: softhsm/setup-token.sh DIR LABEL)".into()
                 } else {
-                    format!("tokens present: {}", describe(&others))
+                    let present = (!others.is_empty())
+                        .then(|| format!("tokens present: {}", describe(&others)));
+                    present
+                        .into_iter()
+                        .chain(broken)
+                        .collect::<Vec<_>>()
+                        .join("; ")
                 },
             }),
             1 => {

@@ -1,0 +1,482 @@
+//! Token-side faults under a running agent: the SoftHSM2 token directory of one profile's key is
+//! moved away and put back, then the token is re-initialized (its keys gone) and the key
+//! imported again. The affected profile answers 503 with a message naming its key URI and what
+//! to do, shows as failed in `/v1/profiles` and `/v1/health`, and recovers by itself (no
+//! SIGHUP); the other profile, on another token of the same module, serves tokens throughout.
+//!
+//! Also: a module path that is not a PKCS#11 library, for `list`, `assertion`, `token` and an
+//! agent profile.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::agent::{Agent, http_get};
+use common::emulator::Emulator;
+use common::{fixture, module_path, suitekey_with_conf, texts};
+use serde_json::Value;
+
+const OTHER_CLIENT: &str = "161c761646ff925cafb93a8de1b5a06be9be365f994d446c62c02e53dae488cf";
+const VICTIM_CLIENT: &str = "0f9d6a2b1c3e4d5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7";
+const ACCOUNT: &str = "1234567";
+const VICTIM_PIN: &str = "victim-PIN-6021";
+const VICTIM_SO_PIN: &str = "victim-SO-4410";
+
+/// `softhsm2-util ARGS` on the token directory of `conf`; the PINs are test PINs.
+fn softhsm_util(conf: &Path, args: &[&str]) {
+    let out = Command::new("softhsm2-util")
+        .env("SOFTHSM2_CONF", conf)
+        .args(args)
+        .output()
+        .expect("softhsm2-util (scripts/install-deps.sh installs SoftHSM2)");
+    assert!(
+        out.status.success(),
+        "softhsm2-util {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The directory of the SoftHSM2 token labelled `label` under `tokens`.
+fn token_dir(tokens: &Path, label: &str) -> PathBuf {
+    let padded = format!("{label:<32}");
+    std::fs::read_dir(tokens)
+        .expect("token directory")
+        .flatten()
+        .map(|e| e.path())
+        .find(|d| {
+            std::fs::read(d.join("token.object"))
+                .is_ok_and(|b| b.windows(padded.len()).any(|w| w == padded.as_bytes()))
+        })
+        .unwrap_or_else(|| panic!("no token '{label}' in {}", tokens.display()))
+}
+
+/// Two tokens of one SoftHSM2 module in one token directory: the fixture token (profile
+/// `other`, key p256) and `victim` (profile `victim`, an imported P-256 key, so that it can be
+/// imported again after the token is re-initialized), each with a certificate for the emulator.
+struct Setup {
+    conf: PathBuf,
+    tokens: PathBuf,
+    key_pem: PathBuf,
+    victim_uri: String,
+    dir: tempfile::TempDir,
+}
+
+fn setup() -> Setup {
+    let f = fixture();
+    let conf = f.token_copy(None);
+    let tokens = conf.parent().unwrap().join("tokens");
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");
+    let key_pem = dir.path().join("victim-key.pem");
+    let status = Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+        ])
+        .arg(&key_pem)
+        .output()
+        .expect("openssl");
+    assert!(status.status.success(), "openssl genpkey");
+    let pin_file = dir.path().join("victim.pin");
+    std::fs::write(&pin_file, format!("{VICTIM_PIN}\n")).unwrap();
+    std::fs::set_permissions(
+        &pin_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let s = Setup {
+        victim_uri: format!(
+            "pkcs11:token=victim;object=victim-key;type=private?module-path={}&pin-source=file:{}",
+            module_path().display(),
+            pin_file.display()
+        ),
+        conf,
+        tokens,
+        key_pem,
+        dir,
+    };
+    softhsm_util(
+        &s.conf,
+        &[
+            "--init-token",
+            "--free",
+            "--label",
+            "victim",
+            "--so-pin",
+            VICTIM_SO_PIN,
+            "--pin",
+            VICTIM_PIN,
+        ],
+    );
+    s.import_key();
+    s
+}
+
+impl Setup {
+    fn import_key(&self) {
+        let pem = self.key_pem.display().to_string();
+        softhsm_util(
+            &self.conf,
+            &[
+                "--import",
+                &pem,
+                "--token",
+                "victim",
+                "--label",
+                "victim-key",
+                "--id",
+                "0a0b",
+                "--pin",
+                VICTIM_PIN,
+            ],
+        );
+    }
+
+    /// `suitekey cert` for `key`, written to `NAME.pem`; returns its path and certificate id.
+    fn cert(&self, key: &str, name: &str) -> (PathBuf, String) {
+        let pem = self.dir.path().join(format!("{name}.pem"));
+        let out = suitekey_with_conf(&self.conf)
+            .args(["cert", "--replace", "--force", "--key", key, "--out"])
+            .arg(&pem)
+            .output()
+            .expect("run cert");
+        let (kid, stderr) = texts(&out);
+        assert!(out.status.success(), "cert: {stderr}");
+        (pem, kid.trim().to_owned())
+    }
+
+    fn config(&self, url: &str, profiles: &[(&str, &str, &str, &str)]) -> PathBuf {
+        let mut text = String::new();
+        for (name, key, client, kid) in profiles {
+            text.push_str(&format!(
+                "[profiles.{name}]\nkey = \"{key}\"\nclient-id = \"{client}\"\ncertificate-id = \"{kid}\"\naccount = \"{ACCOUNT}\"\ntoken-url = \"{url}\"\n\n"
+            ));
+        }
+        let path = self.dir.path().join("config.toml");
+        std::fs::write(&path, text).expect("write config");
+        path
+    }
+}
+
+/// Asks for `other`'s token every 100 ms until stopped; returns (requests, failures, distinct
+/// tokens seen).
+fn keep_asking(
+    socket: PathBuf,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<(u32, Vec<String>, usize)> {
+    std::thread::spawn(move || {
+        let (mut asked, mut failures, mut tokens) =
+            (0, Vec::new(), std::collections::HashSet::new());
+        while !stop.load(Ordering::Relaxed) {
+            let (status, body) = http_get(&socket, "/v1/profiles/other/token");
+            asked += 1;
+            if status == 200 {
+                let json: Value = serde_json::from_str(&body).unwrap();
+                tokens.insert(json["access_token"].as_str().unwrap().to_owned());
+            } else {
+                failures.push(format!("{status} {body}"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        (asked, failures, tokens.len())
+    })
+}
+
+fn wait_for(agent: &Agent, what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < limit,
+            "{what} within {limit:?}; agent log:\n{}",
+            agent.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The victim profile fails clearly: 503 JSON naming the key URI and what to do, failed in
+/// `/v1/profiles` and `/v1/health`, and a log line.
+fn check_victim_failed(agent: &Agent) {
+    let mut last = (0, String::new());
+    wait_for(
+        agent,
+        "the victim profile fails",
+        Duration::from_secs(20),
+        || {
+            last = agent.get("/v1/profiles/victim/token");
+            last.0 == 503
+        },
+    );
+    let json: Value = serde_json::from_str(&last.1).unwrap();
+    let message = json["message"].as_str().unwrap();
+    assert_eq!(json["error"], "token", "{json}");
+    assert!(
+        message.contains("object=victim-key") && message.contains("put the key back"),
+        "{message}"
+    );
+    assert!(message.contains("no reload needed"), "{message}");
+    assert!(!message.contains(VICTIM_PIN), "{message}");
+    let profiles = agent.json("/v1/profiles");
+    let victim = profiles["profiles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "victim")
+        .unwrap();
+    assert_eq!(victim["status"], "failed", "{profiles}");
+    assert_eq!(victim["error"]["error"], "token", "{profiles}");
+    let health = agent.json("/v1/health");
+    assert_eq!(health["failed"], 1, "{health}");
+    assert!(
+        agent.stderr().contains("object=victim-key"),
+        "logged: {}",
+        agent.stderr()
+    );
+}
+
+fn check_victim_recovers(agent: &Agent, emu: &Emulator) {
+    wait_for(
+        agent,
+        "the victim profile recovers by itself",
+        Duration::from_secs(30),
+        || agent.get("/v1/profiles/victim/token").0 == 200,
+    );
+    let (_, body) = agent.get("/v1/profiles/victim/token");
+    let token: Value = serde_json::from_str(&body).unwrap();
+    let catalog = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H"])
+        .arg(format!(
+            "Authorization: Bearer {}",
+            token["access_token"].as_str().unwrap()
+        ))
+        .arg(format!(
+            "{}/services/rest/record/v1/metadata-catalog",
+            emu.base
+        ))
+        .output()
+        .expect("curl");
+    assert_eq!(catalog.stdout, b"200", "the new token is accepted upstream");
+    assert_eq!(agent.json("/v1/health")["failed"], 0);
+}
+
+#[test]
+fn a_lost_token_fails_only_its_profile_clearly_and_recovers_by_itself_when_the_key_is_back() {
+    let s = setup();
+    let f = fixture();
+    let (other_pem, other_kid) = s.cert(&f.uri("p256"), "other");
+    let (victim_pem, victim_kid) = s.cert(&s.victim_uri, "victim");
+    let register = |client: &str, pem: &Path| {
+        format!(
+            "client-id={client},cert={},account={ACCOUNT}",
+            pem.display()
+        )
+    };
+    let (r1, r2) = (
+        register(OTHER_CLIENT, &other_pem),
+        register(VICTIM_CLIENT, &victim_pem),
+    );
+    // Short tokens: both profiles sign every few seconds.
+    let emu = Emulator::start(&[
+        "--register",
+        &r1,
+        "--register",
+        &r2,
+        "--token-lifetime",
+        "4",
+    ]);
+    let config = s.config(
+        &emu.token_url(),
+        &[
+            ("other", &f.uri("p256"), OTHER_CLIENT, &other_kid),
+            ("victim", &s.victim_uri, VICTIM_CLIENT, &victim_kid),
+        ],
+    );
+    let agent = Agent::start(&s.conf, &config, &[], &[]);
+    assert_eq!(agent.get("/v1/profiles/victim/token").0, 200);
+    let stop = Arc::new(AtomicBool::new(false));
+    let asker = keep_asking(agent.socket.clone(), Arc::clone(&stop));
+
+    // 1. The victim token's directory is moved away, then put back.
+    let victim_dir = token_dir(&s.tokens, "victim");
+    let away = s.dir.path().join("away");
+    std::fs::rename(&victim_dir, &away).unwrap();
+    check_victim_failed(&agent);
+    std::fs::rename(&away, &victim_dir).unwrap();
+    check_victim_recovers(&agent, &emu);
+
+    // 2. The token is re-initialized (its keys are gone), then the key is imported again.
+    let (so, pin) = (VICTIM_SO_PIN, VICTIM_PIN);
+    softhsm_util(
+        &s.conf,
+        &[
+            "--init-token",
+            "--token",
+            "victim",
+            "--label",
+            "victim",
+            "--so-pin",
+            so,
+            "--pin",
+            pin,
+        ],
+    );
+    check_victim_failed(&agent);
+    s.import_key();
+    check_victim_recovers(&agent, &emu);
+
+    stop.store(true, Ordering::Relaxed);
+    let (asked, failures, tokens) = asker.join().unwrap();
+    assert!(
+        failures.is_empty(),
+        "the other profile failed: {failures:?}"
+    );
+    assert!(
+        tokens >= 3,
+        "the other profile renewed its token meanwhile: {tokens} in {asked} requests"
+    );
+    let log = agent.stderr();
+    assert!(
+        log.contains("reinitializing the module"),
+        "the module was reinitialized to find the moved token: {log}"
+    );
+    assert!(!log.contains(VICTIM_PIN) && !log.contains(common::PIN));
+    eprintln!("other profile: {asked} requests, 0 failures, {tokens} tokens");
+}
+
+/// What each command says about a module path that is no PKCS#11 library.
+fn not_modules(dir: &Path) -> Vec<(PathBuf, &'static str)> {
+    let text = dir.join("module.txt");
+    std::fs::write(
+        &text,
+        "not a library, only text that is long enough to have an ELF header\n".repeat(4),
+    )
+    .unwrap();
+    let libz = [
+        "/usr/lib/x86_64-linux-gnu",
+        "/usr/lib/aarch64-linux-gnu",
+        "/lib/x86_64-linux-gnu",
+        "/usr/lib64",
+    ]
+    .iter()
+    .map(|d| Path::new(d).join("libz.so.1"))
+    .find(|p| p.is_file())
+    .expect("libz.so.1 (zlib)");
+    vec![
+        (text, "invalid ELF header"),
+        (PathBuf::from("/bin/true"), "cannot load PKCS#11 module"),
+        (libz, "C_GetFunctionList"),
+        (dir.join("missing.so"), "no such file"),
+        (dir.to_owned(), "is a directory"),
+    ]
+}
+
+#[test]
+fn a_module_path_that_is_no_pkcs11_library_is_named_with_what_to_do() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = f.token_copy(None);
+    for (path, why) in not_modules(dir.path()) {
+        let shown = path.display().to_string();
+        let key = f
+            .uri("p256")
+            .replace(&module_path().display().to_string(), &shown);
+        let runs: [(&str, Vec<&str>); 3] = [
+            ("list", vec!["list", "--module", &shown]),
+            (
+                "assertion",
+                vec![
+                    "assertion",
+                    "--key",
+                    &key,
+                    "--client-id",
+                    OTHER_CLIENT,
+                    "--certificate-id",
+                    "kid",
+                    "--account",
+                    ACCOUNT,
+                ],
+            ),
+            (
+                "token",
+                vec![
+                    "token",
+                    "--key",
+                    &key,
+                    "--client-id",
+                    OTHER_CLIENT,
+                    "--certificate-id",
+                    "kid",
+                    "--account",
+                    ACCOUNT,
+                    "--token-url",
+                    "http://127.0.0.1:9/t",
+                ],
+            ),
+        ];
+        for (name, args) in runs {
+            let out = suitekey_with_conf(&conf).args(&args).output().unwrap();
+            let (stdout, stderr) = texts(&out);
+            assert!(
+                !out.status.success() && stdout.is_empty(),
+                "{name} {shown}: {stdout}"
+            );
+            assert!(
+                stderr.contains(&shown) && stderr.contains("is a PKCS#11 library"),
+                "{name} {shown}: {stderr}"
+            );
+            assert!(stderr.contains(why), "{name} {shown}: {stderr}");
+            assert!(!stderr.contains("panicked"), "{stderr}");
+        }
+    }
+    an_agent_profile_with_a_bad_module_fails_alone(&conf, dir.path());
+}
+
+fn an_agent_profile_with_a_bad_module_fails_alone(conf: &Path, dir: &Path) {
+    let f = fixture();
+    // No exchange is made: the profiles are only opened.
+    let url = "http://127.0.0.1:9/services/rest/auth/oauth2/v1/token";
+    let mut text = String::new();
+    let mut profiles = vec![("good".to_owned(), f.uri("p256"))];
+    for (i, (path, _)) in not_modules(dir).into_iter().enumerate() {
+        let key = f.uri("p256").replace(
+            &module_path().display().to_string(),
+            &path.display().to_string(),
+        );
+        profiles.push((format!("bad{i}"), key));
+    }
+    for (name, key) in &profiles {
+        text.push_str(&format!(
+            "[profiles.{name}]\nkey = \"{key}\"\nclient-id = \"{OTHER_CLIENT}\"\ncertificate-id = \"kid\"\naccount = \"{ACCOUNT}\"\ntoken-url = \"{url}\"\n\n"
+        ));
+    }
+    let config = dir.join("config.toml");
+    std::fs::write(&config, text).unwrap();
+    let agent = Agent::start(conf, &config, &[], &[]);
+    let health = agent.json("/v1/health");
+    assert_eq!(health["failed"], profiles.len() - 1, "{health}");
+    for (i, (path, why)) in not_modules(dir).into_iter().enumerate() {
+        let reply = agent.request("GET", &format!("/v1/profiles/bad{i}/token"));
+        assert_eq!(reply.status, 503, "{}", reply.body);
+        let message = reply.json()["message"].as_str().unwrap().to_owned();
+        assert!(
+            message.contains(&path.display().to_string()) && message.contains(why),
+            "{message}"
+        );
+    }
+    let listing = agent.json("/v1/profiles");
+    let good = listing["profiles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "good")
+        .unwrap()
+        .clone();
+    assert_eq!(good["status"], "ok", "{listing}");
+}
