@@ -22,6 +22,7 @@ use sha2::Digest as _;
 pub mod agent;
 pub mod emulator;
 pub mod modules;
+pub mod secrets;
 
 /// A recognizable user PIN, so tests can assert it never appears in any output.
 pub const PIN: &str = "fixture-PIN-50318";
