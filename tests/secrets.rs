@@ -674,10 +674,12 @@ impl HeldAtExit {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// Occurrences of the PIN in the agent's memory, and of `control` (which must be there:
-    /// the scan really reads the memory).
+    /// Copies of the PIN in the agent's memory, and of `control` (which must be there: the
+    /// scan really reads the memory). A copy counts if its tail is intact: glibc writes its
+    /// free-list pointers over the first 16 bytes of a freed chunk, and a stray copy freed
+    /// without being wiped must still be found.
     fn pins(&self, control: &[u8]) -> usize {
-        let scan = scan_memory(self.pid, &[PIN.as_bytes(), control]);
+        let scan = scan_memory(self.pid, &[&LONG_PIN.as_bytes()[16..], control]);
         assert!(scan.counts[1] > 0 && scan.bytes > 1 << 20, "the scan reads the agent's memory: {scan:?}");
         scan.counts[0]
     }
@@ -699,6 +701,25 @@ impl Drop for HeldAtExit {
     }
 }
 
+/// A 64-byte PIN for the memory test (see [`HeldAtExit::pins`]).
+const LONG_PIN: &str = "memory-audit-PIN-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJK";
+
+/// Changes the user PIN of the token copy at `conf` to [`LONG_PIN`] (OpenSC's pkcs11-tool,
+/// the PINs through its environment).
+fn set_long_pin(conf: &Path) {
+    let out = Command::new("pkcs11-tool")
+        .arg("--module")
+        .arg(module_path())
+        .args(["--token-label", TOKEN, "--login", "--pin", "env:OLD_PIN"])
+        .args(["--change-pin", "--new-pin", "env:NEW_PIN"])
+        .env("SOFTHSM2_CONF", conf)
+        .env("OLD_PIN", PIN)
+        .env("NEW_PIN", LONG_PIN)
+        .output()
+        .expect("pkcs11-tool (OpenSC)");
+    assert!(out.status.success(), "change the PIN: {}", texts(&out).1);
+}
+
 /// The main thread's state letter in /proc/PID/stat (`t`: stopped by the tracer).
 fn state(pid: u32) -> Option<char> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -709,7 +730,9 @@ fn state(pid: u32) -> Option<char> {
 fn the_agent_holds_the_pin_once_and_wipes_it_on_reload_and_on_exit() {
     let mut audit = Audit::new();
     let conf = fixture().token_copy(None);
-    let pin_file = format!("file:{}", fixture().pin_file.display());
+    set_long_pin(&conf);
+    let long_pin_file = audit.file("long.pin", &format!("{LONG_PIN}\n"));
+    let pin_file = format!("file:{}", long_pin_file.display());
     let (pem, _) = cert(&mut audit, "p384");
     let spec = format!("client-id={CLIENT},cert={}", pem.display());
     let emu = common::emulator::Emulator::start(&["--register", &spec]);
