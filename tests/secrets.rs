@@ -175,7 +175,10 @@ fn token_in(stdout: &str, format: &str) -> String {
         "raw" => line,
         "json" => {
             let json: Value = serde_json::from_str(line).expect("JSON");
-            return json["access_token"].as_str().expect("access_token").to_owned();
+            return json["access_token"]
+                .as_str()
+                .expect("access_token")
+                .to_owned();
         }
         "header" => line.strip_prefix("Authorization: Bearer ").expect("header"),
         "env" => line.strip_prefix("NETSUITE_ACCESS_TOKEN=").expect("env"),
@@ -212,11 +215,20 @@ fn cert(audit: &mut Audit, label: &str) -> (PathBuf, String) {
     let pem = audit.dir.path().join(format!("{label}.pem"));
     let mut cmd = fixture().suitekey();
     cmd.args(["cert", "--replace", "--force", "--key"])
-        .arg(key(label, Some(&format!("file:{}", fixture().pin_file.display()))))
+        .arg(key(
+            label,
+            Some(&format!("file:{}", fixture().pin_file.display())),
+        ))
         .arg("--out")
         .arg(&pem);
     let out = audit.run(&format!("cert {label}"), cmd, 0);
-    (pem, String::from_utf8(out.stdout).expect("UTF-8").trim().to_owned())
+    (
+        pem,
+        String::from_utf8(out.stdout)
+            .expect("UTF-8")
+            .trim()
+            .to_owned(),
+    )
 }
 
 fn registration(pem: &Path, extra: &str) -> [String; 2] {
@@ -258,12 +270,24 @@ fn no_command_leaks_the_pin_or_a_token_at_trace_level_succeeding_or_failing() {
         .map(|e| e.stats()["tokens_issued"].as_u64().expect("count"))
         .sum();
     // One token is never shown: the one `exec` of a missing program fetched.
-    assert_eq!(issued as usize, audit.secrets.tokens() + 1, "tokens collected");
+    assert_eq!(
+        issued as usize,
+        audit.secrets.tokens() + 1,
+        "tokens collected"
+    );
     assert!(issued >= 8, "{issued}");
     audit.scan_runs();
-    for (name, e) in [("emulator", &emu), ("faulty emulator", &faulty), ("down emulator", &down)] {
-        audit.secrets.assert_absent(&format!("{name} log"), &e.log());
-        audit.secrets.assert_absent(&format!("{name} stdout"), e.stdout.as_bytes());
+    for (name, e) in [
+        ("emulator", &emu),
+        ("faulty emulator", &faulty),
+        ("down emulator", &down),
+    ] {
+        audit
+            .secrets
+            .assert_absent(&format!("{name} log"), &e.log());
+        audit
+            .secrets
+            .assert_absent(&format!("{name} stdout"), e.stdout.as_bytes());
     }
     eprintln!(
         "audited {} command runs, {} access tokens, {} PIN forms",
@@ -289,8 +313,16 @@ fn local_commands(audit: &mut Audit, pin_file: &str, pem: &Path) {
     };
     audit.run("list", list(&[], None), 0);
     audit.run("list --login", list(&["--login"], Some(PIN)), 0);
-    audit.run("list --login --mechanisms", list(&["--login", "--mechanisms"], Some(PIN)), 0);
-    audit.run("list --login, wrong PIN", list(&["--login"], Some(WRONG_PIN)), 4);
+    audit.run(
+        "list --login --mechanisms",
+        list(&["--login", "--mechanisms"], Some(PIN)),
+        0,
+    );
+    audit.run(
+        "list --login, wrong PIN",
+        list(&["--login"], Some(WRONG_PIN)),
+        4,
+    );
 
     let out_pem = audit.dir.path().join("new.pem");
     let mut keygen = f.suitekey();
@@ -315,7 +347,10 @@ fn local_commands(audit: &mut Audit, pin_file: &str, pem: &Path) {
         .args(["--key", &key("p256", Some(pin_file))]);
     audit.run("check --key", check, 0);
     let mut check = f.suitekey();
-    check.args(["check", "--cert"]).arg(pem).args(["--key", &key("p256", None)]);
+    check
+        .args(["check", "--cert"])
+        .arg(pem)
+        .args(["--key", &key("p256", None)]);
     check.env("SUITEKEY_PIN", WRONG_PIN);
     audit.run("check --key, wrong PIN", check, 4);
 
@@ -327,28 +362,79 @@ fn local_commands(audit: &mut Audit, pin_file: &str, pem: &Path) {
     };
     audit.run("assertion", assertion(&key("p256", Some(pin_file))), 0);
     for (label, key, code) in [
-        ("assertion, wrong PIN file", key("p256", Some(&wrong_file)), 4),
-        ("assertion, missing PIN file", key("p256", Some("file:/nonexistent/pin")), 4),
-        ("assertion, unknown key", key("no-such-key", Some(pin_file)), 3),
-        ("assertion, unset pin-source=env:", key("p256", Some("env:AUDIT_UNSET")), 4),
+        (
+            "assertion, wrong PIN file",
+            key("p256", Some(&wrong_file)),
+            4,
+        ),
+        (
+            "assertion, missing PIN file",
+            key("p256", Some("file:/nonexistent/pin")),
+            4,
+        ),
+        (
+            "assertion, unknown key",
+            key("no-such-key", Some(pin_file)),
+            3,
+        ),
+        (
+            "assertion, unset pin-source=env:",
+            key("p256", Some("env:AUDIT_UNSET")),
+            4,
+        ),
         // A PIN pasted where it does not belong is refused without being echoed.
-        ("assertion, pin-value", format!("{}&pin-value={PIN}", key("p256", None)), 2),
-        ("assertion, PIN as attribute", format!("pkcs11:token={TOKEN};objekt={PIN}"), 2),
-        ("assertion, PIN as pin-source", format!("{}&pin-source={PIN}", key("p256", None)), 2),
-        ("assertion, PIN after env:", format!("{}&pin-source=env:{PIN}", key("p256", None)), 2),
-        ("assertion, PIN after file:", format!("{}&pin-source=file:{PIN}", key("p256", None)), 2),
+        (
+            "assertion, pin-value",
+            format!("{}&pin-value={PIN}", key("p256", None)),
+            2,
+        ),
+        (
+            "assertion, PIN as attribute",
+            format!("pkcs11:token={TOKEN};objekt={PIN}"),
+            2,
+        ),
+        (
+            "assertion, PIN as pin-source",
+            format!("{}&pin-source={PIN}", key("p256", None)),
+            2,
+        ),
+        (
+            "assertion, PIN after env:",
+            format!("{}&pin-source=env:{PIN}", key("p256", None)),
+            2,
+        ),
+        (
+            "assertion, PIN after file:",
+            format!("{}&pin-source=file:{PIN}", key("p256", None)),
+            2,
+        ),
     ] {
         audit.run(label, assertion(&key), code);
     }
 }
 
+/// (what, `pin-source` value, environment variable that holds the PIN).
+type PinSourceCase = (
+    &'static str,
+    Option<String>,
+    Option<(&'static str, &'static str)>,
+);
+
 /// `token` in every format, the PIN from a file, `SUITEKEY_PIN`, `pin-source=env:` and a
 /// prompt on a pseudo-terminal.
 fn tokens_from_every_pin_source(audit: &mut Audit, kid: &str, url: &str) {
-    let sources: [(&str, Option<String>, Option<(&str, &str)>); 3] = [
-        ("file", Some(format!("file:{}", fixture().pin_file.display())), None),
+    let sources: [PinSourceCase; 3] = [
+        (
+            "file",
+            Some(format!("file:{}", fixture().pin_file.display())),
+            None,
+        ),
         ("SUITEKEY_PIN", None, Some(("SUITEKEY_PIN", PIN))),
-        ("env:AUDIT_PIN", Some("env:AUDIT_PIN".into()), Some(("AUDIT_PIN", PIN))),
+        (
+            "env:AUDIT_PIN",
+            Some("env:AUDIT_PIN".into()),
+            Some(("AUDIT_PIN", PIN)),
+        ),
     ];
     for (source, pin, env) in &sources {
         for format in ["raw", "json", "header", "env"] {
@@ -357,7 +443,11 @@ fn tokens_from_every_pin_source(audit: &mut Audit, kid: &str, url: &str) {
             if let Some((name, value)) = env {
                 cmd.env(name, value);
             }
-            audit.run_token(&format!("token --format {format}, PIN from {source}"), cmd, format);
+            audit.run_token(
+                &format!("token --format {format}, PIN from {source}"),
+                cmd,
+                format,
+            );
         }
     }
     token_at_a_prompt(audit, kid, url);
@@ -392,7 +482,9 @@ fn token_at_a_prompt(audit: &mut Audit, kid: &str, url: &str) {
         screen.extend_from_slice(&buf[..n]);
     }
     let mut stdin = child.stdin.take().expect("stdin");
-    stdin.write_all(format!("{PIN}\n").as_bytes()).expect("type");
+    stdin
+        .write_all(format!("{PIN}\n").as_bytes())
+        .expect("type");
     stdout.read_to_end(&mut screen).expect("read the terminal");
     drop(stdin);
     assert!(child.wait().expect("script").success());
@@ -428,18 +520,43 @@ fn refusals_and_failures(
         cmd
     };
     for (label, cmd) in [
-        ("unknown kid (invalid_grant)", token(&p256, "no-such-certificate", &url, &[])),
-        ("bad signature (invalid_grant)", token(&p256, kid384, &url, &["--scope", "restlets"])),
-        ("scope not enabled (invalid_scope)", token(&p256, kid384, &url, &["--scope", "rest_webservices"])),
-        ("wrong audience (invalid_grant)", token(&p256, kid, &alias, &[])),
-        ("server errors, retries exhausted (500)", token(&p256, kid, &down.token_url(), &[])),
-        ("connection refused", token(&p256, kid, "http://127.0.0.1:1/t", &[])),
+        (
+            "unknown kid (invalid_grant)",
+            token(&p256, "no-such-certificate", &url, &[]),
+        ),
+        (
+            "bad signature (invalid_grant)",
+            token(&p256, kid384, &url, &["--scope", "restlets"]),
+        ),
+        (
+            "scope not enabled (invalid_scope)",
+            token(&p256, kid384, &url, &["--scope", "rest_webservices"]),
+        ),
+        (
+            "wrong audience (invalid_grant)",
+            token(&p256, kid, &alias, &[]),
+        ),
+        (
+            "server errors, retries exhausted (500)",
+            token(&p256, kid, &down.token_url(), &[]),
+        ),
+        (
+            "connection refused",
+            token(&p256, kid, "http://127.0.0.1:1/t", &[]),
+        ),
     ] {
         audit.run(&format!("token, {label}"), cmd, 6);
     }
     let mut cmd = fixture().suitekey();
     cmd.args(["token", "--key", &p256, "--client-id", "0000"])
-        .args(["--certificate-id", kid, "--account", ACCOUNT, "--token-url", &url]);
+        .args([
+            "--certificate-id",
+            kid,
+            "--account",
+            ACCOUNT,
+            "--token-url",
+            &url,
+        ]);
     audit.run("token, wrong issuer (invalid_client)", cmd, 6);
     // A 500 and then a 429 (Retry-After) before the token.
     let cmd = token(&p256, kid, &faulty.token_url(), &[]);
@@ -459,9 +576,17 @@ fn exec_keeps_secrets_out_of_argv(audit: &mut Audit, kid: &str, url: &str) {
         dir.display()
     );
     for (source, pin, env) in [
-        ("file", Some(format!("file:{}", fixture().pin_file.display())), None),
+        (
+            "file",
+            Some(format!("file:{}", fixture().pin_file.display())),
+            None,
+        ),
         ("SUITEKEY_PIN", None, Some("SUITEKEY_PIN")),
-        ("env:AUDIT_PIN", Some("env:AUDIT_PIN".to_owned()), Some("AUDIT_PIN")),
+        (
+            "env:AUDIT_PIN",
+            Some("env:AUDIT_PIN".to_owned()),
+            Some("AUDIT_PIN"),
+        ),
     ] {
         let mut cmd = profile_cmd("exec", &key("p256", pin.as_deref()), kid, url);
         cmd.args(["--", "sh", "-c", &script]);
@@ -480,9 +605,13 @@ fn exec_keeps_secrets_out_of_argv(audit: &mut Audit, kid: &str, url: &str) {
             let text = std::fs::read(dir.join(file)).expect("file");
             assert!(!text.is_empty(), "{label}: {what} read");
             if file == "exec.env" {
-                audit.secrets.assert_no_pin(&format!("{label}: {what}"), &text);
+                audit
+                    .secrets
+                    .assert_no_pin(&format!("{label}: {what}"), &text);
             } else {
-                audit.secrets.assert_absent(&format!("{label}: {what}"), &text);
+                audit
+                    .secrets
+                    .assert_absent(&format!("{label}: {what}"), &text);
             }
         }
     }
@@ -490,7 +619,10 @@ fn exec_keeps_secrets_out_of_argv(audit: &mut Audit, kid: &str, url: &str) {
     // cannot be collected: the caller counts it as the one unseen token.
     let mut cmd = profile_cmd(
         "exec",
-        &key("p256", Some(&format!("file:{}", fixture().pin_file.display()))),
+        &key(
+            "p256",
+            Some(&format!("file:{}", fixture().pin_file.display())),
+        ),
         kid,
         url,
     );
@@ -533,7 +665,10 @@ fn ask_every_route(audit: &mut Audit, agent: &Agent, label: &str, profiles: &[&s
         answers.push((path.to_owned(), body));
     }
     let cmdline = std::fs::read(format!("/proc/{}/cmdline", agent.child.id())).expect("cmdline");
-    answers.push(("/proc/PID/cmdline".to_owned(), String::from_utf8_lossy(&cmdline).into()));
+    answers.push((
+        "/proc/PID/cmdline".to_owned(),
+        String::from_utf8_lossy(&cmdline).into(),
+    ));
     // Scanned once every token handed out so far is known.
     for (path, body) in answers {
         audit
@@ -548,8 +683,13 @@ fn stop_and_scan(audit: &Audit, mut agent: Agent, label: &str, traced: bool) {
     agent.signal("TERM");
     assert!(agent.wait_exit(Duration::from_secs(15)).success());
     let log = agent.stderr();
-    assert!(!traced || log.contains("TRACE"), "{label}: trace logging is on: {log}");
-    audit.secrets.assert_absent(&format!("{label} log"), log.as_bytes());
+    assert!(
+        !traced || log.contains("TRACE"),
+        "{label}: trace logging is on: {log}"
+    );
+    audit
+        .secrets
+        .assert_absent(&format!("{label} log"), log.as_bytes());
 }
 
 #[test]
@@ -587,26 +727,59 @@ fn the_agent_leaks_no_secret_in_its_answers_log_or_argv() {
             .args(args);
         cmd
     };
-    audit.run_token("token via the agent", client(&["--profile", "prod", "token"]), "raw");
+    audit.run_token(
+        "token via the agent",
+        client(&["--profile", "prod", "token"]),
+        "raw",
+    );
     for (label, args, code) in [
-        ("token via the agent, unknown key", &["--profile", "nokey", "token"][..], 3),
-        ("token via the agent, refused kid", &["--profile", "badkid", "token"], 6),
-        ("token via the agent, endpoint down", &["--profile", "down", "token"], 6),
-        ("exec via the agent of a missing program", &["--profile", "prod", "exec", "--", "/nonexistent/program"], 127),
+        (
+            "token via the agent, unknown key",
+            &["--profile", "nokey", "token"][..],
+            3,
+        ),
+        (
+            "token via the agent, refused kid",
+            &["--profile", "badkid", "token"],
+            6,
+        ),
+        (
+            "token via the agent, endpoint down",
+            &["--profile", "down", "token"],
+            6,
+        ),
+        (
+            "exec via the agent of a missing program",
+            &["--profile", "prod", "exec", "--", "/nonexistent/program"],
+            127,
+        ),
     ] {
         audit.run(label, client(args), code);
     }
     agent.signal("HUP");
     let start = Instant::now();
     while !agent.stderr().contains("config reloaded") {
-        assert!(start.elapsed() < Duration::from_secs(10), "{}", agent.stderr());
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{}",
+            agent.stderr()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
-    ask_every_route(&mut audit, &agent, "agent (PIN file) after SIGHUP", &profiles);
+    ask_every_route(
+        &mut audit,
+        &agent,
+        "agent (PIN file) after SIGHUP",
+        &profiles,
+    );
     stop_and_scan(&audit, agent, "agent (PIN file)", true);
 
     // PIN from SUITEKEY_PIN, then a wrong PIN from pin-source=env:.
-    let config = agent_config(&audit, "env.toml", &[("prod", &key("p256", None), &kid, &url)]);
+    let config = agent_config(
+        &audit,
+        "env.toml",
+        &[("prod", &key("p256", None), &kid, &url)],
+    );
     let env = [("RUST_LOG", "trace"), ("SUITEKEY_PIN", PIN)];
     let agent = Agent::start(&fixture().token_copy(None), &config, &[], &env);
     ask_every_route(&mut audit, &agent, "agent (SUITEKEY_PIN)", &["prod"]);
@@ -624,7 +797,11 @@ fn the_agent_leaks_no_secret_in_its_answers_log_or_argv() {
     stop_and_scan(&audit, agent, "agent (wrong PIN from env:)", false);
 
     let issued = emu.stats()["tokens_issued"].as_u64().expect("count");
-    assert_eq!(issued as usize, audit.secrets.tokens(), "every token issued was seen");
+    assert_eq!(
+        issued as usize,
+        audit.secrets.tokens(),
+        "every token issued was seen"
+    );
     audit.scan_runs();
     audit.secrets.assert_absent("emulator log", &emu.log());
 }
@@ -663,11 +840,26 @@ impl HeldAtExit {
         BufReader::new(strace.stdout.take().expect("stdout"))
             .read_line(&mut line)
             .expect("read the socket path");
-        assert_eq!(line.trim_end(), socket.display().to_string(), "agent started: {}", std::fs::read_to_string(&log).unwrap_or_default());
+        assert_eq!(
+            line.trim_end(),
+            socket.display().to_string(),
+            "agent started: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
         let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", strace.id()))
             .expect("strace's children");
-        let pid = children.split_whitespace().next().expect("the agent").parse().expect("pid");
-        HeldAtExit { strace, pid, socket, log }
+        let pid = children
+            .split_whitespace()
+            .next()
+            .expect("the agent")
+            .parse()
+            .expect("pid");
+        HeldAtExit {
+            strace,
+            pid,
+            socket,
+            log,
+        }
     }
 
     fn log(&self) -> String {
@@ -680,7 +872,10 @@ impl HeldAtExit {
     /// without being wiped must still be found.
     fn pins(&self, control: &[u8]) -> usize {
         let scan = scan_memory(self.pid, &[&LONG_PIN.as_bytes()[16..], control]);
-        assert!(scan.counts[1] > 0 && scan.bytes > 1 << 20, "the scan reads the agent's memory: {scan:?}");
+        assert!(
+            scan.counts[1] > 0 && scan.bytes > 1 << 20,
+            "the scan reads the agent's memory: {scan:?}"
+        );
         scan.counts[0]
     }
 
@@ -688,7 +883,11 @@ impl HeldAtExit {
     fn wait(&self, what: &str, mut done: impl FnMut() -> bool) {
         let start = Instant::now();
         while !done() {
-            assert!(start.elapsed() < Duration::from_secs(10), "{what}: {}", self.log());
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "{what}: {}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -738,7 +937,12 @@ fn the_agent_holds_the_pin_once_and_wipes_it_on_reload_and_on_exit() {
     let emu = common::emulator::Emulator::start(&["--register", &spec]);
     // The p256 key's certificate is not registered: the exchange fails, but only after the
     // key signed, so the PIN has been read, used to log in and kept for re-logins.
-    let prod = [("prod", key("p256", Some(&pin_file)), "kid".to_owned(), emu.token_url())];
+    let prod = [(
+        "prod",
+        key("p256", Some(&pin_file)),
+        "kid".to_owned(),
+        emu.token_url(),
+    )];
     let write = |profiles: &[(&str, String, String, String)]| {
         let p: Vec<(&str, &str, &str, &str)> = profiles
             .iter()
@@ -752,15 +956,29 @@ fn the_agent_holds_the_pin_once_and_wipes_it_on_reload_and_on_exit() {
     assert_eq!(status, 502, "the exchange was tried: {body}");
     let control = b"suitekey-tty-restore".as_slice(); // a string in the binary
     let running = agent.pins(control);
-    assert_eq!(running, 1, "while the profile is served, exactly one copy of the PIN (the credential kept for re-logins)");
+    assert_eq!(
+        running, 1,
+        "while the profile is served, exactly one copy of the PIN (the credential kept for re-logins)"
+    );
 
     // Reload without the profile: the credential is dropped, and with it the last copy.
-    let other = [("other", "pkcs11:token=none;object=none".to_owned(), "kid".to_owned(), emu.token_url())];
+    let other = [(
+        "other",
+        "pkcs11:token=none;object=none".to_owned(),
+        "kid".to_owned(),
+        emu.token_url(),
+    )];
     write(&other);
     let reloads = |a: &HeldAtExit| a.log().matches("config reloaded").count();
     let sighup = |a: &HeldAtExit| {
         let before = reloads(a);
-        assert!(Command::new("kill").args(["-s", "HUP", &a.pid.to_string()]).status().expect("kill").success());
+        assert!(
+            Command::new("kill")
+                .args(["-s", "HUP", &a.pid.to_string()])
+                .status()
+                .expect("kill")
+                .success()
+        );
         a.wait("reload", || reloads(a) > before);
     };
     sighup(&agent);
@@ -772,13 +990,24 @@ fn the_agent_holds_the_pin_once_and_wipes_it_on_reload_and_on_exit() {
     let (status, _) = common::agent::http_get(&agent.socket, "/v1/profiles/prod/token");
     assert_eq!(status, 502);
     assert_eq!(agent.pins(control), 1, "one copy again after the reload");
-    assert!(Command::new("kill").args(["-s", "TERM", &agent.pid.to_string()]).status().expect("kill").success());
+    assert!(
+        Command::new("kill")
+            .args(["-s", "TERM", &agent.pid.to_string()])
+            .status()
+            .expect("kill")
+            .success()
+    );
     agent.wait("the agent reaches exit_group", || {
         agent.log().contains("agent stopped") && state(agent.pid) == Some('t')
     });
     let at_exit = agent.pins(control);
-    assert_eq!(at_exit, 0, "at exit no copy of the PIN is left in the agent's memory");
-    eprintln!("PIN copies in the agent's memory: {running} while served, 0 after the reload dropped it, {at_exit} at exit_group");
+    assert_eq!(
+        at_exit, 0,
+        "at exit no copy of the PIN is left in the agent's memory"
+    );
+    eprintln!(
+        "PIN copies in the agent's memory: {running} while served, 0 after the reload dropped it, {at_exit} at exit_group"
+    );
 }
 
 #[test]
@@ -804,13 +1033,21 @@ fn debug_output_of_profiles_and_config_shows_no_secret() {
         ("ProfileTable", format!("{table:?}")),
         ("Profile", format!("{profile:?}")),
         ("ProfileOverrides", format!("{overrides:?}")),
-        ("Pkcs11Uri", format!("{:?}", pin_uri.parse::<suitekey::pkcs11::Pkcs11Uri>().expect("URI"))),
+        (
+            "Pkcs11Uri",
+            format!(
+                "{:?}",
+                pin_uri.parse::<suitekey::pkcs11::Pkcs11Uri>().expect("URI")
+            ),
+        ),
         ("Pin", format!("{:?}", suitekey::pkcs11::Pin::from(PIN))),
     ]
     .into_iter()
     .chain(["env:", "file:", ""].map(|prefix| {
         let uri = format!("pkcs11:token={TOKEN}?pin-source={prefix}{PIN}");
-        let err = uri.parse::<suitekey::pkcs11::Pkcs11Uri>().expect_err("refused");
+        let err = uri
+            .parse::<suitekey::pkcs11::Pkcs11Uri>()
+            .expect_err("refused");
         ("a refused pin-source", format!("{err} {err:?}"))
     })) {
         secrets.assert_absent(&format!("Debug of {what}"), debug.as_bytes());

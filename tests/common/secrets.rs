@@ -45,7 +45,11 @@ impl Secrets {
 
     /// Adds an access token; false when it is already known.
     pub fn add_token(&mut self, token: &str) -> bool {
-        assert!(token.len() >= 32, "an access token of {} bytes", token.len());
+        assert!(
+            token.len() >= 32,
+            "an access token of {} bytes",
+            token.len()
+        );
         if self.items.iter().any(|(_, _, v)| v == token.as_bytes()) {
             return false;
         }
