@@ -398,16 +398,6 @@ fn local_commands(audit: &mut Audit, pin_file: &str, pem: &Path) {
             format!("{}&pin-source={PIN}", key("p256", None)),
             2,
         ),
-        (
-            "assertion, PIN after env:",
-            format!("{}&pin-source=env:{PIN}", key("p256", None)),
-            2,
-        ),
-        (
-            "assertion, PIN after file:",
-            format!("{}&pin-source=file:{PIN}", key("p256", None)),
-            2,
-        ),
     ] {
         audit.run(label, assertion(&key), code);
     }
@@ -1043,7 +1033,9 @@ fn debug_output_of_profiles_and_config_shows_no_secret() {
         ("Pin", format!("{:?}", suitekey::pkcs11::Pin::from(PIN))),
     ]
     .into_iter()
-    .chain(["env:", "file:", ""].map(|prefix| {
+    // Only a bare value: `env:…` and `file:…` are echoed by design (a location, see
+    // `pkcs11::uri::tests::refuses_bad_pin_sources`).
+    .chain([""].map(|prefix| {
         let uri = format!("pkcs11:token={TOKEN}?pin-source={prefix}{PIN}");
         let err = uri
             .parse::<suitekey::pkcs11::Pkcs11Uri>()

@@ -428,14 +428,18 @@ impl FromStr for PinSource {
     type Err = UriError;
 
     fn from_str(value: &str) -> Result<Self, UriError> {
-        // A refused value is never echoed past its `file:`/`env:` prefix: what follows may be a
-        // PIN pasted into the wrong attribute (`env:123456`).
-        let prefix = ["file:", "env:"]
-            .into_iter()
-            .find(|p| strip_prefix_ignore_case(value, p).is_some())
-            .unwrap_or("");
+        // Only a value that looks like a location is echoed: anything else may be a PIN pasted
+        // into the wrong attribute.
+        let location = ["file:", "env:", "/"]
+            .iter()
+            .any(|p| strip_prefix_ignore_case(value, p).is_some());
+        let shown = if location {
+            value.to_owned()
+        } else {
+            "(not shown: it may be a PIN)".to_owned()
+        };
         let refuse = |reason| UriError::InvalidPinSource {
-            value: format!("{prefix}(not shown: it may be a PIN)"),
+            value: shown.clone(),
             reason,
         };
         if let Some(rest) = strip_prefix_ignore_case(value, "file:") {
