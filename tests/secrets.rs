@@ -885,6 +885,10 @@ impl HeldAtExit {
 
 impl Drop for HeldAtExit {
     fn drop(&mut self) {
+        // The agent first: killing strace alone would leave it running, detached.
+        let _ = Command::new("kill")
+            .args(["-s", "KILL", &self.pid.to_string()])
+            .status();
         let _ = self.strace.kill();
         let _ = self.strace.wait();
     }
