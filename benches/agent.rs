@@ -4,6 +4,14 @@
 //!
 //! Env: SUITEKEY_BENCH_SOCK (socket), SUITEKEY_BENCH_PROFILE (profile, default `bench`),
 //! SUITEKEY_BENCH_PID (agent PID, for RSS), SUITEKEY_BENCH_SECS (per level, default 5).
+//!
+//! With SUITEKEY_BENCH_SOAK_SECS set it soaks instead (`scripts/soak.sh`):
+//! SUITEKEY_BENCH_CLIENTS (default 64) clients for that long, every answer checked (HTTP 200,
+//! JSON, `expires_at` after the moment it arrived, `expires_in` ≥ 1), the agent's VmRSS sampled
+//! after a 10 s warm-up, every minute and at the end; prints `key=value` lines.
+
+#[path = "agent/soak.rs"]
+mod soak;
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::os::unix::net::UnixStream;
@@ -11,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 fn main() -> Result<(), BoxError> {
     // `cargo bench` passes --bench; nothing else is taken from argv.
@@ -20,11 +28,13 @@ fn main() -> Result<(), BoxError> {
             .ok_or("set SUITEKEY_BENCH_SOCK to the agent's socket")?,
     );
     let profile = std::env::var("SUITEKEY_BENCH_PROFILE").unwrap_or_else(|_| "bench".into());
-    let secs: u64 = std::env::var("SUITEKEY_BENCH_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
+    let secs = env_number("SUITEKEY_BENCH_SECS").unwrap_or(5);
     let request = format!("GET /v1/profiles/{profile}/token HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    if let Some(soak_secs) = env_number("SUITEKEY_BENCH_SOAK_SECS") {
+        let clients = env_number("SUITEKEY_BENCH_CLIENTS").unwrap_or(64) as usize;
+        let pid = std::env::var("SUITEKEY_BENCH_PID").ok();
+        return soak::run(&socket, &request, clients, soak_secs, pid.as_deref());
+    }
     // Warm-up: the token is cached and connections work.
     run(&socket, &request, 8, Duration::from_secs(1))?;
     println!("clients\treq/s\tp50_us\tp99_us\trequests");
@@ -53,6 +63,10 @@ fn main() -> Result<(), BoxError> {
         }
     }
     Ok(())
+}
+
+fn env_number(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|s| s.parse().ok())
 }
 
 /// `clients` threads, each on one keep-alive connection, for `length`; every latency in µs.
@@ -92,11 +106,23 @@ fn run(
 
 /// Reads one response with a Content-Length body; fails on anything but 200.
 fn read_response(reader: &mut BufReader<UnixStream>) -> Result<(), BoxError> {
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    if !line.starts_with("HTTP/1.1 200") {
-        return Err(format!("agent answered {line:?}").into());
+    let (status, _) = read_any_response(reader)?;
+    if !status.starts_with("HTTP/1.1 200") {
+        return Err(format!("agent answered {status:?}").into());
     }
+    Ok(())
+}
+
+/// Reads one response with a Content-Length body: its status line and body.
+pub(crate) fn read_any_response(
+    reader: &mut BufReader<UnixStream>,
+) -> Result<(String, Vec<u8>), BoxError> {
+    let mut status = String::new();
+    reader.read_line(&mut status)?;
+    if status.is_empty() {
+        return Err("the agent closed the connection".into());
+    }
+    let mut line = String::new();
     let mut length = 0;
     loop {
         line.clear();
@@ -112,5 +138,5 @@ fn read_response(reader: &mut BufReader<UnixStream>) -> Result<(), BoxError> {
     }
     let mut body = vec![0u8; length];
     reader.read_exact(&mut body)?;
-    Ok(())
+    Ok((status, body))
 }

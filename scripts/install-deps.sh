@@ -3,7 +3,8 @@
 #
 # Usage: scripts/install-deps.sh [EXTRA_DEBIAN_PACKAGE...]
 #
-# Debian packages: softhsm2, opensc (pkcs11-tool), openssl, curl, jq, faketime (clock-skew tests), and gcc + libc6-dev (the
+# Debian packages: softhsm2, opensc (pkcs11-tool), openssl, curl, jq, faketime (clock-skew tests),
+# strace (the secrets test holds the agent at exit to read its memory), and gcc + libc6-dev (the
 # linker rustc calls), plus any extra package named on the command line. `apt-get update` runs
 # only when something has to be installed. Runs apt as root directly, else through sudo.
 # Also adds the rustfmt and clippy rustup components when they are missing.
@@ -11,7 +12,7 @@
 # Prints one line (on stderr) per thing it installs; nothing when everything is present.
 set -euo pipefail
 
-readonly PACKAGES=(softhsm2 opensc openssl curl jq gcc libc6-dev faketime "$@")
+readonly PACKAGES=(softhsm2 opensc openssl curl jq gcc libc6-dev faketime strace "$@")
 readonly COMPONENTS=(rustfmt clippy)
 
 die() {
