@@ -398,6 +398,16 @@ fn local_commands(audit: &mut Audit, pin_file: &str, pem: &Path) {
             format!("{}&pin-source={PIN}", key("p256", None)),
             2,
         ),
+        (
+            "assertion, PIN as pin-source=env:",
+            format!("{}&pin-source=env:{PIN}", key("p256", None)),
+            2,
+        ),
+        (
+            "assertion, PIN as pin-source=file:",
+            format!("{}&pin-source=file:{PIN}", key("p256", None)),
+            2,
+        ),
     ] {
         audit.run(label, assertion(&key), code);
     }
@@ -1037,9 +1047,9 @@ fn debug_output_of_profiles_and_config_shows_no_secret() {
         ("Pin", format!("{:?}", suitekey::pkcs11::Pin::from(PIN))),
     ]
     .into_iter()
-    // Only a bare value: `env:…` and `file:…` are echoed by design (a location, see
-    // `pkcs11::uri::tests::refuses_bad_pin_sources`).
-    .chain([""].map(|prefix| {
+    // A PIN pasted bare, or after `env:` or `file:` (the fixture PIN is no variable name and
+    // no absolute path, so each is refused).
+    .chain(["", "env:", "file:"].map(|prefix| {
         let uri = format!("pkcs11:token={TOKEN}?pin-source={prefix}{PIN}");
         let err = uri
             .parse::<suitekey::pkcs11::Pkcs11Uri>()

@@ -317,11 +317,11 @@ pub enum UriError {
     },
     /// `pin-source` in a form this program does not read.
     #[error(
-        "pin-source {value:?} {reason}; the accepted forms are file:/absolute/path, \
+        "pin-source {value} {reason}; the accepted forms are file:/absolute/path, \
          file:///absolute/path, /absolute/path and env:NAME"
     )]
     InvalidPinSource {
-        /// The decoded value (a location, not the PIN).
+        /// The value's form (`file:`, `env:`) and never the rest: it may be a PIN.
         value: String,
         /// What is wrong with it.
         reason: &'static str,
@@ -428,16 +428,15 @@ impl FromStr for PinSource {
     type Err = UriError;
 
     fn from_str(value: &str) -> Result<Self, UriError> {
-        // Only a value that looks like a location is echoed: anything else may be a PIN pasted
-        // into the wrong attribute.
-        let location = ["file:", "env:", "/"]
+        // A refused value is never echoed, only its form: a PIN pasted as `env:493817` or
+        // `file:493817` would otherwise land on stderr and in logs.
+        let shown = ["file:", "env:"]
             .iter()
-            .any(|p| strip_prefix_ignore_case(value, p).is_some());
-        let shown = if location {
-            value.to_owned()
-        } else {
-            "(not shown: it may be a PIN)".to_owned()
-        };
+            .find(|p| strip_prefix_ignore_case(value, p).is_some())
+            .map_or_else(
+                || "(not shown: it may be a PIN)".to_owned(),
+                |p| format!("{p}… (the rest is not shown: it may be a PIN)"),
+            );
         let refuse = |reason| UriError::InvalidPinSource {
             value: shown.clone(),
             reason,
@@ -1165,11 +1164,18 @@ mod tests {
             !err.contains("493817") && err.contains("file:/absolute/path"),
             "{err}"
         );
-        let err = "pkcs11:token=a?pin-source=file:relative"
-            .parse::<Pkcs11Uri>()
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("file:relative"), "a location is shown: {err}");
+        for pasted in ["file:493817", "env:493817", "FILE:493817"] {
+            let err = format!("pkcs11:token=a?pin-source={pasted}")
+                .parse::<Pkcs11Uri>()
+                .unwrap_err()
+                .to_string();
+            assert!(!err.contains("493817"), "{err}");
+            assert!(
+                err.to_lowercase()
+                    .contains(&pasted[..pasted.find(':').unwrap() + 1].to_lowercase()),
+                "the form is named: {err}"
+            );
+        }
     }
 
     #[test]
@@ -1653,13 +1659,11 @@ mod tests {
             "|/usr/bin/get-pin",
         ] {
             let message = refusal(&format!("pkcs11:?pin-source={value}"));
-            // Locations are echoed; anything else might be a PIN and is not.
-            let location = ["file:", "env:"].iter().any(|p| value.starts_with(p));
-            assert_eq!(
-                message.contains(&format!("pin-source {value:?}")),
-                location,
-                "{message}"
-            );
+            // A refused value might be a PIN: only its form (`file:`, `env:`) is named.
+            let rest = value.split_once(':').map_or(value, |(_, rest)| rest);
+            assert!(rest.is_empty() || !message.contains(rest), "{message}");
+            let form = ["file:", "env:"].into_iter().find(|p| value.starts_with(p));
+            assert!(form.is_none_or(|f| message.contains(f)), "{message}");
             for form in forms {
                 assert!(message.contains(form), "{message} lacks {form}");
             }
