@@ -149,7 +149,8 @@ pub struct ProfileArgs {
         hide_env_values = true
     )]
     pub ca_file: Option<PathBuf>,
-    /// Seconds one token request may take, connecting included (1 to 300) [default: 30].
+    /// Seconds each attempt at the token endpoint may take, from connecting to the answer's
+    /// last byte (1 to 300) [default: 30]; a retry has a limit of its own.
     #[arg(long, env = "SUITEKEY_TIMEOUT", value_name = "SECS")]
     pub timeout: Option<crate::config::Timeout>,
     /// The PKCS#11 module.

@@ -16,7 +16,7 @@
 //! token-url = "https://…"                     # optional: default from the account
 //! module = "/usr/lib/softhsm/libsofthsm2.so"  # optional: when the key URI names none
 //! ca-file = "/etc/suitekey/private-ca.pem"    # optional: trust only this CA for the token URL
-//! timeout = 30                                # optional: seconds per token request
+//! timeout = 30                                # optional: seconds per attempt (each retry its own)
 //!
 //! [agent]
 //! allowed-uids = [1001]                       # other users who may use the agent's socket
@@ -538,7 +538,8 @@ pub struct Profile {
     pub timeout: Option<Timeout>,
 }
 
-/// `--timeout`: seconds one token request may take, connecting included (1 to 300).
+/// `--timeout`: seconds each attempt at the token endpoint may take, from connecting to the
+/// answer's last byte (1 to 300); a retry has a limit of its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Timeout(std::time::Duration);
 
