@@ -109,7 +109,15 @@ impl AccountId {
 
     /// Accepts `url` when its host is one of this account's NetSuite hosts
     /// (`<label>.suitetalk|restlets|connect.api.netsuite.com`, the hosts Oracle's examples use)
-    /// or loopback (the emulator); anything else is refused.
+    /// or loopback (the emulator, the demo and the tests); anything else is refused.
+    ///
+    /// Loopback needs no account check because an assertion is only good where its `aud`
+    /// points: the `aud` claim is the token URL itself ([`AssertionRequest::sign`]), and NetSuite
+    /// refuses an assertion whose `aud` is not its own token URL (`invalid_grant`). Whoever
+    /// listens on a loopback port therefore gets an assertion it cannot exchange at NetSuite
+    /// (shown by the test `an_assertion_for_a_loopback_url_names_that_url_as_aud`), and it
+    /// never leaves the machine. Any other host is refused even so: it is reached across the
+    /// network, and this check does not lean on NetSuite's `aud` check alone.
     pub fn check_token_url(&self, url: &TokenUrl) -> Result<(), Error> {
         if is_loopback(url.url()) {
             return Ok(());
@@ -718,29 +726,39 @@ mod tests {
         }
     }
 
-    #[test]
-    fn assertion_carries_exactly_the_claims_netsuite_expects() {
-        use base64::Engine as _;
-        let req = AssertionRequest {
+    fn request_to(token_url: TokenUrl) -> AssertionRequest {
+        AssertionRequest {
             client_id: "c1".parse().unwrap(),
             certificate_id: "kid-1".parse().unwrap(),
-            token_url: "1234567".parse::<AccountId>().unwrap().token_url().unwrap(),
+            token_url,
             scopes: Scopes::default(),
             lifetime: "600".parse().unwrap(),
-        };
-        let now = UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
-        let a = req.sign(&Zeros, now).unwrap();
-        let parts: Vec<&str> = a.jws.split('.').collect();
+        }
+    }
+
+    /// The decoded header and claims of a compact JWS.
+    fn decoded(jws: &str) -> (Vec<u8>, serde_json::Value) {
+        use base64::Engine as _;
+        let parts: Vec<&str> = jws.split('.').collect();
         let dec = |p: &str| {
             base64::engine::general_purpose::URL_SAFE_NO_PAD
                 .decode(p)
                 .unwrap()
         };
-        assert_eq!(
+        (
             dec(parts[0]),
-            br#"{"typ":"JWT","alg":"ES256","kid":"kid-1"}"#
-        );
-        let claims: serde_json::Value = serde_json::from_slice(&dec(parts[1])).unwrap();
+            serde_json::from_slice(&dec(parts[1])).unwrap(),
+        )
+    }
+
+    #[test]
+    fn assertion_carries_exactly_the_claims_netsuite_expects() {
+        let account: AccountId = "1234567".parse().unwrap();
+        let req = request_to(account.token_url().unwrap());
+        let now = UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        let a = req.sign(&Zeros, now).unwrap();
+        let (header, claims) = decoded(&a.jws);
+        assert_eq!(header, br#"{"typ":"JWT","alg":"ES256","kid":"kid-1"}"#);
         let expected = serde_json::json!({
             "iss": "c1", "scope": ["restlets", "rest_webservices"],
             "aud": "https://1234567.suitetalk.api.netsuite.com/services/rest/auth/oauth2/v1/token",
@@ -754,6 +772,29 @@ mod tests {
             "jti must be fresh per assertion"
         );
         assert!(!format!("{a:?}").contains(&a.jws));
+    }
+
+    /// Why a loopback token URL may skip the account check: the assertion sent there names it
+    /// as `aud`, exactly as given, so NetSuite would refuse it (see `check_token_url`).
+    #[test]
+    fn an_assertion_for_a_loopback_url_names_that_url_as_aud() {
+        let account: AccountId = "1234567".parse().unwrap();
+        for loopback in [
+            "http://127.0.0.1:8080/services/rest/auth/oauth2/v1/token",
+            "http://localhost:9/t",
+            "https://[::1]/t",
+        ] {
+            let url: TokenUrl = loopback.parse().unwrap();
+            assert_eq!(account.check_token_url(&url), Ok(()), "{loopback}");
+            let a = request_to(url).sign(&Zeros, SystemTime::now()).unwrap();
+            let (_, claims) = decoded(&a.jws);
+            assert_eq!(claims["aud"], loopback);
+            assert_ne!(
+                claims["aud"].as_str(),
+                Some(account.token_url().unwrap().as_str()),
+                "never NetSuite's token URL"
+            );
+        }
     }
 
     #[test]
