@@ -25,6 +25,7 @@ use std::future::IntoFuture as _;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::watch;
 
@@ -148,6 +149,8 @@ pub fn run(options: Options, out: &mut dyn Write) -> Result<(), Error> {
     drop(entered);
     if signals.stopping() {
         tracing::info!("stopped during startup");
+        drop(served);
+        finish(runtime, logins);
         return Ok(());
     }
     let allowed = Arc::new(socket::AllowedUids::default());
@@ -161,10 +164,29 @@ pub fn run(options: Options, out: &mut dyn Write) -> Result<(), Error> {
         out,
         signals,
     ))?;
-    // Workers end when their handles go; renewal tasks with the runtime.
     drop(agent);
-    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    finish(runtime, logins);
     Ok(())
+}
+
+/// How long the agent waits at exit for its signing workers to drop their PINs.
+const WORKERS_EXIT: Duration = Duration::from_secs(2);
+
+/// Ends the renewal tasks with the runtime (the last handles of the signing workers go with
+/// them), then waits, bounded, for each worker to end: a worker drops its session and its
+/// credential (the PIN, wiped on drop) when it notices, on its own thread, that its channel
+/// closed, and that must happen before the process exits, not merely soon.
+fn finish(runtime: tokio::runtime::Runtime, logins: Arc<logins::Logins>) {
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    drop(logins);
+    let running = signers::wait_for_workers(WORKERS_EXIT);
+    if running > 0 {
+        tracing::warn!(
+            running,
+            "signing workers still busy in the token after {} s; exiting without them",
+            WORKERS_EXIT.as_secs()
+        );
+    }
 }
 
 /// Keeps other processes of the same user from reading the agent's memory (PINs, tokens)

@@ -12,8 +12,8 @@
 //! reports itself failed and is reopened by a reload.
 
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::SystemTime;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::oneshot;
 
@@ -106,21 +106,13 @@ impl SignerHandle {
         let (ready, opened) = mpsc::channel();
         let stopped = Stopped::default();
         let stop = Arc::clone(&stopped);
+        let live = Live::enter();
         std::thread::Builder::new()
             .name(format!("sign-{name}"))
             .spawn(move || {
-                let signer = match open(&profile, &*login) {
-                    Ok(signer) => signer,
-                    Err(e) => {
-                        let _ = ready.send(Err(e));
-                        return;
-                    }
-                };
-                let _ = ready.send(Ok(Opened {
-                    alg: signer.alg(),
-                    certificate: certificate_on_token(&signer, &profile.certificate_id),
-                }));
-                work(signer, &queue, &metrics, &stop);
+                run_worker(profile, (open, login), ready, queue, metrics, stop);
+                // Only now: everything the worker owned, the credential included, is dropped.
+                drop(live);
             })
             .map_err(crate::Error::Runtime)?;
         let gone = || {
@@ -149,6 +141,62 @@ impl SignerHandle {
             .map_err(|_| SignError::WorkerGone)?;
         answer.await.map_err(|_| SignError::WorkerGone)?
     }
+}
+
+/// The worker thread: opens the key, reports it on `ready`, then signs until every handle is
+/// gone. Takes everything by value so that all of it is dropped when it returns.
+fn run_worker(
+    profile: Profile,
+    (open, login): (Opener, LoginFor),
+    ready: mpsc::Sender<Result<Opened, crate::Error>>,
+    queue: mpsc::Receiver<Job>,
+    metrics: Arc<ProfileMetrics>,
+    stop: Stopped,
+) {
+    let signer = match open(&profile, &*login) {
+        Ok(signer) => signer,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let _ = ready.send(Ok(Opened {
+        alg: signer.alg(),
+        certificate: certificate_on_token(&signer, &profile.certificate_id),
+    }));
+    work(signer, &queue, &metrics, &stop);
+}
+
+/// How many signing workers are running, so that the agent can wait at exit until each has
+/// dropped its session and credential (a worker notices its closed channel on its own time).
+static LIVE: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
+
+/// One running worker, counted from before its thread starts until it has dropped everything.
+struct Live;
+
+impl Live {
+    fn enter() -> Live {
+        *LIVE.0.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        Live
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        *LIVE.0.lock().unwrap_or_else(PoisonError::into_inner) -= 1;
+        LIVE.1.notify_all();
+    }
+}
+
+/// Waits up to `limit` for every signing worker to end, once all their handles are dropped;
+/// returns how many are still running (one stuck in a PKCS#11 call, say).
+pub fn wait_for_workers(limit: Duration) -> usize {
+    let running = LIVE.0.lock().unwrap_or_else(PoisonError::into_inner);
+    let (running, _) = LIVE
+        .1
+        .wait_timeout_while(running, limit, |n| *n > 0)
+        .unwrap_or_else(PoisonError::into_inner);
+    *running
 }
 
 fn work(
