@@ -402,6 +402,20 @@ fn agent_config(s: &Setup, proxies: &[FaultProxy], ca: &TestCa) -> PathBuf {
     path
 }
 
+/// The emulator's token lifetime in the agent test. A token is renewed a quarter of its life
+/// ahead (plus up to 25 % jitter) and served until a tenth of its life is left, so a failed
+/// renewal shows at least 0.15 × 40 = 6 s before the cached token goes stale: 2 s for the
+/// slowest fault (429: three attempts, 1 s of Retry-After between them), half a second for
+/// the request that checks the cached token, over 3 s of slack for a busy machine. Each
+/// profile's deadline is taken from its own token, not from the test's start.
+const LIFETIME: Duration = Duration::from_secs(40);
+
+/// A profile's first token and until when the agent may still serve it.
+struct Served {
+    token: String,
+    fresh_until: Instant,
+}
+
 #[test]
 fn the_agent_serves_its_cached_token_through_every_endpoint_fault_and_recovers() {
     let s = setup();
@@ -414,67 +428,113 @@ fn the_agent_serves_its_cached_token_through_every_endpoint_fault_and_recovers()
             _ => FaultProxy::http(),
         })
         .collect();
-    // 30 s tokens: renewal is due 6.25-7.5 s before expiry, and a token is served until 3 s
-    // before it: time for the slowest fault (429: three attempts, 2 s of Retry-After).
     let refs: Vec<&FaultProxy> = proxies.iter().collect();
-    let _emu = s.emulator(&refs, &["--token-lifetime", "30"]);
+    let lifetime = LIFETIME.as_secs().to_string();
+    let _emu = s.emulator(&refs, &["--token-lifetime", &lifetime]);
     let config = agent_config(&s, &proxies, &ca);
     let agent = Agent::start(&fixture().token_copy(None), &config, &[], &[]);
 
-    // The foreign token URL: that profile is refused with the reason, the others serve.
-    let (status, body) = agent_token(&agent, "foreign");
+    assert_foreign_profile_refused(&agent);
+    let first: Vec<Served> = AGENT_FAULTS
+        .iter()
+        .map(|(name, ..)| first_token(&agent, name))
+        .collect();
+    for ((_, mode, ..), proxy) in AGENT_FAULTS.iter().zip(&proxies) {
+        proxy.set(mode.clone());
+    }
+    await_failures_serving_cached(&agent, &proxies, &first);
+    assert_faults_reported(&agent);
+
+    // The endpoints come back: every profile gets a new token without a restart.
+    for proxy in &proxies {
+        proxy.set(Mode::Pass);
+    }
+    await_recovery(&agent, &first);
+    let health = agent.json("/v1/health");
+    assert_eq!(health["exchange_failing"], 0, "{health}");
+    assert_no_secret(&agent.stderr());
+    let (_, metrics) = agent.get("/metrics");
+    assert_no_secret(&metrics);
+}
+
+/// The foreign token URL: that profile is refused with the reason.
+fn assert_foreign_profile_refused(agent: &Agent) {
+    let (status, body) = agent_token(agent, "foreign");
     assert_eq!(status, 503, "{body}");
     assert!(
         body.contains("attacker.example") && body.contains("pass --token-url to override"),
         "{body}"
     );
-    let first: Vec<String> = AGENT_FAULTS
-        .iter()
-        .map(|(name, ..)| {
-            let (status, token) = agent_token(&agent, name);
-            assert_eq!(status, 200, "{name}: {token}");
-            token
-        })
-        .collect();
-    let started = Instant::now();
-    for ((_, mode, ..), proxy) in AGENT_FAULTS.iter().zip(&proxies) {
-        proxy.set(mode.clone());
-    }
+}
 
-    // Each profile's renewal fails; the moment it shows, the cached token is still served.
+/// `profile`'s first token, and when it stops being served: a tenth of its life before it
+/// expires. This request fetched it (`expires_in` says so), so it expires no sooner than a
+/// lifetime after the request began; `expires_in` itself is rounded down to whole seconds.
+fn first_token(agent: &Agent, profile: &str) -> Served {
+    let asked = Instant::now();
+    let (status, body) = agent.get(&format!("/v1/profiles/{profile}/token"));
+    assert_eq!(status, 200, "{profile}: {body}");
+    let json: Value = serde_json::from_str(&body).expect("token JSON");
+    let expires_in = Duration::from_secs(json["expires_in"].as_u64().expect("expires_in"));
+    assert!(
+        expires_in + Duration::from_secs(2) >= LIFETIME,
+        "{profile}: a new token: {body}"
+    );
+    Served {
+        token: json["access_token"].as_str().expect("a token").to_owned(),
+        fresh_until: asked + LIFETIME - LIFETIME / 10,
+    }
+}
+
+/// Each profile's renewal fails; the moment it shows, the cached token is still served, and
+/// the endpoint saw a bounded number of attempts. Each profile must fail while its token is
+/// still fresh, with half a second to spare for the request that checks it.
+fn await_failures_serving_cached(agent: &Agent, proxies: &[FaultProxy], first: &[Served]) {
+    let spare = Duration::from_millis(500);
     let mut pending: Vec<usize> = (0..AGENT_FAULTS.len()).collect();
     while !pending.is_empty() {
+        let late: Vec<&str> = pending
+            .iter()
+            .filter(|&&i| Instant::now() + spare > first[i].fresh_until)
+            .map(|&i| AGENT_FAULTS[i].0)
+            .collect();
         assert!(
-            started.elapsed() < Duration::from_secs(27),
-            "no failure yet for {:?}: {}",
-            pending
-                .iter()
-                .map(|i| AGENT_FAULTS[*i].0)
-                .collect::<Vec<_>>(),
+            late.is_empty(),
+            "no failure shown while the token was fresh: {late:?}: {}",
             agent.stderr()
         );
         let (_, metrics) = agent.get("/metrics");
-        pending.retain(|&i| {
-            let (name, _, code, attempts) = &AGENT_FAULTS[i];
-            let failures = metric(&metrics, name, code);
-            if failures == 0 {
-                return true;
-            }
-            let (status, token) = agent_token(&agent, name);
-            assert_eq!(
-                (status, &token),
-                (200, &first[i]),
-                "{name}: cached token served"
-            );
-            let seen = proxies[i].requests() - 1; // the first token's request
-            assert!(
-                seen >= attempts * failures && seen <= attempts * (failures + 1),
-                "{name}: {seen} requests for {failures} failed exchanges of {attempts} attempts"
-            );
-            false
-        });
+        // Right after the counters: an exchange that starts later adds at most one more.
+        let seen: Vec<u32> = proxies.iter().map(|p| p.requests() - 1).collect();
+        pending.retain(|&i| !failure_shown(agent, i, &metrics, seen[i], &first[i]));
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Whether profile `i`'s failure shows in `metrics`; if so, checks that its cached token is
+/// served and that `seen` requests (after the first token's) fit the failed exchanges.
+fn failure_shown(agent: &Agent, i: usize, metrics: &str, seen: u32, first: &Served) -> bool {
+    let (name, _, code, attempts) = &AGENT_FAULTS[i];
+    let failures = metric(metrics, name, code);
+    if failures == 0 {
+        return false;
+    }
+    let (status, token) = agent_token(agent, name);
+    assert_eq!(
+        (status, &token),
+        (200, &first.token),
+        "{name}: cached token served"
+    );
+    assert!(
+        seen >= attempts * failures && seen <= attempts * (failures + 1),
+        "{name}: {seen} requests for {failures} failed exchanges of {attempts} attempts"
+    );
+    true
+}
+
+/// Health counts every fault profile as failing (the foreign one as failed), and the TLS
+/// profile's error says how to fix it.
+fn assert_faults_reported(agent: &Agent) {
     let health = agent.json("/v1/health");
     assert_eq!(health["exchange_failing"], AGENT_FAULTS.len(), "{health}");
     assert_eq!(health["failed"], 1, "only the foreign profile: {health}");
@@ -487,15 +547,17 @@ fn the_agent_serves_its_cached_token_through_every_endpoint_fault_and_recovers()
         .unwrap();
     let message = tls["last_exchange_error"]["message"].as_str().unwrap();
     assert!(message.contains("--ca-file"), "{message}");
+}
 
-    // The endpoints come back: every profile gets a new token without a restart.
-    for proxy in &proxies {
-        proxy.set(Mode::Pass);
-    }
+/// Every profile serves a new token by itself. The renewal task retries when its backoff ends
+/// (1 s doubling, and a profile fails a few times at most before the switch), so 30 s after
+/// the switch is generous.
+fn await_recovery(agent: &Agent, first: &[Served]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
     let mut pending: Vec<usize> = (0..AGENT_FAULTS.len()).collect();
     while !pending.is_empty() {
         assert!(
-            started.elapsed() < Duration::from_secs(45),
+            Instant::now() < deadline,
             "not recovered: {:?}: {}",
             pending
                 .iter()
@@ -504,15 +566,9 @@ fn the_agent_serves_its_cached_token_through_every_endpoint_fault_and_recovers()
             agent.stderr()
         );
         pending.retain(|&i| {
-            let (status, token) = agent_token(&agent, AGENT_FAULTS[i].0);
-            !(status == 200 && token != first[i])
+            let (status, token) = agent_token(agent, AGENT_FAULTS[i].0);
+            !(status == 200 && token != first[i].token)
         });
         std::thread::sleep(Duration::from_millis(200));
     }
-    let health = agent.json("/v1/health");
-    assert_eq!(health["exchange_failing"], 0, "{health}");
-    let log = agent.stderr();
-    assert_no_secret(&log);
-    let (_, metrics) = agent.get("/metrics");
-    assert_no_secret(&metrics);
 }

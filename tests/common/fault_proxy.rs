@@ -277,77 +277,16 @@ impl TestCa {
     /// subjectAltName value such as `IP:127.0.0.1` or `DNS:wrong.example`).
     pub fn new(dir: &Path, name: &str, san: &str) -> TestCa {
         let path = |suffix: &str| dir.join(format!("{name}-{suffix}"));
-        let (ca_pem, ca_key) = (path("ca.pem"), path("ca.key"));
-        let (csr, cert, key, ext) = (
-            path("server.csr"),
-            path("server.pem"),
-            path("server.key"),
-            path("ext.cnf"),
-        );
-        let ec = [
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-        ];
-        openssl(
-            &["req", "-x509"],
-            &ec,
-            &[
-                "-keyout",
-                s(&ca_key),
-                "-out",
-                s(&ca_pem),
-                "-days",
-                "2",
-                "-subj",
-                &format!("/CN={name} test CA"),
-                "-addext",
-                "basicConstraints=critical,CA:TRUE",
-                "-addext",
-                "keyUsage=critical,keyCertSign",
-            ],
-        );
-        openssl(
-            &["req", "-new"],
-            &ec,
-            &[
-                "-keyout",
-                s(&key),
-                "-out",
-                s(&csr),
-                "-subj",
-                "/CN=token endpoint",
-            ],
-        );
-        std::fs::write(
-            &ext,
-            format!(
-                "subjectAltName={san}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
-            ),
-        )
-        .expect("write ext.cnf");
-        openssl(
-            &["x509", "-req"],
-            &[],
-            &[
-                "-in",
-                s(&csr),
-                "-CA",
-                s(&ca_pem),
-                "-CAkey",
-                s(&ca_key),
-                "-CAcreateserial",
-                "-out",
-                s(&cert),
-                "-days",
-                "2",
-                "-extfile",
-                s(&ext),
-            ],
-        );
-        TestCa { ca_pem, cert, key }
+        let ca = (path("ca.pem"), path("ca.key"));
+        let (cert, key, csr) = (path("server.pem"), path("server.key"), path("server.csr"));
+        self_signed_ca(&ca, name);
+        server_request(&key, &csr);
+        sign_server_cert(&csr, &ca, (san, &path("ext.cnf")), &cert);
+        TestCa {
+            ca_pem: ca.0,
+            cert,
+            key,
+        }
     }
 
     fn server_config(&self) -> Arc<rustls::ServerConfig> {
@@ -365,6 +304,86 @@ impl TestCa {
             .expect("server config");
         Arc::new(config)
     }
+}
+
+/// `openssl req` arguments for a new P-256 key, unencrypted.
+const EC_KEY: [&str; 5] = [
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+];
+
+/// A CA certificate and key (`pem`, `key`) valid for two days.
+fn self_signed_ca((pem, key): &(PathBuf, PathBuf), name: &str) {
+    openssl(
+        &["req", "-x509"],
+        &EC_KEY,
+        &[
+            "-keyout",
+            s(key),
+            "-out",
+            s(pem),
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={name} test CA"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+        ],
+    );
+}
+
+/// The server's key and its certificate request.
+fn server_request(key: &Path, csr: &Path) {
+    openssl(
+        &["req", "-new"],
+        &EC_KEY,
+        &[
+            "-keyout",
+            s(key),
+            "-out",
+            s(csr),
+            "-subj",
+            "/CN=token endpoint",
+        ],
+    );
+}
+
+/// The server certificate for `san` (its extensions written to `ext`), signed by `ca`.
+fn sign_server_cert(
+    csr: &Path,
+    (ca_pem, ca_key): &(PathBuf, PathBuf),
+    (san, ext): (&str, &Path),
+    cert: &Path,
+) {
+    std::fs::write(
+        ext,
+        format!("subjectAltName={san}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"),
+    )
+    .expect("write ext.cnf");
+    openssl(
+        &["x509", "-req"],
+        &[],
+        &[
+            "-in",
+            s(csr),
+            "-CA",
+            s(ca_pem),
+            "-CAkey",
+            s(ca_key),
+            "-CAcreateserial",
+            "-out",
+            s(cert),
+            "-days",
+            "2",
+            "-extfile",
+            s(ext),
+        ],
+    );
 }
 
 fn s(p: &Path) -> &str {
