@@ -1009,6 +1009,11 @@ fn the_agent_holds_the_pin_once_and_wipes_it_on_reload_and_on_exit() {
         at_exit, 0,
         "at exit no copy of the PIN is left in the agent's memory"
     );
+    assert!(
+        !agent.log().contains("signing workers still busy"),
+        "every worker ended within the exit wait: {}",
+        agent.log()
+    );
     eprintln!(
         "PIN copies in the agent's memory: {running} while served, 0 after the reload dropped it, {at_exit} at exit_group"
     );
