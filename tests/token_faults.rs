@@ -480,3 +480,99 @@ fn an_agent_profile_with_a_bad_module_fails_alone(conf: &Path, dir: &Path) {
         .clone();
     assert_eq!(good["status"], "ok", "{listing}");
 }
+
+/// `victims` profiles on the victim token, `missing` whose key the fixture token lacks (opened
+/// again by every reload), and `other`, for `s.config`.
+fn crowded_profiles(
+    s: &Setup,
+    victims: usize,
+    missing: usize,
+) -> Vec<(String, String, &'static str)> {
+    let f = fixture();
+    let mut profiles = vec![("other".to_owned(), f.uri("p256"), OTHER_CLIENT)];
+    for i in 0..victims {
+        profiles.push((format!("victim{i}"), s.victim_uri.clone(), VICTIM_CLIENT));
+    }
+    for i in 0..missing {
+        let key = f
+            .uri("p256")
+            .replace("object=p256", &format!("object=none{i}"));
+        profiles.push((format!("missing{i}"), key, OTHER_CLIENT));
+    }
+    profiles
+}
+
+/// A reload (SIGHUP) every 10 ms while the victim token is gone: the reload opens the profiles
+/// whose key is missing (select, C_OpenSession, C_Login, C_FindObjects) while the victims'
+/// recovery reinitializes the module. No call may run under a C_Finalize: the agent keeps
+/// running (before every open held the module throughout, it died of SIGSEGV within ~3 s).
+#[test]
+fn reloads_while_a_lost_token_is_looked_for_do_not_crash_the_agent() {
+    let s = setup();
+    let f = fixture();
+    let (other_pem, other_kid) = s.cert(&f.uri("p256"), "other");
+    let (victim_pem, victim_kid) = s.cert(&s.victim_uri, "victim");
+    let (r1, r2) = (
+        format!(
+            "client-id={OTHER_CLIENT},cert={},account={ACCOUNT}",
+            other_pem.display()
+        ),
+        format!(
+            "client-id={VICTIM_CLIENT},cert={},account={ACCOUNT}",
+            victim_pem.display()
+        ),
+    );
+    let emu = Emulator::start(&[
+        "--register",
+        &r1,
+        "--register",
+        &r2,
+        "--token-lifetime",
+        "2",
+    ]);
+    let profiles = crowded_profiles(&s, 12, 16);
+    let rows: Vec<(&str, &str, &str, &str)> = profiles
+        .iter()
+        .map(|(name, key, client)| {
+            let kid = if *client == VICTIM_CLIENT {
+                &victim_kid
+            } else {
+                &other_kid
+            };
+            (name.as_str(), key.as_str(), *client, kid.as_str())
+        })
+        .collect();
+    let config = s.config(&emu.token_url(), &rows);
+    let mut agent = Agent::start(&s.conf, &config, &[], &[]);
+    assert_eq!(agent.get("/v1/profiles/victim0/token").0, 200);
+    std::fs::rename(token_dir(&s.tokens, "victim"), s.dir.path().join("away")).unwrap();
+    let start = Instant::now();
+    let mut reloads = 0;
+    while start.elapsed() < Duration::from_secs(6) {
+        if let Some(status) = agent.child.try_wait().unwrap() {
+            panic!(
+                "the agent died ({status}) after {reloads} reloads in {:?}; log:\n{}",
+                start.elapsed(),
+                agent.stderr()
+            );
+        }
+        agent.signal("HUP");
+        reloads += 1;
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let log = agent.stderr();
+    assert!(
+        log.contains("reinitializing the module"),
+        "the victims' recovery reinitialized the module meanwhile: {log}"
+    );
+    assert_eq!(
+        agent.get("/v1/profiles/other/token").0,
+        200,
+        "{}",
+        agent.stderr()
+    );
+    eprintln!(
+        "{reloads} reloads survived, {} reinits",
+        log.matches("reinitializing the module").count()
+    );
+}
