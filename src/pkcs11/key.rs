@@ -529,12 +529,17 @@ impl KeySigner {
         }
         let wanted = self.selector();
         let seen = self.token.module().hold().generation;
+        let module = self.token.module().clone();
         match self.reopen_in(|module| module.select(&wanted)) {
             Err(e) if e.is_token_lost() => {
-                let module = self.token.module().clone();
-                tracing::warn!(key = self.uri(), module = %module.path().display(), "{e}; reinitializing the module to look for the token again");
-                module.reinitialize(seen)?;
-                self.reopen_in(|module| module.select(&wanted))
+                tracing::info!(key = self.uri(), module = %module.path().display(), "{e}");
+                if !module.reinitialize(seen)? {
+                    // Rationed: only the next due reinitialization looks again.
+                    return Err(e);
+                }
+                self.reopen_in(|module| module.select(&wanted))?;
+                module.token_found();
+                Ok(())
             }
             other => other,
         }
