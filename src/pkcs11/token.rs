@@ -626,6 +626,21 @@ fn with_history<T>(token: &TokenId, f: impl FnOnce(&mut PinHistory) -> T) -> T {
     f(&mut all[index].1)
 }
 
+/// One lock per token, held from the refused-PIN check through `C_Login` to recording the
+/// answer: two signers logging in to one token at once would otherwise both pass the check
+/// and send a wrong PIN twice.
+static LOGIN_LOCKS: Mutex<Vec<(TokenId, Arc<Mutex<()>>)>> = Mutex::new(Vec::new());
+
+fn login_lock(token: &TokenId) -> Arc<Mutex<()>> {
+    let mut all = LOGIN_LOCKS.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some((_, lock)) = all.iter().find(|(t, _)| t == token) {
+        return Arc::clone(lock);
+    }
+    let lock = Arc::new(Mutex::new(()));
+    all.push((token.clone(), Arc::clone(&lock)));
+    lock
+}
+
 fn pin_digest(pin: &Pin) -> PinDigest {
     use secrecy::ExposeSecret as _;
     use sha2::Digest as _;
@@ -793,6 +808,8 @@ impl Token {
     ) -> Result<(), Error> {
         let token = self.label().to_owned();
         let id = self.id();
+        let lock = login_lock(&id);
+        let _one_login = lock.lock().unwrap_or_else(PoisonError::into_inner);
         let digest = pin.map(pin_digest);
         if let Some(d) = digest
             && with_history(&id, |h| h.refused.contains(&d))
