@@ -480,3 +480,180 @@ fn an_agent_profile_with_a_bad_module_fails_alone(conf: &Path, dir: &Path) {
         .clone();
     assert_eq!(good["status"], "ok", "{listing}");
 }
+
+/// `victims` profiles on the victim token, `missing` whose key the fixture token lacks (opened
+/// again by every reload), and `other`, for `s.config`.
+fn crowded_profiles(
+    s: &Setup,
+    victims: usize,
+    missing: usize,
+) -> Vec<(String, String, &'static str)> {
+    let f = fixture();
+    let mut profiles = vec![("other".to_owned(), f.uri("p256"), OTHER_CLIENT)];
+    for i in 0..victims {
+        profiles.push((format!("victim{i}"), s.victim_uri.clone(), VICTIM_CLIENT));
+    }
+    for i in 0..missing {
+        let key = f
+            .uri("p256")
+            .replace("object=p256", &format!("object=none{i}"));
+        profiles.push((format!("missing{i}"), key, OTHER_CLIENT));
+    }
+    profiles
+}
+
+/// A reload (SIGHUP) every 10 ms while the victim token is gone: the reload opens the profiles
+/// whose key is missing (select, C_OpenSession, C_Login, C_FindObjects) while the victims'
+/// recovery reinitializes the module. No call may run under a C_Finalize: the agent keeps
+/// running (before every open held the module throughout, it died of SIGSEGV within ~3 s).
+#[test]
+fn reloads_while_a_lost_token_is_looked_for_do_not_crash_the_agent() {
+    let s = setup();
+    let f = fixture();
+    let (other_pem, other_kid) = s.cert(&f.uri("p256"), "other");
+    let (victim_pem, victim_kid) = s.cert(&s.victim_uri, "victim");
+    let (r1, r2) = (
+        format!(
+            "client-id={OTHER_CLIENT},cert={},account={ACCOUNT}",
+            other_pem.display()
+        ),
+        format!(
+            "client-id={VICTIM_CLIENT},cert={},account={ACCOUNT}",
+            victim_pem.display()
+        ),
+    );
+    let emu = Emulator::start(&[
+        "--register",
+        &r1,
+        "--register",
+        &r2,
+        "--token-lifetime",
+        "2",
+    ]);
+    let profiles = crowded_profiles(&s, 12, 16);
+    let rows: Vec<(&str, &str, &str, &str)> = profiles
+        .iter()
+        .map(|(name, key, client)| {
+            let kid = if *client == VICTIM_CLIENT {
+                &victim_kid
+            } else {
+                &other_kid
+            };
+            (name.as_str(), key.as_str(), *client, kid.as_str())
+        })
+        .collect();
+    let config = s.config(&emu.token_url(), &rows);
+    let mut agent = Agent::start(&s.conf, &config, &[], &[]);
+    assert_eq!(agent.get("/v1/profiles/victim0/token").0, 200);
+    std::fs::rename(token_dir(&s.tokens, "victim"), s.dir.path().join("away")).unwrap();
+    let start = Instant::now();
+    let mut reloads = 0;
+    while start.elapsed() < Duration::from_secs(6) {
+        if let Some(status) = agent.child.try_wait().unwrap() {
+            panic!(
+                "the agent died ({status}) after {reloads} reloads in {:?}; log:\n{}",
+                start.elapsed(),
+                agent.stderr()
+            );
+        }
+        agent.signal("HUP");
+        reloads += 1;
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let log = agent.stderr();
+    assert!(
+        log.contains("reinitializing the module"),
+        "the victims' recovery reinitialized the module meanwhile: {log}"
+    );
+    assert_eq!(
+        agent.get("/v1/profiles/other/token").0,
+        200,
+        "{}",
+        agent.stderr()
+    );
+    eprintln!(
+        "{reloads} reloads survived, {} reinits",
+        log.matches("reinitializing the module").count()
+    );
+}
+
+/// `NAME{profile="PROFILE"}`'s value in the agent's `/metrics`.
+fn metric(agent: &Agent, name: &str, profile: &str) -> u64 {
+    let (_, text) = agent.get("/metrics");
+    let prefix = format!("{name}{{profile=\"{profile}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {prefix} in {text}"))
+}
+
+/// While a token stays gone, its profiles' retries do not each reinitialize the module: one at
+/// once, then one per wait (10 s, doubling), so the other profile on the module is logged out
+/// (and sends its PIN again) that many times only.
+#[test]
+fn a_token_that_stays_gone_reinitializes_its_module_rarely() {
+    let s = setup();
+    let f = fixture();
+    let (other_pem, other_kid) = s.cert(&f.uri("p256"), "other");
+    let (victim_pem, victim_kid) = s.cert(&s.victim_uri, "victim");
+    let (r1, r2) = (
+        format!(
+            "client-id={OTHER_CLIENT},cert={},account={ACCOUNT}",
+            other_pem.display()
+        ),
+        format!(
+            "client-id={VICTIM_CLIENT},cert={},account={ACCOUNT}",
+            victim_pem.display()
+        ),
+    );
+    let emu = Emulator::start(&[
+        "--register",
+        &r1,
+        "--register",
+        &r2,
+        "--token-lifetime",
+        "2",
+    ]);
+    let profiles = crowded_profiles(&s, 4, 0);
+    let rows: Vec<(&str, &str, &str, &str)> = profiles
+        .iter()
+        .map(|(name, key, client)| {
+            let kid = if *client == VICTIM_CLIENT {
+                &victim_kid
+            } else {
+                &other_kid
+            };
+            (name.as_str(), key.as_str(), *client, kid.as_str())
+        })
+        .collect();
+    let config = s.config(&emu.token_url(), &rows);
+    let agent = Agent::start(&s.conf, &config, &[], &[]);
+    for i in 0..4 {
+        // A cold profile is idle; a warm one renews, and retries with backoff once lost.
+        assert_eq!(agent.get(&format!("/v1/profiles/victim{i}/token")).0, 200);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let asker = keep_asking(agent.socket.clone(), Arc::clone(&stop));
+    std::fs::rename(token_dir(&s.tokens, "victim"), s.dir.path().join("away")).unwrap();
+    std::thread::sleep(Duration::from_secs(12));
+    stop.store(true, Ordering::Relaxed);
+    let (asked, failures, _) = asker.join().unwrap();
+    assert!(
+        failures.is_empty(),
+        "the other profile failed: {failures:?}"
+    );
+    let log = agent.stderr();
+    let reinits = log.matches("reinitializing the module").count();
+    let relogins = metric(&agent, "suitekey_agent_sessions_reopened_total", "other");
+    eprintln!(
+        "12 s gone: {reinits} reinitializations, other reopened {relogins} times in {asked} requests"
+    );
+    assert!(
+        (1..=2).contains(&reinits),
+        "{reinits} reinitializations: {log}"
+    );
+    assert!(
+        relogins <= 2,
+        "the other profile logged in again {relogins} times: {log}"
+    );
+}

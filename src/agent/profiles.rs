@@ -75,13 +75,22 @@ impl Served {
         }
     }
 
-    /// Whether a reload must open the profile again: it could not be opened, or a refused
-    /// PIN stopped it (a lost key is looked for by the running signer itself).
+    /// Whether a reload must open the profile again: it could not be opened, a refused PIN
+    /// stopped it, or its token failed (then it is kept should the new open fail too: its
+    /// signer keeps looking for a lost key by itself).
     fn needs_reopen(&self) -> bool {
         match &self.state {
             Err(_) => true,
-            Ok(active) => active.cache.stopped().is_some(),
+            Ok(active) => {
+                active.cache.stopped().is_some() || active.cache.token_failure().is_some()
+            }
         }
+    }
+
+    /// Whether the profile still serves, though its token failed: worth keeping when a reload
+    /// cannot open it anew.
+    fn token_failed_only(&self) -> bool {
+        matches!(&self.state, Ok(active) if active.cache.stopped().is_none() && active.cache.token_failure().is_some())
     }
 
     /// Days until the profile's certificate expires, when the token holds it.
@@ -141,12 +150,28 @@ pub fn open_all(
             (prev.table == **table && working).then_some((*name, prev))
         })
         .collect();
-    logins.keep_only(|name| kept.iter().any(|(n, _)| *n == name));
+    let fallback = |name: &str, table: &ProfileTable| {
+        previous.get(name).filter(|prev| {
+            prev.table == *table && prev.token_failed_only() && !logins.refused(name)
+        })
+    };
+    logins.keep_only(|name| {
+        kept.iter().any(|(n, _)| *n == name)
+            || tables
+                .iter()
+                .any(|(n, t)| *n == name && fallback(n, t).is_some())
+    });
     let mut served = ProfileMap::new();
     for (name, table) in tables {
         let entry = match kept.iter().find(|(n, _)| *n == name) {
             Some((_, prev)) => Arc::clone(prev),
-            None => Arc::new(open_one(name, table, options, logins, runtime)),
+            None => {
+                let opened = open_one(name, table, options, logins, runtime);
+                match fallback(name, table) {
+                    Some(prev) if opened.state.is_err() => Arc::clone(prev),
+                    _ => Arc::new(opened),
+                }
+            }
         };
         served.insert(name.to_owned(), entry);
     }

@@ -233,7 +233,8 @@ fn sign_recovering(
     metrics: &ProfileMetrics,
 ) -> Result<ClientAssertion, SignError> {
     let signed = match request.sign(&*signer, SystemTime::now()) {
-        Err(AssertionError::Jws(JwsError::Sign(e))) if e.is_session_lost() => {
+        // A lost token (CKR_GENERAL_ERROR, CKR_DEVICE_ERROR, …) is looked for again too.
+        Err(AssertionError::Jws(JwsError::Sign(e))) if e.is_session_lost() || e.is_token_lost() => {
             tracing::warn!(
                 key = signer.uri(),
                 "the token lost the session ({e}); opening a new one and logging in again"

@@ -262,7 +262,9 @@ pub(super) fn plan_for(alg: Alg, offered: &[MechanismType]) -> Option<Plan> {
 /// A private key found in a token, with the session that found it (logged in as needed).
 pub struct Key {
     token: Token,
-    session: Session,
+    /// `None` only once [`Key::signer`] has handed it on.
+    session: Option<Session>,
+    /// The module generation the session was opened in, read under the same hold.
     generation: u64,
     handle: ObjectHandle,
     attrs: Attrs,
@@ -307,8 +309,10 @@ impl Key {
             });
         }
         let module = Module::load(&resolve_module(uri, module_fallback)?)?;
-        // Read first: a reinitialization while this opens makes the session void, not live.
-        let generation = module.hold().generation;
+        // One hold over every call: another profile's recovery may reinitialize the module,
+        // and a C_Finalize under a call in flight crashes the module.
+        let hold = module.hold();
+        let generation = hold.generation;
         let token = module.select(uri)?;
         let session = token.open()?;
         let credential = if token.summary().login_required {
@@ -326,7 +330,7 @@ impl Key {
         };
         Ok(Key {
             token,
-            session,
+            session: Some(session),
             generation,
             handle,
             attrs,
@@ -343,11 +347,13 @@ impl Key {
         credential: Credential,
         uri_text: String,
     ) -> Result<Key, Error> {
+        let hold = token.module().hold();
         let attrs = Attrs::read(&session, token.module(), handle)?;
-        let generation = token.module().hold().generation;
+        let generation = hold.generation;
+        drop(hold);
         Ok(Key {
             token,
-            session,
+            session: Some(session),
             generation,
             handle,
             attrs,
@@ -380,7 +386,33 @@ impl Key {
     ///
     /// Which algorithms NetSuite allows is the caller's business; this checks only what the
     /// token can do.
-    pub fn signer(self, alg: Alg) -> Result<KeySigner, Error> {
+    pub fn signer(mut self, alg: Alg) -> Result<KeySigner, Error> {
+        let module = self.token.module().clone();
+        let hold = module.hold();
+        let (kind, plan) = self.plan(alg)?;
+        drop(hold);
+        let always_authenticate = self.attrs.always_authenticate;
+        tracing::debug!(token = self.token.label(), %alg, %kind, ?plan, always_authenticate, "key ready to sign");
+        let attrs = std::mem::take(&mut self.attrs);
+        Ok(KeySigner {
+            token: self.token.clone(),
+            session: self.session.take(),
+            generation: self.generation,
+            key: self.handle,
+            alg,
+            kind,
+            plan,
+            credential: Arc::clone(&self.credential),
+            always_authenticate,
+            uri_text: std::mem::take(&mut self.uri_text),
+            id: attrs.id,
+            label: attrs.label,
+        })
+    }
+
+    /// How the key signs `alg`, checked against its attributes and what the module offers.
+    /// The caller holds the module.
+    fn plan(&self, alg: Alg) -> Result<(KeyKind, Plan), Error> {
         let kind = self.kind();
         let key_err = |problem: String| Error::KeyAttributes {
             key: self.uri_text.clone(),
@@ -394,7 +426,7 @@ impl Key {
         }
         if self.attrs.sign == Some(false) {
             return Err(Error::SignNotPermitted {
-                key: self.uri_text,
+                key: self.uri_text.clone(),
                 token: self.token.label().to_owned(),
             });
         }
@@ -405,27 +437,29 @@ impl Key {
         {
             return Err(Error::ModuleLimit {
                 token: self.token.label().to_owned(),
-                key: self.uri_text,
+                key: self.uri_text.clone(),
                 kind: kind.to_string(),
                 limit,
             });
         }
-        let always_authenticate = self.attrs.always_authenticate;
-        tracing::debug!(token = self.token.label(), %alg, %kind, ?plan, always_authenticate, "key ready to sign");
-        Ok(KeySigner {
-            token: self.token,
-            session: Some(self.session),
-            generation: self.generation,
-            key: self.handle,
-            alg,
-            kind,
-            plan,
-            credential: self.credential,
-            always_authenticate,
-            uri_text: self.uri_text,
-            id: self.attrs.id,
-            label: self.attrs.label,
-        })
+        Ok((kind, plan))
+    }
+}
+
+impl Drop for Key {
+    /// Closes the session only if it is of the module's current generation, under a hold: after
+    /// a reinitialization its handle may name another signer's session.
+    fn drop(&mut self) {
+        let Some(session) = self.session.take() else {
+            return;
+        };
+        let module = self.token.module().clone();
+        let hold = module.hold();
+        if hold.generation == self.generation {
+            drop(session);
+        } else {
+            std::mem::forget(session);
+        }
     }
 }
 
@@ -495,12 +529,17 @@ impl KeySigner {
         }
         let wanted = self.selector();
         let seen = self.token.module().hold().generation;
+        let module = self.token.module().clone();
         match self.reopen_in(|module| module.select(&wanted)) {
             Err(e) if e.is_token_lost() => {
-                let module = self.token.module().clone();
-                tracing::warn!(key = self.uri(), module = %module.path().display(), "{e}; reinitializing the module to look for the token again");
-                module.reinitialize(seen)?;
-                self.reopen_in(|module| module.select(&wanted))
+                tracing::info!(key = self.uri(), module = %module.path().display(), "{e}");
+                if !module.reinitialize(seen)? {
+                    // Rationed: only the next due reinitialization looks again.
+                    return Err(e);
+                }
+                self.reopen_in(|module| module.select(&wanted))?;
+                module.token_found();
+                Ok(())
             }
             other => other,
         }
@@ -598,6 +637,7 @@ impl KeySigner {
     /// `sha256WithRSAEncryption` (NetSuite refuses PKCS#1 v1.5 for assertions, not for
     /// certificates).
     pub fn sign_pkcs1_sha256(&self, data: &[u8]) -> Result<Vec<u8>, Error> {
+        let (_hold, session) = self.live()?;
         let offered = self.token.mechanisms()?;
         let plan = if offered.contains(&MechanismType::SHA256_RSA_PKCS) {
             Plan::HashAndSign(Mechanism::Sha256RsaPkcs)
@@ -616,7 +656,7 @@ impl KeySigner {
             Plan::SignDigest(_) => digest_info_sha256(data)
                 .map_err(|e| self.malformed(format!("cannot encode a DigestInfo: {e}")))?,
         };
-        self.sign_with(&plan, &input)
+        self.sign_with(session, &plan, &input)
     }
 
     /// Signs `data` per the plan; a context-specific login goes between init and sign for
@@ -626,17 +666,18 @@ impl KeySigner {
             Plan::HashAndSign(_) => data.to_vec(),
             Plan::SignDigest(_) => self.alg.hash().digest(data),
         };
-        self.sign_with(&self.plan, &input)
+        let (_hold, session) = self.live()?;
+        self.sign_with(session, &self.plan, &input)
     }
 
-    /// Signs `input` (already digested for a [`Plan::SignDigest`]) with `plan`'s mechanism.
-    fn sign_with(&self, plan: &Plan, input: &[u8]) -> Result<Vec<u8>, Error> {
+    /// Signs `input` (already digested for a [`Plan::SignDigest`]) with `plan`'s mechanism in
+    /// `session`, which the caller got from [`KeySigner::live`] and still holds.
+    fn sign_with(&self, session: &Session, plan: &Plan, input: &[u8]) -> Result<Vec<u8>, Error> {
         let module = self.token.module();
         let mechanism = match plan {
             Plan::HashAndSign(m) | Plan::SignDigest(m) => m,
         };
         let credential = &self.credential;
-        let (_hold, session) = self.live()?;
         if !self.always_authenticate {
             return session
                 .sign(mechanism, self.key, input)

@@ -351,8 +351,9 @@ const SESSION_LOST: [&str; 10] = [
 /// The return values that say the token itself is gone or broken, not just the session:
 /// looking for it again, by its URI, may need a reinitialized module. SoftHSM2 answers
 /// `CKR_GENERAL_ERROR` for a token whose directory was removed.
-const TOKEN_LOST: [&str; 6] = [
+const TOKEN_LOST: [&str; 7] = [
     "CKR_GENERAL_ERROR",
+    "CKR_DEVICE_ERROR",
     "CKR_DEVICE_REMOVED",
     "CKR_TOKEN_NOT_PRESENT",
     "CKR_TOKEN_NOT_RECOGNIZED",
@@ -468,6 +469,7 @@ mod tests {
         };
         assert!(gone.is_token_lost() && gone.is_key_lost() && !gone.is_session_lost());
         assert!(call(RvError::GeneralError).is_token_lost());
+        assert!(call(RvError::DeviceError).is_token_lost());
         assert!(!call(RvError::GeneralError).is_session_lost());
         assert!(!call(RvError::MechanismInvalid).is_key_lost());
     }

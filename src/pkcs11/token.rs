@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
+use std::time::{Duration, Instant};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
@@ -29,6 +30,40 @@ struct Lifecycle {
     /// Bumped by every reinitialization: sessions and handles from before are void, and a
     /// void session is never closed (its handle may since name another signer's session).
     generation: AtomicU64,
+    /// When the next reinitialization may run (see [`Module::reinitialize`]).
+    budget: Mutex<ReinitBudget>,
+}
+
+/// Reinitializations of one module are rationed: each ends every session and login of the
+/// module's other signers (a PIN pad asks again; tpm2-pkcs11 and kryoptic restart slowly), so
+/// a token that stays gone must not cause one per retry of each of its profiles.
+#[derive(Default)]
+struct ReinitBudget {
+    /// Not before this instant; `None`: the next may run now.
+    next: Option<Instant>,
+    /// The wait after the last one: doubles from [`REINIT_FIRST_WAIT`] to [`REINIT_MAX_WAIT`].
+    wait: Duration,
+}
+
+/// The wait after the first reinitialization of a module that did not bring its token back.
+const REINIT_FIRST_WAIT: Duration = Duration::from_secs(10);
+/// The longest wait between two reinitializations of one module.
+const REINIT_MAX_WAIT: Duration = Duration::from_secs(600);
+
+impl ReinitBudget {
+    /// Takes the budget if it is due now, and sets the next wait.
+    fn take(&mut self, now: Instant) -> bool {
+        if self.next.is_some_and(|next| now < next) {
+            return false;
+        }
+        self.wait = if self.wait.is_zero() {
+            REINIT_FIRST_WAIT
+        } else {
+            (self.wait * 2).min(REINIT_MAX_WAIT)
+        };
+        self.next = Some(now + self.wait);
+        true
+    }
 }
 
 /// Where `module-name=NAME` is looked for: p11-kit's module configs, then library folders.
@@ -263,18 +298,31 @@ impl Module {
     }
 
     /// Reinitializes the module (`C_Finalize`, `C_Initialize`) unless that already happened
-    /// since generation `seen`, waiting for the calls in flight. Every session and login of
-    /// this process on the module's tokens ends: their signers open new ones and log in again
-    /// with the credential they kept (a refused PIN is still never sent again).
-    pub(crate) fn reinitialize(&self, seen: u64) -> Result<(), Error> {
+    /// since generation `seen` (then `Ok(true)`: look again) or the module's budget is spent
+    /// (`Ok(false)`: the last one was too recent), waiting for the calls in flight. Every
+    /// session and login of this process on the module's tokens ends: their signers open new
+    /// ones and log in again with the credential they kept (a refused PIN is still never sent
+    /// again). The budget allows one at once, then one per wait, the wait doubling from 10 s
+    /// to 10 min until [`Module::token_found`].
+    pub(crate) fn reinitialize(&self, seen: u64) -> Result<bool, Error> {
         let _calls = self
             .lifecycle
             .calls
             .write()
             .unwrap_or_else(PoisonError::into_inner);
         if self.lifecycle.generation.load(Ordering::SeqCst) != seen {
-            return Ok(());
+            return Ok(true);
         }
+        let due = self
+            .lifecycle
+            .budget
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take(Instant::now());
+        if !due {
+            return Ok(false);
+        }
+        tracing::warn!(module = %self.path.display(), "reinitializing the module to look for its lost tokens again");
         // Void from here on, whatever C_Finalize answers.
         self.lifecycle.generation.fetch_add(1, Ordering::SeqCst);
         match self.ctx.clone().finalize() {
@@ -290,8 +338,17 @@ impl Module {
             Err(e) if rv_of(&e) != Some(RvError::CryptokiAlreadyInitialized) => {
                 Err(self.call_err("C_Initialize", &e))
             }
-            _ => Ok(()),
+            _ => Ok(true),
         }
+    }
+
+    /// A lost token was found again: the next loss may reinitialize the module at once.
+    pub(crate) fn token_found(&self) {
+        *self
+            .lifecycle
+            .budget
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = ReinitBudget::default();
     }
 
     /// The module's file.
@@ -569,6 +626,21 @@ fn with_history<T>(token: &TokenId, f: impl FnOnce(&mut PinHistory) -> T) -> T {
     f(&mut all[index].1)
 }
 
+/// One lock per token, held from the refused-PIN check through `C_Login` to recording the
+/// answer: two signers logging in to one token at once would otherwise both pass the check
+/// and send a wrong PIN twice.
+static LOGIN_LOCKS: Mutex<Vec<(TokenId, Arc<Mutex<()>>)>> = Mutex::new(Vec::new());
+
+fn login_lock(token: &TokenId) -> Arc<Mutex<()>> {
+    let mut all = LOGIN_LOCKS.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some((_, lock)) = all.iter().find(|(t, _)| t == token) {
+        return Arc::clone(lock);
+    }
+    let lock = Arc::new(Mutex::new(()));
+    all.push((token.clone(), Arc::clone(&lock)));
+    lock
+}
+
 fn pin_digest(pin: &Pin) -> PinDigest {
     use secrecy::ExposeSecret as _;
     use sha2::Digest as _;
@@ -736,6 +808,8 @@ impl Token {
     ) -> Result<(), Error> {
         let token = self.label().to_owned();
         let id = self.id();
+        let lock = login_lock(&id);
+        let _one_login = lock.lock().unwrap_or_else(PoisonError::into_inner);
         let digest = pin.map(pin_digest);
         if let Some(d) = digest
             && with_history(&id, |h| h.refused.contains(&d))
