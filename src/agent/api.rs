@@ -8,14 +8,24 @@
 //! | `GET /metrics` | Prometheus text ([`super::metrics`]) |
 //! | another method on these paths | 405 |
 //! | any other path | 400 |
+//! | a request target over [`MAX_URI_LEN`] | 414 |
+//! | more than [`MAX_HEADERS`] headers, or over [`MAX_HEADER_BYTES`] of them | 431 |
+//! | a body over [`MAX_REQUEST_BODY`], or of unknown length (chunked) | 413 |
+//!
+//! The limits are checked before routing, so no handler sees an oversized request. Below them,
+//! hyper's own bounds hold (a request head over about 400 KiB, more than 100 headers or a
+//! target over 64 KiB is refused by hyper itself, with an empty body): a connection never
+//! buffers more than that.
 
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::SystemTime;
 
 use axum::Router;
+use axum::body::HttpBody as _;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
@@ -25,6 +35,16 @@ use super::metrics;
 use super::profiles::{ProfileMap, Served};
 use super::socket::AllowedUids;
 use crate::cert::rfc3339;
+
+/// The longest request target (path and query) the agent reads: its paths are a few dozen
+/// bytes, profile names included.
+pub const MAX_URI_LEN: usize = 1024;
+/// The most request headers the agent reads; HTTP clients send a handful.
+pub const MAX_HEADERS: usize = 32;
+/// The most bytes of request header names and values, all headers together.
+pub const MAX_HEADER_BYTES: usize = 8 * 1024;
+/// The largest request body tolerated (and ignored): the API is read-only and takes none.
+pub const MAX_REQUEST_BODY: u64 = 1024;
 
 /// The state every route shares: the profiles being served (replaced whole on reload).
 pub struct Agent {
@@ -78,7 +98,58 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/metrics", get(metrics))
         .fallback(bad_path)
         .method_not_allowed_fallback(wrong_method)
+        .layer(middleware::from_fn(within_limits))
         .with_state(agent)
+}
+
+/// Refuses a request over the size limits before it is routed.
+async fn within_limits(request: Request, next: Next) -> Response {
+    match over_limit(&request) {
+        Some(refusal) => refusal,
+        None => next.run(request).await,
+    }
+}
+
+fn over_limit(request: &Request) -> Option<Response> {
+    let uri_len = request.uri().to_string().len();
+    if uri_len > MAX_URI_LEN {
+        return Some(error(
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            &format!(
+                "the request target is {uri_len} bytes, more than the {MAX_URI_LEN} the agent reads; \
+                 the API's paths are short: check the URL and the profile name"
+            ),
+        ));
+    }
+    let headers = request.headers();
+    let header_bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if headers.len() > MAX_HEADERS || header_bytes > MAX_HEADER_BYTES {
+        return Some(error(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            &format!(
+                "the request has {} headers of {header_bytes} bytes; the agent reads at most \
+                 {MAX_HEADERS} headers of {MAX_HEADER_BYTES} bytes in all: send only the usual ones",
+                headers.len()
+            ),
+        ));
+    }
+    let body = request.body().size_hint().upper();
+    if body.is_none_or(|len| len > MAX_REQUEST_BODY) {
+        return Some(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            &format!(
+                "the request has a body of unknown length or over {MAX_REQUEST_BODY} bytes; \
+                 the agent's API is GET only and takes no body: send none"
+            ),
+        ));
+    }
+    None
 }
 
 /// An error answer: `{error, message}`.
