@@ -7,13 +7,15 @@
 //! invariant that can be checked cheaply (a URI formats and parses back to itself), the entry
 //! point asserts it, so a broken invariant shows up as a crash too.
 
-use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use p256::ecdsa::signature::Signer as _;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, DuplexStream};
+use std::pin::Pin;
+use std::task::Poll;
+
+use tokio::io::{AsyncRead, AsyncWriteExt as _, DuplexStream, ReadBuf};
 use tokio::sync::mpsc;
 
 use crate::agent::api::{self, Agent};
@@ -148,9 +150,10 @@ pub fn emulator_assertion(data: &[u8]) -> Result<rules::Grant, rules::Refusal> {
 /// as failed without touching a token) beside the empty map's 404s.
 const AGENT_CONFIG: &str = "[profiles.broken]\nkey = \"pkcs11:token=t;object=k\"\n";
 
-/// The agent's real HTTP stack (`axum::serve` with [`api::router`]) on a runtime of its own,
-/// fed connections in memory instead of from the Unix socket (the peer-uid check is the only
-/// part left out). One per fuzzing process; each [`AgentHttp::exchange`] is one connection.
+/// The agent's real HTTP stack (`axum::serve` with [`api::router`]) on a single-threaded
+/// runtime of its own, fed connections in memory instead of from the Unix socket (the peer-uid
+/// check is the only part left out). Each [`AgentHttp::exchange`] is one connection; use one
+/// `AgentHttp` per thread.
 pub struct AgentHttp {
     runtime: tokio::runtime::Runtime,
     connections: mpsc::UnboundedSender<DuplexStream>,
@@ -174,6 +177,9 @@ impl axum::serve::Listener for Channel {
         Ok(())
     }
 }
+
+/// How many turns of the scheduler without news from the agent mean it waits for more input.
+const QUIET_TURNS: u32 = 32;
 
 impl AgentHttp {
     /// Starts the server with a failed profile `broken` and no working one.
@@ -208,30 +214,55 @@ impl AgentHttp {
         })
     }
 
-    /// Sends `request` on a new connection, closes the sending side and returns everything
-    /// the agent answered until it closed the connection. `None` when the agent did not close
-    /// it within five seconds (a hang: a bug).
+    /// Sends `request` on a new connection and returns what the agent answered until it closed
+    /// the connection or went quiet waiting for more (the sending side is not shut: hyper drops
+    /// a half-closed connection without answering). `None` when that took over five seconds
+    /// (a hang: a bug).
     pub fn exchange(&self, request: &[u8]) -> Option<Vec<u8>> {
         let (client, server) = tokio::io::duplex(64 * 1024);
         self.connections.send(server).ok()?;
-        self.block_on(async move {
-            let (mut reader, mut writer) = tokio::io::split(client);
-            let write = async {
-                // The agent may answer and close before reading everything.
-                let _ = writer.write_all(request).await;
-                let _ = writer.shutdown().await;
-            };
+        let (mut reader, mut writer) = tokio::io::split(client);
+        let sent = std::cell::Cell::new(false);
+        let write = async {
+            // The agent may answer and close before reading everything.
+            let _ = writer.write_all(request).await;
+            sent.set(true);
+        };
+        let read = async {
             let mut answer = Vec::new();
-            let read = reader.read_to_end(&mut answer);
-            let ((), read) = tokio::join!(write, read);
-            read.ok().map(|_| answer)
+            let mut quiet = 0;
+            while quiet < QUIET_TURNS {
+                match read_now(&mut reader).await {
+                    Poll::Ready(None) => break,
+                    Poll::Ready(Some(bytes)) => {
+                        answer.extend_from_slice(&bytes);
+                        quiet = 0;
+                    }
+                    Poll::Pending => {
+                        quiet = if sent.get() { quiet + 1 } else { 0 };
+                        tokio::task::yield_now().await;
+                    }
+                }
+            }
+            answer
+        };
+        self.runtime.block_on(async {
+            let work = async { tokio::join!(write, read).1 };
+            tokio::time::timeout(Duration::from_secs(5), work).await.ok()
         })
     }
+}
 
-    fn block_on<T>(&self, work: impl Future<Output = Option<T>>) -> Option<T> {
-        self.runtime
-            .block_on(tokio::time::timeout(Duration::from_secs(5), work))
-            .ok()
-            .flatten()
-    }
+/// What `reader` has now: bytes, `None` at the end (or an error), or `Pending`.
+async fn read_now(reader: &mut (impl AsyncRead + Unpin)) -> Poll<Option<Vec<u8>>> {
+    let mut chunk = [0u8; 8192];
+    std::future::poll_fn(|cx| {
+        let mut buf = ReadBuf::new(&mut chunk);
+        Poll::Ready(match Pin::new(&mut *reader).poll_read(cx, &mut buf) {
+            Poll::Ready(Ok(())) if !buf.filled().is_empty() => Poll::Ready(Some(buf.filled().to_vec())),
+            Poll::Ready(_) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        })
+    })
+    .await
 }

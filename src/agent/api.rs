@@ -310,3 +310,138 @@ async fn wrong_method() -> Response {
         .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
     response
 }
+
+#[cfg(test)]
+mod tests {
+    //! Hostile requests through the real HTTP stack (in memory, see [`crate::fuzzing`]).
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::fuzzing::AgentHttp;
+
+    thread_local! {
+        static AGENT: AgentHttp = AgentHttp::new().unwrap();
+    }
+
+    fn exchange(request: &[u8]) -> Option<Vec<u8>> {
+        AGENT.with(|agent| agent.exchange(request))
+    }
+
+    /// The status and the body of the agent's answer to `request`.
+    fn answer(request: &[u8]) -> (u16, String) {
+        let raw = exchange(request).expect("an answer within 5 s");
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let status = text
+            .strip_prefix("HTTP/1.1 ")
+            .and_then(|rest| rest.get(..3))
+            .and_then(|code| code.parse().ok())
+            .unwrap_or_else(|| panic!("not an HTTP answer: {text:?}"));
+        let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
+        (status, body)
+    }
+
+    fn get(target: &str, extra: &str) -> (u16, String) {
+        answer(format!("GET {target} HTTP/1.1\r\nhost: agent\r\n{extra}\r\n").as_bytes())
+    }
+
+    /// A JSON error answer's `error` code.
+    fn code(body: &str) -> String {
+        let json: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+        json["error"].as_str().unwrap_or_default().to_owned()
+    }
+
+    #[test]
+    fn oversized_requests_are_refused_with_json_before_routing() {
+        let long_name = "a".repeat(MAX_URI_LEN);
+        let (status, body) = get(&format!("/v1/profiles/{long_name}/token"), "");
+        assert_eq!((status, code(&body).as_str()), (414, "uri_too_long"), "{body}");
+        assert!(body.contains(&MAX_URI_LEN.to_string()), "{body}");
+
+        let many: String = (0..=MAX_HEADERS).map(|i| format!("x-h{i}: v\r\n")).collect();
+        let (status, body) = get("/v1/health", &many);
+        assert_eq!((status, code(&body).as_str()), (431, "headers_too_large"));
+        let big = format!("x-big: {}\r\n", "v".repeat(MAX_HEADER_BYTES));
+        let (status, body) = get("/v1/health", &big);
+        assert_eq!((status, code(&body).as_str()), (431, "headers_too_large"));
+
+        let over = MAX_REQUEST_BODY + 1;
+        let (status, body) = get("/v1/health", &format!("content-length: {over}\r\n"));
+        assert_eq!((status, code(&body).as_str()), (413, "body_too_large"));
+        let (status, body) = get("/v1/health", "transfer-encoding: chunked\r\n");
+        assert_eq!((status, code(&body).as_str()), (413, "body_too_large"));
+        // A small body is read past and ignored.
+        let small = answer(b"GET /v1/health HTTP/1.1\r\ncontent-length: 5\r\n\r\nhello");
+        assert_eq!(small.0, 200, "{}", small.1);
+    }
+
+    #[test]
+    fn beyond_hypers_own_bounds_the_connection_is_refused_without_a_hang() {
+        // Past hyper's limits the answer is hyper's own (no JSON body), or a plain close.
+        let target = format!("/{}", "a".repeat(70_000));
+        let (status, _) = get(&target, "");
+        assert_eq!(status, 414);
+        let huge = format!("x-big: {}\r\n", "v".repeat(500_000));
+        let raw = exchange(format!("GET / HTTP/1.1\r\n{huge}\r\n").as_bytes())
+            .expect("an answer within 5 s");
+        assert!(raw.is_empty() || raw.starts_with(b"HTTP/1.1 431"));
+        let many: String = (0..200).map(|i| format!("x-h{i}: v\r\n")).collect();
+        let raw = exchange(format!("GET / HTTP/1.1\r\n{many}\r\n").as_bytes())
+            .unwrap();
+        assert!(raw.is_empty() || raw.starts_with(b"HTTP/1.1 431"));
+        for garbage in [&b"\x00\xff\r\n\r\n"[..], b"GET\r\n\r\n", b"GET / HTTP/9.9\r\n\r\n"] {
+            let raw = exchange(garbage).unwrap();
+            assert!(raw.is_empty() || raw.starts_with(b"HTTP/1.1 400"));
+        }
+    }
+
+    #[test]
+    fn odd_paths_and_names_get_json_errors() {
+        for (target, status, error) in [
+            ("/v1/profiles/%FF%FE/token", 400, "bad_request"),
+            ("/v1/profiles/a%2F..%2Fb/token", 404, "unknown_profile"),
+            ("/v1/profiles/../token", 404, "unknown_profile"),
+            ("/v1/profiles/%00/token", 404, "unknown_profile"),
+            ("/v1/profiles/broken/token?x=%ZZ", 503, "profile_config"),
+            ("/v1/profiles//token", 404, "unknown_profile"),
+            ("/v1/../v1/health", 400, "bad_request"),
+            ("*", 400, "bad_request"),
+            ("http://other/v1/profiles/x/token", 404, "unknown_profile"),
+        ] {
+            let (got, body) = get(target, "");
+            assert_eq!((got, code(&body).as_str()), (status, error), "{target}: {body}");
+        }
+        let post = answer(b"POST /v1/health HTTP/1.1\r\ncontent-length: 0\r\n\r\n");
+        assert_eq!((post.0, code(&post.1).as_str()), (405, "method_not_allowed"));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        #[test]
+        fn arbitrary_bytes_get_an_http_answer_or_a_close(
+            data in prop::collection::vec(any::<u8>(), 0..512)
+        ) {
+            let raw = exchange(&data);
+            prop_assert!(raw.is_some(), "no answer within 5 s");
+            let raw = raw.unwrap_or_default();
+            prop_assert!(raw.is_empty() || raw.starts_with(b"HTTP/1.1 "));
+        }
+
+        /// Any profile name (the characters a path segment may hold, percent-escapes of any
+        /// byte, or too long): a JSON error, never a panic or a 500.
+        #[test]
+        fn any_profile_name_gets_a_json_answer(
+            name in prop_oneof![
+                "[A-Za-z0-9._~!$&'()*+,;=:@%-]{0,40}",
+                prop::collection::vec(any::<u8>(), 0..40).prop_map(|bytes| {
+                    bytes.iter().map(|b| format!("%{b:02X}")).collect::<String>()
+                }),
+                (1..2 * MAX_URI_LEN).prop_map(|n| "n".repeat(n)),
+            ],
+        ) {
+            let (status, body) = get(&format!("/v1/profiles/{name}/token"), "");
+            prop_assert!([400, 404, 414].contains(&status), "{status}: {body}");
+            prop_assert!(!code(&body).is_empty());
+        }
+    }
+}
