@@ -82,9 +82,9 @@ pub fn token_response(data: &[u8]) {
 /// current.
 pub const EMULATOR_NOW: u64 = 1_800_000_000;
 /// The client id registered in [`emulator_assertion`]'s emulator.
-pub const EMULATOR_CLIENT: &str = "fuzz-client";
+pub const EMULATOR_CLIENT: &str = "abc123";
 /// The certificate id (`kid`) registered in [`emulator_assertion`]'s emulator.
-pub const EMULATOR_KID: &str = "fuzz-cert";
+pub const EMULATOR_KID: &str = "cert7";
 /// The emulator's own token URL in [`emulator_assertion`]: a valid `aud`.
 pub const EMULATOR_AUD: &str = "http://127.0.0.1:4000/services/rest/auth/oauth2/v1/token";
 

@@ -574,6 +574,30 @@ mod tests {
     }
 
     #[test]
+    fn a_body_over_the_limit_gets_413_before_it_is_parsed() {
+        let emu = Emulator::start(Config::new(Vec::new()).unwrap()).unwrap();
+        let host = emu.base_url().trim_start_matches("http://").to_owned();
+        let post = |len: usize| {
+            let mut stream = std::net::TcpStream::connect(&host).unwrap();
+            let head = format!(
+                "POST {TOKEN_PATH} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\
+                 Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len}\r\n\r\n"
+            );
+            // The server may answer before reading everything.
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&vec![b'a'; len]);
+            let mut text = String::new();
+            let _ = stream.read_to_string(&mut text);
+            text
+        };
+        let answer = post(MAX_BODY);
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        let answer = post(MAX_BODY + 1);
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+        assert_eq!(emu.stats().token_requests, 1);
+    }
+
+    #[test]
     fn an_in_process_emulator_serves_until_dropped() {
         let emu = Emulator::start(Config::new(Vec::new()).unwrap()).unwrap();
         assert!(emu.base_url().starts_with("http://127.0.0.1:"));
