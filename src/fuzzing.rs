@@ -266,3 +266,29 @@ async fn read_now(reader: &mut (impl AsyncRead + Unpin)) -> Poll<Option<Vec<u8>>
     })
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes the signed seeds of `fuzz/corpus/emulator_assertion` (they must match the fixed
+    /// key and clock): `cargo test --lib write_emulator_seeds -- --ignored`.
+    #[test]
+    #[ignore = "writes the fuzz corpus seeds"]
+    fn write_emulator_seeds() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/emulator_assertion");
+        std::fs::create_dir_all(&dir).unwrap();
+        let header = format!(r#"{{"typ":"JWT","alg":"ES256","kid":"{EMULATOR_KID}"}}"#);
+        let claims = format!(
+            r#"{{"iss":"{EMULATOR_CLIENT}","scope":["restlets","rest_webservices"],"aud":"{EMULATOR_AUD}","iat":{EMULATOR_NOW},"exp":{},"jti":"seed-1"}}"#,
+            EMULATOR_NOW + 300
+        );
+        let assertion = emulator_sign(&header, &claims);
+        let form = format!(
+            "grant_type=client_credentials&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion={assertion}"
+        );
+        assert!(emulator_assertion(form.as_bytes()).is_ok());
+        std::fs::write(dir.join("seed-form"), &form).unwrap();
+        std::fs::write(dir.join("seed-assertion"), &assertion).unwrap();
+    }
+}
