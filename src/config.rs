@@ -1031,7 +1031,10 @@ scope = "suite_analytics, restlets"
         assert!(matches!(err, ConfigError::TooLarge { .. }), "{err}");
         let message = err.to_string();
         assert!(message.contains("1048576 bytes"), "{message}");
-        assert!(message.contains("check that --config names the config file"), "{message}");
+        assert!(
+            message.contains("check that --config names the config file"),
+            "{message}"
+        );
     }
 
     /// A FIFO reports a length of 0 and never ends: only a bounded read stops.
@@ -1061,7 +1064,10 @@ scope = "suite_analytics, restlets"
         let err = Config::load(&fifo).unwrap_err();
         assert!(matches!(err, ConfigError::TooLarge { .. }), "{err}");
         let sent = writer.join().unwrap();
-        assert!(sent < 4 * MAX_CONFIG_LEN, "read {sent} bytes before refusing");
+        assert!(
+            sent < 4 * MAX_CONFIG_LEN,
+            "read {sent} bytes before refusing"
+        );
     }
 
     #[test]

@@ -1246,10 +1246,19 @@ mod tests {
         let now = SystemTime::now();
         let deep = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
         for (body, reason) in [
-            (success(r#""t""#, &deep, r#""Bearer""#).into_bytes(), "recursion limit"),
+            (
+                success(r#""t""#, &deep, r#""Bearer""#).into_bytes(),
+                "recursion limit",
+            ),
             // Unknown fields are skipped without recursion, however deep.
-            (format!("{}1{}", "{\"a\":".repeat(50_000), "}".repeat(50_000)).into_bytes(), "no access_token"),
-            (b"{\"access_token\":\"\xff\xfe\",\"expires_in\":60}".to_vec(), "invalid JSON"),
+            (
+                format!("{}1{}", "{\"a\":".repeat(50_000), "}".repeat(50_000)).into_bytes(),
+                "no access_token",
+            ),
+            (
+                b"{\"access_token\":\"\xff\xfe\",\"expires_in\":60}".to_vec(),
+                "invalid JSON",
+            ),
             (b"\xef\xbb\xbf{}".to_vec(), "invalid JSON"),
             (b"{\"access_token\":\"t\\ud800\"}".to_vec(), "invalid JSON"),
             (Vec::new(), "truncated"),
@@ -1268,8 +1277,20 @@ mod tests {
         for (body, shown, hidden) in [
             (success(r#""t""#, "60", r#""MAC""#), "'MAC'", ""),
             (success(r#""t""#, "60", &long_type), "1000 bytes", "XXXX"),
-            (success(r#""t""#, "60", r#""Bear\u001b[2Jer""#), "bytes, not shown", "\u{1b}"),
-            (success(r#""t""#, r#""SECRETSECRETSECRETSECRETSECRETSECRETSECRET""#, r#""Bearer""#), "not shown", "SECRET"),
+            (
+                success(r#""t""#, "60", r#""Bear\u001b[2Jer""#),
+                "bytes, not shown",
+                "\u{1b}",
+            ),
+            (
+                success(
+                    r#""t""#,
+                    r#""SECRETSECRETSECRETSECRETSECRETSECRETSECRET""#,
+                    r#""Bearer""#,
+                ),
+                "not shown",
+                "SECRET",
+            ),
             (r#""SECRET-TOKEN""#.to_owned(), "wrong shape", "SECRET"),
             (success("7", "60", r#""Bearer""#), "wrong shape", ""),
         ] {

@@ -248,7 +248,9 @@ impl AgentHttp {
         };
         self.runtime.block_on(async {
             let work = async { tokio::join!(write, read).1 };
-            tokio::time::timeout(Duration::from_secs(5), work).await.ok()
+            tokio::time::timeout(Duration::from_secs(5), work)
+                .await
+                .ok()
         })
     }
 }
@@ -259,7 +261,9 @@ async fn read_now(reader: &mut (impl AsyncRead + Unpin)) -> Poll<Option<Vec<u8>>
     std::future::poll_fn(|cx| {
         let mut buf = ReadBuf::new(&mut chunk);
         Poll::Ready(match Pin::new(&mut *reader).poll_read(cx, &mut buf) {
-            Poll::Ready(Ok(())) if !buf.filled().is_empty() => Poll::Ready(Some(buf.filled().to_vec())),
+            Poll::Ready(Ok(())) if !buf.filled().is_empty() => {
+                Poll::Ready(Some(buf.filled().to_vec()))
+            }
             Poll::Ready(_) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         })

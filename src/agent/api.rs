@@ -336,7 +336,10 @@ mod tests {
             .and_then(|rest| rest.get(..3))
             .and_then(|code| code.parse().ok())
             .unwrap_or_else(|| panic!("not an HTTP answer: {text:?}"));
-        let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
+        let body = text
+            .split_once("\r\n\r\n")
+            .map_or("", |(_, b)| b)
+            .to_owned();
         (status, body)
     }
 
@@ -354,10 +357,16 @@ mod tests {
     fn oversized_requests_are_refused_with_json_before_routing() {
         let long_name = "a".repeat(MAX_URI_LEN);
         let (status, body) = get(&format!("/v1/profiles/{long_name}/token"), "");
-        assert_eq!((status, code(&body).as_str()), (414, "uri_too_long"), "{body}");
+        assert_eq!(
+            (status, code(&body).as_str()),
+            (414, "uri_too_long"),
+            "{body}"
+        );
         assert!(body.contains(&MAX_URI_LEN.to_string()), "{body}");
 
-        let many: String = (0..=MAX_HEADERS).map(|i| format!("x-h{i}: v\r\n")).collect();
+        let many: String = (0..=MAX_HEADERS)
+            .map(|i| format!("x-h{i}: v\r\n"))
+            .collect();
         let (status, body) = get("/v1/health", &many);
         assert_eq!((status, code(&body).as_str()), (431, "headers_too_large"));
         let big = format!("x-big: {}\r\n", "v".repeat(MAX_HEADER_BYTES));
@@ -385,10 +394,13 @@ mod tests {
             .expect("an answer within 5 s");
         assert!(raw.is_empty() || raw.starts_with(b"HTTP/1.1 431"));
         let many: String = (0..200).map(|i| format!("x-h{i}: v\r\n")).collect();
-        let raw = exchange(format!("GET / HTTP/1.1\r\n{many}\r\n").as_bytes())
-            .unwrap();
+        let raw = exchange(format!("GET / HTTP/1.1\r\n{many}\r\n").as_bytes()).unwrap();
         assert!(raw.is_empty() || raw.starts_with(b"HTTP/1.1 431"));
-        for garbage in [&b"\x00\xff\r\n\r\n"[..], b"GET\r\n\r\n", b"GET / HTTP/9.9\r\n\r\n"] {
+        for garbage in [
+            &b"\x00\xff\r\n\r\n"[..],
+            b"GET\r\n\r\n",
+            b"GET / HTTP/9.9\r\n\r\n",
+        ] {
             let raw = exchange(garbage).unwrap();
             assert!(raw.is_empty() || raw.starts_with(b"HTTP/1.1 400"));
         }
@@ -408,10 +420,17 @@ mod tests {
             ("http://other/v1/profiles/x/token", 404, "unknown_profile"),
         ] {
             let (got, body) = get(target, "");
-            assert_eq!((got, code(&body).as_str()), (status, error), "{target}: {body}");
+            assert_eq!(
+                (got, code(&body).as_str()),
+                (status, error),
+                "{target}: {body}"
+            );
         }
         let post = answer(b"POST /v1/health HTTP/1.1\r\ncontent-length: 0\r\n\r\n");
-        assert_eq!((post.0, code(&post.1).as_str()), (405, "method_not_allowed"));
+        assert_eq!(
+            (post.0, code(&post.1).as_str()),
+            (405, "method_not_allowed")
+        );
     }
 
     proptest! {

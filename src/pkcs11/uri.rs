@@ -1699,7 +1699,10 @@ mod tests {
             let err = text.parse::<Pkcs11Uri>().unwrap_err();
             assert!(matches!(err, UriError::PinValueInValue), "{text}: {err}");
             assert!(!err.to_string().contains("7531"), "{err}");
-            assert!(err.to_string().contains("separate query attributes with '&'"));
+            assert!(
+                err.to_string()
+                    .contains("separate query attributes with '&'")
+            );
         }
     }
 

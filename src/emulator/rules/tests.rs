@@ -407,7 +407,9 @@ fn fuzz_claims() -> String {
 
 fn fuzz_form(assertion: &str) -> String {
     let encoded: String = url::form_urlencoded::byte_serialize(assertion.as_bytes()).collect();
-    format!("grant_type=client_credentials&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion={encoded}")
+    format!(
+        "grant_type=client_credentials&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion={encoded}"
+    )
 }
 
 #[test]
@@ -428,7 +430,8 @@ fn an_oversized_assertion_is_refused_before_decoding() {
         (ErrorCode::InvalidGrant, AuditReason::TokenNotAcceptable)
     );
     assert!(
-        r.detail.contains(&format!("more than the {MAX_ASSERTION_LEN}")),
+        r.detail
+            .contains(&format!("more than the {MAX_ASSERTION_LEN}")),
         "{}",
         r.detail
     );
