@@ -433,6 +433,18 @@ mod tests {
         );
     }
 
+    /// Found by the agent_http fuzzer (a harness that expected only HTTP/1.1): an HTTP/1.0
+    /// request, followed by junk, gets a 1.0 answer with the JSON error, then a close.
+    #[test]
+    fn an_http_1_0_request_then_junk_gets_a_json_answer() {
+        let input = b"GET /v1/profiles/broken/token HTTP/1.0\r\nhost: agent\r\n\r\nGEr mv1/profiles/broken/\n";
+        let raw = exchange(input).expect("an answer within 5 s");
+        let text = String::from_utf8_lossy(&raw);
+        assert!(text.starts_with("HTTP/1.0 503 "), "{text}");
+        let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        assert_eq!(code(body), "profile_config");
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(128))]
 
@@ -443,7 +455,8 @@ mod tests {
             let raw = exchange(&data);
             prop_assert!(raw.is_some(), "no answer within 5 s");
             let raw = raw.unwrap_or_default();
-            prop_assert!(raw.is_empty() || raw.starts_with(b"HTTP/1.1 "));
+            let http = raw.starts_with(b"HTTP/1.1 ") || raw.starts_with(b"HTTP/1.0 ");
+            prop_assert!(raw.is_empty() || http, "{:?}", String::from_utf8_lossy(&raw));
         }
 
         /// Any profile name (the characters a path segment may hold, percent-escapes of any
