@@ -48,6 +48,11 @@ use crate::netsuite::{
 use crate::pkcs11::Pkcs11Uri;
 use crate::pkcs11::uri::UriError;
 
+/// The largest config file read: a profile is a few hundred bytes, so even thousands of them
+/// fit. A bigger file (a log or a device given to `--config` by mistake) is refused before
+/// it is read whole.
+pub const MAX_CONFIG_LEN: u64 = 1024 * 1024;
+
 /// A profile field: its key in the file, its flag and its environment variable.
 struct Field {
     key: &'static str,
@@ -119,6 +124,24 @@ pub enum ConfigError {
         /// Why.
         #[source]
         source: std::io::Error,
+    },
+    /// The file is larger than [`MAX_CONFIG_LEN`].
+    #[error(
+        "config '{}' is larger than {max} bytes, the most suitekey reads; check that --config \
+         names the config file, or split the profiles over several files",
+        .path.display()
+    )]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The limit.
+        max: u64,
+    },
+    /// The file is not UTF-8 text.
+    #[error("config '{}' is not UTF-8 text; save it as UTF-8", .path.display())]
+    NotUtf8 {
+        /// The file.
+        path: PathBuf,
     },
     /// The file is not TOML. Only the parser's message and position are shown, never the line:
     /// it might hold a secret.
@@ -323,12 +346,14 @@ impl Config {
         open_with_default(explicit, Config::default_path())
     }
 
-    /// Reads and parses the file at `path`.
+    /// Reads and parses the file at `path`; one over [`MAX_CONFIG_LEN`] is refused.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let read_err = |source| ConfigError::Read {
             path: path.to_owned(),
             source,
-        })?;
+        };
+        let file = std::fs::File::open(path).map_err(read_err)?;
+        let text = read_limited(file, path)?;
         warn_if_world_writable(path);
         Config::parse(path, &text)
     }
@@ -398,6 +423,29 @@ impl Config {
                 known: self.profiles.keys().cloned().collect(),
             })
     }
+}
+
+/// Reads at most [`MAX_CONFIG_LEN`] bytes of `source` (the file at `path`) as text. The size
+/// is found by reading, not from metadata: a FIFO or a growing file has no reliable length.
+pub fn read_limited(source: impl std::io::Read, path: &Path) -> Result<String, ConfigError> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    source
+        .take(MAX_CONFIG_LEN + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+    if bytes.len() as u64 > MAX_CONFIG_LEN {
+        return Err(ConfigError::TooLarge {
+            path: path.to_owned(),
+            max: MAX_CONFIG_LEN,
+        });
+    }
+    String::from_utf8(bytes).map_err(|_| ConfigError::NotUtf8 {
+        path: path.to_owned(),
+    })
 }
 
 /// Reads the `[agent]` table: its `allowed-uids`, each a uid (a whole number up to 2^32 − 1).
@@ -1140,6 +1188,79 @@ scope = "suite_analytics, restlets"
         assert_eq!(loaded.path(), absent);
     }
 
+    #[test]
+    fn a_file_over_the_limit_is_refused_and_one_at_the_limit_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let at_limit = dir.path().join("at-limit.toml");
+        // A comment line filling the file to exactly the limit: valid, empty TOML.
+        let comment = format!("#{}\n", "x".repeat(MAX_CONFIG_LEN as usize - 2));
+        std::fs::write(&at_limit, &comment).unwrap();
+        let config = Config::load(&at_limit).unwrap();
+        assert_eq!(config.profile_names().count(), 0);
+        let over = dir.path().join("over.toml");
+        std::fs::write(&over, format!("{comment}#")).unwrap();
+        let err = Config::load(&over).unwrap_err();
+        assert!(matches!(err, ConfigError::TooLarge { .. }), "{err}");
+        let message = err.to_string();
+        assert!(message.contains("1048576 bytes"), "{message}");
+        assert!(
+            message.contains("check that --config names the config file"),
+            "{message}"
+        );
+    }
+
+    /// A FIFO reports a length of 0 and never ends: only a bounded read stops.
+    #[test]
+    fn an_endless_fifo_is_refused_after_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("endless");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if !made.is_ok_and(|s| s.success()) {
+            eprintln!("skipped: mkfifo is not available");
+            return;
+        }
+        let writer = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || {
+                use std::io::Write as _;
+                let mut pipe = std::fs::OpenOptions::new().write(true).open(fifo).unwrap();
+                let chunk = [b'#'; 64 * 1024];
+                let mut sent = 0u64;
+                // Stops when the reader closes the pipe (EPIPE), or at 64 MiB.
+                while sent < 64 * MAX_CONFIG_LEN && pipe.write_all(&chunk).is_ok() {
+                    sent += chunk.len() as u64;
+                }
+                sent
+            })
+        };
+        let err = Config::load(&fifo).unwrap_err();
+        assert!(matches!(err, ConfigError::TooLarge { .. }), "{err}");
+        let sent = writer.join().unwrap();
+        assert!(
+            sent < 4 * MAX_CONFIG_LEN,
+            "read {sent} bytes before refusing"
+        );
+    }
+
+    #[test]
+    fn non_utf8_and_deeply_nested_files_are_refused_with_a_reason() {
+        let err = read_limited(&b"[profiles.p]\nkey = \"\xff\"\n"[..], &path()).unwrap_err();
+        assert!(matches!(err, ConfigError::NotUtf8 { .. }), "{err}");
+        assert!(err.to_string().contains("save it as UTF-8"), "{err}");
+        for deep in [
+            format!("a = {}1{}", "[".repeat(100_000), "]".repeat(100_000)),
+            format!("a = {}1{}", "{b = ".repeat(100_000), "}".repeat(100_000)),
+            format!("[{}]", vec!["a"; 100_000].join(".")),
+            format!("{} = 1", vec!["a"; 100_000].join(".")),
+        ] {
+            let err = Config::parse(&path(), &deep).map(|_| ()).unwrap_err();
+            assert!(
+                matches!(err, ConfigError::Syntax { .. } | ConfigError::Layout { .. }),
+                "{err}"
+            );
+        }
+    }
+
     proptest! {
         #[test]
         fn parsing_never_panics(text in any::<String>()) {
@@ -1159,6 +1280,24 @@ scope = "suite_analytics, restlets"
             {
                 let _ = resolve(Some(table), ProfileOverrides::default());
             }
+        }
+
+        #[test]
+        fn arbitrary_bytes_are_read_and_parsed_without_panic(
+            data in prop::collection::vec(any::<u8>(), 0..512)
+        ) {
+            crate::fuzzing::config(&data);
+        }
+
+        #[test]
+        fn input_over_the_limit_is_refused_with_the_size_error(
+            extra in 1..4096usize,
+            fill in any::<u8>(),
+        ) {
+            let data = vec![fill; MAX_CONFIG_LEN as usize + extra];
+            let err = read_limited(&data[..], &path());
+            let refused = matches!(err, Err(ConfigError::TooLarge { max: MAX_CONFIG_LEN, .. }));
+            prop_assert!(refused, "{:?}", err.map(|_| ()));
         }
     }
 }

@@ -29,6 +29,10 @@ pub const CLOCK_SKEW_LIMIT: Duration = Duration::from_secs(30);
 /// a token for days because a server said so.
 const MAX_EXPIRES_IN: u64 = 86_400;
 
+/// The longest access token accepted. NetSuite's are about 1 KiB; one much longer would not
+/// fit the `Authorization` header limits of most servers, so it is refused here, clearly.
+pub const MAX_ACCESS_TOKEN_LEN: usize = 16 * 1024;
+
 /// Where users find NetSuite's precise reason for a refusal.
 const AUDIT_TRAIL: &str = "see Setup > Users/Roles > View Login Audit Trail (add the 'Detail' column) for NetSuite's precise reason";
 
@@ -824,7 +828,7 @@ async fn read_capped(response: &mut reqwest::Response) -> Result<Zeroizing<Vec<u
 }
 
 /// NetSuite's `{"error": …}` fields, if the body is such JSON.
-fn error_fields(body: &[u8]) -> (Option<String>, Option<String>) {
+pub(crate) fn error_fields(body: &[u8]) -> (Option<String>, Option<String>) {
     #[derive(Deserialize)]
     struct ErrorBody {
         error: Option<String>,
@@ -842,7 +846,8 @@ fn error_fields(body: &[u8]) -> (Option<String>, Option<String>) {
 }
 
 /// A success body: `access_token`, `expires_in` (number or numeric string), `token_type`
-/// (Bearer, any case). The agent's answers have this form too.
+/// (Bearer, any case). The agent's answers have this form too. Values the server chose are
+/// echoed in errors only when short and printable, and never the token.
 pub(crate) fn parse_success(body: &[u8], now: SystemTime) -> Result<AccessToken, String> {
     #[derive(Deserialize)]
     struct SuccessBody {
@@ -850,25 +855,58 @@ pub(crate) fn parse_success(body: &[u8], now: SystemTime) -> Result<AccessToken,
         expires_in: Option<serde_json::Value>,
         token_type: Option<String>,
     }
-    let parsed: SuccessBody = serde_json::from_slice(body)
-        .map_err(|e| format!("the body is not the JSON a token response carries: {e}"))?;
+    let parsed: SuccessBody = serde_json::from_slice(body).map_err(|e| not_json(&e))?;
     let secret = SecretString::from(parsed.access_token.ok_or("no access_token in the body")?);
     // It goes into an HTTP header: a space or newline would break (or inject into) it.
     let token = secret.expose_secret();
     if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
         return Err("the access_token is empty or not printable ASCII".into());
     }
+    if token.len() > MAX_ACCESS_TOKEN_LEN {
+        return Err(format!(
+            "the access_token is {} bytes, more than the {MAX_ACCESS_TOKEN_LEN} accepted \
+             (NetSuite's are about 1 KiB); check that the token URL is NetSuite's",
+            token.len()
+        ));
+    }
     let secs = expires_in(parsed.expires_in.as_ref())?;
     match parsed.token_type.as_deref() {
         Some(t) if t.eq_ignore_ascii_case("bearer") => {}
-        Some(t) => return Err(format!("token_type '{t}' is not Bearer")),
+        Some(t) => return Err(format!("token_type {} is not Bearer", shown(t))),
         None => return Err("no token_type in the body".into()),
     }
+    let expires_at = now
+        .checked_add(Duration::from_secs(secs))
+        .ok_or("the token's expiry is beyond what the system clock can represent")?;
     Ok(AccessToken {
         secret,
         token_type: "Bearer".into(),
-        expires_at: now + Duration::from_secs(secs),
+        expires_at,
     })
+}
+
+/// Why a body is not token-response JSON. Only syntax errors are quoted: serde's messages for
+/// values of the wrong type repeat the value, which came from the server.
+fn not_json(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let what = match e.classify() {
+        Category::Data => "JSON of the wrong shape (an object with access_token, expires_in \
+                           and token_type is expected)"
+            .to_owned(),
+        Category::Eof => "truncated JSON".to_owned(),
+        Category::Syntax | Category::Io => format!("invalid JSON ({e})"),
+    };
+    format!("the body is not the JSON a token response carries: {what}")
+}
+
+/// A server-chosen value for an error message: quoted when short and printable, else only its
+/// length (it could be anything, even a token sent in the wrong field).
+fn shown(value: &str) -> String {
+    if value.len() <= 40 && value.chars().all(|c| !c.is_control()) {
+        format!("'{value}'")
+    } else {
+        format!("({} bytes, not shown)", value.len())
+    }
 }
 
 /// `expires_in` as seconds, from a JSON number or a numeric string.
@@ -884,12 +922,17 @@ fn expires_in(value: Option<&serde_json::Value>) -> Result<u64, String> {
         Value::String(s) => s.trim().parse::<u64>().ok(),
         _ => None,
     };
+    let text = value.to_string();
     match secs {
         Some(s) if (1..=MAX_EXPIRES_IN).contains(&s) => Ok(s),
-        Some(s) => Err(format!(
-            "expires_in {s} is outside 1..={MAX_EXPIRES_IN} seconds"
+        Some(_) => Err(format!(
+            "expires_in {} is outside 1..={MAX_EXPIRES_IN} seconds",
+            shown(&text)
         )),
-        None => Err(format!("expires_in {value} is not a number of seconds")),
+        None => Err(format!(
+            "expires_in {} is not a number of seconds",
+            shown(&text)
+        )),
     }
 }
 
@@ -1328,5 +1371,194 @@ mod tests {
         assert!(first >= Duration::from_millis(250) && first <= Duration::from_millis(500));
         let late = backoff(&options, 30);
         assert!(late >= Duration::from_secs(5) && late <= Duration::from_secs(10));
+    }
+
+    // Hostile success bodies: sizes, nesting, overflow, types, encodings.
+
+    fn success(access_token: &str, expires_in: &str, token_type: &str) -> String {
+        format!(
+            r#"{{"access_token":{access_token},"expires_in":{expires_in},"token_type":{token_type}}}"#
+        )
+    }
+
+    #[test]
+    fn an_expiry_beyond_the_clock_is_an_error_not_a_panic() {
+        // The latest instant the platform's clock can hold, give or take a minute.
+        let mut late = SystemTime::UNIX_EPOCH;
+        for step in (0..63).rev().map(|bit| Duration::from_secs(1 << bit)) {
+            if let Some(later) = late.checked_add(step) {
+                late = later;
+            }
+        }
+        let body = success(r#""t""#, "3600", r#""Bearer""#);
+        let err = parse_success(body.as_bytes(), late).unwrap_err();
+        assert!(err.contains("beyond what the system clock"), "{err}");
+    }
+
+    #[test]
+    fn an_absurdly_long_access_token_is_refused_with_the_limit() {
+        let now = SystemTime::now();
+        let fits = "t".repeat(MAX_ACCESS_TOKEN_LEN);
+        let body = success(&format!("\"{fits}\""), "60", r#""Bearer""#);
+        assert!(parse_success(body.as_bytes(), now).is_ok());
+        let long = "t".repeat(MAX_ACCESS_TOKEN_LEN + 1);
+        let body = success(&format!("\"{long}\""), "60", r#""Bearer""#);
+        let err = parse_success(body.as_bytes(), now).unwrap_err();
+        assert!(err.contains(&MAX_ACCESS_TOKEN_LEN.to_string()), "{err}");
+        assert!(!err.contains("ttt"), "{err}");
+    }
+
+    #[test]
+    fn deep_nesting_and_bad_encodings_are_refused_without_a_crash() {
+        let now = SystemTime::now();
+        let deep = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
+        for (body, reason) in [
+            (
+                success(r#""t""#, &deep, r#""Bearer""#).into_bytes(),
+                "recursion limit",
+            ),
+            // Unknown fields are skipped without recursion, however deep.
+            (
+                format!("{}1{}", "{\"a\":".repeat(50_000), "}".repeat(50_000)).into_bytes(),
+                "no access_token",
+            ),
+            (
+                b"{\"access_token\":\"\xff\xfe\",\"expires_in\":60}".to_vec(),
+                "invalid JSON",
+            ),
+            (b"\xef\xbb\xbf{}".to_vec(), "invalid JSON"),
+            (b"{\"access_token\":\"t\\ud800\"}".to_vec(), "invalid JSON"),
+            (Vec::new(), "truncated"),
+        ] {
+            let err = parse_success(&body, now).unwrap_err();
+            assert!(err.contains(reason), "{err}");
+            assert!(err.len() < 300, "{err}");
+            let _ = error_fields(&body);
+        }
+    }
+
+    #[test]
+    fn server_chosen_values_are_echoed_only_when_short_and_printable() {
+        let now = SystemTime::now();
+        let long_type = format!("\"{}\"", "X".repeat(1000));
+        for (body, shown, hidden) in [
+            (success(r#""t""#, "60", r#""MAC""#), "'MAC'", ""),
+            (success(r#""t""#, "60", &long_type), "1000 bytes", "XXXX"),
+            (
+                success(r#""t""#, "60", r#""Bear\u001b[2Jer""#),
+                "bytes, not shown",
+                "\u{1b}",
+            ),
+            (
+                success(
+                    r#""t""#,
+                    r#""SECRETSECRETSECRETSECRETSECRETSECRETSECRET""#,
+                    r#""Bearer""#,
+                ),
+                "not shown",
+                "SECRET",
+            ),
+            (r#""SECRET-TOKEN""#.to_owned(), "wrong shape", "SECRET"),
+            (success("7", "60", r#""Bearer""#), "wrong shape", ""),
+        ] {
+            let err = parse_success(body.as_bytes(), now).unwrap_err();
+            assert!(err.contains(shown), "{body}: {err}");
+            assert!(hidden.is_empty() || !err.contains(hidden), "{body}: {err}");
+        }
+    }
+
+    /// JSON values of every kind, nested a little.
+    fn any_json() -> impl Strategy<Value = serde_json::Value> {
+        use serde_json::Value;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            ".{0,20}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                prop::collection::btree_map("[a-z_]{1,12}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn arbitrary_bytes_give_an_error_or_a_sane_token(
+            data in prop::collection::vec(any::<u8>(), 0..256)
+        ) {
+            crate::fuzzing::token_response(&data);
+        }
+
+        #[test]
+        fn json_like_garbage_never_panics(
+            body in r#"[{}\[\]":,0-9a-z_.eE+\- \\]{0,80}"#
+        ) {
+            crate::fuzzing::token_response(body.as_bytes());
+        }
+
+        /// A valid response with one field replaced by any JSON value is refused, naming the
+        /// problem, unless the value happens to be valid; the token is never echoed.
+        #[test]
+        fn one_field_of_another_type_is_refused_or_valid(
+            field in 0..3usize,
+            value in any_json(),
+        ) {
+            let mut body = serde_json::json!({
+                "access_token": "SECRETTOKEN",
+                "expires_in": 3600,
+                "token_type": "Bearer",
+            });
+            let name = ["access_token", "expires_in", "token_type"][field];
+            body[name] = value.clone();
+            let now = SystemTime::now();
+            match parse_success(body.to_string().as_bytes(), now) {
+                Ok(token) => {
+                    let secs = token.expires_at().duration_since(now).unwrap().as_secs();
+                    prop_assert!((1..=MAX_EXPIRES_IN).contains(&secs));
+                    prop_assert!(name != "token_type" || value.as_str().is_some_and(|t| t.eq_ignore_ascii_case("bearer")));
+                }
+                Err(err) => {
+                    prop_assert!(!err.contains("SECRETTOKEN"), "{err}");
+                    let named = err.contains(name) || err.contains("wrong shape");
+                    prop_assert!(named, "{name} = {value}: {err}");
+                }
+            }
+        }
+
+        /// Every number or numeric string for `expires_in` gives an error or exactly that many
+        /// seconds, within a day: no overflow, no rounding, no negative or zero lifetime.
+        #[test]
+        fn expires_in_is_exact_or_refused(
+            text in prop_oneof![
+                any::<i128>().prop_map(|n| n.to_string()),
+                any::<f64>().prop_filter("JSON has no NaN or infinity", |f| f.is_finite()).prop_map(|f| format!("{f:e}")),
+                (0..=100_000u64).prop_map(|n| n.to_string()),
+                (0..=100_000u64).prop_map(|n| format!("\"{n}\"")),
+                "-?[0-9]{1,30}(\\.[0-9]{1,5})?([eE][+-]?[0-9]{1,4})?",
+            ],
+        ) {
+            let now = SystemTime::now();
+            let body = success(r#""t""#, &text, r#""Bearer""#);
+            match parse_success(body.as_bytes(), now) {
+                Ok(token) => {
+                    let secs = token.expires_at().duration_since(now).unwrap();
+                    prop_assert!(secs >= Duration::from_secs(1) && secs <= Duration::from_secs(MAX_EXPIRES_IN));
+                    prop_assert_eq!(secs.subsec_nanos(), 0);
+                    let value: f64 = text.trim_matches('"').parse().unwrap();
+                    prop_assert_eq!(secs.as_secs() as f64, value);
+                }
+                Err(err) => prop_assert!(err.contains("expires_in") || err.contains("not the JSON"), "{text}: {err}"),
+            }
+        }
     }
 }

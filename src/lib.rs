@@ -14,6 +14,8 @@ pub mod config;
 pub mod emulator;
 pub mod error;
 pub mod exchange;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod jose;
 pub mod netsuite;
 pub mod pkcs11;

@@ -8,14 +8,24 @@
 //! | `GET /metrics` | Prometheus text ([`super::metrics`]) |
 //! | another method on these paths | 405 |
 //! | any other path | 400 |
+//! | a request target over [`MAX_URI_LEN`] | 414 |
+//! | more than [`MAX_HEADERS`] headers, or over [`MAX_HEADER_BYTES`] of them | 431 |
+//! | a body over [`MAX_REQUEST_BODY`], or of unknown length (chunked) | 413 |
+//!
+//! The limits are checked before routing, so no handler sees an oversized request. Below them,
+//! hyper's own bounds hold (a request head over about 400 KiB, more than 100 headers or a
+//! target over 64 KiB is refused by hyper itself, with an empty body): a connection never
+//! buffers more than that.
 
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::SystemTime;
 
 use axum::Router;
+use axum::body::HttpBody as _;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
@@ -25,6 +35,16 @@ use super::metrics;
 use super::profiles::{ProfileMap, Served};
 use super::socket::AllowedUids;
 use crate::cert::rfc3339;
+
+/// The longest request target (path and query) the agent reads: its paths are a few dozen
+/// bytes, profile names included.
+pub const MAX_URI_LEN: usize = 1024;
+/// The most request headers the agent reads; HTTP clients send a handful.
+pub const MAX_HEADERS: usize = 32;
+/// The most bytes of request header names and values, all headers together.
+pub const MAX_HEADER_BYTES: usize = 8 * 1024;
+/// The largest request body tolerated (and ignored): the API is read-only and takes none.
+pub const MAX_REQUEST_BODY: u64 = 1024;
 
 /// The state every route shares: the profiles being served (replaced whole on reload).
 pub struct Agent {
@@ -78,7 +98,58 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/metrics", get(metrics))
         .fallback(bad_path)
         .method_not_allowed_fallback(wrong_method)
+        .layer(middleware::from_fn(within_limits))
         .with_state(agent)
+}
+
+/// Refuses a request over the size limits before it is routed.
+async fn within_limits(request: Request, next: Next) -> Response {
+    match over_limit(&request) {
+        Some(refusal) => refusal,
+        None => next.run(request).await,
+    }
+}
+
+fn over_limit(request: &Request) -> Option<Response> {
+    let uri_len = request.uri().to_string().len();
+    if uri_len > MAX_URI_LEN {
+        return Some(error(
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            &format!(
+                "the request target is {uri_len} bytes, more than the {MAX_URI_LEN} the agent reads; \
+                 the API's paths are short: check the URL and the profile name"
+            ),
+        ));
+    }
+    let headers = request.headers();
+    let header_bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if headers.len() > MAX_HEADERS || header_bytes > MAX_HEADER_BYTES {
+        return Some(error(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            &format!(
+                "the request has {} headers of {header_bytes} bytes; the agent reads at most \
+                 {MAX_HEADERS} headers of {MAX_HEADER_BYTES} bytes in all: send only the usual ones",
+                headers.len()
+            ),
+        ));
+    }
+    let body = request.body().size_hint().upper();
+    if body.is_none_or(|len| len > MAX_REQUEST_BODY) {
+        return Some(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            &format!(
+                "the request has a body of unknown length or over {MAX_REQUEST_BODY} bytes; \
+                 the agent's API is GET only and takes no body: send none"
+            ),
+        ));
+    }
+    None
 }
 
 /// An error answer: `{error, message}`.
@@ -256,4 +327,171 @@ async fn wrong_method() -> Response {
         .headers_mut()
         .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    //! Hostile requests through the real HTTP stack (in memory, see [`crate::fuzzing`]).
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::fuzzing::AgentHttp;
+
+    thread_local! {
+        static AGENT: AgentHttp = AgentHttp::new().unwrap();
+    }
+
+    fn exchange(request: &[u8]) -> Option<Vec<u8>> {
+        AGENT.with(|agent| agent.exchange(request))
+    }
+
+    /// The status and the body of the agent's answer to `request`.
+    fn answer(request: &[u8]) -> (u16, String) {
+        let raw = exchange(request).expect("an answer within 5 s");
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let status = text
+            .strip_prefix("HTTP/1.1 ")
+            .and_then(|rest| rest.get(..3))
+            .and_then(|code| code.parse().ok())
+            .unwrap_or_else(|| panic!("not an HTTP answer: {text:?}"));
+        let body = text
+            .split_once("\r\n\r\n")
+            .map_or("", |(_, b)| b)
+            .to_owned();
+        (status, body)
+    }
+
+    fn get(target: &str, extra: &str) -> (u16, String) {
+        answer(format!("GET {target} HTTP/1.1\r\nhost: agent\r\n{extra}\r\n").as_bytes())
+    }
+
+    /// A JSON error answer's `error` code.
+    fn code(body: &str) -> String {
+        let json: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+        json["error"].as_str().unwrap_or_default().to_owned()
+    }
+
+    #[test]
+    fn oversized_requests_are_refused_with_json_before_routing() {
+        let long_name = "a".repeat(MAX_URI_LEN);
+        let (status, body) = get(&format!("/v1/profiles/{long_name}/token"), "");
+        assert_eq!(
+            (status, code(&body).as_str()),
+            (414, "uri_too_long"),
+            "{body}"
+        );
+        assert!(body.contains(&MAX_URI_LEN.to_string()), "{body}");
+
+        let many: String = (0..=MAX_HEADERS)
+            .map(|i| format!("x-h{i}: v\r\n"))
+            .collect();
+        let (status, body) = get("/v1/health", &many);
+        assert_eq!((status, code(&body).as_str()), (431, "headers_too_large"));
+        let big = format!("x-big: {}\r\n", "v".repeat(MAX_HEADER_BYTES));
+        let (status, body) = get("/v1/health", &big);
+        assert_eq!((status, code(&body).as_str()), (431, "headers_too_large"));
+
+        let over = MAX_REQUEST_BODY + 1;
+        let (status, body) = get("/v1/health", &format!("content-length: {over}\r\n"));
+        assert_eq!((status, code(&body).as_str()), (413, "body_too_large"));
+        let (status, body) = get("/v1/health", "transfer-encoding: chunked\r\n");
+        assert_eq!((status, code(&body).as_str()), (413, "body_too_large"));
+        // A small body is read past and ignored.
+        let small = answer(b"GET /v1/health HTTP/1.1\r\ncontent-length: 5\r\n\r\nhello");
+        assert_eq!(small.0, 200, "{}", small.1);
+    }
+
+    #[test]
+    fn beyond_hypers_own_bounds_the_connection_is_refused_without_a_hang() {
+        // Past hyper's limits the answer is hyper's own (no JSON body), or a plain close.
+        let target = format!("/{}", "a".repeat(70_000));
+        let (status, _) = get(&target, "");
+        assert_eq!(status, 414);
+        let huge = format!("x-big: {}\r\n", "v".repeat(500_000));
+        let raw = exchange(format!("GET / HTTP/1.1\r\n{huge}\r\n").as_bytes())
+            .expect("an answer within 5 s");
+        assert!(raw.is_empty() || raw.starts_with(b"HTTP/1.1 431"));
+        let many: String = (0..200).map(|i| format!("x-h{i}: v\r\n")).collect();
+        let raw = exchange(format!("GET / HTTP/1.1\r\n{many}\r\n").as_bytes()).unwrap();
+        assert!(raw.is_empty() || raw.starts_with(b"HTTP/1.1 431"));
+        for garbage in [
+            &b"\x00\xff\r\n\r\n"[..],
+            b"GET\r\n\r\n",
+            b"GET / HTTP/9.9\r\n\r\n",
+        ] {
+            let raw = exchange(garbage).unwrap();
+            assert!(raw.is_empty() || raw.starts_with(b"HTTP/1.1 400"));
+        }
+    }
+
+    #[test]
+    fn odd_paths_and_names_get_json_errors() {
+        for (target, status, error) in [
+            ("/v1/profiles/%FF%FE/token", 400, "bad_request"),
+            ("/v1/profiles/a%2F..%2Fb/token", 404, "unknown_profile"),
+            ("/v1/profiles/../token", 404, "unknown_profile"),
+            ("/v1/profiles/%00/token", 404, "unknown_profile"),
+            ("/v1/profiles/broken/token?x=%ZZ", 503, "profile_config"),
+            ("/v1/profiles//token", 404, "unknown_profile"),
+            ("/v1/../v1/health", 400, "bad_request"),
+            ("*", 400, "bad_request"),
+            ("http://other/v1/profiles/x/token", 404, "unknown_profile"),
+        ] {
+            let (got, body) = get(target, "");
+            assert_eq!(
+                (got, code(&body).as_str()),
+                (status, error),
+                "{target}: {body}"
+            );
+        }
+        let post = answer(b"POST /v1/health HTTP/1.1\r\ncontent-length: 0\r\n\r\n");
+        assert_eq!(
+            (post.0, code(&post.1).as_str()),
+            (405, "method_not_allowed")
+        );
+    }
+
+    /// Found by the agent_http fuzzer (a harness that expected only HTTP/1.1): an HTTP/1.0
+    /// request, followed by junk, gets a 1.0 answer with the JSON error, then a close.
+    #[test]
+    fn an_http_1_0_request_then_junk_gets_a_json_answer() {
+        let input = b"GET /v1/profiles/broken/token HTTP/1.0\r\nhost: agent\r\n\r\nGEr mv1/profiles/broken/\n";
+        let raw = exchange(input).expect("an answer within 5 s");
+        let text = String::from_utf8_lossy(&raw);
+        assert!(text.starts_with("HTTP/1.0 503 "), "{text}");
+        let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        assert_eq!(code(body), "profile_config");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        #[test]
+        fn arbitrary_bytes_get_an_http_answer_or_a_close(
+            data in prop::collection::vec(any::<u8>(), 0..512)
+        ) {
+            let raw = exchange(&data);
+            prop_assert!(raw.is_some(), "no answer within 5 s");
+            let raw = raw.unwrap_or_default();
+            let http = raw.starts_with(b"HTTP/1.1 ") || raw.starts_with(b"HTTP/1.0 ");
+            prop_assert!(raw.is_empty() || http, "{:?}", String::from_utf8_lossy(&raw));
+        }
+
+        /// Any profile name (the characters a path segment may hold, percent-escapes of any
+        /// byte, or too long): a JSON error, never a panic or a 500.
+        #[test]
+        fn any_profile_name_gets_a_json_answer(
+            name in prop_oneof![
+                "[A-Za-z0-9._~!$&'()*+,;=:@%-]{0,40}",
+                prop::collection::vec(any::<u8>(), 0..40).prop_map(|bytes| {
+                    bytes.iter().map(|b| format!("%{b:02X}")).collect::<String>()
+                }),
+                (1..2 * MAX_URI_LEN).prop_map(|n| "n".repeat(n)),
+            ],
+        ) {
+            let (status, body) = get(&format!("/v1/profiles/{name}/token"), "");
+            prop_assert!([400, 404, 414].contains(&status), "{status}: {body}");
+            prop_assert!(!code(&body).is_empty());
+        }
+    }
 }

@@ -25,6 +25,9 @@ pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jw
 pub const MAX_IAT_SKEW_SECS: f64 = 5.0;
 /// The longest `exp - iat` NetSuite accepts.
 pub const MAX_ASSERTION_LIFETIME_SECS: f64 = 3600.0;
+/// The longest client assertion decoded: a real one is at most about 1.5 KiB (PS512 with a
+/// 4096-bit key). A longer one is refused before any base64 or JSON decoding.
+pub const MAX_ASSERTION_LEN: usize = 8 * 1024;
 /// Longest kid/iss kept for the audit log; longer values are cut (they are attacker-chosen).
 const MAX_LOGGED_LEN: usize = 80;
 
@@ -323,6 +326,12 @@ fn decode_jws(assertion: &str) -> Result<Jws, Refusal> {
             format!("the client assertion is not a compact JWS: {what}"),
         )
     };
+    if assertion.len() > MAX_ASSERTION_LEN {
+        return Err(malformed(&format!(
+            "it is {} bytes, more than the {MAX_ASSERTION_LEN} accepted",
+            assertion.len()
+        )));
+    }
     let parts: Vec<&str> = assertion.split('.').collect();
     let [header, claims, signature] = parts[..] else {
         return Err(malformed(&format!(

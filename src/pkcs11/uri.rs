@@ -326,6 +326,13 @@ pub enum UriError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// `pin-value=` written inside another query attribute's value, where it would be kept
+    /// (and printed) as part of that value.
+    #[error(
+        "a PKCS#11 URI query value contains 'pin-value=': separate query attributes with '&', \
+         not a second '?' (the value is not shown: it may hold the PIN)"
+    )]
+    PinValueInValue,
     /// Both `pin-source` and `pin-value`.
     #[error(
         "the PKCS#11 URI has both pin-source and pin-value; keep one (pin-source keeps the PIN \
@@ -820,6 +827,11 @@ impl FromStr for Pkcs11Uri {
         }
         for segment in segments(query, UriComponent::Query) {
             let (name, raw) = split_attribute(segment, UriComponent::Query)?;
+            // `?` is allowed in query values, so `…?pin-source=env:A?pin-value=1234` would keep
+            // the PIN inside pin-source's value, to be echoed in errors and printed.
+            if raw.to_ascii_lowercase().contains("pin-value=") {
+                return Err(UriError::PinValueInValue);
+            }
             uri.set_query_attribute(name, raw)?;
         }
         uri.check_combinations()?;
@@ -1682,6 +1694,23 @@ mod tests {
     }
 
     #[test]
+    fn a_pin_value_after_a_second_question_mark_is_refused_unseen() {
+        for text in [
+            "pkcs11:object=k?pin-source=env:A?pin-value=7531",
+            "pkcs11:object=k?module-path=/usr/lib/x.so?PIN-VALUE=7531",
+            "pkcs11:object=k?x-vendor=a?pin-value=7531",
+        ] {
+            let err = text.parse::<Pkcs11Uri>().unwrap_err();
+            assert!(matches!(err, UriError::PinValueInValue), "{text}: {err}");
+            assert!(!err.to_string().contains("7531"), "{err}");
+            assert!(
+                err.to_string()
+                    .contains("separate query attributes with '&'")
+            );
+        }
+    }
+
+    #[test]
     fn pin_value_never_leaks() {
         let pin = "secret1234";
         let uri = parse(&format!("pkcs11:token=acc?pin-value={pin}"));
@@ -1850,6 +1879,81 @@ mod tests {
         #[test]
         fn parsing_never_panics(input in any::<String>()) {
             let _ = input.parse::<Pkcs11Uri>();
+        }
+
+        /// Arbitrary bytes through the fuzzing entry point, which also checks that an accepted
+        /// URI formats and parses back to itself.
+        #[test]
+        fn arbitrary_bytes_parse_or_are_refused_and_accepted_ones_round_trip(
+            data in prop::collection::vec(any::<u8>(), 0..200)
+        ) {
+            crate::fuzzing::pkcs11_uri(&data);
+        }
+
+        /// Anything over the limit is refused with the size error before it is looked at,
+        /// whatever it holds.
+        #[test]
+        fn input_over_the_limit_is_refused_with_the_size_error(
+            extra in 1..4096usize,
+            fill in "[a-z;=%?&#\u{e1}]",
+        ) {
+            let mut input = format!("pkcs11:object={}", fill.repeat(MAX_URI_LEN));
+            input.truncate(input.floor_char_boundary(MAX_URI_LEN));
+            let at_limit = input.parse::<Pkcs11Uri>();
+            prop_assert!(!matches!(at_limit, Err(UriError::TooLong { .. })), "{:?}", at_limit.err());
+            input.push_str(&"a".repeat(extra));
+            let refused = input.parse::<Pkcs11Uri>();
+            let is_too_long = matches!(
+                refused,
+                Err(UriError::TooLong { len, max: MAX_URI_LEN }) if len == input.len()
+            );
+            prop_assert!(is_too_long, "{refused:?}");
+        }
+
+        /// `id` escapes decode to the bytes they name, in upper or lower case hex, and `id`
+        /// formats back fully encoded.
+        #[test]
+        fn percent_escapes_decode_to_their_bytes(
+            bytes in prop::collection::vec(any::<u8>(), 0..64),
+            upper in any::<bool>(),
+        ) {
+            let escaped: String = bytes
+                .iter()
+                .map(|b| if upper { format!("%{b:02X}") } else { format!("%{b:02x}") })
+                .collect();
+            let uri: Pkcs11Uri = format!("pkcs11:id={escaped}").parse().unwrap();
+            prop_assert_eq!(uri.id.as_deref(), Some(&bytes[..]));
+            let upper_escaped = escaped.to_uppercase();
+            prop_assert_eq!(uri.to_string(), format!("pkcs11:id={upper_escaped}"));
+        }
+
+        /// A valid URI with one attribute replaced by junk is refused with a message, or
+        /// accepted and then round-trips: never a panic, never a PIN in the message.
+        #[test]
+        fn a_valid_uri_with_one_attribute_mutated_is_refused_or_round_trips(
+            uri in any_uri(),
+            at in any::<prop::sample::Index>(),
+            junk in prop_oneof![
+                "[ -~]{0,24}",
+                ".{0,12}",
+                "pin-value=[0-9]{4}",
+                "(token|object|id|slot-id|type|module-path|pin-source)=[%0-9a-zA-Z/:;?&=]{0,16}",
+            ],
+        ) {
+            let uri = uri.to_string();
+            let separator = if uri.contains('?') { '&' } else { '?' };
+            let text = format!("{uri}{separator}pin-value=7531");
+            let segments: Vec<&str> = text.split(['?', ';', '&']).collect();
+            let victim = segments[at.index(segments.len())];
+            let mutated = text.replacen(victim, &junk, 1);
+            match mutated.parse::<Pkcs11Uri>() {
+                Ok(_) => crate::fuzzing::pkcs11_uri(mutated.as_bytes()),
+                Err(e) => {
+                    let message = e.to_string();
+                    prop_assert!(!message.is_empty());
+                    prop_assert!(junk.contains("7531") || !message.contains("7531"), "{message}");
+                }
+            }
         }
     }
 }

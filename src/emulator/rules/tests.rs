@@ -389,3 +389,124 @@ fn the_form_needs_exactly_three_fields_right_type_and_one_auth_method() {
         assert!(r.detail.contains(word), "{word}: {}", r.detail);
     }
 }
+
+// Hostile input: sizes, garbage, and valid assertions with one part replaced. These use the
+// fuzzing entry point's emulator (one registered P-256 key, a fixed clock).
+
+use crate::fuzzing::{EMULATOR_AUD, EMULATOR_CLIENT, EMULATOR_KID, EMULATOR_NOW, emulator_sign};
+use proptest::prelude::*;
+
+fn fuzz_header() -> String {
+    json!({"typ": "JWT", "alg": "ES256", "kid": EMULATOR_KID}).to_string()
+}
+
+fn fuzz_claims() -> String {
+    json!({"iss": EMULATOR_CLIENT, "scope": ["restlets"], "aud": EMULATOR_AUD,
+           "iat": EMULATOR_NOW, "exp": EMULATOR_NOW + 300, "jti": "fuzz-1"})
+    .to_string()
+}
+
+fn fuzz_form(assertion: &str) -> String {
+    let encoded: String = url::form_urlencoded::byte_serialize(assertion.as_bytes()).collect();
+    format!(
+        "grant_type=client_credentials&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion={encoded}"
+    )
+}
+
+#[test]
+fn the_fuzzing_emulator_grants_a_valid_assertion() {
+    let assertion = emulator_sign(&fuzz_header(), &fuzz_claims());
+    let grant = crate::fuzzing::emulator_assertion(fuzz_form(&assertion).as_bytes()).unwrap();
+    assert_eq!(grant.jti.as_deref(), Some("fuzz-1"));
+}
+
+#[test]
+fn an_oversized_assertion_is_refused_before_decoding() {
+    // Valid base64url JSON padding: without the limit this decodes and reaches the key lookup.
+    let claims = json!({"pad": "p".repeat(MAX_ASSERTION_LEN)}).to_string();
+    let assertion = emulator_sign(&fuzz_header(), &claims);
+    let r = crate::fuzzing::emulator_assertion(fuzz_form(&assertion).as_bytes()).unwrap_err();
+    assert_eq!(
+        (r.code, r.audit),
+        (ErrorCode::InvalidGrant, AuditReason::TokenNotAcceptable)
+    );
+    assert!(
+        r.detail
+            .contains(&format!("more than the {MAX_ASSERTION_LEN}")),
+        "{}",
+        r.detail
+    );
+}
+
+/// A compact JWS part: base64url text, JSON-ish text encoded, or raw junk.
+fn any_part() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[A-Za-z0-9_-]{0,120}",
+        ".{0,60}".prop_map(|text| b64url(text.as_bytes())),
+        r#"\{("[a-z]{1,5}":("[ -~]{0,10}"|-?[0-9]{1,20}(\.[0-9]+)?|true|null|\[\]|\{\}),?){0,4}\}"#
+            .prop_map(|json| b64url(json.as_bytes())),
+        "[ -~]{0,40}",
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn arbitrary_bytes_are_refused_netsuite_style(
+        data in prop::collection::vec(any::<u8>(), 0..400)
+    ) {
+        let r = crate::fuzzing::emulator_assertion(&data);
+        prop_assert!(r.is_err());
+        let r = r.unwrap_err();
+        prop_assert!([400, 401, 500].contains(&r.status()));
+        prop_assert!(!r.detail.is_empty());
+    }
+
+    /// A valid assertion with its header, claims or signature replaced: refused with the
+    /// reason that part's checks give, never granted, never a panic.
+    #[test]
+    fn a_valid_assertion_with_one_part_replaced_is_refused(
+        which in 0..3usize,
+        part in any_part(),
+    ) {
+        let valid = emulator_sign(&fuzz_header(), &fuzz_claims());
+        let mut parts: Vec<String> = valid.split('.').map(str::to_owned).collect();
+        prop_assume!(parts[which] != part);
+        parts[which] = part;
+        let mutated = parts.join(".");
+        let r = crate::fuzzing::emulator_assertion(fuzz_form(&mutated).as_bytes());
+        prop_assert!(r.is_err(), "{mutated} was granted");
+        let audit = r.unwrap_err().audit;
+        use AuditReason::*;
+        let expected: &[AuditReason] = match which {
+            // A new header may name another alg or kid, or none.
+            0 => &[TokenNotAcceptable, UnsupportedAlgo, MissingKeyId, MissingKey, SignatureValidation],
+            _ => &[TokenNotAcceptable, SignatureValidation],
+        };
+        prop_assert!(expected.contains(&audit), "part {which}: {audit}");
+    }
+
+    /// Random fields and values in the form: refused as an invalid request unless the three
+    /// fields are exactly right.
+    #[test]
+    fn a_form_with_random_fields_is_an_invalid_request(
+        fields in prop::collection::vec(
+            ("(grant_type|client_assertion_type|client_assertion|scope|[a-z_%]{1,10})", "[ -~]{0,20}"),
+            0..5,
+        ),
+    ) {
+        let body = fields
+            .iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect::<Vec<_>>()
+            .join("&");
+        let r = crate::fuzzing::emulator_assertion(body.as_bytes());
+        prop_assert!(r.is_err());
+        let r = r.unwrap_err();
+        prop_assert!(
+            r.code == ErrorCode::InvalidRequest || r.audit == AuditReason::TokenNotAcceptable,
+            "{body}: {r:?}"
+        );
+    }
+}
