@@ -133,6 +133,7 @@ pub fn emulator_assertion(data: &[u8]) -> Result<rules::Grant, rules::Refusal> {
         registrations: &registrations,
         now: SystemTime::UNIX_EPOCH + Duration::from_secs(EMULATOR_NOW),
         own_token_url: EMULATOR_AUD,
+        also_accepted: &[],
         replays: &replays,
     };
     if let Ok(text) = std::str::from_utf8(data) {
