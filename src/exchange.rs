@@ -803,7 +803,7 @@ fn redirect_error<E: std::error::Error + 'static>(
 
 /// Why a response body could not be read.
 #[derive(Debug, thiserror::Error)]
-enum BodyError {
+pub(crate) enum BodyError {
     #[error("the response is larger than {} KiB", MAX_BODY / 1024)]
     TooLarge,
     #[error("the response was cut short: {0}")]
@@ -811,7 +811,9 @@ enum BodyError {
 }
 
 /// The body, read chunk by chunk and abandoned as soon as it exceeds [`MAX_BODY`].
-async fn read_capped(response: &mut reqwest::Response) -> Result<Zeroizing<Vec<u8>>, BodyError> {
+pub(crate) async fn read_capped(
+    response: &mut reqwest::Response,
+) -> Result<Zeroizing<Vec<u8>>, BodyError> {
     let announced = response.content_length().unwrap_or(0);
     if announced > MAX_BODY as u64 {
         return Err(BodyError::TooLarge);

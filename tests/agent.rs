@@ -1073,3 +1073,59 @@ fn a_signer_whose_token_was_logged_out_reopens_its_session_and_logs_in_again() {
     signer.reopen().expect("new session, one login");
     signs(&signer).expect("signs again after reopening");
 }
+
+/// A fake agent on a socket in `dir` that answers one request with `response`.
+fn fake_agent(dir: &Path, response: Vec<u8>) -> (PathBuf, std::thread::JoinHandle<()>) {
+    use std::io::{Read as _, Write as _};
+    let socket = dir.join("fake.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut request = [0u8; 4096];
+        let _ = stream.read(&mut request);
+        let _ = stream.write_all(&response);
+    });
+    (socket, server)
+}
+
+#[test]
+fn whatever_answers_on_the_socket_is_read_capped_and_printed_without_control_characters() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |socket: &Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_suitekey"))
+            .env("SUITEKEY_AUTH_SOCK", socket)
+            .args(["--profile", "prod", "token"])
+            .output()
+            .unwrap();
+        (out.status.code(), texts(&out).1)
+    };
+    let huge = "x".repeat(1 << 20);
+    let mut oversized = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        huge.len() + 30
+    )
+    .into_bytes();
+    oversized.extend(format!("{{\"error\":\"x\",\"message\":\"{huge}\"}}").bytes());
+    let (socket, server) = fake_agent(dir.path(), oversized);
+    let (code, stderr) = run(&socket);
+    server.join().unwrap();
+    assert_eq!(code, Some(7), "{stderr}");
+    assert!(stderr.contains("larger than 64 KiB"), "{stderr}");
+    assert!(stderr.len() < 2000, "{} bytes on stderr", stderr.len());
+
+    std::fs::remove_file(&socket).unwrap();
+    let body = r#"{"error":"token","message":"key gone\u001b]0;pwned\u0007\u001b[2J"}"#;
+    let reply = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let (socket, server) = fake_agent(dir.path(), reply.into_bytes());
+    let (code, stderr) = run(&socket);
+    server.join().unwrap();
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(stderr.contains("key gone"), "{stderr}");
+    assert!(
+        !stderr.contains('\u{1b}') && !stderr.contains('\u{7}'),
+        "{stderr:?}"
+    );
+}

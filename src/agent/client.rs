@@ -84,15 +84,12 @@ pub async fn fetch_token(socket: &Path, profile: &str) -> Result<AccessToken, Cl
         "http://localhost/v1/profiles/{}/token",
         utf8_percent_encode(profile, NON_ALPHANUMERIC)
     );
-    let response = http.get(url).send().await.map_err(|e| unreachable(&e))?;
+    let mut response = http.get(url).send().await.map_err(|e| unreachable(&e))?;
     let status = response.status();
-    let body = zeroize::Zeroizing::new(
-        response
-            .bytes()
-            .await
-            .map_err(|e| protocol(crate::error::chain(&e)))?
-            .to_vec(),
-    );
+    // Whatever answers on the socket is read no further than a token endpoint would be.
+    let body = exchange::read_capped(&mut response)
+        .await
+        .map_err(|e| protocol(crate::error::chain(&e)))?;
     if status.is_success() {
         return exchange::parse_success(&body, SystemTime::now()).map_err(protocol);
     }
@@ -106,13 +103,43 @@ pub async fn fetch_token(socket: &Path, profile: &str) -> Result<AccessToken, Cl
     Err(ClientError::Refused {
         socket: socket.to_owned(),
         code: refusal.error,
-        message: refusal.message,
+        message: printable(&refusal.message),
     })
 }
+
+/// The agent's message as it may reach a terminal: no control characters (escape sequences
+/// could rewrite what the user sees) and at most [`MAX_MESSAGE`] characters.
+fn printable(message: &str) -> String {
+    let mut shown: String = message
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX_MESSAGE)
+        .collect();
+    if message.chars().count() > MAX_MESSAGE {
+        shown.push_str(" (cut)");
+    }
+    shown
+}
+
+/// The longest agent message passed on: the agent's own are a few hundred characters.
+const MAX_MESSAGE: usize = 2000;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn agent_messages_lose_control_characters_and_are_cut() {
+        assert_eq!(printable("no\x1b[2Jkey\nhere"), "no [2Jkey here");
+        let long = "x".repeat(MAX_MESSAGE + 10);
+        let shown = printable(&long);
+        assert!(
+            shown.ends_with(" (cut)") && shown.len() == MAX_MESSAGE + 6,
+            "{}",
+            shown.len()
+        );
+        assert_eq!(printable("the profile is fine"), "the profile is fine");
+    }
 
     #[test]
     fn agent_errors_keep_the_exit_codes_of_the_commands() {
