@@ -54,7 +54,16 @@ fn an_agent_killed_mid_refresh_is_replaced_on_its_stale_socket_and_service_resum
         "client-id={CLIENT},cert={},account={ACCOUNT}",
         pem.display()
     );
-    let emu = Emulator::start(&["--register", &spec, "--delay-ms", "1500"]);
+    // 5-second tokens, each answer held 1.5 s: the agent renews over a second before expiry, so
+    // a renewal is in flight for 1.5 s a few seconds after the first token.
+    let emu = Emulator::start(&[
+        "--register",
+        &spec,
+        "--delay-ms",
+        "1500",
+        "--token-lifetime",
+        "5",
+    ]);
     let config = dir.path().join("config.toml");
     std::fs::write(
         &config,
@@ -67,28 +76,9 @@ fn an_agent_killed_mid_refresh_is_replaced_on_its_stale_socket_and_service_resum
     .unwrap();
     let mut first = Agent::start(&conf, &config, &[], &[]);
     let socket = first.socket.clone();
-    let in_flight = {
-        let socket = socket.clone();
-        std::thread::spawn(move || {
-            use std::io::{Read as _, Write as _};
-            let mut stream = std::os::unix::net::UnixStream::connect(&socket).unwrap();
-            let request =
-                "GET /v1/profiles/prod/token HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-            stream.write_all(request.as_bytes()).unwrap();
-            let mut answer = String::new();
-            let _ = stream.read_to_string(&mut answer);
-            answer
-        })
-    };
-    // The exchange reaches the emulator, which holds it for 1.5 s.
-    let start = std::time::Instant::now();
-    while stats(&emu)["token_requests"] != 1 {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "no exchange started"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (status, body) = first.get("/v1/profiles/prod/token");
+    assert_eq!(status, 200, "{body}");
+    wait_for_renewal_in_flight(&emu);
     first.signal("KILL");
     let status = first.wait_exit(Duration::from_secs(5));
     assert_eq!(
@@ -96,9 +86,9 @@ fn an_agent_killed_mid_refresh_is_replaced_on_its_stale_socket_and_service_resum
         Some(9)
     );
     assert_eq!(
-        in_flight.join().unwrap(),
-        "",
-        "the killed agent answered nothing"
+        stats(&emu)["tokens_issued"],
+        1,
+        "the renewal was cut off before its token was issued"
     );
     assert!(socket.exists(), "SIGKILL leaves the socket file behind");
 
@@ -112,7 +102,7 @@ fn an_agent_killed_mid_refresh_is_replaced_on_its_stale_socket_and_service_resum
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         stats(&emu)["token_requests"],
-        2,
+        3,
         "the new agent made its own exchange"
     );
     assert!(stats(&emu)["tokens_issued"].as_u64() >= Some(1));
@@ -125,6 +115,20 @@ fn an_agent_killed_mid_refresh_is_replaced_on_its_stale_socket_and_service_resum
         .collect();
     left.sort();
     assert_eq!(left, ["agent.log"], "no socket or temp file is left");
+}
+
+/// Waits until the agent's background renewal (the second token request) has reached the
+/// emulator, which holds it for 1.5 s.
+fn wait_for_renewal_in_flight(emu: &Emulator) {
+    let start = std::time::Instant::now();
+    while stats(emu)["token_requests"] != 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no renewal started: {}",
+            stats(emu)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// No PEM and no temp file in `dir`, except the `allowed` names.
