@@ -502,13 +502,9 @@ fn crowded_profiles(
     profiles
 }
 
-/// A reload (SIGHUP) every 10 ms while the victim token is gone: the reload opens the profiles
-/// whose key is missing (select, C_OpenSession, C_Login, C_FindObjects) while the victims'
-/// recovery reinitializes the module. No call may run under a C_Finalize: the agent keeps
-/// running (before every open held the module throughout, it died of SIGSEGV within ~3 s).
-#[test]
-fn reloads_while_a_lost_token_is_looked_for_do_not_crash_the_agent() {
-    let s = setup();
+/// An emulator issuing 2-second tokens to `other` and the victims, and an agent serving the
+/// crowded profiles (`victims` on the victim token, `missing` whose key does not exist).
+fn crowded_agent(s: &Setup, victims: usize, missing: usize) -> (Emulator, Agent) {
     let f = fixture();
     let (other_pem, other_kid) = s.cert(&f.uri("p256"), "other");
     let (victim_pem, victim_kid) = s.cert(&s.victim_uri, "victim");
@@ -530,7 +526,7 @@ fn reloads_while_a_lost_token_is_looked_for_do_not_crash_the_agent() {
         "--token-lifetime",
         "2",
     ]);
-    let profiles = crowded_profiles(&s, 12, 16);
+    let profiles = crowded_profiles(s, victims, missing);
     let rows: Vec<(&str, &str, &str, &str)> = profiles
         .iter()
         .map(|(name, key, client)| {
@@ -543,7 +539,18 @@ fn reloads_while_a_lost_token_is_looked_for_do_not_crash_the_agent() {
         })
         .collect();
     let config = s.config(&emu.token_url(), &rows);
-    let mut agent = Agent::start(&s.conf, &config, &[], &[]);
+    let agent = Agent::start(&s.conf, &config, &[], &[]);
+    (emu, agent)
+}
+
+/// A reload (SIGHUP) every 10 ms while the victim token is gone: the reload opens the profiles
+/// whose key is missing (select, C_OpenSession, C_Login, C_FindObjects) while the victims'
+/// recovery reinitializes the module. No call may run under a C_Finalize: the agent keeps
+/// running (before every open held the module throughout, it died of SIGSEGV within ~3 s).
+#[test]
+fn reloads_while_a_lost_token_is_looked_for_do_not_crash_the_agent() {
+    let s = setup();
+    let (_emu, mut agent) = crowded_agent(&s, 12, 16);
     assert_eq!(agent.get("/v1/profiles/victim0/token").0, 200);
     std::fs::rename(token_dir(&s.tokens, "victim"), s.dir.path().join("away")).unwrap();
     let start = Instant::now();
@@ -593,41 +600,7 @@ fn metric(agent: &Agent, name: &str, profile: &str) -> u64 {
 #[test]
 fn a_token_that_stays_gone_reinitializes_its_module_rarely() {
     let s = setup();
-    let f = fixture();
-    let (other_pem, other_kid) = s.cert(&f.uri("p256"), "other");
-    let (victim_pem, victim_kid) = s.cert(&s.victim_uri, "victim");
-    let (r1, r2) = (
-        format!(
-            "client-id={OTHER_CLIENT},cert={},account={ACCOUNT}",
-            other_pem.display()
-        ),
-        format!(
-            "client-id={VICTIM_CLIENT},cert={},account={ACCOUNT}",
-            victim_pem.display()
-        ),
-    );
-    let emu = Emulator::start(&[
-        "--register",
-        &r1,
-        "--register",
-        &r2,
-        "--token-lifetime",
-        "2",
-    ]);
-    let profiles = crowded_profiles(&s, 4, 0);
-    let rows: Vec<(&str, &str, &str, &str)> = profiles
-        .iter()
-        .map(|(name, key, client)| {
-            let kid = if *client == VICTIM_CLIENT {
-                &victim_kid
-            } else {
-                &other_kid
-            };
-            (name.as_str(), key.as_str(), *client, kid.as_str())
-        })
-        .collect();
-    let config = s.config(&emu.token_url(), &rows);
-    let agent = Agent::start(&s.conf, &config, &[], &[]);
+    let (_emu, agent) = crowded_agent(&s, 4, 0);
     for i in 0..4 {
         // A cold profile is idle; a warm one renews, and retries with backoff once lost.
         assert_eq!(agent.get(&format!("/v1/profiles/victim{i}/token")).0, 200);
