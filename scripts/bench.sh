@@ -107,29 +107,7 @@ trap cleanup EXIT
 "$SUITEKEY" cert --replace --force --key "$key_uri" --out "$BENCH_DIR/bench.pem" >"$BENCH_DIR/cert-id.txt" 2>"$BENCH_DIR/cert.log" ||
   die "suitekey cert failed: $(cat -- "$BENCH_DIR/cert.log")"
 kid=$(<"$BENCH_DIR/cert-id.txt")
-"$SUITEKEY" emulate --register "client-id=$CLIENT_ID,cert=$BENCH_DIR/bench.pem,account=$ACCOUNT" \
-  >"$work/emulator.url" 2>"$BENCH_DIR/emulator.log" &
-pids+=($!)
-for _ in $(seq 100); do [[ -s $work/emulator.url ]] && break; sleep 0.05; done
-base=$(head -n1 "$work/emulator.url")
-[[ $base == http://127.0.0.1:* ]] || die "the emulator did not start: $(cat -- "$BENCH_DIR/emulator.log")"
-cat >"$BENCH_DIR/config.toml" <<TOML
-[profiles.bench]
-key = "$key_uri"
-client-id = "$CLIENT_ID"
-certificate-id = "$kid"
-account = "$ACCOUNT"
-token-url = "$base/services/rest/auth/oauth2/v1/token"
-TOML
-
-socket=$work/agent.sock
-"$SUITEKEY" --config "$BENCH_DIR/config.toml" agent --socket "$socket" >"$work/agent.path" 2>"$BENCH_DIR/agent.log" &
-agent_pid=$!
-pids+=("$agent_pid")
-for _ in $(seq 100); do [[ -s $work/agent.path ]] && break; sleep 0.05; done
-[[ -S $socket ]] || die "the agent did not start: $(cat -- "$BENCH_DIR/agent.log")"
-curl -sf --unix-socket "$socket" http://localhost/v1/profiles/bench/token >/dev/null ||
-  die "the agent gave no token: $(cat -- "$BENCH_DIR/agent.log")"
+serve_profile "$work" "$BENCH_DIR" bench "$key_uri" "$BENCH_DIR/bench.pem" "$kid"
 
 printf '\nsuitekey agent: cached access tokens over the Unix socket (raw HTTP/1.1 keep-alive clients)\n\n'
 SUITEKEY_BENCH_SOCK=$socket SUITEKEY_BENCH_PID=$agent_pid SUITEKEY_BENCH_PROFILE=bench \

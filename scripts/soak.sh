@@ -55,30 +55,7 @@ key_uri="pkcs11:token=$TOKEN;object=$KEY;type=private?module-path=$(uri_encode "
 "$SUITEKEY" cert --key "$key_uri" --out "$work/soak.pem" >"$work/cert-id.txt" 2>"$work/cert.log" ||
   die "suitekey cert failed: $(cat -- "$work/cert.log")"
 kid=$(<"$work/cert-id.txt")
-"$SUITEKEY" emulate --token-lifetime 60 \
-  --register "client-id=$CLIENT_ID,cert=$work/soak.pem,account=$ACCOUNT" \
-  >"$work/emulator.url" 2>"$work/emulator.log" &
-pids+=($!)
-for _ in $(seq 100); do [[ -s $work/emulator.url ]] && break; sleep 0.05; done
-base=$(head -n1 "$work/emulator.url")
-[[ $base == http://127.0.0.1:* ]] || die "the emulator did not start: $(cat -- "$work/emulator.log")"
-cat >"$work/config.toml" <<TOML
-[profiles.soak]
-key = "$key_uri"
-client-id = "$CLIENT_ID"
-certificate-id = "$kid"
-account = "$ACCOUNT"
-token-url = "$base/services/rest/auth/oauth2/v1/token"
-TOML
-
-socket=$work/agent.sock
-"$SUITEKEY" --config "$work/config.toml" agent --socket "$socket" >"$work/agent.path" 2>"$work/agent.log" &
-agent_pid=$!
-pids+=("$agent_pid")
-for _ in $(seq 100); do [[ -s $work/agent.path ]] && break; sleep 0.05; done
-[[ -S $socket ]] || die "the agent did not start: $(cat -- "$work/agent.log")"
-curl -sf --unix-socket "$socket" http://localhost/v1/profiles/soak/token >/dev/null ||
-  die "the agent gave no token: $(cat -- "$work/agent.log")"
+serve_profile "$work" "$work" soak "$key_uri" "$work/soak.pem" "$kid" --token-lifetime 60
 
 printf 'soak: %d clients for %d min against the agent (PID %d), 60-second tokens\n' "$CLIENTS" "$MINUTES" "$agent_pid"
 results=$work/results.txt
