@@ -21,13 +21,27 @@ const CATALOG_PATH: &str = "/services/rest/record/v1/metadata-catalog";
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 fn openssl(args: &[&str], stdin: &[u8]) -> Vec<u8> {
-    let mut child = Command::new("openssl")
+    run_openssl(&[], args, stdin)
+}
+
+/// `openssl ARGS`, behind the `wrapper` command (e.g. `faketime -f -40d`) when one is given.
+fn run_openssl(wrapper: &[&str], args: &[&str], stdin: &[u8]) -> Vec<u8> {
+    let (program, wrapper_args) = match wrapper {
+        [program, rest @ ..] => (*program, rest),
+        [] => ("openssl", &[][..]),
+    };
+    let mut command = Command::new(program);
+    command.args(wrapper_args);
+    if !wrapper.is_empty() {
+        command.arg("openssl");
+    }
+    let mut child = command
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("openssl on PATH");
+        .unwrap_or_else(|e| panic!("{program} (scripts/install-deps.sh installs it): {e}"));
     child.stdin.take().unwrap().write_all(stdin).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(
@@ -59,14 +73,30 @@ impl Keys {
         Keys::new(&["-algorithm", "RSA", "-pkeyopt", &bits], true)
     }
 
+    /// A P-256 key with a 30-day certificate made with the clock moved by `offset`
+    /// (libfaketime's syntax, e.g. "-40d"): an expired or a not-yet-valid certificate.
+    fn p256_made_at(offset: &str) -> Keys {
+        Keys::made_at(
+            &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
+            false,
+            Some(offset),
+        )
+    }
+
     fn new(genpkey: &[&str], rsa: bool) -> Keys {
+        Keys::made_at(genpkey, rsa, None)
+    }
+
+    fn made_at(genpkey: &[&str], rsa: bool, offset: Option<&str>) -> Keys {
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("key.pem");
         let cert = dir.path().join("cert.pem");
         let mut args = vec!["genpkey", "-out", key.to_str().unwrap()];
         args.extend_from_slice(genpkey);
         openssl(&args, b"");
-        openssl(
+        let faketime = offset.map_or_else(Vec::new, |offset| vec!["faketime", "-f", offset]);
+        run_openssl(
+            &faketime,
             &[
                 "req",
                 "-x509",
@@ -832,4 +862,101 @@ fn the_computed_certificate_id_is_the_x5t_s256_thumbprint() {
     let keys = Keys::p256();
     let cert = suitekey::cert::Certificate::load(Path::new(keys.cert())).unwrap();
     assert_eq!(cert.certificate_id().to_string(), keys.kid());
+}
+
+/// NetSuite refuses assertions made with a certificate outside its validity period.
+#[test]
+fn expired_and_not_yet_valid_certificates_are_refused() {
+    // Both are 30-day certificates: made 40 days ago, and made to start in 2 days.
+    for (made_at, audit) in [
+        ("-40d", "CertificateExpired"),
+        ("+2d", "CertificateNotYetValid"),
+    ] {
+        let keys = Keys::p256_made_at(made_at);
+        let emu = Emulator::with(&keys, &[]);
+        let resp = emu.post_assertion(&emu.assertion(&keys, |_, _| {}));
+        emu.assert_refused(&resp, 400, "invalid_grant", audit);
+        assert_eq!(emu.stats()["tokens_issued"], 0, "{made_at}");
+        // Said at start too, where the certificate is registered.
+        assert!(
+            emu.stderr().contains("token requests with it are refused"),
+            "{}",
+            emu.stderr()
+        );
+    }
+}
+
+/// libfaketime's preload library (from the `faketime` package).
+fn libfaketime() -> PathBuf {
+    let candidates = std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|arch| arch.path().join("faketime/libfaketime.so.1"))
+        .chain([PathBuf::from("/usr/local/lib/faketime/libfaketime.so.1")]);
+    candidates
+        .into_iter()
+        .find(|p| p.exists())
+        .expect("libfaketime.so.1 (the faketime package; scripts/install-deps.sh installs it)")
+}
+
+/// The certificate's validity is checked at each token request: one registered while valid is
+/// refused once the emulator's clock passes its end.
+#[test]
+fn a_certificate_that_expires_while_the_emulator_runs_is_refused_from_then_on() {
+    let keys = Keys::p256(); // valid for 30 days from now
+    let dir = tempfile::tempdir().unwrap();
+    let clock = dir.path().join("faketime");
+    std::fs::write(&clock, "+0\n").unwrap();
+    let preload = libfaketime();
+    let spec = format!("client-id={CLIENT},cert={}", keys.cert());
+    let emu = Emulator::start_with_env(
+        "127.0.0.1:0",
+        &["--register", &spec],
+        &[
+            ("LD_PRELOAD", preload.to_str().unwrap()),
+            ("FAKETIME_TIMESTAMP_FILE", clock.to_str().unwrap()),
+            // Read the file at every clock call, so the test can move the clock.
+            ("FAKETIME_NO_CACHE", "1"),
+            // The runtime's timers run on the monotonic clock: leave it alone.
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+        ],
+    );
+    let resp = emu.post_assertion(&emu.assertion(&keys, |_, _| {}));
+    assert_eq!(resp.status, 200, "{resp:?} {}", emu.stderr());
+    std::fs::write(&clock, "+31d\n").unwrap();
+    let later = now() + 31 * 86_400;
+    let assertion = emu.assertion(&keys, |_, c| {
+        c["iat"] = json!(later);
+        c["exp"] = json!(later + 300);
+    });
+    emu.assert_refused(
+        &emu.post_assertion(&assertion),
+        400,
+        "invalid_grant",
+        "CertificateExpired",
+    );
+    assert_eq!(emu.stats()["tokens_issued"], 1);
+}
+
+/// netsuite-m2m.md: "No `sub`, no `nbf`" in a client assertion.
+#[test]
+fn sub_and_nbf_claims_are_refused() {
+    let keys = Keys::p256();
+    let emu = Emulator::with(&keys, &[]);
+    for (claim, value) in [("sub", json!(CLIENT)), ("nbf", json!(now()))] {
+        let assertion = emu.assertion(&keys, |_, c| c[claim] = value);
+        emu.assert_refused(
+            &emu.post_assertion(&assertion),
+            400,
+            "invalid_grant",
+            "TokenNotAcceptable",
+        );
+        let log = emu.stderr();
+        assert!(
+            log.contains(&format!("the assertion has a {claim} claim")),
+            "{claim}: {log}"
+        );
+    }
+    assert_eq!(emu.stats()["tokens_issued"], 0);
 }

@@ -24,8 +24,19 @@ pub(super) fn run(args: &EmulateArgs, out: &mut dyn Write) -> Result<(), Error> 
     };
     config.token_lifetime = Duration::from_secs(args.token_lifetime);
     config.also_accepted = args.accept_aud.clone();
+    let now = std::time::SystemTime::now();
     for reg in &config.registrations {
         tracing::info!(kid = %reg.certificate_id, client = %reg.client_id, scopes = %reg.scopes, "registered");
+        // Registered all the same (it is checked at each request, as NetSuite does), but a
+        // test author should hear why every request with it will be refused.
+        if now > reg.valid_until || now < reg.valid_from {
+            tracing::warn!(
+                kid = %reg.certificate_id,
+                "the certificate is valid only from {} to {}: token requests with it are refused",
+                crate::cert::rfc3339(reg.valid_from),
+                crate::cert::rfc3339(reg.valid_until)
+            );
+        }
     }
     // Two workers: the emulator serves one client at a time in practice.
     let runtime = tokio::runtime::Builder::new_multi_thread()

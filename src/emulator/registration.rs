@@ -83,6 +83,8 @@ pub fn parse_registration(spec: &str) -> Result<Registration, Error> {
         public_key,
         scopes,
         account,
+        valid_from: certificate.not_before(),
+        valid_until: certificate.not_after(),
     })
 }
 

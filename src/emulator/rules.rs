@@ -44,6 +44,12 @@ pub struct Registration {
     pub scopes: Scopes,
     /// The account, when given: its real NetSuite token URL is then also a valid `aud`.
     pub account: Option<AccountId>,
+    /// The certificate's `notBefore`: before it, every assertion is refused.
+    pub valid_from: SystemTime,
+    /// The certificate's `notAfter` (inclusive, RFC 5280 §4.1.2.5): after it, every assertion
+    /// is refused. Checked at each request, so a certificate registered while valid is
+    /// refused once it expires, as NetSuite refuses an expired certificate.
+    pub valid_until: SystemTime,
 }
 
 /// The OAuth 2.0 error codes NetSuite answers with.
@@ -107,7 +113,12 @@ pub enum AuditReason {
     SignatureValidation,
     /// `exp` has passed.
     TokenExpired,
-    /// Malformed JWS or claims, wrong `aud`, `iat` in the future, `exp` too far.
+    /// The certificate named by `kid` has expired (its `notAfter` has passed).
+    CertificateExpired,
+    /// The certificate named by `kid` is not valid yet (its `notBefore` is ahead).
+    CertificateNotYetValid,
+    /// Malformed JWS or claims, wrong `aud`, `iat` in the future, `exp` too far, a `sub` or
+    /// `nbf` claim.
     TokenNotAcceptable,
     /// `iss` is not the client id the certificate is registered to.
     InvalidIssuer,
@@ -127,6 +138,8 @@ impl AuditReason {
             AuditReason::UnsupportedAlgo => "UnsupportedAlgo",
             AuditReason::SignatureValidation => "SignatureValidation",
             AuditReason::TokenExpired => "TokenExpired",
+            AuditReason::CertificateExpired => "CertificateExpired",
+            AuditReason::CertificateNotYetValid => "CertificateNotYetValid",
             AuditReason::TokenNotAcceptable => "TokenNotAcceptable",
             AuditReason::InvalidIssuer => "InvalidIssuer",
             AuditReason::ScopeMismatched => "ScopeMismatched",
@@ -253,7 +266,8 @@ pub struct Context<'a> {
 }
 
 /// Applies every rule of netsuite-m2m.md to a token request, in NetSuite's order: the HTTP
-/// form, the JWS structure, `alg`, `kid`, the signature, then the claims.
+/// form, the JWS structure, `alg`, `kid`, the certificate's validity at `ctx.now`, the
+/// signature, then the claims.
 pub fn check_request(req: &TokenRequest<'_>, ctx: &Context<'_>) -> Result<Grant, Refusal> {
     let assertion = check_form(req)?;
     check_assertion(&assertion, ctx)
@@ -389,8 +403,10 @@ fn check_jws(jws: &Jws, ctx: &Context<'_>) -> Result<Grant, Refusal> {
                 "no certificate with this kid is registered (or it was revoked)",
             )
         })?;
+    check_certificate_validity(reg, ctx.now)?;
     check_signature(jws, alg, reg)?;
     let claims = &jws.claims;
+    check_forbidden_claims(claims)?;
     check_issuer(claims, reg)?;
     check_audience(claims, reg, ctx)?;
     let expires_at = check_times(claims, unix_secs(ctx.now))?;
@@ -467,6 +483,44 @@ fn check_signature(jws: &Jws, alg: Alg, reg: &Registration) -> Result<(), Refusa
                 format!("the {alg} signature does not verify with the certificate: {e}"),
             )
         })
+}
+
+/// The registered certificate must be valid at `now`: NetSuite stops accepting a certificate
+/// when it expires (a new one has to be uploaded), and one that is not valid yet is refused
+/// too.
+fn check_certificate_validity(reg: &Registration, now: SystemTime) -> Result<(), Refusal> {
+    let at = crate::cert::rfc3339;
+    if now > reg.valid_until {
+        return Err(Refusal::grant(
+            AuditReason::CertificateExpired,
+            format!(
+                "the certificate with this kid expired on {}; upload a new one",
+                at(reg.valid_until)
+            ),
+        ));
+    }
+    if now < reg.valid_from {
+        return Err(Refusal::grant(
+            AuditReason::CertificateNotYetValid,
+            format!(
+                "the certificate with this kid is not valid until {}",
+                at(reg.valid_from)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// netsuite-m2m.md: "No `sub`, no `nbf`". The subject is the integration's mapped entity and
+/// role, never a claim, and the validity window is `iat`..`exp`; an assertion carrying either
+/// is not one NetSuite's client-credentials flow accepts.
+fn check_forbidden_claims(claims: &Map<String, Value>) -> Result<(), Refusal> {
+    match ["sub", "nbf"].into_iter().find(|c| claims.contains_key(*c)) {
+        Some(claim) => Err(not_acceptable(format!(
+            "the assertion has a {claim} claim; NetSuite's client assertions carry no sub and no nbf"
+        ))),
+        None => Ok(()),
+    }
 }
 
 fn check_issuer(claims: &Map<String, Value>, reg: &Registration) -> Result<(), Refusal> {

@@ -30,6 +30,12 @@ impl Emulator {
 
     /// Starts `suitekey emulate ARGS` listening on `listen` and reads its base URL.
     pub fn start_on(listen: &str, args: &[&str]) -> Emulator {
+        Emulator::start_with_env(listen, args, &[])
+    }
+
+    /// Starts `suitekey emulate ARGS` listening on `listen`, with `env` added to its
+    /// environment (e.g. libfaketime's), and reads its base URL.
+    pub fn start_with_env(listen: &str, args: &[&str], env: &[(&str, &str)]) -> Emulator {
         let dir = tempfile::tempdir().unwrap();
         let stderr = dir.path().join("stderr.log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_suitekey"))
@@ -38,6 +44,7 @@ impl Emulator {
             .args(["--listen", listen])
             .args(args)
             .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr).unwrap())

@@ -31,6 +31,8 @@ fn registration(seed: u8) -> Registration {
         },
         scopes: "restlets,rest_webservices".parse().unwrap(),
         account: Some("1234567_SB1".parse().unwrap()),
+        valid_from: now() - Duration::from_secs(86_400),
+        valid_until: now() + Duration::from_secs(30 * 86_400),
     }
 }
 
@@ -145,6 +147,81 @@ fn expired_and_too_long_assertions_are_refused() {
             .2
             .contains("iat is missing or not a number")
     );
+}
+
+/// `check` of an assertion made at `t` (its `iat`), by the emulator at `t`, with one
+/// registration (key 1) valid from `from` to `until`.
+fn check_at(t: SystemTime, from: SystemTime, until: SystemTime) -> Result<Grant, Refusal> {
+    let iat = t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
+    let claims = with(with(claims(), "iat", json!(iat)), "exp", json!(iat + 300));
+    let regs = [Registration {
+        valid_from: from,
+        valid_until: until,
+        ..registration(1)
+    }];
+    let ctx = Context {
+        registrations: &regs,
+        now: t,
+        own_token_url: OWN,
+        also_accepted: &[],
+        replays: &ReplayLog::default(),
+    };
+    check_assertion(&sign(&header(), &claims, 1), &ctx)
+}
+
+/// A certificate is usable from its notBefore through its notAfter, both inclusive, and the
+/// clock is read at each request: the same registration is refused once it has expired.
+#[test]
+fn a_certificate_outside_its_validity_is_refused_at_each_request() {
+    let secs = |n: u64| Duration::from_secs(n);
+    let (from, until) = (now(), now() + secs(100));
+    assert!(check_at(from, from, until).is_ok(), "at notBefore");
+    assert!(check_at(until, from, until).is_ok(), "at notAfter");
+    for (t, audit, word) in [
+        (
+            until + secs(1),
+            AuditReason::CertificateExpired,
+            "expired on",
+        ),
+        (
+            from - secs(1),
+            AuditReason::CertificateNotYetValid,
+            "not valid until",
+        ),
+    ] {
+        let r = check_at(t, from, until).unwrap_err();
+        assert_eq!(
+            (r.code, r.status(), r.audit),
+            (ErrorCode::InvalidGrant, 400, audit)
+        );
+        assert!(r.detail.contains(word), "{}", r.detail);
+        assert_eq!(r.kid.as_deref(), Some("cert1"));
+    }
+    // A sub-second past notAfter is past it.
+    let r = check_at(until + Duration::from_millis(500), from, until).unwrap_err();
+    assert_eq!(r.audit, AuditReason::CertificateExpired);
+}
+
+/// netsuite-m2m.md: "No `sub`, no `nbf`": present at all, whatever their value, they are refused.
+#[test]
+fn sub_and_nbf_claims_are_refused() {
+    for (claim, value) in [
+        ("sub", json!(CLIENT)),
+        ("sub", json!(null)),
+        ("nbf", json!(1_800_000_000u64)),
+        ("nbf", json!(1_799_999_000u64)),
+    ] {
+        let (code, audit, detail) = refused(&header(), &with(claims(), claim, value.clone()));
+        assert_eq!(
+            (code, audit),
+            (ErrorCode::InvalidGrant, AuditReason::TokenNotAcceptable),
+            "{claim}: {value}"
+        );
+        assert!(
+            detail.contains(&format!("the assertion has a {claim} claim")),
+            "{detail}"
+        );
+    }
 }
 
 #[test]
