@@ -4,16 +4,21 @@
 # Usage: scripts/install-deps.sh [EXTRA_DEBIAN_PACKAGE...]
 #
 # Debian packages: softhsm2, opensc (pkcs11-tool), openssl, curl, jq, faketime (clock-skew tests),
-# strace (the secrets test holds the agent at exit to read its memory), and gcc + libc6-dev (the
-# linker rustc calls), plus any extra package named on the command line. `apt-get update` runs
+# strace (the secrets test holds the agent at exit to read its memory), gcc + libc6-dev (the
+# linker rustc calls) and python3 + python3-venv (pkilint's virtualenv), plus any extra package
+# named on the command line. `apt-get update` runs
 # only when something has to be installed. Runs apt as root directly, else through sudo.
-# Also adds the rustfmt and clippy rustup components when they are missing.
+# Also adds the rustfmt and clippy rustup components when they are missing, and installs pkilint
+# (PyPI, pinned; the independent RFC 5280 linter tests/keys.rs runs on suitekey's certificates)
+# into a virtualenv under the cargo target directory, ${CARGO_TARGET_DIR:-target}/pkilint/, with
+# the python3 on PATH (python3 and python3-venv are among the Debian packages for that).
 #
 # Prints one line (on stderr) per thing it installs; nothing when everything is present.
 set -euo pipefail
 
-readonly PACKAGES=(softhsm2 opensc openssl curl jq gcc libc6-dev faketime strace "$@")
+readonly PACKAGES=(softhsm2 opensc openssl curl jq gcc libc6-dev faketime strace python3 python3-venv "$@")
 readonly COMPONENTS=(rustfmt clippy)
+readonly PKILINT_VERSION=0.13.3
 
 die() {
   printf 'install-deps: error: %s\n' "$*" >&2
@@ -94,7 +99,28 @@ install_rust_components() {
   done
 }
 
+# pkilint in its own virtualenv (never the system's or pyenv's site-packages), reinstalled only
+# when the pinned version is not the one there.
+install_pkilint() {
+  local venv=${CARGO_TARGET_DIR:-target}/pkilint log
+  if [[ -x $venv/bin/lint_pkix_cert ]] &&
+    [[ "$("$venv/bin/python" -m pip show pkilint 2>/dev/null | sed -n 's/^Version: //p')" == "$PKILINT_VERSION" ]]; then
+    return 0
+  fi
+  command -v python3 >/dev/null 2>&1 || die "python3 not found: install python3 and python3-venv"
+  note "installing pkilint $PKILINT_VERSION (PyPI) into $venv"
+  log=$(mktemp)
+  if ! { python3 -m venv --clear "$venv" &&
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "pkilint==$PKILINT_VERSION"; } >"$log" 2>&1; then
+    cat "$log" >&2
+    rm -f "$log"
+    die "installing pkilint into $venv failed (output above)"
+  fi
+  rm -f "$log"
+}
+
 missing=()
 AS_ROOT=()
 install_debian_packages
 install_rust_components
+install_pkilint

@@ -10,7 +10,9 @@ use der::{Decode as _, Encode as _, EncodePem as _};
 use x509_cert::TbsCertificate;
 use x509_cert::builder::profile::BuilderProfile;
 use x509_cert::builder::{Builder as _, CertificateBuilder};
-use x509_cert::ext::pkix::{BasicConstraints, KeyUsage, KeyUsages, SubjectKeyIdentifier};
+use x509_cert::ext::pkix::{
+    AuthorityKeyIdentifier, BasicConstraints, KeyUsage, KeyUsages, SubjectKeyIdentifier,
+};
 use x509_cert::ext::{Extension, ToExtension as _};
 use x509_cert::name::Name;
 use x509_cert::serial_number::SerialNumber;
@@ -431,7 +433,9 @@ impl DynSignatureAlgorithmIdentifier for TokenKeyInfo {
 }
 
 /// A self-signed end-entity certificate: issuer = subject, CA=false, digitalSignature only,
-/// and a subject key identifier (the deprecated CABF profiles reject most such subjects).
+/// a subject key identifier, and an authority key identifier naming that same key (RFC 5280
+/// §4.2.1.1 requires it in every certificate but a self-signed CA's; linters flag its absence).
+/// The deprecated CABF profiles reject most such subjects.
 struct SelfSignedLeaf {
     subject: Name,
 }
@@ -452,7 +456,13 @@ impl BuilderProfile for SelfSignedLeaf {
         tbs: &TbsCertificate,
     ) -> x509_cert::builder::Result<Vec<Extension>> {
         let subject = tbs.subject();
-        // None of these three depends on the others, so each is encoded on its own.
+        let ski = SubjectKeyIdentifier::try_from(spk)?;
+        // Self-signed: the issuer's key is the subject's, so its identifier is the SKI itself.
+        let aki = AuthorityKeyIdentifier {
+            key_identifier: Some(ski.0.clone()),
+            authority_cert_issuer: None,
+            authority_cert_serial_number: None,
+        };
         Ok(vec![
             BasicConstraints {
                 ca: false,
@@ -460,7 +470,8 @@ impl BuilderProfile for SelfSignedLeaf {
             }
             .to_extension(subject, &[])?,
             KeyUsage(KeyUsages::DigitalSignature.into()).to_extension(subject, &[])?,
-            SubjectKeyIdentifier::try_from(spk)?.to_extension(subject, &[])?,
+            ski.to_extension(subject, &[])?,
+            aki.to_extension(subject, &[])?,
         ])
     }
 }

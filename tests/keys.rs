@@ -236,6 +236,7 @@ fn keygen_makes_each_key_kind_non_extractable_with_a_certificate_that_verifies()
             "CA:FALSE",
             "Digital Signature",
             "Subject Key Identifier",
+            "Authority Key Identifier",
             &format!("Subject: O = Acme, CN = {label}"),
         ] {
             assert!(text.contains(want), "{label}: no {want:?} in\n{text}");
@@ -824,4 +825,113 @@ fn check_hashes_and_verifies_the_certificate_bytes_as_given() {
     assert!(stderr.contains("self-signature: valid"), "{stderr}");
     let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(&cert));
     assert_eq!(stdout.trim(), id);
+}
+
+/// pkilint's RFC 5280 linter: in the virtualenv `scripts/install-deps.sh` makes under the cargo
+/// target directory, else on PATH. `None` when it is in neither place.
+fn pkilint() -> Option<PathBuf> {
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).parent()?;
+    let in_venv = target.join("pkilint/bin/lint_pkix_cert");
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .map(|dir| dir.join("lint_pkix_cert"));
+    std::iter::once(in_venv)
+        .chain(on_path)
+        .find(|p| p.is_file())
+}
+
+/// pkilint's findings at WARNING or above, one `code (SEVERITY) @ node` each.
+fn pkilint_findings(linter: &Path, pem: &Path) -> Vec<String> {
+    let out = Command::new(linter)
+        .args(["lint", "--format", "JSON", "--severity", "WARNING"])
+        .arg(pem)
+        .output()
+        .expect("run lint_pkix_cert");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "lint_pkix_cert gave no JSON ({e}); status {}, stderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let mut findings = Vec::new();
+    for result in report["results"].as_array().expect("results array") {
+        for finding in result["finding_descriptions"].as_array().expect("findings") {
+            findings.push(format!(
+                "{} ({}) @ {}",
+                finding["code"].as_str().unwrap_or("?"),
+                finding["severity"].as_str().unwrap_or("?"),
+                result["node_path"].as_str().unwrap_or("?")
+            ));
+        }
+    }
+    findings
+}
+
+/// The certificate's authority key identifier is its subject key identifier (self-signed), as
+/// OpenSSL reads them.
+fn assert_aki_is_ski(pem: &Path) {
+    let text = openssl_text(pem);
+    let key_id = |name: &str| {
+        let mut lines = text.lines().skip_while(|l| !l.contains(name));
+        lines
+            .next()
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"));
+        let value = lines.next().unwrap_or_default().trim();
+        value.strip_prefix("keyid:").unwrap_or(value).to_owned()
+    };
+    let ski = key_id("X509v3 Subject Key Identifier");
+    assert!(ski.len() > 20, "{ski:?}");
+    assert_eq!(key_id("X509v3 Authority Key Identifier"), ski, "{text}");
+}
+
+/// An independent linter (pkilint's RFC 5280 profile) finds nothing at WARNING or above in a
+/// certificate of every key kind and signature suitekey makes. Under CI a missing linter fails
+/// the test; elsewhere it is skipped with a note.
+#[test]
+fn certificates_of_every_key_kind_pass_an_rfc_5280_linter() {
+    let Some(linter) = pkilint() else {
+        let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+        assert!(
+            !ci,
+            "pkilint's lint_pkix_cert is missing: scripts/install-deps.sh installs it"
+        );
+        eprintln!("skipped: pkilint is missing (scripts/install-deps.sh installs it)");
+        return;
+    };
+    let f = fixture();
+    let dir = out_dir();
+    let cases: [(&str, &[&str]); 9] = [
+        ("p256", &[]),
+        ("p384", &[]),
+        ("p521", &[]),
+        ("rsa3072", &[]),
+        ("rsa3072", &["--alg", "PS384"]),
+        ("rsa4096", &["--alg", "PS512"]),
+        ("rsa4096", &[]),
+        ("rsa3072", &["--cert-sig", "pkcs1"]),
+        ("rsa4096", &["--cert-sig", "pkcs1"]),
+    ];
+    let mut failures = Vec::new();
+    for (i, (label, flags)) in cases.into_iter().enumerate() {
+        let pem = dir.path().join(format!("{i}-{label}.pem"));
+        let uri = f.uri(label);
+        // Each run is on a fresh copy of the token; p256's already holds a certificate.
+        let mut args = vec!["cert", "--replace", "--key", &uri];
+        args.extend_from_slice(flags);
+        args.extend(["--out", path(&pem)]);
+        let (code, _, stderr) = run(&args);
+        assert_eq!(code, 0, "{label} {flags:?}: {stderr}");
+        assert_aki_is_ski(&pem);
+        let findings = pkilint_findings(&linter, &pem);
+        if !findings.is_empty() {
+            failures.push(format!("{label} {flags:?}: {findings:#?}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "pkilint findings:\n{}",
+        failures.join("\n")
+    );
 }
