@@ -70,7 +70,8 @@ pub enum Command {
         after_help = "Exit codes: 0 fit to upload, 1 not fit (reasons on stderr), 2 bad input, 3 token/key problem, 4 PIN problem."
     )]
     Check(CheckArgs),
-    /// Serve a strict NetSuite token endpoint on loopback, for CI and demos (prints its URL).
+    /// Serve a strict NetSuite token endpoint on loopback, for CI and demos (prints its base URL
+    /// on stdout, its token URL on stderr).
     Emulate(EmulateArgs),
     /// Hold every profile's token session, cache access tokens and serve them on a Unix socket
     /// (foreground; prints the socket path; SIGHUP reloads the config).
@@ -315,7 +316,7 @@ pub struct CheckArgs {
 #[derive(Debug, Args)]
 pub struct EmulateArgs {
     /// Loopback IP and port to listen on (127.0.0.0/8 or [::1]; port 0 picks a free one). The
-    /// base URL is printed as stdout's only line.
+    /// base URL is printed as stdout's only line, the full token URL on stderr.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
     pub listen: String,
     /// A certificate uploaded to the emulated account (repeatable):

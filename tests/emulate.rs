@@ -960,3 +960,33 @@ fn sub_and_nbf_claims_are_refused() {
     }
     assert_eq!(emu.stats()["tokens_issued"], 0);
 }
+
+/// stdout's one line stays the base URL (scripts read it); the full token URL, what a client's
+/// `--token-url` needs, is told on stderr, unless `-q`.
+#[test]
+fn the_token_url_is_told_on_stderr_and_stdout_keeps_only_the_base_url() {
+    let keys = Keys::p256();
+    let spec = format!("client-id={CLIENT},cert={}", keys.cert());
+    for quiet in [false, true] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_suitekey"));
+        if quiet {
+            cmd.arg("-q");
+        }
+        // stdin at end of file: the emulator binds, prints, and stops at once.
+        let out = cmd
+            .args(["emulate", "--exit-on-stdin-eof", "--register", &spec])
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let (stdout, stderr) = common::texts(&out);
+        assert!(out.status.success(), "{stderr}");
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(lines.len(), 1, "{stdout:?}");
+        let base = lines[0];
+        assert!(base.starts_with("http://127.0.0.1:"), "{base}");
+        assert!(!base.contains("/services"), "{base}");
+        let told = format!("token URL: {base}{TOKEN_PATH}");
+        assert_eq!(stderr.contains(&told), !quiet, "quiet={quiet}: {stderr}");
+    }
+}

@@ -1,5 +1,5 @@
-//! `suitekey emulate`: parse the registrations, bind loopback, print the base URL, serve until
-//! SIGINT/SIGTERM.
+//! `suitekey emulate`: parse the registrations, bind loopback, print the base URL (stdout's one
+//! line) and the token URL (on stderr), serve until SIGINT/SIGTERM.
 
 use std::io::Write;
 use std::time::Duration;
@@ -8,7 +8,7 @@ use crate::cli::EmulateArgs;
 use crate::emulator::{self, Config, Faults};
 use crate::error::Error;
 
-pub(super) fn run(args: &EmulateArgs, out: &mut dyn Write) -> Result<(), Error> {
+pub(super) fn run(args: &EmulateArgs, quiet: bool, out: &mut dyn Write) -> Result<(), Error> {
     // Everything the user typed is checked before a socket is opened.
     let addr = emulator::parse_listen(&args.listen)?;
     let registrations = args
@@ -55,8 +55,18 @@ pub(super) fn run(args: &EmulateArgs, out: &mut dyn Write) -> Result<(), Error> 
         };
         let listener = emulator::bind(addr).await?;
         let bound = listener.local_addr().map_err(emulator::Error::Io)?;
+        let base = emulator::base_url(bound);
+        // For people: the URL a client's --token-url needs. Told before stdout's line, so it is
+        // there once a caller has read that line; stdout keeps its contract (the base URL only).
+        if !quiet {
+            let _ = writeln!(
+                std::io::stderr(),
+                "token URL: {base}{}",
+                emulator::TOKEN_PATH
+            );
+        }
         // The one stdout line, flushed now: callers read it to learn the port.
-        writeln!(out, "{}", emulator::base_url(bound))?;
+        writeln!(out, "{base}")?;
         out.flush()?;
         tracing::info!(%bound, "emulator listening");
         emulator::serve(listener, config, shutdown).await?;

@@ -29,7 +29,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
         Command::Keygen(args) => keygen::run(args, cli.quiet, out),
         Command::Cert(args) => cert::run(args, cli.quiet, out),
         Command::Check(args) => check::run(args, cli.quiet, out),
-        Command::Emulate(args) => emulate::run(args, out),
+        Command::Emulate(args) => emulate::run(args, cli.quiet, out),
         Command::Agent(args) => agent::run(cli, args, out),
     }
 }
