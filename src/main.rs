@@ -50,7 +50,15 @@ fn init_logging(cli: &Cli) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(colour_logs())
         .with_target(false)
         .init();
+}
+
+/// Colour in the logs only on a terminal, and never when NO_COLOR is set to a non-empty value
+/// (https://no-color.org): an explicit `with_ansi` overrides tracing-subscriber's own NO_COLOR
+/// check. clap (help, usage errors) and indicatif (keygen's spinner, which has no colours
+/// anyway) check NO_COLOR themselves.
+fn colour_logs() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
