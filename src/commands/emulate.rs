@@ -24,20 +24,7 @@ pub(super) fn run(args: &EmulateArgs, quiet: bool, out: &mut dyn Write) -> Resul
     };
     config.token_lifetime = Duration::from_secs(args.token_lifetime);
     config.also_accepted = args.accept_aud.clone();
-    let now = std::time::SystemTime::now();
-    for reg in &config.registrations {
-        tracing::info!(kid = %reg.certificate_id, client = %reg.client_id, scopes = %reg.scopes, "registered");
-        // Registered all the same (it is checked at each request, as NetSuite does), but a
-        // test author should hear why every request with it will be refused.
-        if now > reg.valid_until || now < reg.valid_from {
-            tracing::warn!(
-                kid = %reg.certificate_id,
-                "the certificate is valid only from {} to {}: token requests with it are refused",
-                crate::cert::rfc3339(reg.valid_from),
-                crate::cert::rfc3339(reg.valid_until)
-            );
-        }
-    }
+    log_registrations(&config.registrations);
     // Two workers: the emulator serves one client at a time in practice.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -72,6 +59,24 @@ pub(super) fn run(args: &EmulateArgs, quiet: bool, out: &mut dyn Write) -> Resul
         emulator::serve(listener, config, shutdown).await?;
         Ok(())
     })
+}
+
+/// Logs each registration, with a warning for a certificate outside its validity period: it
+/// is registered all the same (validity is checked at each request, as NetSuite does), but
+/// whoever runs the emulator should hear why every request with it will be refused.
+fn log_registrations(registrations: &[emulator::Registration]) {
+    let now = std::time::SystemTime::now();
+    for reg in registrations {
+        tracing::info!(kid = %reg.certificate_id, client = %reg.client_id, scopes = %reg.scopes, "registered");
+        if now > reg.valid_until || now < reg.valid_from {
+            tracing::warn!(
+                kid = %reg.certificate_id,
+                "the certificate is valid only from {} to {}: token requests with it are refused",
+                crate::cert::rfc3339(reg.valid_from),
+                crate::cert::rfc3339(reg.valid_until)
+            );
+        }
+    }
 }
 
 /// Resolves once stdin reaches end of file (or fails), when `enabled`; never otherwise. Read on
