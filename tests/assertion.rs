@@ -263,6 +263,15 @@ fn refused(mut cmd: assert_cmd::Command, code: i32, needles: &[&str]) -> String 
 fn malformed_uri_is_refused() {
     refused_key("pkcs11:token=acc;bogus=1", 2, &["bogus"]);
     refused_key("/path/to/key.pem", 2, &["pkcs11:"]);
+    // A module reads labels as C strings: this would have selected the key "Test".
+    let f = fixture();
+    refused_key(&f.uri("p256%00Label"), 2, &["'object'", "NUL", "%00"]);
+    refused_key(
+        &f.uri("p256")
+            .replace(";object=", ";library-version=2.256;object="),
+        2,
+        &["library-version", "0 to 255"],
+    );
 }
 
 #[test]
