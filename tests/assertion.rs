@@ -737,3 +737,88 @@ fn credentials_in_a_token_url_are_refused_without_echoing_them() {
     );
     assert!(!stderr.contains("S3CRET-77"), "{stderr}");
 }
+
+#[test]
+fn module_and_pin_file_paths_are_escaped_in_messages() {
+    let f = fixture();
+    // A directory whose name sets the terminal's title and starts a new line, and the form
+    // messages must show it in (the URI's percent-encoding).
+    let hostile = "x\u{1b}]0;pwned\u{7}\ny";
+    let escaped = "x%1B]0%3Bpwned%07%0Ay";
+    let in_uri = |path: &Path| path.display().to_string().replace(hostile, escaped);
+    let dir = f.dir.join(hostile);
+    std::fs::create_dir_all(&dir).unwrap();
+    let module = dir.join("softhsm.so");
+    std::os::unix::fs::symlink(common::module_path(), &module).unwrap();
+    let wrong = dir.join("wrong.pin");
+    std::fs::write(&wrong, "not-the-PIN-16180\n").unwrap();
+    std::fs::set_permissions(&wrong, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let missing = Path::new("/nonexistent").join(hostile);
+    let key = format!("pkcs11:token={};object=p256", common::TOKEN);
+    let softhsm = format!("module-path={}", common::module_path().display());
+    let pin = format!("pin-source=file:{}", f.pin_file.display());
+    // (URI, SUITEKEY_MODULE, exit code, stderr lines, what stderr must show)
+    let cases = [
+        (
+            format!("{key}?module-path={}/mod.so&{pin}", in_uri(&missing)),
+            None,
+            3,
+            1,
+            format!("/nonexistent/{escaped}/mod.so'"),
+        ),
+        (
+            format!("{key}?{pin}"),
+            Some(missing.join("mod.so")),
+            3,
+            1,
+            format!("/nonexistent/{escaped}/mod.so'"),
+        ),
+        (
+            format!("{key}?module-name={escaped}&{pin}"),
+            None,
+            2,
+            1,
+            format!("module named '{escaped}'"),
+        ),
+        (
+            format!(
+                "pkcs11:token=none;object=p256?module-path={}&{pin}",
+                in_uri(&module)
+            ),
+            None,
+            3,
+            1,
+            format!("{escaped}/softhsm.so'"),
+        ),
+        (
+            format!("{key}?{softhsm}&pin-source=file:{}/pin", in_uri(&missing)),
+            None,
+            4,
+            1,
+            format!("/nonexistent/{escaped}/pin'"),
+        ),
+        // A wrong PIN in a file everyone may read: the warning and the error name the file.
+        (
+            format!("{key}?{softhsm}&pin-source=file:{}", in_uri(&wrong)),
+            None,
+            4,
+            2,
+            format!("{escaped}/wrong.pin"),
+        ),
+    ];
+    for (uri, module, code, lines, shown) in cases {
+        let mut cmd = f.suitekey();
+        profile(&mut cmd, &uri, "1");
+        if let Some(module) = module {
+            cmd.env("SUITEKEY_MODULE", module);
+        }
+        let out = cmd.assert().code(code).get_output().clone();
+        let (_, stderr) = common::texts(&out);
+        assert!(
+            !stderr.contains(['\u{1b}', '\u{7}', '\r']),
+            "a control character reached stderr: {stderr:?}"
+        );
+        assert_eq!(stderr.lines().count(), lines, "{stderr:?}");
+        assert_eq!(stderr.matches(&shown).count(), lines, "{uri}: {stderr}");
+    }
+}

@@ -14,7 +14,7 @@ use rustix::event::{PollFd, PollFlags, Timespec};
 use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
-use super::uri::PinSource;
+use super::uri::{PinSource, escaped_path};
 
 /// A token PIN. Cannot be printed; zeroized when dropped.
 pub type Pin = SecretString;
@@ -47,7 +47,7 @@ pub enum PinOrigin {
 impl fmt::Display for PinOrigin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PinOrigin::File(p) => write!(f, "file '{}'", p.display()),
+            PinOrigin::File(p) => write!(f, "file '{}'", escaped_path(p)),
             PinOrigin::Env(name) => write!(f, "environment variable {name}"),
             PinOrigin::UriValue => f.write_str("the URI's pin-value"),
             PinOrigin::Prompt => f.write_str("the prompt"),
@@ -60,7 +60,7 @@ impl fmt::Display for PinOrigin {
 #[derive(Debug, thiserror::Error)]
 pub enum PinError {
     /// The PIN file could not be read.
-    #[error("cannot read the PIN file '{path}': {source}; check pin-source=file:… in the key URI")]
+    #[error("cannot read the PIN file '{}': {source}; check pin-source=file:… in the key URI", escaped_path(.path))]
     File {
         /// The file.
         path: PathBuf,
@@ -70,12 +70,14 @@ pub enum PinError {
     },
     /// The PIN file is not a small file.
     #[error(
-        "the PIN file '{0}' is larger than 4 KiB; pin-source must name a file holding only the PIN"
+        "the PIN file '{}' is larger than 4 KiB; pin-source must name a file holding only the PIN",
+        escaped_path(.0)
     )]
     FileTooLarge(PathBuf),
     /// The PIN file gave no PIN in time: a FIFO that nothing writes to.
     #[error(
-        "the PIN file '{path}' gave no PIN within {} s: it is {kind} that nothing wrote a PIN to; start what writes the PIN there, or name a regular file in pin-source=file:",
+        "the PIN file '{}' gave no PIN within {} s: it is {kind} that nothing wrote a PIN to; start what writes the PIN there, or name a regular file in pin-source=file:",
+        escaped_path(.path),
         PIN_FILE_TIMEOUT.as_secs()
     )]
     FileTimeout {
@@ -194,7 +196,7 @@ fn warn_if_readable_by_others(path: &Path, mode: u32) {
     } else {
         return;
     };
-    tracing::warn!(path = %path.display(), "the PIN file is readable by other users ({readers}); chmod 600 it");
+    tracing::warn!(path = %escaped_path(path), "the PIN file is readable by other users ({readers}); chmod 600 it");
 }
 
 /// Reads `file` (opened non-blocking) to its end, at most `MAX_PIN_FILE + 1` bytes, waiting

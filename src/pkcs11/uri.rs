@@ -34,7 +34,7 @@
 //!   query, non-ASCII, …) are refused with the escape to write instead, rather than guessed at.
 
 use std::fmt::{self, Write as _};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use percent_encoding::{
@@ -492,7 +492,7 @@ impl PinSource {
             Self::File(path) => {
                 let bytes = path.as_os_str().as_encoded_bytes();
                 let authority = if bytes.starts_with(b"//") { "//" } else { "" };
-                format!("file:{authority}{}", percent_encode(bytes, QUERY_ENCODE))
+                format!("file:{authority}{}", escaped_path(path))
             }
             Self::Env(name) => format!("env:{}", utf8_percent_encode(name, QUERY_ENCODE)),
         }
@@ -1022,13 +1022,10 @@ impl Pkcs11Uri {
             .module_name
             .as_deref()
             .map(|name| ("module-name", encode_text(name, QUERY_ENCODE)));
-        let module_path = self.module_path.as_ref().map(|path| {
-            let bytes = path.as_os_str().as_encoded_bytes();
-            (
-                "module-path",
-                percent_encode(bytes, QUERY_ENCODE).to_string(),
-            )
-        });
+        let module_path = self
+            .module_path
+            .as_ref()
+            .map(|path| ("module-path", escaped_path(path)));
         let pin_source = self
             .pin_source
             .as_ref()
@@ -1044,6 +1041,14 @@ impl Pkcs11Uri {
             .chain(vendor)
             .collect()
     }
+}
+
+/// A path as a URI's query writes it (`module-path=`, `pin-source=file:`), percent-encoded like
+/// every label in a URI: every message and log line that names a module or PIN file shows it
+/// so, and no control character or escape sequence in a file name reaches a terminal or a log.
+#[must_use]
+pub fn escaped_path(path: &Path) -> String {
+    percent_encode(path.as_os_str().as_encoded_bytes(), QUERY_ENCODE).to_string()
 }
 
 fn encode_text(value: &str, set: &'static AsciiSet) -> String {
@@ -1620,6 +1625,21 @@ mod tests {
                 &["library-version", &format!("{value:?}")],
             );
         }
+    }
+
+    #[test]
+    fn paths_are_escaped_for_messages_as_in_uris() {
+        let path = Path::new("/tmp/a\u{1b}]0;t\u{7}\n b%/\u{e9}.so");
+        assert_eq!(escaped_path(path), "/tmp/a%1B]0%3Bt%07%0A%20b%25/%C3%A9.so");
+        let uri = Pkcs11Uri {
+            module_path: Some(path.to_owned()),
+            ..Pkcs11Uri::default()
+        };
+        assert_eq!(
+            uri.to_string(),
+            format!("pkcs11:?module-path={}", escaped_path(path))
+        );
+        assert_eq!(uri.to_string().parse::<Pkcs11Uri>().unwrap(), uri);
     }
 
     #[test]
