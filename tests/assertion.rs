@@ -3,7 +3,11 @@
 
 mod common;
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::io::Write as _;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{KEYS, PIN, decode_jws, fixture, verify};
 
@@ -263,6 +267,15 @@ fn refused(mut cmd: assert_cmd::Command, code: i32, needles: &[&str]) -> String 
 fn malformed_uri_is_refused() {
     refused_key("pkcs11:token=acc;bogus=1", 2, &["bogus"]);
     refused_key("/path/to/key.pem", 2, &["pkcs11:"]);
+    // A module reads labels as C strings: this would have selected the key "Test".
+    let f = fixture();
+    refused_key(&f.uri("p256%00Label"), 2, &["'object'", "NUL", "%00"]);
+    refused_key(
+        &f.uri("p256")
+            .replace(";object=", ";library-version=2.256;object="),
+        2,
+        &["library-version", "0 to 255"],
+    );
 }
 
 #[test]
@@ -462,31 +475,172 @@ fn a_module_that_is_not_pkcs11_is_named() {
     refused_key(&uri, 3, &["/etc/hostname", "PKCS#11"]);
 }
 
-#[test]
-fn a_wrong_pin_costs_exactly_one_c_login() {
-    // OpenSC's pkcs11-spy wraps SoftHSM2 and logs every call the module receives.
-    let spy = common::pkcs11_spy().display().to_string();
+/// `assertion` for the `p256` key through OpenSC's pkcs11-spy, which wraps SoftHSM2 and logs
+/// every call the module receives to the returned file; the PIN from `pin_source` (a
+/// `pin-source` value), else `SUITEKEY_PIN`.
+fn spied(pin_source: Option<&str>) -> (assert_cmd::Command, PathBuf) {
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
     let f = fixture();
-    let log = f.dir.join("spy.log");
-    let wrong = f.dir.join("wrong-once.pin");
-    std::fs::write(&wrong, "not-the-PIN-27182\n").unwrap();
+    let log = f
+        .dir
+        .join(format!("spy-{}.log", RUNS.fetch_add(1, Ordering::Relaxed)));
+    let query = pin_source.map_or_else(String::new, |s| format!("&pin-source={s}"));
     let uri = format!(
-        "pkcs11:token={};object=p256?module-path={spy}&pin-source=file:{}",
+        "pkcs11:token={};object=p256?module-path={}{query}",
         common::TOKEN,
-        wrong.display()
+        common::pkcs11_spy().display()
     );
     let mut cmd = f.suitekey();
     profile(&mut cmd, &uri, "1");
     cmd.env("PKCS11SPY", common::module_path())
         .env("PKCS11SPY_OUTPUT", &log);
+    (cmd, log)
+}
+
+/// The module calls pkcs11-spy logged to `log`, having checked that it saw any at all.
+fn spy_log(log: &Path) -> String {
+    let calls = std::fs::read_to_string(log).expect("pkcs11-spy log");
+    assert!(calls.contains("C_GetSlotList"), "pkcs11-spy saw no call");
+    calls
+}
+
+/// A file of this process's token directory holding `content`, mode 0600.
+fn pin_file(name: &str, content: &[u8]) -> PathBuf {
+    let path = fixture().dir.join(name);
+    std::fs::write(&path, content).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
+#[test]
+fn a_wrong_pin_costs_exactly_one_c_login() {
+    let wrong = pin_file("wrong-once.pin", b"not-the-PIN-27182\n");
+    let (cmd, log) = spied(Some(&format!("file:{}", wrong.display())));
     refused(cmd, 4, &["PIN rejected", "not retried"]);
-    let calls = std::fs::read_to_string(&log).expect("pkcs11-spy log");
+    let calls = spy_log(&log);
     assert_eq!(
         calls.matches("C_Login").count(),
         1,
         "exactly one login attempt"
     );
     assert!(calls.contains("CKR_PIN_INCORRECT"));
+}
+
+/// [`spied`] with `pin` from `from`: `file` (a new file, `name`), `env:SPIED_PIN` or
+/// `SUITEKEY_PIN`. Returns the command, the spy's log and what a message must name as the
+/// PIN's source.
+fn spied_with_pin(from: &str, name: &str, pin: &str) -> (assert_cmd::Command, PathBuf, String) {
+    match from {
+        "file" => {
+            let file = pin_file(name, pin.as_bytes());
+            let (cmd, log) = spied(Some(&format!("file:{}", file.display())));
+            (cmd, log, name.to_owned())
+        }
+        "env:SPIED_PIN" => {
+            let (mut cmd, log) = spied(Some(from));
+            cmd.env("SPIED_PIN", pin);
+            (cmd, log, "SPIED_PIN".to_owned())
+        }
+        _ => {
+            let (mut cmd, log) = spied(None);
+            cmd.env("SUITEKEY_PIN", pin);
+            (cmd, log, "SUITEKEY_PIN".to_owned())
+        }
+    }
+}
+
+#[test]
+fn a_malformed_pin_is_refused_without_a_c_login() {
+    // (where the PIN comes from, its bytes, what the message must name). Each is the right PIN
+    // spoilt the way editors, `echo` and copy-paste spoil PINs: each would cost a PIN try.
+    let cases: [(&str, String, &str); 8] = [
+        ("file", format!("\u{feff}{PIN}\n"), "byte order mark"),
+        ("file", format!("{PIN}  \n"), "whitespace"),
+        ("file", format!(" {PIN}\r\n"), "whitespace"),
+        ("file", format!("{PIN}\n\n"), "control character"),
+        (
+            "env:SPIED_PIN",
+            format!("{PIN}\u{1b}[0m"),
+            "control character",
+        ),
+        (
+            "env:SPIED_PIN",
+            format!("{PIN}\r\n\r\n"),
+            "control character",
+        ),
+        ("SUITEKEY_PIN", format!("{PIN} \n"), "whitespace"),
+        ("SUITEKEY_PIN", format!("\u{feff}{PIN}"), "byte order mark"),
+    ];
+    for (n, (from, pin, problem)) in cases.iter().enumerate() {
+        let (cmd, log, named) = spied_with_pin(from, &format!("malformed-{n}.pin"), pin);
+        refused(cmd, 4, &[problem, &named, "not sent to the token"]);
+        assert_eq!(
+            spy_log(&log).matches("C_Login").count(),
+            0,
+            "case {n}: a malformed PIN from {from} reached the token"
+        );
+    }
+}
+
+#[test]
+fn a_pin_with_one_line_ending_of_any_kind_logs_in() {
+    // Windows editors end lines with \r\n, old Mac ones with \r; `echo` adds \n.
+    let cases: [(&str, String); 5] = [
+        ("env:SPIED_PIN", format!("{PIN}\r\n")),
+        ("SUITEKEY_PIN", format!("{PIN}\r\n")),
+        ("SUITEKEY_PIN", format!("{PIN}\n")),
+        ("file", format!("{PIN}\r")),
+        ("file", format!("{PIN}\r\n")),
+    ];
+    for (n, (from, pin)) in cases.iter().enumerate() {
+        let (mut cmd, log, _) = spied_with_pin(from, &format!("one-ending-{n}.pin"), pin);
+        let out = cmd.assert().success().get_output().stdout.clone();
+        let jws = decode_jws(&String::from_utf8(out).unwrap());
+        verify(&jws, &fixture().public_key(id_of("p256"))).expect("verifies");
+        assert_eq!(spy_log(&log).matches("C_Login").count(), 1);
+    }
+}
+
+#[test]
+fn a_pin_fifo_is_read_from_its_writer_and_one_without_a_writer_times_out() {
+    let fifo = fixture().dir.join("pin.fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.is_ok_and(|s| s.success()), "mkfifo (coreutils)");
+    // A writer that comes a moment later (a secret manager) is waited for.
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(500));
+            let mut pipe = std::fs::OpenOptions::new().write(true).open(fifo).unwrap();
+            pipe.write_all(format!("{PIN}\n").as_bytes()).unwrap();
+        })
+    };
+    let source = format!("file:{}", fifo.display());
+    let (mut cmd, _) = spied(Some(&source));
+    cmd.timeout(Duration::from_secs(60)).assert().success();
+    writer.join().unwrap();
+    // Nothing ever writes: the run ends after the documented 10 s (the bound only catches a
+    // hang), naming the file, and no PIN is sent.
+    let (mut cmd, log) = spied(Some(&source));
+    cmd.timeout(Duration::from_secs(60));
+    refused(cmd, 4, &["pin.fifo", "no PIN within 10 s", "FIFO"]);
+    assert_eq!(spy_log(&log).matches("C_Login").count(), 0);
+}
+
+#[test]
+fn a_pin_file_other_users_can_read_is_warned_about() {
+    for (name, mode) in [("group.pin", 0o640), ("world.pin", 0o604)] {
+        let file = pin_file(name, format!("{PIN}\n").as_bytes());
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+        let (mut cmd, _) = spied(Some(&format!("file:{}", file.display())));
+        let out = cmd.assert().success().get_output().clone();
+        let (_, stderr) = common::texts(&out);
+        assert!(
+            stderr.contains("readable by other users") && stderr.contains("chmod 600"),
+            "no warning for mode {mode:o}:\n{stderr}"
+        );
+        assert!(stderr.contains(name), "the file is named:\n{stderr}");
+    }
 }
 
 #[test]
@@ -582,4 +736,89 @@ fn credentials_in_a_token_url_are_refused_without_echoing_them() {
         &["credentials"],
     );
     assert!(!stderr.contains("S3CRET-77"), "{stderr}");
+}
+
+#[test]
+fn module_and_pin_file_paths_are_escaped_in_messages() {
+    let f = fixture();
+    // A directory whose name sets the terminal's title and starts a new line, and the form
+    // messages must show it in (the URI's percent-encoding).
+    let hostile = "x\u{1b}]0;pwned\u{7}\ny";
+    let escaped = "x%1B]0%3Bpwned%07%0Ay";
+    let in_uri = |path: &Path| path.display().to_string().replace(hostile, escaped);
+    let dir = f.dir.join(hostile);
+    std::fs::create_dir_all(&dir).unwrap();
+    let module = dir.join("softhsm.so");
+    std::os::unix::fs::symlink(common::module_path(), &module).unwrap();
+    let wrong = dir.join("wrong.pin");
+    std::fs::write(&wrong, "not-the-PIN-16180\n").unwrap();
+    std::fs::set_permissions(&wrong, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let missing = Path::new("/nonexistent").join(hostile);
+    let key = format!("pkcs11:token={};object=p256", common::TOKEN);
+    let softhsm = format!("module-path={}", common::module_path().display());
+    let pin = format!("pin-source=file:{}", f.pin_file.display());
+    // (URI, SUITEKEY_MODULE, exit code, stderr lines, what stderr must show)
+    let cases = [
+        (
+            format!("{key}?module-path={}/mod.so&{pin}", in_uri(&missing)),
+            None,
+            3,
+            1,
+            format!("/nonexistent/{escaped}/mod.so'"),
+        ),
+        (
+            format!("{key}?{pin}"),
+            Some(missing.join("mod.so")),
+            3,
+            1,
+            format!("/nonexistent/{escaped}/mod.so'"),
+        ),
+        (
+            format!("{key}?module-name={escaped}&{pin}"),
+            None,
+            2,
+            1,
+            format!("module named '{escaped}'"),
+        ),
+        (
+            format!(
+                "pkcs11:token=none;object=p256?module-path={}&{pin}",
+                in_uri(&module)
+            ),
+            None,
+            3,
+            1,
+            format!("{escaped}/softhsm.so'"),
+        ),
+        (
+            format!("{key}?{softhsm}&pin-source=file:{}/pin", in_uri(&missing)),
+            None,
+            4,
+            1,
+            format!("/nonexistent/{escaped}/pin'"),
+        ),
+        // A wrong PIN in a file everyone may read: the warning and the error name the file.
+        (
+            format!("{key}?{softhsm}&pin-source=file:{}", in_uri(&wrong)),
+            None,
+            4,
+            2,
+            format!("{escaped}/wrong.pin"),
+        ),
+    ];
+    for (uri, module, code, lines, shown) in cases {
+        let mut cmd = f.suitekey();
+        profile(&mut cmd, &uri, "1");
+        if let Some(module) = module {
+            cmd.env("SUITEKEY_MODULE", module);
+        }
+        let out = cmd.assert().code(code).get_output().clone();
+        let (_, stderr) = common::texts(&out);
+        assert!(
+            !stderr.contains(['\u{1b}', '\u{7}', '\r']),
+            "a control character reached stderr: {stderr:?}"
+        );
+        assert_eq!(stderr.lines().count(), lines, "{stderr:?}");
+        assert_eq!(stderr.matches(&shown).count(), lines, "{uri}: {stderr}");
+    }
 }

@@ -40,7 +40,9 @@ impl PinSpec {
     fn describe(&self) -> String {
         match (&self.value, &self.source) {
             (Some(_), _) => "a pin-value in the key URI".into(),
-            (None, Some(PinSource::File(path))) => format!("pin-source=file:{}", path.display()),
+            (None, Some(PinSource::File(path))) => {
+                format!("pin-source=file:{}", pkcs11::uri::escaped_path(path))
+            }
             (None, Some(PinSource::Env(name))) => format!("pin-source=env:{name}"),
             (None, None) => format!("{} or a prompt", pkcs11::pin::PIN_ENV),
         }

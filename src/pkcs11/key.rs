@@ -532,7 +532,7 @@ impl KeySigner {
         let module = self.token.module().clone();
         match self.reopen_in(|module| module.select(&wanted)) {
             Err(e) if e.is_token_lost() => {
-                tracing::info!(key = self.uri(), module = %module.path().display(), "{e}");
+                tracing::info!(key = self.uri(), module = %module.shown_path(), "{e}");
                 if !module.reinitialize(seen)? {
                     // Rationed: only the next due reinitialization looks again.
                     return Err(e);
@@ -609,7 +609,7 @@ impl KeySigner {
         match &self.session {
             Some(session) if hold.generation == self.generation => Ok((hold, session)),
             _ => Err(Error::SessionVoid {
-                module: self.token.module().path().display().to_string(),
+                module: self.token.module().shown_path(),
             }),
         }
     }

@@ -4,14 +4,17 @@
 //! the moment it is read; intermediate buffers are `Zeroizing`.
 
 use std::fmt;
-use std::io::{IsTerminal, Read};
-use std::os::unix::fs::PermissionsExt;
+use std::fs::{File, OpenOptions};
+use std::io::{self, IsTerminal, Read};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-use secrecy::SecretString;
+use rustix::event::{PollFd, PollFlags, Timespec};
+use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
-use super::uri::PinSource;
+use super::uri::{PinSource, escaped_path};
 
 /// A token PIN. Cannot be printed; zeroized when dropped.
 pub type Pin = SecretString;
@@ -21,6 +24,10 @@ pub const PIN_ENV: &str = "SUITEKEY_PIN";
 
 /// PIN files larger than this are not PIN files.
 const MAX_PIN_FILE: u64 = 4096;
+
+/// How long a PIN file may take to give its PIN: a FIFO (named pipe) gives it only when its
+/// writer comes, and one that nothing writes to must not hold suitekey forever.
+pub const PIN_FILE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where a PIN came from, for messages (it never holds the PIN).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,7 +47,7 @@ pub enum PinOrigin {
 impl fmt::Display for PinOrigin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PinOrigin::File(p) => write!(f, "file '{}'", p.display()),
+            PinOrigin::File(p) => write!(f, "file '{}'", escaped_path(p)),
             PinOrigin::Env(name) => write!(f, "environment variable {name}"),
             PinOrigin::UriValue => f.write_str("the URI's pin-value"),
             PinOrigin::Prompt => f.write_str("the prompt"),
@@ -53,7 +60,7 @@ impl fmt::Display for PinOrigin {
 #[derive(Debug, thiserror::Error)]
 pub enum PinError {
     /// The PIN file could not be read.
-    #[error("cannot read the PIN file '{path}': {source}; check pin-source=file:… in the key URI")]
+    #[error("cannot read the PIN file '{}': {source}; check pin-source=file:… in the key URI", escaped_path(.path))]
     File {
         /// The file.
         path: PathBuf,
@@ -63,12 +70,35 @@ pub enum PinError {
     },
     /// The PIN file is not a small file.
     #[error(
-        "the PIN file '{0}' is larger than 4 KiB; pin-source must name a file holding only the PIN"
+        "the PIN file '{}' is larger than 4 KiB; pin-source must name a file holding only the PIN",
+        escaped_path(.0)
     )]
     FileTooLarge(PathBuf),
+    /// The PIN file gave no PIN in time: a FIFO that nothing writes to.
+    #[error(
+        "the PIN file '{}' gave no PIN within {} s: it is {kind} that nothing wrote a PIN to; start what writes the PIN there, or name a regular file in pin-source=file:",
+        escaped_path(.path),
+        PIN_FILE_TIMEOUT.as_secs()
+    )]
+    FileTimeout {
+        /// The file.
+        path: PathBuf,
+        /// What kind of file it is, e.g. "a FIFO (named pipe)".
+        kind: &'static str,
+    },
     /// The PIN source holds nothing.
     #[error("the PIN from {0} is empty; put the token's user PIN there")]
     Empty(PinOrigin),
+    /// The PIN holds what no PIN should, so it was not risked on the token.
+    #[error(
+        "the PIN from {origin} {problem}, so it was not sent to the token (a wrong PIN costs one of the few tries before the token locks): put the PIN there alone, followed by at most one line ending"
+    )]
+    Malformed {
+        /// Where it came from (never the PIN).
+        origin: PinOrigin,
+        /// What is wrong with it, e.g. "begins or ends with whitespace".
+        problem: &'static str,
+    },
     /// The PIN is not text.
     #[error("the PIN from {0} is not valid UTF-8 text")]
     NotUtf8(PinOrigin),
@@ -110,7 +140,7 @@ pub fn from_sources(
     value: Option<&Pin>,
 ) -> Result<Option<(Pin, PinOrigin)>, PinError> {
     if let Some(pin) = value {
-        return Ok(Some((pin.clone(), PinOrigin::UriValue)));
+        return finish(pin.expose_secret(), PinOrigin::UriValue).map(Some);
     }
     match source {
         Some(PinSource::File(path)) => read_file(path).map(Some),
@@ -128,29 +158,92 @@ fn read_file(path: &Path) -> Result<(Pin, PinOrigin), PinError> {
         path: path.to_owned(),
         source,
     };
-    let file = std::fs::File::open(path).map_err(file_err)?;
+    // Non-blocking, so that opening a FIFO without a writer returns at once; reading then
+    // waits for its writer no longer than PIN_FILE_TIMEOUT.
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits().cast_signed())
+        .open(path)
+        .map_err(file_err)?;
     let meta = file.metadata().map_err(file_err)?;
     if meta.len() > MAX_PIN_FILE {
         return Err(PinError::FileTooLarge(path.to_owned()));
     }
-    if meta.permissions().mode() & 0o004 != 0 {
-        tracing::warn!(path = %path.display(), "the PIN file is readable by every user on this machine; chmod 600 it");
-    }
-    // Room for the whole file up front: a growing Vec would leave PIN copies behind.
-    let mut bytes = Zeroizing::new(Vec::with_capacity(MAX_PIN_FILE as usize + 1));
-    file.take(MAX_PIN_FILE + 1)
-        .read_to_end(&mut bytes)
-        .map_err(file_err)?;
+    warn_if_readable_by_others(path, meta.permissions().mode());
+    let bytes = read_within(&file, PIN_FILE_TIMEOUT)
+        .map_err(file_err)?
+        .ok_or_else(|| PinError::FileTimeout {
+            path: path.to_owned(),
+            kind: if meta.file_type().is_fifo() {
+                "a FIFO (named pipe)"
+            } else {
+                "a device"
+            },
+        })?;
     if bytes.len() as u64 > MAX_PIN_FILE {
         return Err(PinError::FileTooLarge(path.to_owned()));
     }
     let text = std::str::from_utf8(&bytes).map_err(|_| PinError::NotUtf8(origin.clone()))?;
-    finish(strip_line_ending(text), origin)
+    finish(text, origin)
 }
 
+/// A PIN file that the group or everyone may read is one other users may read.
+fn warn_if_readable_by_others(path: &Path, mode: u32) {
+    let readers = if mode & 0o004 != 0 {
+        "every user on this machine"
+    } else if mode & 0o040 != 0 {
+        "the members of its group"
+    } else {
+        return;
+    };
+    tracing::warn!(path = %escaped_path(path), "the PIN file is readable by other users ({readers}); chmod 600 it");
+}
+
+/// Reads `file` (opened non-blocking) to its end, at most `MAX_PIN_FILE + 1` bytes, waiting
+/// for data as long as a FIFO's writer may still come; `None` when it takes longer than
+/// `limit`. On Linux, a FIFO that never had a writer polls as not ready (not as hung up).
+fn read_within(file: &File, limit: Duration) -> io::Result<Option<Zeroizing<Vec<u8>>>> {
+    let deadline = Instant::now() + limit;
+    // Room for the whole file up front: a growing Vec would leave PIN copies behind.
+    let mut bytes = Zeroizing::new(vec![0u8; MAX_PIN_FILE as usize + 1]);
+    let mut filled = 0;
+    while filled < bytes.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if !readable_within(file, left)? {
+            return Ok(None);
+        }
+        match (&*file).read(&mut bytes[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    bytes.truncate(filled);
+    Ok(Some(bytes))
+}
+
+/// Whether `file` has data (or its end) to read within `limit`.
+fn readable_within(file: &File, limit: Duration) -> io::Result<bool> {
+    let timeout = Timespec::try_from(limit).map_err(io::Error::other)?;
+    let mut fds = [PollFd::new(file, PollFlags::IN)];
+    match rustix::event::poll(&mut fds, Some(&timeout)) {
+        Ok(ready) => Ok(ready > 0),
+        // A signal: the caller polls again with what is left of its time.
+        Err(rustix::io::Errno::INTR) => Ok(true),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The text without one trailing line ending: `\n`, `\r\n` or `\r`.
 fn strip_line_ending(text: &str) -> &str {
-    text.strip_suffix('\n')
-        .map(|t| t.strip_suffix('\r').unwrap_or(t))
+    text.strip_suffix("\r\n")
+        .or_else(|| text.strip_suffix('\n'))
+        .or_else(|| text.strip_suffix('\r'))
         .unwrap_or(text)
 }
 
@@ -179,11 +272,30 @@ fn prompt(token: &str) -> Result<(Pin, PinOrigin), PinError> {
     finish(text, PinOrigin::Prompt)
 }
 
-fn finish(pin: &str, origin: PinOrigin) -> Result<(Pin, PinOrigin), PinError> {
+/// The PIN in `text` from any source, without one trailing line ending. A PIN still holding
+/// what no PIN should is refused before it reaches the token, where it would cost a try.
+fn finish(text: &str, origin: PinOrigin) -> Result<(Pin, PinOrigin), PinError> {
+    let pin = strip_line_ending(text);
     if pin.is_empty() {
         return Err(PinError::Empty(origin));
     }
+    if let Some(problem) = malformation(pin) {
+        return Err(PinError::Malformed { origin, problem });
+    }
     Ok((SecretString::from(pin), origin))
+}
+
+/// What makes `pin` (its line ending gone) one that editors, `echo` or copy-paste spoilt.
+fn malformation(pin: &str) -> Option<&'static str> {
+    if pin.contains('\u{feff}') {
+        Some("holds a byte order mark (U+FEFF, which some editors put at the start of a file)")
+    } else if pin.chars().any(char::is_control) {
+        Some("holds a control character (a second line ending, a tab, an escape …)")
+    } else if pin.starts_with(char::is_whitespace) || pin.ends_with(char::is_whitespace) {
+        Some("begins or ends with whitespace")
+    } else {
+        None
+    }
 }
 
 #[cfg(test)]
@@ -202,14 +314,48 @@ mod tests {
         for (content, want) in [
             (&b"1234\n"[..], "1234"),
             (b"1234\r\n", "1234"),
+            (b"1234\r", "1234"),
             (b"12 34", "12 34"),
-            (b"1234\n\n", "1234\n"),
+            (b"1234", "1234"),
         ] {
             let f = file_with(content);
             let (pin, origin) = obtain(Some(&PinSource::File(f.path().into())), None, "t").unwrap();
             assert_eq!(pin.expose_secret(), want);
             assert_eq!(origin, PinOrigin::File(f.path().into()));
         }
+    }
+
+    #[test]
+    fn spoilt_pins_are_refused_naming_the_problem_and_the_file_never_the_pin() {
+        // "1234\n\n" was read as "1234\n" before: a second line ending is no longer a PIN.
+        for (content, problem) in [
+            (&b"\xef\xbb\xbfPIN-70913\n"[..], "byte order mark"),
+            (b"PIN-70913\n\n", "control character"),
+            (b"PIN-70913\r\n\r\n", "control character"),
+            (b"PIN-\t70913", "control character"),
+            (b"PIN-70913\x1b[0m", "control character"),
+            (b"PIN-70913 \n", "whitespace"),
+            (b" PIN-70913", "whitespace"),
+            (b"PIN-70913\xc2\xa0", "whitespace"),
+        ] {
+            let f = file_with(content);
+            let err = obtain(Some(&PinSource::File(f.path().into())), None, "t").unwrap_err();
+            let message = err.to_string();
+            assert!(
+                matches!(err, PinError::Malformed { .. })
+                    && message.contains(problem)
+                    && message.contains(&f.path().display().to_string())
+                    && message.contains("not sent to the token"),
+                "{content:?}: {message}"
+            );
+            assert!(!message.contains("PIN-70913"), "{message}");
+        }
+        let value = SecretString::from(" PIN-70913");
+        let err = from_sources(None, Some(&value)).unwrap_err().to_string();
+        assert!(
+            err.contains("pin-value") && !err.contains("PIN-70913"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -59,7 +59,7 @@ fn known_limit(module: &Module, curve: Curve) -> Result<Option<String>, Error> {
                 && l.manufacturer == info.manufacturer
                 && l.description == info.description
         })
-        .map(|l| format!("{} ({}) {}", l.module, module.path().display(), l.limit)))
+        .map(|l| format!("{} ({}) {}", l.module, module.shown_path(), l.limit)))
 }
 
 /// Why the token cannot use `curve` keys with `mech` (which its module offers), naming the

@@ -13,7 +13,7 @@ use cryptoki::session::{Session, UserType};
 use cryptoki::slot::{Slot, TokenInfo};
 
 use super::pin::{self, Pin, PinOrigin};
-use super::uri::Pkcs11Uri;
+use super::uri::{Pkcs11Uri, escaped_path};
 use super::{Error, describe, rv_of};
 
 /// Loaded modules, keyed by path: PKCS#11 allows one `C_Initialize` per process and module.
@@ -110,13 +110,16 @@ fn find_module_by_name(name: &str) -> Result<PathBuf, Error> {
     from_config
         .or_else(|| in_lib_dirs(&format!("{name}.so")))
         .or_else(|| in_lib_dirs(&format!("lib{name}.so")))
-        .ok_or_else(|| Error::ModuleName {
-            name: name.to_owned(),
-            looked: format!(
-                "{}/{name}.module and {}",
-                MODULE_CONFIG_DIRS.join(", "),
-                MODULE_LIB_DIRS.join(", ")
-            ),
+        .ok_or_else(|| {
+            let name = escaped_path(Path::new(name));
+            Error::ModuleName {
+                looked: format!(
+                    "{}/{name}.module and {}",
+                    MODULE_CONFIG_DIRS.join(", "),
+                    MODULE_LIB_DIRS.join(", ")
+                ),
+                name,
+            }
         })
 }
 
@@ -256,7 +259,7 @@ impl Module {
             });
         }
         let load_err = |reason: String| Error::Load {
-            path: path.display().to_string(),
+            path: escaped_path(path),
             reason,
         };
         if path.is_dir() {
@@ -322,12 +325,12 @@ impl Module {
         if !due {
             return Ok(false);
         }
-        tracing::warn!(module = %self.path.display(), "reinitializing the module to look for its lost tokens again");
+        tracing::warn!(module = %self.shown_path(), "reinitializing the module to look for its lost tokens again");
         // Void from here on, whatever C_Finalize answers.
         self.lifecycle.generation.fetch_add(1, Ordering::SeqCst);
         match self.ctx.clone().finalize() {
             Err(e) if rv_of(&e) != Some(RvError::CryptokiNotInitialized) => {
-                tracing::warn!(module = %self.path.display(), "C_Finalize returned {}", describe(&e));
+                tracing::warn!(module = %self.shown_path(), "C_Finalize returned {}", describe(&e));
             }
             _ => {}
         }
@@ -354,6 +357,11 @@ impl Module {
     /// The module's file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The module's file for messages and logs, escaped (see [`escaped_path`]).
+    pub fn shown_path(&self) -> String {
+        escaped_path(&self.path)
     }
 
     /// `manufacturer description version (Cryptoki x.y)`, for `list`.
@@ -448,7 +456,7 @@ impl Module {
         match matching.len() {
             0 => Err(Error::TokenNotFound {
                 selector: token_selector(uri),
-                module: self.path.display().to_string(),
+                module: self.shown_path(),
                 available: if others.is_empty() && broken.is_empty() {
                     "the module shows no initialized token; initialize one with the token's own tools (SoftHSM2: softhsm/setup-token.sh DIR LABEL)".into()
                 } else {
@@ -481,7 +489,7 @@ impl Module {
     pub fn token_in(&self, slot: &SlotSummary) -> Result<Token, Error> {
         let summary = slot.token.clone().ok_or_else(|| Error::TokenNotFound {
             selector: format!("slot-id={}", slot.slot_id),
-            module: self.path.display().to_string(),
+            module: self.shown_path(),
             available: "the slot is empty".into(),
         })?;
         let slot = Slot::try_from(slot.slot_id).map_err(|e| self.call_err("C_GetSlotInfo", &e))?;
@@ -512,7 +520,7 @@ impl Module {
     pub(crate) fn call_err(&self, call: &str, err: &CkError) -> Error {
         Error::Call {
             call: call.to_owned(),
-            module: self.path.display().to_string(),
+            module: self.shown_path(),
             rv: describe(err),
         }
     }

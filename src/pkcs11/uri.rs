@@ -34,7 +34,7 @@
 //!   query, non-ASCII, …) are refused with the escape to write instead, rather than guessed at.
 
 use std::fmt::{self, Write as _};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use percent_encoding::{
@@ -289,6 +289,19 @@ pub enum UriError {
         /// The attribute name.
         name: String,
     },
+    /// A text value holding a NUL once percent-decoded (`object=Test%00Label`): modules read
+    /// these values as C strings, so it would select something else than was written.
+    #[error(
+        "the PKCS#11 URI {component} attribute '{name}' holds a NUL character (%00) once \
+         percent-decoded; PKCS#11 text values cannot contain one (a module would read only the \
+         part before it): remove the %00"
+    )]
+    NulCharacter {
+        /// Path or query.
+        component: UriComponent,
+        /// The attribute name.
+        name: String,
+    },
     /// `slot-id` that is not a decimal `u64`.
     #[error(
         "slot-id {value:?} is not a decimal number from 0 to {}; write digits only, or select \
@@ -299,9 +312,10 @@ pub enum UriError {
         /// The decoded value.
         value: String,
     },
-    /// `library-version` that is not `MAJOR` or `MAJOR.MINOR`.
+    /// `library-version` that is not `MAJOR` or `MAJOR.MINOR`, each part a byte.
     #[error(
-        "library-version {value:?} is not MAJOR or MAJOR.MINOR in decimal digits, such as 2 or 2.20"
+        "library-version {value:?} is not MAJOR or MAJOR.MINOR, each a decimal number from 0 to \
+         255 (a PKCS#11 CK_VERSION byte), such as 2 or 2.20"
     )]
     InvalidLibraryVersion {
         /// The decoded value.
@@ -478,7 +492,7 @@ impl PinSource {
             Self::File(path) => {
                 let bytes = path.as_os_str().as_encoded_bytes();
                 let authority = if bytes.starts_with(b"//") { "//" } else { "" };
-                format!("file:{authority}{}", percent_encode(bytes, QUERY_ENCODE))
+                format!("file:{authority}{}", escaped_path(path))
             }
             Self::Env(name) => format!("env:{}", utf8_percent_encode(name, QUERY_ENCODE)),
         }
@@ -606,7 +620,10 @@ impl QueryAttr {
 }
 
 fn check_library_version(value: &str) -> Result<(), UriError> {
-    let is_number = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+    // `CK_VERSION`'s parts are bytes; `u8::from_str` alone would also take a leading '+'.
+    let is_number = |part: &str| {
+        !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()) && part.parse::<u8>().is_ok()
+    };
     let valid = match value.split_once('.') {
         None => is_number(value),
         Some((major, minor)) => is_number(major) && is_number(minor),
@@ -743,8 +760,17 @@ impl Attr<'_> {
         Ok(bytes)
     }
 
+    /// A text value: UTF-8 without NUL (only `id` takes arbitrary bytes).
     fn decode_text(self, raw: &str) -> Result<String, UriError> {
-        String::from_utf8(self.decode_bytes(raw)?).map_err(|err| {
+        let mut bytes = self.decode_bytes(raw)?;
+        if bytes.contains(&0) {
+            bytes.zeroize();
+            return Err(UriError::NulCharacter {
+                component: self.component,
+                name: self.name.to_owned(),
+            });
+        }
+        String::from_utf8(bytes).map_err(|err| {
             err.into_bytes().zeroize();
             UriError::InvalidUtf8 {
                 component: self.component,
@@ -996,13 +1022,10 @@ impl Pkcs11Uri {
             .module_name
             .as_deref()
             .map(|name| ("module-name", encode_text(name, QUERY_ENCODE)));
-        let module_path = self.module_path.as_ref().map(|path| {
-            let bytes = path.as_os_str().as_encoded_bytes();
-            (
-                "module-path",
-                percent_encode(bytes, QUERY_ENCODE).to_string(),
-            )
-        });
+        let module_path = self
+            .module_path
+            .as_ref()
+            .map(|path| ("module-path", escaped_path(path)));
         let pin_source = self
             .pin_source
             .as_ref()
@@ -1018,6 +1041,14 @@ impl Pkcs11Uri {
             .chain(vendor)
             .collect()
     }
+}
+
+/// A path as a URI's query writes it (`module-path=`, `pin-source=file:`), percent-encoded like
+/// every label in a URI: every message and log line that names a module or PIN file shows it
+/// so, and no control character or escape sequence in a file name reaches a terminal or a log.
+#[must_use]
+pub fn escaped_path(path: &Path) -> String {
+    percent_encode(path.as_os_str().as_encoded_bytes(), QUERY_ENCODE).to_string()
 }
 
 fn encode_text(value: &str, set: &'static AsciiSet) -> String {
@@ -1597,6 +1628,69 @@ mod tests {
     }
 
     #[test]
+    fn paths_are_escaped_for_messages_as_in_uris() {
+        let path = Path::new("/tmp/a\u{1b}]0;t\u{7}\n b%/\u{e9}.so");
+        assert_eq!(escaped_path(path), "/tmp/a%1B]0%3Bt%07%0A%20b%25/%C3%A9.so");
+        let uri = Pkcs11Uri {
+            module_path: Some(path.to_owned()),
+            ..Pkcs11Uri::default()
+        };
+        assert_eq!(
+            uri.to_string(),
+            format!("pkcs11:?module-path={}", escaped_path(path))
+        );
+        assert_eq!(uri.to_string().parse::<Pkcs11Uri>().unwrap(), uri);
+    }
+
+    #[test]
+    fn refuses_library_version_parts_above_255() {
+        // CK_VERSION holds each part in one byte: 256 matches no module, and a long number
+        // must not wrap around to one that does.
+        for value in ["256", "1.256", "300.1", "255.1000", "18446744073709551617"] {
+            assert_refused(
+                &format!("pkcs11:library-version={value}"),
+                &["library-version", &format!("{value:?}"), "0 to 255"],
+            );
+        }
+        for value in ["0", "255", "255.255", "2.20", "007.01"] {
+            let uri = parse(&format!("pkcs11:library-version={value}"));
+            assert_eq!(uri.library_version.as_deref(), Some(value));
+        }
+    }
+
+    #[test]
+    fn refuses_a_nul_in_any_text_attribute() {
+        // A module reads labels as C strings: "Test\0Label" would select "Test".
+        let path_attrs = PATH_ATTRS
+            .iter()
+            .filter(|a| matches!(a.field, PathField::Text { .. }))
+            .map(|a| (a.name, format!("pkcs11:{}=Test%00Label", a.name)));
+        let others = [
+            ("x-vendor", "pkcs11:x-vendor=a%00b".to_owned()),
+            ("module-name", "pkcs11:?module-name=soft%00hsm2".to_owned()),
+            (
+                "module-path",
+                "pkcs11:?module-path=/usr/lib/a%00.so".to_owned(),
+            ),
+            (
+                "pin-source",
+                "pkcs11:?pin-source=file:/run/pin%00x".to_owned(),
+            ),
+            ("x-query", "pkcs11:?x-query=a%00".to_owned()),
+            ("pin-value", "pkcs11:?pin-value=4938%00".to_owned()),
+        ];
+        for (name, text) in path_attrs.chain(others) {
+            let message = refusal(&text);
+            assert!(
+                message.contains(&format!("'{name}'")) && message.contains("NUL"),
+                "{text}: {message}"
+            );
+            assert!(!message.contains("4938"), "{text}: {message}");
+        }
+        assert_eq!(parse("pkcs11:id=%00%01").id.as_deref(), Some(&[0u8, 1][..]));
+    }
+
+    #[test]
     fn refuses_unknown_types() {
         assert_refused(
             "pkcs11:type=secret",
@@ -1765,11 +1859,20 @@ mod tests {
 
     // Property tests.
 
+    /// Any text a URI may carry: every character but NUL, which is refused.
     fn text() -> impl Strategy<Value = String> {
         prop_oneof![
-            prop::collection::vec(any::<char>(), 0..12).prop_map(String::from_iter),
+            prop::collection::vec(any::<char>().prop_filter("not NUL", |c| *c != '\0'), 0..12)
+                .prop_map(String::from_iter),
             "[;?&%/ =#a-zA-Z0-9\u{e1}\u{1F511}-]{0,12}",
         ]
+    }
+
+    /// `MAJOR` or `MAJOR.MINOR`, each part a byte (leading zeros included).
+    fn library_version() -> impl Strategy<Value = String> {
+        "[0-9]{1,3}(\\.[0-9]{1,3})?".prop_filter("parts are bytes", |v| {
+            v.split('.').all(|part| part.parse::<u8>().is_ok())
+        })
     }
 
     fn absolute_path() -> impl Strategy<Value = PathBuf> {
@@ -1801,7 +1904,7 @@ mod tests {
     prop_compose! {
         fn any_uri()(
             labels in prop::collection::vec(prop::option::of(text()), 9),
-            library_version in prop::option::of("[0-9]{1,3}(\\.[0-9]{1,3})?"),
+            library_version in prop::option::of(library_version()),
             slot_id in prop::option::of(any::<u64>()),
             id in prop::option::of(prop::collection::vec(any::<u8>(), 0..16)),
             object_type in prop::option::of(prop::sample::select(ObjectType::ALL.to_vec())),
