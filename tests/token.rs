@@ -142,8 +142,9 @@ fn every_algorithm_gets_a_token_that_opens_the_protected_resource_in_every_forma
                 .expect("header form")
                 .to_owned(),
             "env" => line
-                .strip_prefix("NETSUITE_ACCESS_TOKEN=")
-                .expect("env form")
+                .strip_prefix("NETSUITE_ACCESS_TOKEN='")
+                .and_then(|t| t.strip_suffix('\''))
+                .expect("env form, single-quoted")
                 .to_owned(),
             _ => {
                 let json: Value = serde_json::from_str(line).expect("JSON");
