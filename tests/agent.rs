@@ -1277,6 +1277,37 @@ fn an_agent_of_another_uid_is_refused_unless_suitekey_agent_uid_names_it() {
     assert!(stderr.contains("SUITEKEY_AGENT_UID"), "{stderr}");
 }
 
+#[test]
+fn exec_through_the_agent_gives_the_command_no_pin_variable() {
+    let s = setup();
+    let emu = s.emulator("127.0.0.1:0", &[]);
+    let key = fixture().uri("p256").replace(
+        &format!("pin-source=file:{}", fixture().pin_file.display()),
+        "pin-source=env:MY_TOKEN_PIN",
+    );
+    let config = s.config(&emu.token_url(), &[("prod", &key)]);
+    let agent = Agent::start(&s.conf, &config, &[], &[("MY_TOKEN_PIN", PIN)]);
+    // The user's shell holds the PIN variable for the agent it started, and SUITEKEY_PIN.
+    let out = Command::new(env!("CARGO_BIN_EXE_suitekey"))
+        .env("SUITEKEY_AUTH_SOCK", &agent.socket)
+        .env("MY_TOKEN_PIN", PIN)
+        .env("SUITEKEY_PIN", PIN)
+        .arg("--config")
+        .arg(&config)
+        .args(["--profile", "prod", "exec", "--", "sh", "-c"])
+        .arg("env; echo \"token=${#NETSUITE_ACCESS_TOKEN}\"")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("token=43"), "{stdout}");
+    assert!(
+        !stdout.contains(PIN),
+        "the PIN reached the command's environment"
+    );
+    assert_eq!(stats(&emu)["token_requests"], 1, "answered by the agent");
+}
+
 /// README's agent examples (`token --format curl-config | curl -K -` and `exec -- sh -c
 /// 'printf … | curl -H @-'`), exactly as written there.
 #[test]

@@ -7,6 +7,7 @@ use std::time::SystemTime;
 
 use crate::agent;
 use crate::cli::{Cli, ProfileArgs, TokenArgs, TokenFormat};
+use crate::config::Profile;
 use crate::error::Error;
 use crate::exchange::{AccessToken, TokenClient};
 use crate::netsuite::Lifetime;
@@ -77,7 +78,8 @@ impl std::fmt::Display for CurlEscaped<'_> {
 
 /// Signs a fresh assertion in the token for each attempt and exchanges it for an access token,
 /// or asks the agent named by `SUITEKEY_AUTH_SOCK` (unless `no_agent`). Also returns the
-/// environment variable the key URI's PIN came from, if any.
+/// environment variable the profile's key URI takes its PIN from (`pin-source=env:NAME`), if
+/// any: `exec` keeps it from the command on both paths.
 pub(super) fn fetch(
     cli: &Cli,
     flags: &ProfileArgs,
@@ -86,7 +88,8 @@ pub(super) fn fetch(
     let socket = std::env::var_os(agent::SOCKET_ENV).filter(|s| !s.is_empty() && !no_agent);
     if let Some(socket) = socket {
         let name = agent_profile(cli, flags)?;
-        return Ok((from_agent(Path::new(&socket), name)?, None));
+        let token = from_agent(Path::new(&socket), name)?;
+        return Ok((token, agent_profile_pin_env(cli, flags)));
     }
     let profile = super::profile(cli, flags)?;
     let context = profile.exchange_context()?;
@@ -103,11 +106,29 @@ pub(super) fn fetch(
         }))
         .map_err(|e| Error::Exchange(Box::new(e)))?;
     tracing::info!(expires_at = %crate::cert::rfc3339(token.expires_at()), "access token received");
-    let pin_env = match &profile.key.pin_source {
+    Ok((token, pin_env(&profile)))
+}
+
+/// The variable `profile`'s key URI reads the PIN from, if it names one.
+fn pin_env(profile: &Profile) -> Option<String> {
+    match &profile.key.pin_source {
         Some(PinSource::Env(name)) => Some(name.clone()),
         _ => None,
-    };
-    Ok((token, pin_env))
+    }
+}
+
+/// [`pin_env`] of a profile the agent serves, as the config file read here defines it: the
+/// user who started the agent with `pin-source=env:NAME` likely has NAME set in this shell too.
+/// The agent answers without this process reading any config, so a config that cannot be read
+/// here only means that no such variable is known (`SUITEKEY_PIN` is dropped regardless).
+fn agent_profile_pin_env(cli: &Cli, flags: &ProfileArgs) -> Option<String> {
+    match super::profile(cli, flags) {
+        Ok(profile) => pin_env(&profile),
+        Err(e) => {
+            tracing::debug!("no PIN variable known for the agent's profile: {e}");
+            None
+        }
+    }
 }
 
 /// The profile to ask the agent for: it serves profiles as its config defines them, so one
