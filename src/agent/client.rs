@@ -168,26 +168,7 @@ async fn ask(
         socket: socket.to_owned(),
         reason,
     };
-    let stream = UnixStream::connect(socket)
-        .await
-        .map_err(|e| unreachable(e.to_string()))?;
-    let peer = stream
-        .peer_cred()
-        .map_err(|e| unreachable(format!("its peer credentials cannot be read: {e}")))?;
-    let own = rustix::process::getuid().as_raw();
-    if !trusted(peer.uid(), own, named) {
-        return Err(ClientError::UntrustedPeer {
-            socket: socket.to_owned(),
-            uid: peer.uid(),
-            own,
-        });
-    }
-    tracing::debug!(
-        socket = %socket.display(),
-        peer_uid = peer.uid(),
-        peer_pid = peer.pid(),
-        "connected to the agent"
-    );
+    let stream = connect_trusted(socket, named).await?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| unreachable(crate::error::chain(&e)))?;
@@ -210,6 +191,36 @@ async fn ask(
     let body = body?;
     tracing::debug!(%status, bytes = body.len(), "the agent answered");
     Ok((status, body))
+}
+
+/// A connection to `socket` whose peer (its credentials as the kernel recorded them when it
+/// listened) is [`trusted`]; nothing has been read from it yet.
+async fn connect_trusted(socket: &Path, named: Option<u32>) -> Result<UnixStream, ClientError> {
+    let unreachable = |reason: String| ClientError::Unreachable {
+        socket: socket.to_owned(),
+        reason,
+    };
+    let stream = UnixStream::connect(socket)
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    let peer = stream
+        .peer_cred()
+        .map_err(|e| unreachable(format!("its peer credentials cannot be read: {e}")))?;
+    let own = rustix::process::getuid().as_raw();
+    if !trusted(peer.uid(), own, named) {
+        return Err(ClientError::UntrustedPeer {
+            socket: socket.to_owned(),
+            uid: peer.uid(),
+            own,
+        });
+    }
+    tracing::debug!(
+        socket = %socket.display(),
+        peer_uid = peer.uid(),
+        peer_pid = peer.pid(),
+        "connected to the agent"
+    );
+    Ok(stream)
 }
 
 /// The body, abandoned as soon as it (or its announced length) exceeds [`exchange::MAX_BODY`].
