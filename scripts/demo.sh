@@ -11,7 +11,7 @@
 # its header and claims; verify its signature with OpenSSL against the certificate; start the
 # NetSuite emulator (`suitekey emulate`) with the certificate registered; get an access token
 # with `suitekey token`; call the emulator's protected resource with it through `suitekey exec`
-# and curl; stop the emulator by PID.
+# and curl (the token piped to curl's stdin, never in its argv); stop the emulator by PID.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -156,13 +156,15 @@ token_json=$(target/release/suitekey token "${profile[@]}" --format json) ||
 # The token itself is a secret: show its shape, not its value.
 jq '.access_token |= (.[0:6] + "…(" + (length | tostring) + " characters)")' <<<"$token_json"
 
-step "Calling NetSuite's REST API with it (suitekey exec -- curl)"
+step "Calling NetSuite's REST API with it (suitekey exec, the token piped to curl)"
+# The token must not be in curl's argv, which every local user can read in /proc/PID/cmdline:
+# the inner shell's printf (a builtin, so no new process) pipes the header to curl's stdin.
 # shellcheck disable=SC2016 # the command as a user types it, $NETSUITE_ACCESS_TOKEN unexpanded
-printf 'target/release/suitekey exec … -- curl -H "Authorization: Bearer $NETSUITE_ACCESS_TOKEN" %s\n\n' \
+printf 'target/release/suitekey exec … -- sh -c '\''printf "Authorization: Bearer %%s\\n" "$NETSUITE_ACCESS_TOKEN" | curl -H @- %s'\''\n\n' \
   "$base_url/services/rest/record/v1/metadata-catalog"
 # shellcheck disable=SC2016 # expanded by the inner shell, where suitekey exec put the token
 target/release/suitekey exec "${profile[@]}" -- sh -c \
-  'curl -sS --fail-with-body -H "Authorization: Bearer $NETSUITE_ACCESS_TOKEN" "$1"' sh \
+  'printf "Authorization: Bearer %s\n" "$NETSUITE_ACCESS_TOKEN" | curl -sS --fail-with-body -H @- "$1"' sh \
   "$base_url/services/rest/record/v1/metadata-catalog" | jq . ||
   die "the API call with the access token failed"
 

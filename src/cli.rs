@@ -176,7 +176,7 @@ pub struct TokenArgs {
     /// The integration and key.
     #[command(flatten)]
     pub profile: ProfileArgs,
-    /// raw: the token; json: {access_token, token_type, expires_at, expires_in}; header: an Authorization header; env: NETSUITE_ACCESS_TOKEN=….
+    /// raw: the token; json: {access_token, token_type, expires_at, expires_in}; header: an Authorization header; env: NETSUITE_ACCESS_TOKEN='…' (for eval); curl-config: a header line for `curl -K -`, which keeps the token out of curl's argv.
     #[arg(long, value_enum, default_value_t = TokenFormat::Raw)]
     pub format: TokenFormat,
     /// Sign and exchange here even when SUITEKEY_AUTH_SOCK names an agent.
@@ -193,8 +193,11 @@ pub enum TokenFormat {
     Json,
     /// `Authorization: Bearer …`.
     Header,
-    /// `NETSUITE_ACCESS_TOKEN=…`.
+    /// `NETSUITE_ACCESS_TOKEN='…'`, quoted for a POSIX shell's `eval`.
     Env,
+    /// `header = "Authorization: Bearer …"`: a curl config, read with `curl -K -` from a pipe
+    /// (argv, which every local user can read, never holds the token).
+    CurlConfig,
 }
 
 /// `suitekey exec`.

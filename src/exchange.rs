@@ -37,7 +37,8 @@ pub const MAX_ACCESS_TOKEN_LEN: usize = 16 * 1024;
 const AUDIT_TRAIL: &str = "see Setup > Users/Roles > View Login Audit Trail (add the 'Detail' column) for NetSuite's precise reason";
 
 /// An OAuth 2.0 access token. The secret is never formatted: there is no `Display`, and `Debug`
-/// shows only the type and expiry.
+/// shows only the type and expiry. Its text is always in RFC 6750's bearer token syntax
+/// (checked where it is received), so it is safe in a header, a shell word or a curl config.
 pub struct AccessToken {
     secret: SecretString,
     token_type: String,
@@ -859,15 +860,19 @@ pub(crate) fn parse_success(body: &[u8], now: SystemTime) -> Result<AccessToken,
     }
     let parsed: SuccessBody = serde_json::from_slice(body).map_err(|e| not_json(&e))?;
     let secret = SecretString::from(parsed.access_token.ok_or("no access_token in the body")?);
-    // It goes into an HTTP header: a space or newline would break (or inject into) it.
     let token = secret.expose_secret();
-    if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err("the access_token is empty or not printable ASCII".into());
-    }
     if token.len() > MAX_ACCESS_TOKEN_LEN {
         return Err(format!(
             "the access_token is {} bytes, more than the {MAX_ACCESS_TOKEN_LEN} accepted \
              (NetSuite's are about 1 KiB); check that the token URL is NetSuite's",
+            token.len()
+        ));
+    }
+    if !is_bearer_token_syntax(token) {
+        return Err(format!(
+            "the access_token is empty or holds characters outside RFC 6750's token syntax \
+             (printable ASCII letters, digits, -._~+/ then trailing =), which a bearer token \
+             never needs ({} bytes, not shown)",
             token.len()
         ));
     }
@@ -885,6 +890,18 @@ pub(crate) fn parse_success(body: &[u8], now: SystemTime) -> Result<AccessToken,
         token_type: "Bearer".into(),
         expires_at,
     })
+}
+
+/// RFC 6750's `b64token`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+/// Every bearer token has this form; holding a token to it means a server's (or a socket
+/// peer's) choice of token can carry no header, shell or curl-config syntax into what
+/// suitekey prints or sets.
+fn is_bearer_token_syntax(token: &str) -> bool {
+    let body = token.trim_end_matches('=');
+    !body.is_empty()
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
 }
 
 /// Why a body is not token-response JSON. Only syntax errors are quoted: serde's messages for
@@ -1395,6 +1412,43 @@ mod tests {
         let body = success(r#""t""#, "3600", r#""Bearer""#);
         let err = parse_success(body.as_bytes(), late).unwrap_err();
         assert!(err.contains("beyond what the system clock"), "{err}");
+    }
+
+    #[test]
+    fn tokens_outside_rfc_6750_syntax_are_refused_without_echo() {
+        let now = SystemTime::now();
+        for good in [
+            "t",
+            "aZ09-._~+/",
+            "abc=",
+            "abc==",
+            "~root",
+            "eyJh.eyJz.c2ln",
+        ] {
+            let body = success(&format!("\"{good}\""), "60", r#""Bearer""#);
+            let token = parse_success(body.as_bytes(), now).expect(good);
+            assert_eq!(token.expose_secret(), good);
+        }
+        for bad in [
+            "x;touch${IFS}/tmp/pwned;",
+            "$(id)",
+            "`id`",
+            "a'b",
+            r#"a\"b"#,
+            r"a\\b",
+            "a=b",
+            "=",
+            "=abc",
+            "a,b",
+            "a%0Ab",
+            "caf\u{e9}",
+            "ab\\u0000",
+        ] {
+            let body = success(&format!("\"{bad}\""), "60", r#""Bearer""#);
+            let err = parse_success(body.as_bytes(), now).unwrap_err();
+            assert!(err.contains("RFC 6750"), "{bad}: {err}");
+            assert!(bad.len() < 3 || !err.contains(bad), "{bad} echoed: {err}");
+        }
     }
 
     #[test]

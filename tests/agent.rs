@@ -1129,3 +1129,207 @@ fn whatever_answers_on_the_socket_is_read_capped_and_printed_without_control_cha
         "{stderr:?}"
     );
 }
+
+/// A fake agent that answers `GET …/token` with 200 and a token response granting `token`.
+fn fake_agent_granting(dir: &Path, token: &str) -> (PathBuf, std::thread::JoinHandle<()>) {
+    let body =
+        serde_json::json!({"access_token": token, "token_type": "Bearer", "expires_in": 3600})
+            .to_string();
+    let reply = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    fake_agent(dir, reply.into_bytes())
+}
+
+#[test]
+fn a_token_with_shell_syntax_from_the_agent_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let pwned = dir.path().join("pwned");
+    let hostile = format!("x;touch${{IFS}}{};", pwned.display());
+    let (socket, server) = fake_agent_granting(dir.path(), &hostile);
+    let mut sh = Command::new("sh");
+    common::readme_examples::with_suitekey_on_path(&mut sh)
+        .env("SUITEKEY_AUTH_SOCK", &socket)
+        .args([
+            "-c",
+            r#"out=$(suitekey --profile prod token --format env) || exit; eval "$out""#,
+        ]);
+    let out = sh.output().unwrap();
+    server.join().unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert!(!pwned.exists(), "the agent's text ran in the shell");
+    assert_eq!(out.status.code(), Some(7), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("RFC 6750"), "{stderr}");
+    assert!(
+        stderr.contains(&socket.display().to_string()),
+        "names the socket: {stderr}"
+    );
+    assert!(!stderr.contains("touch"), "the token is echoed: {stderr}");
+}
+
+#[test]
+fn a_multi_line_message_from_the_agent_keeps_its_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = r#"{"error":"upstream","message":"invalid_grant\nlikely causes:\n- the certificate id\r\n- the clock\u001b[2J"}"#;
+    let reply = format!(
+        "HTTP/1.1 502 Bad Gateway\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let (socket, server) = fake_agent(dir.path(), reply.into_bytes());
+    let out = Command::new(env!("CARGO_BIN_EXE_suitekey"))
+        .env("SUITEKEY_AUTH_SOCK", &socket)
+        .args(["--profile", "prod", "token"])
+        .output()
+        .unwrap();
+    server.join().unwrap();
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(6), "{stderr}");
+    assert!(
+        stderr.contains("invalid_grant\nlikely causes:\n- the certificate id"),
+        "{stderr:?}"
+    );
+    assert!(
+        !stderr.contains('\r') && !stderr.contains('\u{1b}'),
+        "{stderr:?}"
+    );
+}
+
+/// A `suitekey agent` run as nobody (uid 65534), serving root's client (`--allow-uid 0`) a
+/// profile that cannot open: it answers every token request with its error.
+fn agent_as_nobody(dir: &Path) -> (std::process::Child, PathBuf) {
+    use std::io::BufRead as _;
+    std::os::unix::fs::chown(dir, Some(65534), Some(65534)).unwrap();
+    let config = dir.join("config.toml");
+    std::fs::write(&config, "[profiles.p]\nkey = \"pkcs11:object=none\"\n").unwrap();
+    let socket = dir.join("agent.sock");
+    let mut child = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_suitekey"))
+        .arg("--config")
+        .arg(&config)
+        .args(["agent", "--allow-uid", "0", "--socket"])
+        .arg(&socket)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("setpriv suitekey agent");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(
+        line.trim_end(),
+        socket.display().to_string(),
+        "agent started"
+    );
+    (child, socket)
+}
+
+#[test]
+fn an_agent_of_another_uid_is_refused_unless_suitekey_agent_uid_names_it() {
+    if !is_root() {
+        eprintln!("skipped: needs root to run the agent as another user (setpriv)");
+        return;
+    }
+    let dir = common::agent::socket_dir();
+    let (mut child, socket) = agent_as_nobody(dir.path());
+    let client = |agent_uid: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_suitekey"));
+        cmd.env("SUITEKEY_AUTH_SOCK", &socket)
+            .env_remove("SUITEKEY_AGENT_UID")
+            .args(["--profile", "p", "token"]);
+        if let Some(uid) = agent_uid {
+            cmd.env("SUITEKEY_AGENT_UID", uid);
+        }
+        let out = cmd.output().unwrap();
+        (out.status.code(), texts(&out).1)
+    };
+    let refused = client(None);
+    let named = client(Some("65534"));
+    let other = client(Some("1234"));
+    let bad = client(Some("nobody"));
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let (code, stderr) = refused;
+    assert_eq!(code, Some(7), "{stderr}");
+    assert!(
+        stderr.contains(&socket.display().to_string()) && stderr.contains("uid 65534"),
+        "names the socket and the peer's uid: {stderr}"
+    );
+    assert!(stderr.contains("SUITEKEY_AGENT_UID"), "{stderr}");
+    assert!(
+        !stderr.contains("profile 'p'"),
+        "the answer was read: {stderr}"
+    );
+    // Named: the agent is asked, and its own answer (a profile that cannot open) relayed.
+    let (code, stderr) = named;
+    assert!(matches!(code, Some(2 | 3)), "{code:?}: {stderr}");
+    assert!(stderr.contains("profile 'p'"), "{stderr}");
+    let (code, stderr) = other;
+    assert_eq!(code, Some(7), "{stderr}");
+    assert!(stderr.contains("uid 65534"), "{stderr}");
+    let (code, stderr) = bad;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("SUITEKEY_AGENT_UID"), "{stderr}");
+}
+
+#[test]
+fn exec_through_the_agent_gives_the_command_no_pin_variable() {
+    let s = setup();
+    let emu = s.emulator("127.0.0.1:0", &[]);
+    let key = fixture().uri("p256").replace(
+        &format!("pin-source=file:{}", fixture().pin_file.display()),
+        "pin-source=env:MY_TOKEN_PIN",
+    );
+    let config = s.config(&emu.token_url(), &[("prod", &key)]);
+    let agent = Agent::start(&s.conf, &config, &[], &[("MY_TOKEN_PIN", PIN)]);
+    // The user's shell holds the PIN variable for the agent it started, and SUITEKEY_PIN.
+    let out = Command::new(env!("CARGO_BIN_EXE_suitekey"))
+        .env("SUITEKEY_AUTH_SOCK", &agent.socket)
+        .env("MY_TOKEN_PIN", PIN)
+        .env("SUITEKEY_PIN", PIN)
+        .arg("--config")
+        .arg(&config)
+        .args(["--profile", "prod", "exec", "--", "sh", "-c"])
+        .arg("env; echo \"token=${#NETSUITE_ACCESS_TOKEN}\"")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("token=43"), "{stdout}");
+    assert!(
+        !stdout.contains(PIN),
+        "the PIN reached the command's environment"
+    );
+    assert_eq!(stats(&emu)["token_requests"], 1, "answered by the agent");
+}
+
+/// README's agent examples (`token --format curl-config | curl -K -` and `exec -- sh -c
+/// 'printf … | curl -H @-'`), exactly as written there.
+#[test]
+fn the_readme_agent_curl_examples_send_the_token_and_keep_it_out_of_every_argv() {
+    use common::readme_examples::{readme_line, run_traced};
+    let s = setup();
+    let emu = s.emulator("127.0.0.1:0", &[]);
+    let agent = s.agent(&emu);
+    let config = s.dir.path().join("config.toml");
+    for prefix in [
+        "suitekey --profile prod token --format curl-config |",
+        "suitekey --profile prod exec -- sh -c",
+    ] {
+        let line = readme_line(prefix).replace("https://…", &format!("{}{CATALOG}", emu.base));
+        let traced = run_traced(&line, s.dir.path(), |cmd| {
+            cmd.env("SUITEKEY_AUTH_SOCK", &agent.socket)
+                .env("SUITEKEY_CONFIG", &config);
+        });
+        let (stdout, stderr) = texts(&traced.output);
+        assert!(traced.output.status.success(), "{line}: {stderr}");
+        assert!(stdout.contains("metadata-catalog"), "{line}: {stdout}");
+        traced.assert_token_sent_but_in_no_argv();
+    }
+    assert_eq!(stats(&emu)["token_requests"], 1, "answered by the agent");
+}

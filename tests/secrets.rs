@@ -181,7 +181,10 @@ fn token_in(stdout: &str, format: &str) -> String {
                 .to_owned();
         }
         "header" => line.strip_prefix("Authorization: Bearer ").expect("header"),
-        "env" => line.strip_prefix("NETSUITE_ACCESS_TOKEN=").expect("env"),
+        "env" => line
+            .strip_prefix("NETSUITE_ACCESS_TOKEN='")
+            .and_then(|t| t.strip_suffix('\''))
+            .expect("env"),
         other => panic!("format {other}"),
     };
     token.to_owned()

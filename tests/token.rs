@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::emulator::Emulator;
+use common::fault_proxy::{FaultProxy, Mode};
+use common::readme_examples::{readme_line, run_traced, with_suitekey_on_path};
 use common::{PIN, fixture, texts};
 use serde_json::Value;
 
@@ -140,8 +142,9 @@ fn every_algorithm_gets_a_token_that_opens_the_protected_resource_in_every_forma
                 .expect("header form")
                 .to_owned(),
             "env" => line
-                .strip_prefix("NETSUITE_ACCESS_TOKEN=")
-                .expect("env form")
+                .strip_prefix("NETSUITE_ACCESS_TOKEN='")
+                .and_then(|t| t.strip_suffix('\''))
+                .expect("env form, single-quoted")
                 .to_owned(),
             _ => {
                 let json: Value = serde_json::from_str(line).expect("JSON");
@@ -161,6 +164,85 @@ fn every_algorithm_gets_a_token_that_opens_the_protected_resource_in_every_forma
     assert_eq!(stats(&emu)["tokens_issued"], 6);
     let (status, _) = get(&emu, CATALOG, Some("not-a-token"));
     assert_eq!(status, 401);
+}
+
+/// Gives `cmd` the p256 key's profile (certificate id `kid`, token URL `token_url`) in
+/// `SUITEKEY_*` variables, on the token copy of `conf`.
+fn profile_env(cmd: &mut Command, conf: &Path, kid: &str, token_url: &str) {
+    cmd.env("SOFTHSM2_CONF", conf)
+        .env("SUITEKEY_KEY", fixture().uri("p256"))
+        .env("SUITEKEY_CLIENT_ID", CLIENT)
+        .env("SUITEKEY_CERTIFICATE_ID", kid)
+        .env("SUITEKEY_ACCOUNT", ACCOUNT)
+        .env("SUITEKEY_TOKEN_URL", token_url);
+}
+
+/// README's two ways to call an API with a token (`token --format curl-config | curl -K -`
+/// and `exec -- sh -c 'printf … | curl -H @-'`), exactly as written there, with the profile
+/// given by `SUITEKEY_*` variables.
+#[test]
+fn the_readme_curl_examples_send_the_token_and_keep_it_out_of_every_argv() {
+    let dir = temp();
+    let (emu, ids) = emulator(dir.path(), &["p256"], "", &[]);
+    let conf = fixture().token_copy(None);
+    for prefix in [
+        "suitekey token [profile flags] --format curl-config |",
+        "suitekey exec  [profile flags] -- sh -c",
+    ] {
+        let line = readme_line(prefix)
+            .replace("[profile flags] ", "")
+            .replace("https://…", &format!("{}{CATALOG}", emu.base));
+        let traced = run_traced(&line, dir.path(), |cmd| {
+            profile_env(cmd, &conf, &ids[0], &emu.token_url());
+        });
+        let (stdout, stderr) = texts(&traced.output);
+        assert!(traced.output.status.success(), "{line}: {stderr}");
+        assert!(stdout.contains("metadata-catalog"), "{line}: {stdout}");
+        traced.assert_token_sent_but_in_no_argv();
+    }
+}
+
+/// A token endpoint chooses the token: one with shell syntax must not reach a shell through
+/// `eval "$(suitekey token --format env)"`, and a valid one must come out of it unchanged.
+#[test]
+fn a_token_with_shell_syntax_from_the_endpoint_is_refused_and_env_output_is_quoted() {
+    let dir = temp();
+    let (_, kid) = cert_for(dir.path(), "p256");
+    let proxy = FaultProxy::http();
+    let conf = fixture().token_copy(None);
+    let sh = |script: &str| {
+        let mut cmd = Command::new("sh");
+        with_suitekey_on_path(&mut cmd).args(["-c", script]);
+        profile_env(&mut cmd, &conf, &kid, &proxy.token_url());
+        cmd.output().expect("sh")
+    };
+    let eval = r#"eval "$(suitekey token --format env)"; printf %s "$NETSUITE_ACCESS_TOKEN""#;
+
+    let pwned = dir.path().join("pwned");
+    let hostile = format!("x;touch${{IFS}}{};", pwned.display());
+    proxy.set(Mode::Grant(hostile.clone()));
+    let out = sh(eval);
+    assert!(
+        !pwned.exists(),
+        "the token endpoint's text ran in the shell: {}",
+        texts(&out).1
+    );
+    let out = sh("suitekey token --format env");
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(6), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("RFC 6750"), "{stderr}");
+    assert!(
+        !stderr.contains("touch") && !stderr.contains(&hostile),
+        "the token is echoed: {stderr}"
+    );
+
+    // `~` is valid token syntax, and an unquoted assignment would expand it.
+    proxy.set(Mode::Grant("~root".into()));
+    let out = sh(eval);
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stdout, "~root");
 }
 
 #[test]

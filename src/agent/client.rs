@@ -1,17 +1,32 @@
 //! The client side: `token` and `exec` ask the agent named by `SUITEKEY_AUTH_SOCK` for a
 //! profile's access token instead of signing themselves.
+//!
+//! Whatever answers on that socket is checked before anything is read from it: its peer
+//! credentials (`SO_PEERCRED`, taken by the kernel when it listened) must be this user's, root's,
+//! or the uid named by `SUITEKEY_AGENT_UID`. Another local user who can put a socket where
+//! `SUITEKEY_AUTH_SOCK` points (a shared directory, a stale variable) would otherwise choose
+//! the token, or the message, that a script acts on.
 
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::time::{Duration, SystemTime};
 
+use hyper::body::Body as _;
+use hyper_util::rt::TokioIo;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
+use tokio::net::UnixStream;
+use zeroize::Zeroizing;
 
 use crate::error::{EXIT_AGENT, EXIT_EXCHANGE, EXIT_PIN, EXIT_TOKEN, EXIT_USAGE};
 use crate::exchange::{self, AccessToken};
 
 /// Longer than the agent's own worst case: three attempts at the token endpoint.
 const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The variable naming the uid of a system agent (one run as a service user) that may answer
+/// on the socket, besides the caller's own uid and root.
+pub const AGENT_UID_ENV: &str = "SUITEKEY_AGENT_UID";
 
 /// Why the agent gave no token.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +42,25 @@ pub enum ClientError {
         /// What the connection attempt said.
         reason: String,
     },
+    /// The process answering on the socket runs as a user that is not trusted to hand out
+    /// tokens.
+    #[error(
+        "the process answering on '{}' (named by SUITEKEY_AUTH_SOCK) runs as uid {uid}, not as you (uid {own}) or root, so nothing is read from it; if it is a system agent run as a service user, set SUITEKEY_AGENT_UID={uid}; otherwise another user may have put that socket there: check who owns the socket and its directory, start your own agent, or pass --no-agent",
+        .socket.display()
+    )]
+    UntrustedPeer {
+        /// The socket path.
+        socket: PathBuf,
+        /// The peer's uid, from its credentials.
+        uid: u32,
+        /// This process's uid.
+        own: u32,
+    },
+    /// `SUITEKEY_AGENT_UID` is not a uid.
+    #[error(
+        "SUITEKEY_AGENT_UID is not a numeric user id: set it to the uid the agent runs as (id -u USER), or unset it"
+    )]
+    AgentUid,
     /// The agent answered with an error.
     #[error("the agent at '{}' could not give a token: {message}", .socket.display())]
     Refused {
@@ -49,7 +83,8 @@ pub enum ClientError {
 
 impl ClientError {
     /// The exit status: what the agent reported maps to the code the command would have
-    /// used itself (PIN 4, token 3, endpoint 6, profile 2); an unreachable agent is 7.
+    /// used itself (PIN 4, token 3, endpoint 6, profile 2); an unreachable, untrusted or
+    /// misbehaving agent is 7, a bad `SUITEKEY_AGENT_UID` 2.
     pub fn exit_code(&self) -> u8 {
         match self {
             ClientError::Refused { code, .. } => match code.as_str() {
@@ -59,37 +94,29 @@ impl ClientError {
                 "upstream" => EXIT_EXCHANGE,
                 _ => EXIT_AGENT,
             },
-            ClientError::Unreachable { .. } | ClientError::Protocol { .. } => EXIT_AGENT,
+            ClientError::AgentUid => EXIT_USAGE,
+            ClientError::Unreachable { .. }
+            | ClientError::UntrustedPeer { .. }
+            | ClientError::Protocol { .. } => EXIT_AGENT,
         }
     }
 }
 
-/// `GET /v1/profiles/{profile}/token` on the agent at `socket`.
+/// `GET /v1/profiles/{profile}/token` on the agent at `socket`, once its peer is trusted.
 pub async fn fetch_token(socket: &Path, profile: &str) -> Result<AccessToken, ClientError> {
+    let named = agent_uid(std::env::var_os(AGENT_UID_ENV))?;
+    let (status, body) = tokio::time::timeout(TIMEOUT, ask(socket, profile, named))
+        .await
+        .unwrap_or_else(|_| {
+            Err(ClientError::Protocol {
+                socket: socket.to_owned(),
+                reason: format!("no complete answer within {} s", TIMEOUT.as_secs()),
+            })
+        })?;
     let protocol = |reason: String| ClientError::Protocol {
         socket: socket.to_owned(),
         reason,
     };
-    let unreachable = |e: &reqwest::Error| ClientError::Unreachable {
-        socket: socket.to_owned(),
-        reason: crate::error::chain(e),
-    };
-    exchange::install_crypto_provider();
-    let http = reqwest::Client::builder()
-        .unix_socket(socket)
-        .timeout(TIMEOUT)
-        .build()
-        .map_err(|e| protocol(crate::error::chain(&e)))?;
-    let url = format!(
-        "http://localhost/v1/profiles/{}/token",
-        utf8_percent_encode(profile, NON_ALPHANUMERIC)
-    );
-    let mut response = http.get(url).send().await.map_err(|e| unreachable(&e))?;
-    let status = response.status();
-    // Whatever answers on the socket is read no further than a token endpoint would be.
-    let body = exchange::read_capped(&mut response)
-        .await
-        .map_err(|e| protocol(crate::error::chain(&e)))?;
     if status.is_success() {
         return exchange::parse_success(&body, SystemTime::now()).map_err(protocol);
     }
@@ -107,12 +134,122 @@ pub async fn fetch_token(socket: &Path, profile: &str) -> Result<AccessToken, Cl
     })
 }
 
-/// The agent's message as it may reach a terminal: no control characters (escape sequences
-/// could rewrite what the user sees) and at most [`MAX_MESSAGE`] characters.
+/// The uid `SUITEKEY_AGENT_UID` names, if set (empty is unset).
+fn agent_uid(value: Option<std::ffi::OsString>) -> Result<Option<u32>, ClientError> {
+    let Some(value) = value.filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .and_then(|text| text.trim().parse().ok())
+        .map(Some)
+        .ok_or(ClientError::AgentUid)
+}
+
+/// Whether a peer of uid `peer` may hand this user (`own`) a token: the user itself, root
+/// (who can read the user's tokens anyway), or the system agent's uid the user named.
+fn trusted(peer: u32, own: u32, named: Option<u32>) -> bool {
+    peer == own || peer == 0 || named == Some(peer)
+}
+
+/// Connects, checks the peer, and sends the request on that very connection (a second
+/// connection could reach another listener): the status and the body, read up to
+/// [`exchange::MAX_BODY`] like a token endpoint's.
+async fn ask(
+    socket: &Path,
+    profile: &str,
+    named: Option<u32>,
+) -> Result<(hyper::StatusCode, Zeroizing<Vec<u8>>), ClientError> {
+    let unreachable = |reason: String| ClientError::Unreachable {
+        socket: socket.to_owned(),
+        reason,
+    };
+    let protocol = |reason: String| ClientError::Protocol {
+        socket: socket.to_owned(),
+        reason,
+    };
+    let stream = connect_trusted(socket, named).await?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| unreachable(crate::error::chain(&e)))?;
+    // Drives the connection while the request is sent and its answer read; it ends with them.
+    let driver = tokio::spawn(connection);
+    let request = hyper::Request::get(format!(
+        "/v1/profiles/{}/token",
+        utf8_percent_encode(profile, NON_ALPHANUMERIC)
+    ))
+    .header(hyper::header::HOST, "localhost")
+    .body(String::new())
+    .map_err(|e| protocol(e.to_string()))?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| unreachable(crate::error::chain(&e)))?;
+    let status = response.status();
+    let body = read_capped(response.into_body()).await.map_err(protocol);
+    driver.abort();
+    let body = body?;
+    tracing::debug!(%status, bytes = body.len(), "the agent answered");
+    Ok((status, body))
+}
+
+/// A connection to `socket` whose peer (its credentials as the kernel recorded them when it
+/// listened) is [`trusted`]; nothing has been read from it yet.
+async fn connect_trusted(socket: &Path, named: Option<u32>) -> Result<UnixStream, ClientError> {
+    let unreachable = |reason: String| ClientError::Unreachable {
+        socket: socket.to_owned(),
+        reason,
+    };
+    let stream = UnixStream::connect(socket)
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    let peer = stream
+        .peer_cred()
+        .map_err(|e| unreachable(format!("its peer credentials cannot be read: {e}")))?;
+    let own = rustix::process::getuid().as_raw();
+    if !trusted(peer.uid(), own, named) {
+        return Err(ClientError::UntrustedPeer {
+            socket: socket.to_owned(),
+            uid: peer.uid(),
+            own,
+        });
+    }
+    tracing::debug!(
+        socket = %socket.display(),
+        peer_uid = peer.uid(),
+        peer_pid = peer.pid(),
+        "connected to the agent"
+    );
+    Ok(stream)
+}
+
+/// The body, abandoned as soon as it (or its announced length) exceeds [`exchange::MAX_BODY`].
+async fn read_capped(mut body: hyper::body::Incoming) -> Result<Zeroizing<Vec<u8>>, String> {
+    let too_large = || exchange::BodyError::TooLarge.to_string();
+    if body.size_hint().lower() > exchange::MAX_BODY as u64 {
+        return Err(too_large());
+    }
+    // Zeroizing: a success body holds the access token.
+    let mut out = Zeroizing::new(Vec::new());
+    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+        let frame = frame.map_err(|e| format!("the answer was cut short: {e}"))?;
+        if let Ok(data) = frame.into_data() {
+            if out.len() + data.len() > exchange::MAX_BODY {
+                return Err(too_large());
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    Ok(out)
+}
+
+/// The agent's message as it may reach a terminal: its lines kept, but no other control
+/// characters (escape sequences or a carriage return could rewrite what the user sees), and
+/// at most [`MAX_MESSAGE`] characters.
 fn printable(message: &str) -> String {
     let mut shown: String = message
         .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
+        .map(|c| if c.is_control() && c != '\n' { ' ' } else { c })
         .take(MAX_MESSAGE)
         .collect();
     if message.chars().count() > MAX_MESSAGE {
@@ -129,8 +266,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn agent_messages_lose_control_characters_and_are_cut() {
-        assert_eq!(printable("no\x1b[2Jkey\nhere"), "no [2Jkey here");
+    fn agent_messages_lose_control_characters_but_newlines_and_are_cut() {
+        assert_eq!(printable("no\x1b[2Jkey\nhere"), "no [2Jkey\nhere");
+        assert_eq!(printable("a\r\nb\tc\u{9b}d"), "a \nb c d");
         let long = "x".repeat(MAX_MESSAGE + 10);
         let shown = printable(&long);
         assert!(
@@ -139,6 +277,25 @@ mod tests {
             shown.len()
         );
         assert_eq!(printable("the profile is fine"), "the profile is fine");
+    }
+
+    #[test]
+    fn only_the_users_own_uid_root_or_the_named_agent_uid_is_trusted() {
+        assert!(trusted(1000, 1000, None));
+        assert!(trusted(0, 1000, None));
+        assert!(!trusted(1001, 1000, None));
+        assert!(trusted(998, 1000, Some(998)));
+        assert!(!trusted(1001, 1000, Some(998)));
+        assert!(trusted(0, 0, None));
+        assert!(!trusted(65534, 0, None));
+        assert_eq!(agent_uid(None).unwrap(), None);
+        assert_eq!(agent_uid(Some("".into())).unwrap(), None);
+        assert_eq!(agent_uid(Some("998".into())).unwrap(), Some(998));
+        for bad in ["nobody", "-1", "4294967296", "1,2"] {
+            let err = agent_uid(Some(bad.into())).unwrap_err();
+            assert_eq!(err.exit_code(), EXIT_USAGE);
+            assert!(!err.to_string().contains(bad), "{err}");
+        }
     }
 
     #[test]
@@ -152,6 +309,19 @@ mod tests {
         assert_eq!(refused("upstream").exit_code(), EXIT_EXCHANGE);
         assert_eq!(refused("unknown_profile").exit_code(), EXIT_USAGE);
         assert_eq!(refused("forbidden").exit_code(), EXIT_AGENT);
+        let untrusted = ClientError::UntrustedPeer {
+            socket: "/tmp/x/agent.sock".into(),
+            uid: 1001,
+            own: 1000,
+        };
+        assert_eq!(untrusted.exit_code(), EXIT_AGENT);
+        let text = untrusted.to_string();
+        assert!(
+            text.contains("/tmp/x/agent.sock")
+                && text.contains("uid 1001")
+                && text.contains("SUITEKEY_AGENT_UID=1001"),
+            "{text}"
+        );
         let gone = ClientError::Unreachable {
             socket: "/run/x.sock".into(),
             reason: "connection refused".into(),

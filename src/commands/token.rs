@@ -7,6 +7,7 @@ use std::time::SystemTime;
 
 use crate::agent;
 use crate::cli::{Cli, ProfileArgs, TokenArgs, TokenFormat};
+use crate::config::Profile;
 use crate::error::Error;
 use crate::exchange::{AccessToken, TokenClient};
 use crate::netsuite::Lifetime;
@@ -19,7 +20,12 @@ pub(super) fn run(cli: &Cli, args: &TokenArgs, out: &mut dyn Write) -> Result<()
     match args.format {
         TokenFormat::Raw => writeln!(out, "{secret}")?,
         TokenFormat::Header => writeln!(out, "Authorization: Bearer {secret}")?,
-        TokenFormat::Env => writeln!(out, "NETSUITE_ACCESS_TOKEN={secret}")?,
+        TokenFormat::Env => writeln!(out, "NETSUITE_ACCESS_TOKEN={}", ShellQuoted(secret))?,
+        TokenFormat::CurlConfig => writeln!(
+            out,
+            "header = \"Authorization: Bearer {}\"",
+            CurlEscaped(secret)
+        )?,
         TokenFormat::Json => {
             let json = serde_json::json!({
                 "access_token": secret,
@@ -33,9 +39,47 @@ pub(super) fn run(cli: &Cli, args: &TokenArgs, out: &mut dyn Write) -> Result<()
     Ok(())
 }
 
+/// A word for a POSIX shell, single-quoted: `eval` of `NAME=<word>` assigns exactly the text
+/// (no expansion, not even the `~` an unquoted assignment expands). An access token never
+/// holds a quote (RFC 6750 syntax, checked on receipt); quoting anyway means no token can make
+/// `eval "$(suitekey token --format env)"` run text of the server's choosing. Written
+/// piecewise, so the token is not copied into another buffer.
+struct ShellQuoted<'a>(&'a str);
+
+impl std::fmt::Display for ShellQuoted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("'")?;
+        for (i, part) in self.0.split('\'').enumerate() {
+            if i > 0 {
+                // Close the quotes, a quoted quote, open them again.
+                f.write_str(r"'\''")?;
+            }
+            f.write_str(part)?;
+        }
+        f.write_str("'")
+    }
+}
+
+/// Text for inside a double-quoted curl config value, where curl reads `\\` and `\"` as
+/// escapes (and would end the value at a bare `"`). Written piecewise, like [`ShellQuoted`].
+struct CurlEscaped<'a>(&'a str);
+
+impl std::fmt::Display for CurlEscaped<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for piece in self.0.split_inclusive(['\\', '"']) {
+            match piece.char_indices().last() {
+                Some((i, c @ ('\\' | '"'))) => write!(f, "{}\\{c}", &piece[..i])?,
+                _ => f.write_str(piece)?,
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Signs a fresh assertion in the token for each attempt and exchanges it for an access token,
 /// or asks the agent named by `SUITEKEY_AUTH_SOCK` (unless `no_agent`). Also returns the
-/// environment variable the key URI's PIN came from, if any.
+/// environment variable the profile's key URI takes its PIN from (`pin-source=env:NAME`), if
+/// any: `exec` keeps it from the command on both paths.
 pub(super) fn fetch(
     cli: &Cli,
     flags: &ProfileArgs,
@@ -44,7 +88,8 @@ pub(super) fn fetch(
     let socket = std::env::var_os(agent::SOCKET_ENV).filter(|s| !s.is_empty() && !no_agent);
     if let Some(socket) = socket {
         let name = agent_profile(cli, flags)?;
-        return Ok((from_agent(Path::new(&socket), name)?, None));
+        let token = from_agent(Path::new(&socket), name)?;
+        return Ok((token, agent_profile_pin_env(cli, flags)));
     }
     let profile = super::profile(cli, flags)?;
     let context = profile.exchange_context()?;
@@ -61,11 +106,29 @@ pub(super) fn fetch(
         }))
         .map_err(|e| Error::Exchange(Box::new(e)))?;
     tracing::info!(expires_at = %crate::cert::rfc3339(token.expires_at()), "access token received");
-    let pin_env = match &profile.key.pin_source {
+    Ok((token, pin_env(&profile)))
+}
+
+/// The variable `profile`'s key URI reads the PIN from, if it names one.
+fn pin_env(profile: &Profile) -> Option<String> {
+    match &profile.key.pin_source {
         Some(PinSource::Env(name)) => Some(name.clone()),
         _ => None,
-    };
-    Ok((token, pin_env))
+    }
+}
+
+/// [`pin_env`] of a profile the agent serves, as the config file read here defines it: the
+/// user who started the agent with `pin-source=env:NAME` likely has NAME set in this shell too.
+/// The agent answers without this process reading any config, so a config that cannot be read
+/// here only means that no such variable is known (`SUITEKEY_PIN` is dropped regardless).
+fn agent_profile_pin_env(cli: &Cli, flags: &ProfileArgs) -> Option<String> {
+    match super::profile(cli, flags) {
+        Ok(profile) => pin_env(&profile),
+        Err(e) => {
+            tracing::debug!("no PIN variable known for the agent's profile: {e}");
+            None
+        }
+    }
 }
 
 /// The profile to ask the agent for: it serves profiles as its config defines them, so one
@@ -102,4 +165,32 @@ fn from_agent(socket: &Path, profile: &str) -> Result<AccessToken, Error> {
     let token = runtime.block_on(agent::client::fetch_token(socket, profile))?;
     tracing::info!(expires_at = %crate::cert::rfc3339(token.expires_at()), socket = %socket.display(), "access token from the agent");
     Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_output_is_one_shell_word_and_curl_config_values_are_escaped() {
+        let shell = |s: &str| ShellQuoted(s).to_string();
+        assert_eq!(shell("abc.DEF-_~+/=="), "'abc.DEF-_~+/=='");
+        assert_eq!(shell("~root"), "'~root'");
+        assert_eq!(shell("x;touch /tmp/p;"), "'x;touch /tmp/p;'");
+        assert_eq!(shell("it's"), r"'it'\''s'");
+        assert_eq!(shell(""), "''");
+        // A real shell assigns exactly the text, whatever it holds.
+        let hostile = r#"a'$(id)`x`\"~ b;c"#;
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("v={}; printf %s \"$v\"", shell(hostile)))
+            .output()
+            .expect("sh");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), hostile);
+
+        let curl = |s: &str| CurlEscaped(s).to_string();
+        assert_eq!(curl("abc.DEF-_~+/=="), "abc.DEF-_~+/==");
+        assert_eq!(curl(r#"a"b\c"#), r#"a\"b\\c"#);
+        assert_eq!(curl(r#"\""#), r#"\\\""#);
+    }
 }

@@ -44,6 +44,9 @@ pub enum Mode {
     UntrustedTls,
     /// A redirect (307 or 308) to this location.
     Redirect(u16, String),
+    /// HTTP 200 with a well-formed token response granting this access token (a hostile
+    /// server's choice of token).
+    Grant(String),
 }
 
 /// How long [`Mode::Slow`] keeps a request waiting.
@@ -195,6 +198,10 @@ fn answer(mut stream: impl Read + Write, tcp: TcpStream, mode: &Mode, state: &St
             let mut r = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n".to_vec();
             r.extend(std::iter::repeat_n(b' ', 256 * 1024));
             r
+        }
+        Mode::Grant(token) => {
+            let body = serde_json::json!({"access_token": token, "token_type": "Bearer", "expires_in": 3600});
+            response("200 OK", "", "application/json", &body.to_string())
         }
         Mode::Redirect(status, to) => {
             let status = format!("{status} Redirect");

@@ -23,6 +23,7 @@ pub mod agent;
 pub mod emulator;
 pub mod fault_proxy;
 pub mod modules;
+pub mod readme_examples;
 pub mod secrets;
 
 /// A recognizable user PIN, so tests can assert it never appears in any output.
