@@ -170,6 +170,20 @@ impl Attrs {
         Ok(attrs)
     }
 
+    /// `object=…;id=…` as in a key URI (percent-encoded, so any byte is shown safely).
+    fn uri_attributes(&self) -> String {
+        let uri = Pkcs11Uri {
+            object: self.label.clone(),
+            id: (!self.id.is_empty()).then(|| self.id.clone()),
+            ..Pkcs11Uri::default()
+        };
+        let text = uri.to_string();
+        match text.strip_prefix("pkcs11:") {
+            Some("") | None => "a key with neither label nor id".to_owned(),
+            Some(attributes) => attributes.to_owned(),
+        }
+    }
+
     fn kind(&self) -> KeyKind {
         match self.key_type {
             Some(KeyType::EC) => ec_kind(self.ec_params.as_deref()),
@@ -574,10 +588,7 @@ impl KeySigner {
         );
         let found = find(&session, &module, &template)?;
         let [handle] = found.as_slice() else {
-            return Err(Error::KeyNotFound {
-                key: self.uri_text.clone(),
-                token: token.label().to_owned(),
-            });
+            return Err(key_not_found(&token, &session, self.uri_text.clone()));
         };
         let kind = Attrs::read(&session, &module, *handle)?.kind();
         if kind != self.kind {
@@ -817,7 +828,7 @@ fn find_private_key(
     let key = uri.redacted();
     let tok = token.label().to_owned();
     match found.as_slice() {
-        [] => Err(Error::KeyNotFound { key, token: tok }),
+        [] => Err(key_not_found(token, session, key)),
         [one] => Ok((*one, Attrs::read(session, module, *one)?)),
         many => {
             let mut candidates = Vec::new();
@@ -836,6 +847,40 @@ fn find_private_key(
                 candidates: candidates.join(", "),
             })
         }
+    }
+}
+
+/// How many keys a "key not found" error lists.
+const KEYS_LISTED: usize = 20;
+
+/// The key `key` is not in `token`: the error lists the private keys `session` sees there
+/// (label and id as URI attributes, and type; never a secret).
+fn key_not_found(token: &Token, session: &Session, key: String) -> Error {
+    let module = token.module();
+    let template = [Attribute::Class(ObjectClass::PRIVATE_KEY)];
+    let present = match find(session, module, &template) {
+        Ok(handles) if handles.is_empty() => "no private key that this login can see".to_owned(),
+        Ok(handles) => {
+            let mut shown: Vec<String> = handles
+                .iter()
+                .take(KEYS_LISTED)
+                .map(|h| match Attrs::read(session, module, *h) {
+                    Ok(attrs) => format!("{} ({})", attrs.uri_attributes(), attrs.kind()),
+                    Err(e) => format!("a key whose attributes cannot be read ({e})"),
+                })
+                .collect();
+            if handles.len() > KEYS_LISTED {
+                shown.push(format!("{} more", handles.len() - KEYS_LISTED));
+            }
+            shown.join(", ")
+        }
+        Err(e) => format!("keys that cannot be listed ({e})"),
+    };
+    Error::KeyNotFound {
+        key,
+        token: token.label().to_owned(),
+        present,
+        module: module.path().display().to_string(),
     }
 }
 

@@ -75,6 +75,10 @@ pub enum Error {
         module: String,
         /// The tokens that are there, or a hint when none are.
         available: String,
+        /// The token may be there but could not be read at that moment: a slot did not answer,
+        /// or no initialized token was seen at all (as when SoftHSM2's token file is read while
+        /// another process rewrites it).
+        unsure: bool,
     },
     /// Several tokens matched; selecting one silently could use the wrong key.
     #[error(
@@ -89,12 +93,18 @@ pub enum Error {
         candidates: String,
     },
     /// No private key matched.
-    #[error("key '{key}' not found in token '{token}'; run 'suitekey list' to see keys")]
+    #[error(
+        "key '{key}' not found in token '{token}', which holds {present}; run 'suitekey list --module {module}' to see its keys with their URIs"
+    )]
     KeyNotFound {
         /// The key URI (without secrets).
         key: String,
         /// The token label.
         token: String,
+        /// The private keys the token shows, as URI attributes with their type (no secrets).
+        present: String,
+        /// The module path, for the `list` command.
+        module: String,
     },
     /// Several private keys matched.
     #[error(
@@ -361,6 +371,17 @@ const TOKEN_LOST: [&str; 7] = [
     "CKR_CRYPTOKI_NOT_INITIALIZED",
 ];
 
+/// The return values of a token that may answer normally on the next try: SoftHSM2 answers
+/// `CKR_GENERAL_ERROR` while another process rewrites its token file, and modules report a
+/// shortage of memory or file descriptors in these terms.
+const PASSING: [&str; 5] = [
+    "CKR_GENERAL_ERROR",
+    "CKR_DEVICE_ERROR",
+    "CKR_DEVICE_MEMORY",
+    "CKR_HOST_MEMORY",
+    "CKR_FUNCTION_FAILED",
+];
+
 impl Error {
     /// Whether the PIN is the problem: missing, refused, locked or not to be risked. Never
     /// worth an automatic retry.
@@ -393,6 +414,16 @@ impl Error {
         match self {
             Error::Call { rv, .. } => TOKEN_LOST.contains(&rv.as_str()),
             Error::TokenNotFound { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// Whether the token answered in a way that is often passing (unreadable at that moment,
+    /// rather than shown to be gone): what to say about it must not be "put it back".
+    pub fn may_pass(&self) -> bool {
+        match self {
+            Error::Call { rv, .. } => PASSING.contains(&rv.as_str()),
+            Error::TokenNotFound { unsure, .. } => *unsure,
             _ => false,
         }
     }
@@ -466,6 +497,7 @@ mod tests {
             selector: "token=t".into(),
             module: "m.so".into(),
             available: String::new(),
+            unsure: false,
         };
         assert!(gone.is_token_lost() && gone.is_key_lost() && !gone.is_session_lost());
         assert!(call(RvError::GeneralError).is_token_lost());
