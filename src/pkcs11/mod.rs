@@ -6,6 +6,7 @@
 
 pub mod key;
 pub mod keygen;
+mod lock;
 pub mod pin;
 mod prompt;
 pub mod support;
@@ -418,6 +419,16 @@ impl Error {
         }
     }
 
+    /// Whether the failure may be gone on another try a moment later: the token did not
+    /// answer, was not seen, or lost the session. Never a PIN problem: a PIN is never sent
+    /// twice because of a retry.
+    pub fn is_transient(&self) -> bool {
+        !self.is_pin()
+            && (self.is_token_lost()
+                || self.is_session_lost()
+                || matches!(self, Error::Call { rv, .. } if PASSING.contains(&rv.as_str())))
+    }
+
     /// Whether the token answered in a way that is often passing (unreadable at that moment,
     /// rather than shown to be gone): what to say about it must not be "put it back".
     pub fn may_pass(&self) -> bool {
@@ -504,6 +515,55 @@ mod tests {
         assert!(call(RvError::DeviceError).is_token_lost());
         assert!(!call(RvError::GeneralError).is_session_lost());
         assert!(!call(RvError::MechanismInvalid).is_key_lost());
+    }
+
+    #[test]
+    fn only_failures_that_may_pass_are_retried_and_never_a_pin_refusal() {
+        let call = |rv: RvError| Error::Call {
+            call: "C_Login".into(),
+            module: "m.so".into(),
+            rv: rv_name(rv),
+        };
+        for rv in [
+            RvError::GeneralError,
+            RvError::DeviceError,
+            RvError::HostMemory,
+            RvError::FunctionFailed,
+            RvError::TokenNotPresent,
+            RvError::SessionHandleInvalid,
+        ] {
+            assert!(call(rv).is_transient(), "{rv:?}");
+        }
+        assert!(call(RvError::GeneralError).may_pass());
+        assert!(!call(RvError::TokenNotPresent).may_pass());
+        for rv in [RvError::MechanismInvalid, RvError::KeyTypeInconsistent] {
+            assert!(!call(rv).is_transient(), "{rv:?}");
+        }
+        let not_found = |unsure| Error::TokenNotFound {
+            selector: "token=t".into(),
+            module: "m.so".into(),
+            available: String::new(),
+            unsure,
+        };
+        assert!(not_found(false).is_transient() && !not_found(false).may_pass());
+        assert!(not_found(true).may_pass());
+        let refused = [
+            Error::PinIncorrect {
+                token: "t".into(),
+                origin: "file".into(),
+            },
+            Error::PinLocked { token: "t".into() },
+            Error::PinFinalTry { token: "t".into() },
+            Error::KeyNotFound {
+                key: "k".into(),
+                token: "t".into(),
+                present: String::new(),
+                module: "m.so".into(),
+            },
+        ];
+        for e in refused {
+            assert!(!e.is_transient(), "{e}");
+        }
     }
 
     #[test]

@@ -329,7 +329,34 @@ impl Module {
             return Ok(false);
         }
         tracing::warn!(module = %self.path.display(), "reinitializing the module to look for its lost tokens again");
-        // Void from here on, whatever C_Finalize answers.
+        self.restart().map(|()| true)
+    }
+
+    /// Looks at the module's tokens afresh (`C_Finalize` + `C_Initialize`) before another try
+    /// at opening a key, unless that already happened since generation `seen` (`Ok(true)`:
+    /// look again). Only when nothing else in this process holds the module (a command, or an
+    /// agent's first profile on it): a reinitialization ends every other signer's session and
+    /// login, which only a lost key's recovery may cost them, rationed ([`Module::reinitialize`]).
+    pub(crate) fn refresh_tokens(&self, seen: u64) -> Result<bool, Error> {
+        // The registry's reference and this one: no other user of the module in this process.
+        if Arc::strong_count(&self.lifecycle) > 2 {
+            return Ok(false);
+        }
+        let _calls = self
+            .lifecycle
+            .calls
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if self.lifecycle.generation.load(Ordering::SeqCst) != seen {
+            return Ok(true);
+        }
+        tracing::debug!(module = %self.path.display(), "reinitializing the module to see its tokens afresh");
+        self.restart().map(|()| true)
+    }
+
+    /// `C_Finalize` + `C_Initialize`, the caller holding `calls` exclusively. Every session of
+    /// the module is void from here on, whatever `C_Finalize` answers.
+    fn restart(&self) -> Result<(), Error> {
         self.lifecycle.generation.fetch_add(1, Ordering::SeqCst);
         match self.ctx.clone().finalize() {
             Err(e) if rv_of(&e) != Some(RvError::CryptokiNotInitialized) => {
@@ -344,7 +371,7 @@ impl Module {
             Err(e) if rv_of(&e) != Some(RvError::CryptokiAlreadyInitialized) => {
                 Err(self.call_err("C_Initialize", &e))
             }
-            _ => Ok(true),
+            _ => Ok(()),
         }
     }
 
@@ -615,7 +642,7 @@ fn softhsm2_conf_unset(path: &Path, conf: Option<&std::ffi::OsStr>) -> &'static 
 }
 
 /// `token=…;serial=…` for messages: the URI's token attributes only.
-fn token_selector(uri: &Pkcs11Uri) -> String {
+pub(super) fn token_selector(uri: &Pkcs11Uri) -> String {
     let only_token = Pkcs11Uri {
         token: uri.token.clone(),
         manufacturer: uri.manufacturer.clone(),
