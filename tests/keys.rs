@@ -935,3 +935,44 @@ fn certificates_of_every_key_kind_pass_an_rfc_5280_linter() {
         failures.join("\n")
     );
 }
+
+/// A key the token does not hold: the error lists the keys it does hold (label and id as URI
+/// attributes, type; no secret) and gives a `suitekey list` command that names the module, which works as given.
+#[test]
+fn a_key_not_found_lists_the_keys_present_and_the_list_command_with_its_module() {
+    let f = fixture();
+    let out = f
+        .suitekey()
+        .args(["assertion", "--key", &f.uri("no-such-key")])
+        .args([
+            "--client-id",
+            "c",
+            "--certificate-id",
+            "kid",
+            "--account",
+            "1234567",
+        ])
+        .output()
+        .expect("run suitekey");
+    let (stdout, stderr) = common::texts(&out);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stdout.is_empty());
+    for want in [
+        "object=no-such-key",
+        "object=p256;id=%01 (EC P-256)",
+        "object=rsa3072;id=%04 (RSA 3072)",
+        "object=twin;id=%09 (EC P-256)",
+    ] {
+        assert!(stderr.contains(want), "want {want:?} in {stderr}");
+    }
+    assert!(!stderr.contains(common::PIN), "{stderr}");
+    let module = common::module_path().display().to_string();
+    let hint = format!("suitekey list --module {module}");
+    assert!(stderr.contains(&hint), "{stderr}");
+    let listed = f
+        .suitekey()
+        .args(["list", "--module", &module])
+        .output()
+        .expect("run suitekey list");
+    assert!(listed.status.success(), "{}", common::texts(&listed).1);
+}

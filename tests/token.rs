@@ -646,3 +646,75 @@ fn loopback_http_never_goes_through_a_proxy() {
         .expect("run");
     assert!(out.status.success(), "{}", texts(&out).1);
 }
+
+/// A child process that keeps one core busy until dropped, then is killed by its PID.
+struct BusyCore(std::process::Child);
+
+impl BusyCore {
+    fn start() -> BusyCore {
+        BusyCore(
+            Command::new("sh")
+                .args(["-c", "while :; do :; done"])
+                .spawn()
+                .expect("sh"),
+        )
+    }
+}
+
+impl Drop for BusyCore {
+    fn drop(&mut self) {
+        // Child::kill signals this child's PID only.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// SoftHSM2 rewrites `token.object` at every login, and another process reading the token at
+/// that moment sees it broken (`CKR_GENERAL_ERROR`) or uninitialized. Four loops of fifty
+/// `suitekey token` runs on one token (not a copy each), with one core kept busy, all succeed:
+/// the runs take turns at opening and logging in, and retry what still fails.
+#[test]
+fn four_parallel_loops_of_fifty_token_runs_on_one_softhsm2_token_all_succeed() {
+    const LOOPS: usize = 4;
+    const RUNS: usize = 50;
+    let dir = temp();
+    let (emu, ids) = emulator(dir.path(), &["p256"], "", &[]);
+    let f = fixture();
+    let conf = f.token_copy(None);
+    let url = emu.token_url();
+    let run = || {
+        common::suitekey_with_conf(&conf)
+            .args(["token", "--key", &f.uri("p256"), "--client-id", CLIENT])
+            .args(["--certificate-id", &ids[0], "--account", ACCOUNT])
+            .args(["--token-url", &url])
+            .output()
+            .expect("run suitekey")
+    };
+    let busy = BusyCore::start();
+    let failures: Vec<String> = std::thread::scope(|s| {
+        let loops: Vec<_> = (0..LOOPS)
+            .map(|_| {
+                s.spawn(|| {
+                    (0..RUNS)
+                        .map(|_| run())
+                        .filter(|out| !out.status.success())
+                        .map(|out| format!("exit {:?}: {}", out.status.code(), texts(&out).1))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        loops
+            .into_iter()
+            .flat_map(|l| l.join().expect("loop thread"))
+            .collect()
+    });
+    drop(busy);
+    assert!(
+        failures.is_empty(),
+        "{} of {} runs failed:\n{}",
+        failures.len(),
+        LOOPS * RUNS,
+        failures.join("")
+    );
+    assert_eq!(stats(&emu)["tokens_issued"], (LOOPS * RUNS) as u64);
+}

@@ -223,6 +223,7 @@ fn check_victim_failed(agent: &Agent) {
     );
     assert!(message.contains("no reload needed"), "{message}");
     assert!(!message.contains(VICTIM_PIN), "{message}");
+    assert!(!advises_initializing(message), "{message}");
     let profiles = agent.json("/v1/profiles");
     let victim = profiles["profiles"]
         .as_array()
@@ -629,4 +630,74 @@ fn a_token_that_stays_gone_reinitializes_its_module_rarely() {
         relogins <= 2,
         "the other profile logged in again {relogins} times: {log}"
     );
+}
+
+/// `suitekey assertion` for fixture key p256 on the token copy `conf` (no exchange is made).
+fn assertion_on(conf: &Path) -> std::process::Output {
+    suitekey_with_conf(conf)
+        .args(["assertion", "--key", &fixture().uri("p256")])
+        .args(["--client-id", OTHER_CLIENT, "--certificate-id", "kid"])
+        .args(["--account", ACCOUNT])
+        .output()
+        .expect("run suitekey")
+}
+
+/// Advice that would destroy a non-extractable key if followed on a token that still holds it
+/// (saying that a token is, or is not, initialized is no advice).
+fn advises_initializing(message: &str) -> bool {
+    let lower = message.to_lowercase().replace("initialized", "");
+    lower.contains("initializ") || lower.contains("initialis") || lower.contains("import")
+}
+
+/// SoftHSM2 rewrites `token.object` at every login; a process that reads it meanwhile sees
+/// it empty (the token then looks uninitialized) or cut short (`CKR_GENERAL_ERROR`). Both are
+/// staged here by cutting the file, as a reader finds it mid-write: the error says the token did
+/// not read whole and that this can be passing, and never advises initializing the token (which
+/// would destroy its keys). Put back whole, the token works.
+#[test]
+fn a_token_read_mid_rewrite_is_reported_as_possibly_passing_without_advice_to_initialize() {
+    let f = fixture();
+    let conf = f.token_copy(None);
+    let object =
+        token_dir(&conf.parent().unwrap().join("tokens"), common::TOKEN).join("token.object");
+    let whole = std::fs::read(&object).unwrap();
+    for cut in [0, 8] {
+        std::fs::write(&object, &whole[..cut]).unwrap();
+        let out = assertion_on(&conf);
+        let (stdout, stderr) = texts(&out);
+        assert_eq!(out.status.code(), Some(3), "cut to {cut} bytes: {stderr}");
+        assert!(stdout.is_empty(), "{stdout}");
+        assert!(
+            !advises_initializing(&stderr),
+            "cut to {cut} bytes: the message advises initializing a token that holds keys: {stderr}"
+        );
+        assert!(
+            stderr.contains("another process") && stderr.contains("try again"),
+            "cut to {cut} bytes: {stderr}"
+        );
+    }
+    std::fs::write(&object, &whole).unwrap();
+    let out = assertion_on(&conf);
+    assert!(out.status.success(), "{}", texts(&out).1);
+}
+
+/// SoftHSM2 finds its tokens through `SOFTHSM2_CONF`; without it, it reads its default
+/// configuration and shows no token of the user's. The error says so, not "initialize a token".
+#[test]
+fn a_forgotten_softhsm2_conf_is_named_instead_of_advice_to_initialize() {
+    let f = fixture();
+    let conf = f.token_copy(None);
+    let mut cmd = suitekey_with_conf(&conf);
+    cmd.env_remove("SOFTHSM2_CONF")
+        .args(["assertion", "--key", &f.uri("p256")])
+        .args(["--client-id", OTHER_CLIENT, "--certificate-id", "kid"])
+        .args(["--account", ACCOUNT]);
+    let out = cmd.output().expect("run suitekey");
+    let (stdout, stderr) = texts(&out);
+    assert!(!out.status.success() && stdout.is_empty(), "{stderr}");
+    assert!(
+        stderr.contains("SOFTHSM2_CONF is not set") && stderr.contains("export SOFTHSM2_CONF="),
+        "{stderr}"
+    );
+    assert!(!advises_initializing(&stderr), "{stderr}");
 }

@@ -34,9 +34,12 @@ pub enum SignError {
     /// The token (or the assertion around the signature) failed.
     #[error(transparent)]
     Assertion(#[from] AssertionError<pkcs11::Error>),
-    /// The token lost the session and the key could not be found again.
+    /// The token lost the session and the key could not be found again. What to do depends
+    /// on what was seen (see [`lost_advice`]); never "initialize the token", which would
+    /// destroy the keys of a token that is only unreadable for a moment.
     #[error(
-        "key '{key}' cannot be used: the token lost it ({source}); put the key back (restore the token's directory, or re-initialize the token and import the key again): the agent looks for it again by itself, with backoff, no reload needed"
+        "key '{key}' cannot be used: the token lost it ({source}); {advice}: the agent looks for it again by itself, with backoff, no reload needed",
+        advice = lost_advice(source)
     )]
     Lost {
         /// The key URI (without secrets).
@@ -52,6 +55,24 @@ pub enum SignError {
     /// The worker thread is gone (it panicked, or the agent is shutting down).
     #[error("the signing worker of this profile has stopped; restart the agent")]
     WorkerGone,
+}
+
+/// What to do about a key that could not be found again after `source`: a token that did not
+/// answer may be passing; one not seen, or a key not in it, may have been removed and can be put
+/// back. A key made non-extractable exists only in its token: if it was deleted, no advice brings
+/// it back, so none pretends to.
+fn lost_advice(source: &pkcs11::Error) -> &'static str {
+    match source {
+        pkcs11::Error::KeyNotFound { .. } => {
+            "the token answers without it: if the key (or the token's directory) was moved or replaced, put the key back; if it was deleted, it is gone for good: make a new key and certificate (suitekey rotate)"
+        }
+        e if e.may_pass() => {
+            "the token did not answer, which is often passing (another process writing it at that moment, or this process short of file descriptors); if the token was removed or its directory moved, put the key back where it was"
+        }
+        _ => {
+            "its token is not there: if it was removed (a smart card pulled out, a SoftHSM2 token directory moved), put the key back by putting the token back"
+        }
+    }
 }
 
 impl SignError {
@@ -275,4 +296,60 @@ fn certificate_on_token(signer: &KeySigner, id: &CertificateId) -> Option<Certif
         tracing::info!(key = signer.uri(), certificate_id = %id, "the token holds no certificate with the profile's certificate id; its expiry is not watched");
     }
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The forms a lost key's cause takes: a token that does not answer (SoftHSM2's token file
+    /// read mid-rewrite, a descriptor shortage), a token not seen, a key not in the token.
+    fn causes() -> Vec<pkcs11::Error> {
+        let call = |rv: &str| pkcs11::Error::Call {
+            call: "C_GetTokenInfo".into(),
+            module: "/usr/lib/softhsm/libsofthsm2.so".into(),
+            rv: rv.into(),
+        };
+        let not_found = |unsure| pkcs11::Error::TokenNotFound {
+            selector: "pkcs11:token=t".into(),
+            module: "/usr/lib/softhsm/libsofthsm2.so".into(),
+            available: "slot-id 3 does not answer".into(),
+            unsure,
+        };
+        vec![
+            call("CKR_GENERAL_ERROR"),
+            call("CKR_DEVICE_ERROR"),
+            call("CKR_HOST_MEMORY"),
+            call("CKR_TOKEN_NOT_PRESENT"),
+            not_found(true),
+            not_found(false),
+            pkcs11::Error::KeyNotFound {
+                key: "pkcs11:token=t;object=k".into(),
+                token: "t".into(),
+                present: "object=other;id=%01 (EC P-256)".into(),
+                module: "/usr/lib/softhsm/libsofthsm2.so".into(),
+            },
+        ]
+    }
+
+    #[test]
+    fn a_lost_key_is_never_met_with_advice_to_initialize_its_token() {
+        for source in causes() {
+            let passing = source.may_pass();
+            let message = SignError::Lost {
+                key: "pkcs11:token=t;object=k".into(),
+                source: Box::new(source),
+            }
+            .to_string();
+            // Saying that a token is initialized is no advice to initialize one.
+            let advice = message.to_lowercase().replace("initialized", "");
+            assert!(
+                !advice.contains("initializ") && !advice.contains("import"),
+                "{message}"
+            );
+            assert!(message.contains("put the key back"), "{message}");
+            assert!(message.contains("no reload needed"), "{message}");
+            assert_eq!(message.contains("often passing"), passing, "{message}");
+        }
+    }
 }

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsPssParams};
 use cryptoki::mechanism::{Mechanism, MechanismType};
@@ -11,7 +12,8 @@ use cryptoki::session::{Session, UserType};
 use der::Decode as _;
 use der::asn1::ObjectIdentifier;
 
-use super::token::{Credential, Hold, Module, Token, resolve_module};
+use super::lock::{self, TokenLock, Turn};
+use super::token::{Credential, Hold, Module, Token, resolve_module, token_selector};
 use super::uri::{ObjectType, Pkcs11Uri};
 use super::{Error, support};
 use crate::jose::{self, Alg, Curve, Hash, KeyKind, PublicKey, Scheme};
@@ -170,6 +172,20 @@ impl Attrs {
         Ok(attrs)
     }
 
+    /// `object=…;id=…` as in a key URI (percent-encoded, so any byte is shown safely).
+    fn uri_attributes(&self) -> String {
+        let uri = Pkcs11Uri {
+            object: self.label.clone(),
+            id: (!self.id.is_empty()).then(|| self.id.clone()),
+            ..Pkcs11Uri::default()
+        };
+        let text = uri.to_string();
+        match text.strip_prefix("pkcs11:") {
+            Some("") | None => "a key with neither label nor id".to_owned(),
+            Some(attributes) => attributes.to_owned(),
+        }
+    }
+
     fn kind(&self) -> KeyKind {
         match self.key_type {
             Some(KeyType::EC) => ec_kind(self.ec_params.as_deref()),
@@ -270,11 +286,49 @@ pub struct Key {
     attrs: Attrs,
     credential: Arc<Credential>,
     uri_text: String,
+    /// The token's lock, for the signer's turns.
+    lock: TokenLock,
 }
 
 /// Where a key's opener gets the credential for its token (called only when one is needed):
 /// the URI's PIN source, or one shared by every key on that token.
 pub type CredentialFor<'a> = &'a dyn Fn(&Token) -> Result<Arc<Credential>, Error>;
+
+/// How many times opening a key is tried when it fails in a way that may pass.
+const OPEN_ATTEMPTS: u32 = 4;
+/// The pause before the second try; it doubles before each next one (and is jittered).
+const RETRY_PAUSE: Duration = Duration::from_millis(25);
+
+/// Where one try at opening a key got to.
+enum Step {
+    /// The key, found and logged in to.
+    Opened(Box<Key>),
+    /// The token wants a login, and no credential was asked for yet: ask, then try again.
+    NeedsCredential(Token),
+}
+
+/// Before another try at opening a key after `err`: a jittered pause, doubling with each
+/// `attempt`, and when the token was not seen or not readable a fresh look at the module's
+/// tokens (SoftHSM2 reads its token files only in `C_Initialize`: a token file read there
+/// mid-rewrite stays unreadable until the next one).
+fn before_retry(path: &Path, lock: &TokenLock, err: &Error, attempt: u32) {
+    tracing::debug!(
+        attempt,
+        "opening the key failed in a way that may pass ({err}); trying again"
+    );
+    std::thread::sleep(lock::jittered(RETRY_PAUSE * 2u32.pow(attempt - 1)));
+    if !err.is_token_lost() {
+        return;
+    }
+    let _turn = lock.hold();
+    let refreshed = Module::load(path).and_then(|module| {
+        let seen = module.hold().generation;
+        module.refresh_tokens(seen)
+    });
+    if let Err(e) = refreshed {
+        tracing::debug!("looking at the module's tokens afresh failed: {e}");
+    }
+}
 
 impl Key {
     /// Opens the one private key the URI names and logs in to its token with the PIN the
@@ -286,7 +340,13 @@ impl Key {
     }
 
     /// Opens the one private key the URI names and logs in to its token with the credential
-    /// `credential_for` gives.
+    /// `credential_for` gives (asked for once, outside the token's lock: it may prompt).
+    ///
+    /// Takes its turn at the token (see [`TokenLock`]) while it loads the module, opens a
+    /// session, logs in and finds the key, and tries again, a few times with growing jittered
+    /// pauses, when that fails in a way that may pass ([`Error::is_transient`]): a token read
+    /// while another process rewrote it, or not seen at all. A PIN problem ends it at once: a
+    /// PIN the token refused is never sent again.
     pub fn open_with(
         uri: &Pkcs11Uri,
         module_fallback: Option<&Path>,
@@ -308,35 +368,64 @@ impl Key {
                 name: name.clone(),
             });
         }
-        let module = Module::load(&resolve_module(uri, module_fallback)?)?;
-        // One hold over every call: another profile's recovery may reinitialize the module,
-        // and a C_Finalize under a call in flight crashes the module.
+        let path = resolve_module(uri, module_fallback)?;
+        let lock = TokenLock::new(&path, &token_selector(uri));
+        let mut credential = None;
+        let mut attempt = 1;
+        loop {
+            match Key::open_once(uri, &path, &lock, credential.as_ref()) {
+                Ok(Step::Opened(key)) => {
+                    let mut key = *key;
+                    // The token needed no login, but the key wants one before every signature.
+                    if key.attrs.always_authenticate
+                        && matches!(*key.credential, Credential::NotNeeded)
+                    {
+                        key.credential = credential_for(&key.token)?;
+                    }
+                    return Ok(key);
+                }
+                Ok(Step::NeedsCredential(token)) => credential = Some(credential_for(&token)?),
+                Err(e) if e.is_transient() && attempt < OPEN_ATTEMPTS => {
+                    before_retry(&path, &lock, &e, attempt);
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// One try at opening the key, during one turn at the token and one hold on the module
+    /// (another profile's recovery may reinitialize the module, and a C_Finalize under a call
+    /// in flight crashes it). Stops before opening a session when a login needs a credential
+    /// not asked for yet.
+    fn open_once(
+        uri: &Pkcs11Uri,
+        path: &Path,
+        lock: &TokenLock,
+        credential: Option<&Arc<Credential>>,
+    ) -> Result<Step, Error> {
+        let _turn = lock.hold();
+        let module = Module::load(path)?;
         let hold = module.hold();
-        let generation = hold.generation;
         let token = module.select(uri)?;
+        let credential = match (token.summary().login_required, credential) {
+            (true, None) => return Ok(Step::NeedsCredential(token)),
+            (true, Some(credential)) => Arc::clone(credential),
+            (false, _) => Arc::new(Credential::NotNeeded),
+        };
         let session = token.open()?;
-        let credential = if token.summary().login_required {
-            let credential = credential_for(&token)?;
-            token.authenticate(&session, UserType::User, &credential)?;
-            credential
-        } else {
-            Arc::new(Credential::NotNeeded)
-        };
+        token.authenticate(&session, UserType::User, &credential)?;
         let (handle, attrs) = find_private_key(&token, &session, uri)?;
-        let credential = match (attrs.always_authenticate, &*credential) {
-            // The token needed no login, but the key wants one before every signature.
-            (true, Credential::NotNeeded) => credential_for(&token)?,
-            _ => credential,
-        };
-        Ok(Key {
+        Ok(Step::Opened(Box::new(Key {
             token,
             session: Some(session),
-            generation,
+            generation: hold.generation,
             handle,
             attrs,
             credential,
-            uri_text,
-        })
+            uri_text: uri.redacted(),
+            lock: lock.clone(),
+        })))
     }
 
     /// A key just found or made in `session`, logged in with `credential`.
@@ -351,6 +440,11 @@ impl Key {
         let attrs = Attrs::read(&session, token.module(), handle)?;
         let generation = hold.generation;
         drop(hold);
+        let selector = uri_text.parse().map_or_else(
+            |_| format!("pkcs11:token={}", token.label()),
+            |uri: Pkcs11Uri| token_selector(&uri),
+        );
+        let lock = TokenLock::new(token.module().path(), &selector);
         Ok(Key {
             token,
             session: Some(session),
@@ -359,6 +453,7 @@ impl Key {
             attrs,
             credential: Arc::new(credential),
             uri_text,
+            lock,
         })
     }
 
@@ -388,9 +483,11 @@ impl Key {
     /// token can do.
     pub fn signer(mut self, alg: Alg) -> Result<KeySigner, Error> {
         let module = self.token.module().clone();
+        let turn = self.lock.hold();
         let hold = module.hold();
         let (kind, plan) = self.plan(alg)?;
         drop(hold);
+        drop(turn);
         let always_authenticate = self.attrs.always_authenticate;
         tracing::debug!(token = self.token.label(), %alg, %kind, ?plan, always_authenticate, "key ready to sign");
         let attrs = std::mem::take(&mut self.attrs);
@@ -407,6 +504,7 @@ impl Key {
             uri_text: std::mem::take(&mut self.uri_text),
             id: attrs.id,
             label: attrs.label,
+            lock: self.lock.clone(),
         })
     }
 
@@ -483,6 +581,8 @@ pub struct KeySigner {
     uri_text: String,
     id: Vec<u8>,
     label: Option<String>,
+    /// The token's lock: each signature and reopen is one turn at the token.
+    lock: TokenLock,
 }
 
 impl KeySigner {
@@ -519,6 +619,7 @@ impl KeySigner {
     /// removed, put back or replaced only in `C_Initialize` (this ends the sessions of every
     /// signer on the module, which then open new ones the same way).
     pub fn reopen(&mut self) -> Result<(), Error> {
+        let _turn = self.lock.hold();
         let same = self.token.clone();
         let first = match self.reopen_in(|_| Ok(same.clone())) {
             Ok(()) => return Ok(()),
@@ -574,10 +675,7 @@ impl KeySigner {
         );
         let found = find(&session, &module, &template)?;
         let [handle] = found.as_slice() else {
-            return Err(Error::KeyNotFound {
-                key: self.uri_text.clone(),
-                token: token.label().to_owned(),
-            });
+            return Err(key_not_found(&token, &session, self.uri_text.clone()));
         };
         let kind = Attrs::read(&session, &module, *handle)?.kind();
         if kind != self.kind {
@@ -602,12 +700,14 @@ impl KeySigner {
         }
     }
 
-    /// The session, while it is of the module's current generation, with a hold that keeps
-    /// the module from being reinitialized during the calls made with it.
-    fn live(&self) -> Result<(Hold<'_>, &Session), Error> {
+    /// The session, while it is of the module's current generation, with this process's turn
+    /// at the token and a hold that keeps the module from being reinitialized during the calls
+    /// made with it.
+    fn live(&self) -> Result<(Turn, Hold<'_>, &Session), Error> {
+        let turn = self.lock.hold();
         let hold = self.token.module().hold();
         match &self.session {
-            Some(session) if hold.generation == self.generation => Ok((hold, session)),
+            Some(session) if hold.generation == self.generation => Ok((turn, hold, session)),
             _ => Err(Error::SessionVoid {
                 module: self.token.module().shown_path(),
             }),
@@ -618,7 +718,7 @@ impl KeySigner {
     /// one uploaded to NetSuite and watch its expiry.
     pub fn certificates(&self) -> Result<Vec<Vec<u8>>, Error> {
         let module = self.token.module();
-        let (_hold, session) = self.live()?;
+        let (_turn, _hold, session) = self.live()?;
         let template = [Attribute::Class(ObjectClass::CERTIFICATE)];
         let mut out = Vec::new();
         for handle in find(session, module, &template)? {
@@ -637,7 +737,7 @@ impl KeySigner {
     /// `sha256WithRSAEncryption` (NetSuite refuses PKCS#1 v1.5 for assertions, not for
     /// certificates).
     pub fn sign_pkcs1_sha256(&self, data: &[u8]) -> Result<Vec<u8>, Error> {
-        let (_hold, session) = self.live()?;
+        let (_turn, _hold, session) = self.live()?;
         let offered = self.token.mechanisms()?;
         let plan = if offered.contains(&MechanismType::SHA256_RSA_PKCS) {
             Plan::HashAndSign(Mechanism::Sha256RsaPkcs)
@@ -666,7 +766,7 @@ impl KeySigner {
             Plan::HashAndSign(_) => data.to_vec(),
             Plan::SignDigest(_) => self.alg.hash().digest(data),
         };
-        let (_hold, session) = self.live()?;
+        let (_turn, _hold, session) = self.live()?;
         self.sign_with(session, &self.plan, &input)
     }
 
@@ -756,7 +856,7 @@ impl jose::Signer for KeySigner {
     /// private key has no point) from the one public key object of the same type with the
     /// key's `CKA_ID`, or its label when it has no id.
     fn public_key(&self) -> Result<PublicKey, Error> {
-        let (_hold, session) = self.live()?;
+        let (_turn, _hold, session) = self.live()?;
         if let KeyKind::Rsa { .. } = self.kind
             && let Some(key) = self.read_public(session, self.key)?
         {
@@ -817,7 +917,7 @@ fn find_private_key(
     let key = uri.redacted();
     let tok = token.label().to_owned();
     match found.as_slice() {
-        [] => Err(Error::KeyNotFound { key, token: tok }),
+        [] => Err(key_not_found(token, session, key)),
         [one] => Ok((*one, Attrs::read(session, module, *one)?)),
         many => {
             let mut candidates = Vec::new();
@@ -836,6 +936,40 @@ fn find_private_key(
                 candidates: candidates.join(", "),
             })
         }
+    }
+}
+
+/// How many keys a "key not found" error lists.
+const KEYS_LISTED: usize = 20;
+
+/// The key `key` is not in `token`: the error lists the private keys `session` sees there
+/// (label and id as URI attributes, and type; never a secret).
+fn key_not_found(token: &Token, session: &Session, key: String) -> Error {
+    let module = token.module();
+    let template = [Attribute::Class(ObjectClass::PRIVATE_KEY)];
+    let present = match find(session, module, &template) {
+        Ok(handles) if handles.is_empty() => "no private key that this login can see".to_owned(),
+        Ok(handles) => {
+            let mut shown: Vec<String> = handles
+                .iter()
+                .take(KEYS_LISTED)
+                .map(|h| match Attrs::read(session, module, *h) {
+                    Ok(attrs) => format!("{} ({})", attrs.uri_attributes(), attrs.kind()),
+                    Err(e) => format!("a key whose attributes cannot be read ({e})"),
+                })
+                .collect();
+            if handles.len() > KEYS_LISTED {
+                shown.push(format!("{} more", handles.len() - KEYS_LISTED));
+            }
+            shown.join(", ")
+        }
+        Err(e) => format!("keys that cannot be listed ({e})"),
+    };
+    Error::KeyNotFound {
+        key,
+        token: token.label().to_owned(),
+        present,
+        module: module.shown_path(),
     }
 }
 

@@ -6,6 +6,7 @@
 
 pub mod key;
 pub mod keygen;
+mod lock;
 pub mod pin;
 mod prompt;
 pub mod support;
@@ -75,6 +76,10 @@ pub enum Error {
         module: String,
         /// The tokens that are there, or a hint when none are.
         available: String,
+        /// The token may be there but could not be read at that moment: a slot did not answer,
+        /// or no initialized token was seen at all (as when SoftHSM2's token file is read while
+        /// another process rewrites it).
+        unsure: bool,
     },
     /// Several tokens matched; selecting one silently could use the wrong key.
     #[error(
@@ -89,12 +94,18 @@ pub enum Error {
         candidates: String,
     },
     /// No private key matched.
-    #[error("key '{key}' not found in token '{token}'; run 'suitekey list' to see keys")]
+    #[error(
+        "key '{key}' not found in token '{token}', which holds {present}; run 'suitekey list --module {module}' to see its keys with their URIs"
+    )]
     KeyNotFound {
         /// The key URI (without secrets).
         key: String,
         /// The token label.
         token: String,
+        /// The private keys the token shows, as URI attributes with their type (no secrets).
+        present: String,
+        /// The module path, for the `list` command.
+        module: String,
     },
     /// Several private keys matched.
     #[error(
@@ -361,6 +372,17 @@ const TOKEN_LOST: [&str; 7] = [
     "CKR_CRYPTOKI_NOT_INITIALIZED",
 ];
 
+/// The return values of a token that may answer normally on the next try: SoftHSM2 answers
+/// `CKR_GENERAL_ERROR` while another process rewrites its token file, and modules report a
+/// shortage of memory or file descriptors in these terms.
+const PASSING: [&str; 5] = [
+    "CKR_GENERAL_ERROR",
+    "CKR_DEVICE_ERROR",
+    "CKR_DEVICE_MEMORY",
+    "CKR_HOST_MEMORY",
+    "CKR_FUNCTION_FAILED",
+];
+
 impl Error {
     /// Whether the PIN is the problem: missing, refused, locked or not to be risked. Never
     /// worth an automatic retry.
@@ -393,6 +415,26 @@ impl Error {
         match self {
             Error::Call { rv, .. } => TOKEN_LOST.contains(&rv.as_str()),
             Error::TokenNotFound { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// Whether the failure may be gone on another try a moment later: the token did not
+    /// answer, was not seen, or lost the session. Never a PIN problem: a PIN is never sent
+    /// twice because of a retry.
+    pub fn is_transient(&self) -> bool {
+        !self.is_pin()
+            && (self.is_token_lost()
+                || self.is_session_lost()
+                || matches!(self, Error::Call { rv, .. } if PASSING.contains(&rv.as_str())))
+    }
+
+    /// Whether the token answered in a way that is often passing (unreadable at that moment,
+    /// rather than shown to be gone): what to say about it must not be "put it back".
+    pub fn may_pass(&self) -> bool {
+        match self {
+            Error::Call { rv, .. } => PASSING.contains(&rv.as_str()),
+            Error::TokenNotFound { unsure, .. } => *unsure,
             _ => false,
         }
     }
@@ -466,12 +508,62 @@ mod tests {
             selector: "token=t".into(),
             module: "m.so".into(),
             available: String::new(),
+            unsure: false,
         };
         assert!(gone.is_token_lost() && gone.is_key_lost() && !gone.is_session_lost());
         assert!(call(RvError::GeneralError).is_token_lost());
         assert!(call(RvError::DeviceError).is_token_lost());
         assert!(!call(RvError::GeneralError).is_session_lost());
         assert!(!call(RvError::MechanismInvalid).is_key_lost());
+    }
+
+    #[test]
+    fn only_failures_that_may_pass_are_retried_and_never_a_pin_refusal() {
+        let call = |rv: RvError| Error::Call {
+            call: "C_Login".into(),
+            module: "m.so".into(),
+            rv: rv_name(rv),
+        };
+        for rv in [
+            RvError::GeneralError,
+            RvError::DeviceError,
+            RvError::HostMemory,
+            RvError::FunctionFailed,
+            RvError::TokenNotPresent,
+            RvError::SessionHandleInvalid,
+        ] {
+            assert!(call(rv).is_transient(), "{rv:?}");
+        }
+        assert!(call(RvError::GeneralError).may_pass());
+        assert!(!call(RvError::TokenNotPresent).may_pass());
+        for rv in [RvError::MechanismInvalid, RvError::KeyTypeInconsistent] {
+            assert!(!call(rv).is_transient(), "{rv:?}");
+        }
+        let not_found = |unsure| Error::TokenNotFound {
+            selector: "token=t".into(),
+            module: "m.so".into(),
+            available: String::new(),
+            unsure,
+        };
+        assert!(not_found(false).is_transient() && !not_found(false).may_pass());
+        assert!(not_found(true).may_pass());
+        let refused = [
+            Error::PinIncorrect {
+                token: "t".into(),
+                origin: "file".into(),
+            },
+            Error::PinLocked { token: "t".into() },
+            Error::PinFinalTry { token: "t".into() },
+            Error::KeyNotFound {
+                key: "k".into(),
+                token: "t".into(),
+                present: String::new(),
+                module: "m.so".into(),
+            },
+        ];
+        for e in refused {
+            assert!(!e.is_transient(), "{e}");
+        }
     }
 
     #[test]

@@ -274,7 +274,13 @@ impl Module {
         match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
             // Another part of this process (a plugin, a test harness) got there first.
             Err(e) if rv_of(&e) == Some(RvError::CryptokiAlreadyInitialized) => {}
-            Err(e) => return Err(load_err(format!("C_Initialize returned {}", describe(&e)))),
+            Err(e) => {
+                let hint = softhsm2_conf_unset(path, std::env::var_os(SOFTHSM2_CONF).as_deref());
+                return Err(load_err(format!(
+                    "C_Initialize returned {}{hint}",
+                    describe(&e)
+                )));
+            }
             Ok(()) => {}
         }
         let lifecycle = Arc::new(Lifecycle::default());
@@ -326,7 +332,34 @@ impl Module {
             return Ok(false);
         }
         tracing::warn!(module = %self.shown_path(), "reinitializing the module to look for its lost tokens again");
-        // Void from here on, whatever C_Finalize answers.
+        self.restart().map(|()| true)
+    }
+
+    /// Looks at the module's tokens afresh (`C_Finalize` + `C_Initialize`) before another try
+    /// at opening a key, unless that already happened since generation `seen` (`Ok(true)`:
+    /// look again). Only when nothing else in this process holds the module (a command, or an
+    /// agent's first profile on it): a reinitialization ends every other signer's session and
+    /// login, which only a lost key's recovery may cost them, rationed ([`Module::reinitialize`]).
+    pub(crate) fn refresh_tokens(&self, seen: u64) -> Result<bool, Error> {
+        // The registry's reference and this one: no other user of the module in this process.
+        if Arc::strong_count(&self.lifecycle) > 2 {
+            return Ok(false);
+        }
+        let _calls = self
+            .lifecycle
+            .calls
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if self.lifecycle.generation.load(Ordering::SeqCst) != seen {
+            return Ok(true);
+        }
+        tracing::debug!(module = %self.shown_path(), "reinitializing the module to see its tokens afresh");
+        self.restart().map(|()| true)
+    }
+
+    /// `C_Finalize` + `C_Initialize`, the caller holding `calls` exclusively. Every session of
+    /// the module is void from here on, whatever `C_Finalize` answers.
+    fn restart(&self) -> Result<(), Error> {
         self.lifecycle.generation.fetch_add(1, Ordering::SeqCst);
         match self.ctx.clone().finalize() {
             Err(e) if rv_of(&e) != Some(RvError::CryptokiNotInitialized) => {
@@ -341,7 +374,7 @@ impl Module {
             Err(e) if rv_of(&e) != Some(RvError::CryptokiAlreadyInitialized) => {
                 Err(self.call_err("C_Initialize", &e))
             }
-            _ => Ok(true),
+            _ => Ok(()),
         }
     }
 
@@ -454,21 +487,11 @@ impl Module {
             names.join(", ")
         };
         match matching.len() {
-            0 => Err(Error::TokenNotFound {
-                selector: token_selector(uri),
-                module: self.shown_path(),
-                available: if others.is_empty() && broken.is_empty() {
-                    "the module shows no initialized token; initialize one with the token's own tools (SoftHSM2: softhsm/setup-token.sh DIR LABEL)".into()
-                } else {
-                    let present = (!others.is_empty())
-                        .then(|| format!("tokens present: {}", describe(&others)));
-                    present
-                        .into_iter()
-                        .chain(broken)
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                },
-            }),
+            0 => {
+                let present =
+                    (!others.is_empty()).then(|| format!("tokens present: {}", describe(&others)));
+                Err(self.not_found(uri, present, broken))
+            }
             1 => {
                 let (slot, _, summary) = matching.remove(0);
                 Ok(Token {
@@ -491,6 +514,7 @@ impl Module {
             selector: format!("slot-id={}", slot.slot_id),
             module: self.shown_path(),
             available: "the slot is empty".into(),
+            unsure: false,
         })?;
         let slot = Slot::try_from(slot.slot_id).map_err(|e| self.call_err("C_GetSlotInfo", &e))?;
         Ok(Token {
@@ -498,6 +522,57 @@ impl Module {
             slot,
             summary,
         })
+    }
+
+    /// No token matched: what is there (`present`, the slots that did not answer) and what to
+    /// do. A token may be there but unreadable at that moment (SoftHSM2 shows a token whose file
+    /// another process is rewriting as broken or uninitialized), so this never advises
+    /// initializing a token: that would destroy the keys of one that is only unreadable.
+    fn not_found(&self, uri: &Pkcs11Uri, present: Option<String>, broken: Vec<String>) -> Error {
+        let softhsm2 = self.is_softhsm2();
+        let none_seen = present.is_none() && broken.is_empty();
+        let unsure = none_seen || !broken.is_empty();
+        let hint = if !broken.is_empty() {
+            let busy = if softhsm2 {
+                "another process may have been writing it at that moment (SoftHSM2 rewrites its token file at every login)"
+            } else {
+                "another process may have been using it at that moment"
+            };
+            Some(format!(
+                "a token that does not answer is often passing: {busy}, or this process may be short of file descriptors; try again, and if it lasts, check that the token is in place and readable by this user"
+            ))
+        } else if none_seen && softhsm2 {
+            Some(softhsm2_none_seen(
+                std::env::var_os(SOFTHSM2_CONF).as_deref(),
+            ))
+        } else if none_seen {
+            Some("the module shows no initialized token: check that the token is inserted (a software token: that the module's configuration names it) and that this user can read it, and try again".to_owned())
+        } else {
+            None
+        };
+        Error::TokenNotFound {
+            selector: token_selector(uri),
+            module: self.shown_path(),
+            available: present
+                .into_iter()
+                .chain(broken)
+                .chain(hint)
+                .collect::<Vec<_>>()
+                .join("; "),
+            unsure,
+        }
+    }
+
+    /// Whether this is SoftHSM2, by its file name or its own description.
+    fn is_softhsm2(&self) -> bool {
+        let named = self
+            .path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().to_lowercase().contains("softhsm"));
+        named
+            || self
+                .library()
+                .is_ok_and(|l| l.manufacturer.contains("SoftHSM"))
     }
 
     fn library_matches(&self, uri: &Pkcs11Uri) -> Result<bool, Error> {
@@ -544,8 +619,38 @@ impl Module {
     }
 }
 
+/// The variable that names SoftHSM2's configuration file, and so its token directory.
+const SOFTHSM2_CONF: &str = "SOFTHSM2_CONF";
+
+/// What to do when SoftHSM2, configured by `conf` (the value of `SOFTHSM2_CONF`), shows no
+/// initialized token.
+fn softhsm2_none_seen(conf: Option<&std::ffi::OsStr>) -> String {
+    match conf.filter(|c| !c.is_empty()) {
+        None => format!(
+            "the module shows no initialized token, and {SOFTHSM2_CONF} is not set, so SoftHSM2 read its default configuration instead of your token's: export {SOFTHSM2_CONF}=DIR/softhsm2.conf for your token's directory (the line softhsm/setup-token.sh DIR prints)"
+        ),
+        Some(conf) => format!(
+            "the module shows no initialized token in the token directory that {SOFTHSM2_CONF}={} names: check that it is your token's softhsm2.conf and that this user can read that directory; a token that another process was writing at that moment reads this way too: try again (a new token goes in a new directory: softhsm/setup-token.sh DIR LABEL)",
+            Path::new(conf).display()
+        ),
+    }
+}
+
+/// The hint for a SoftHSM2 module at `path` whose `C_Initialize` failed while `conf` (the value
+/// of `SOFTHSM2_CONF`) is unset: it then reads a default configuration, which may be missing.
+fn softhsm2_conf_unset(path: &Path, conf: Option<&std::ffi::OsStr>) -> &'static str {
+    let softhsm2 = path
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().to_lowercase().contains("softhsm"));
+    if softhsm2 && conf.is_none_or(|c| c.is_empty()) {
+        "; SOFTHSM2_CONF is not set, so SoftHSM2 looked for its default configuration: export SOFTHSM2_CONF=DIR/softhsm2.conf for your token's directory (the line softhsm/setup-token.sh DIR prints)"
+    } else {
+        ""
+    }
+}
+
 /// `token=…;serial=…` for messages: the URI's token attributes only.
-fn token_selector(uri: &Pkcs11Uri) -> String {
+pub(super) fn token_selector(uri: &Pkcs11Uri) -> String {
     let only_token = Pkcs11Uri {
         token: uri.token.clone(),
         manufacturer: uri.manufacturer.clone(),
@@ -921,6 +1026,25 @@ mod tests {
                 .to_string()
                 .contains("surely-not-a-module")
         );
+    }
+
+    #[test]
+    fn softhsm2_without_its_configuration_is_told_to_set_softhsm2_conf_never_to_initialize() {
+        let unset = softhsm2_none_seen(None);
+        assert!(unset.contains("SOFTHSM2_CONF is not set"), "{unset}");
+        let empty = softhsm2_none_seen(Some(std::ffi::OsStr::new("")));
+        assert_eq!(empty, unset);
+        let set = softhsm2_none_seen(Some(std::ffi::OsStr::new("/t/softhsm2.conf")));
+        assert!(set.contains("SOFTHSM2_CONF=/t/softhsm2.conf") && set.contains("try again"));
+        for text in [&unset, &set] {
+            // Saying that no token is initialized is no advice to initialize one.
+            let advice = text.to_lowercase().replace("initialized", "");
+            assert!(!advice.contains("initializ"), "{text}");
+        }
+        let softhsm = Path::new("/usr/lib/softhsm/libsofthsm2.so");
+        assert!(softhsm2_conf_unset(softhsm, None).contains("export SOFTHSM2_CONF="));
+        assert!(softhsm2_conf_unset(softhsm, Some(std::ffi::OsStr::new("/t/c"))).is_empty());
+        assert!(softhsm2_conf_unset(Path::new("/usr/lib/opensc-pkcs11.so"), None).is_empty());
     }
 
     #[test]
