@@ -18,7 +18,7 @@
 //! buffers more than that.
 
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use axum::Router;
 use axum::body::HttpBody as _;
@@ -176,10 +176,8 @@ fn failure_response(name: &str, f: &Failure) -> Response {
 }
 
 /// Adds `Retry-After`: the whole seconds until the agent tries the exchange again.
-fn retry_later(mut response: Response, retry_at: SystemTime) -> Response {
-    let wait = retry_at
-        .duration_since(SystemTime::now())
-        .unwrap_or_default();
+fn retry_later(mut response: Response, retry_at: Instant) -> Response {
+    let wait = retry_at.saturating_duration_since(Instant::now());
     let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     response
         .headers_mut()
@@ -220,8 +218,8 @@ async fn token(
             let body = json!({
                 "access_token": token.expose_secret(),
                 "token_type": token.token_type(),
-                "expires_at": rfc3339(token.expires_at()),
-                "expires_in": token.expires_in(SystemTime::now()).as_secs(),
+                "expires_at": expires_at(token),
+                "expires_in": token.remaining().as_secs(),
             });
             ([(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response()
         }
@@ -230,6 +228,12 @@ async fn token(
             unavailable.retry_at,
         ),
     }
+}
+
+/// When `token` expires by the wall clock as it reads now: its remaining life is counted on
+/// the monotonic clock, so a step of the wall clock since it was received does not show.
+fn expires_at(token: &crate::exchange::AccessToken) -> String {
+    rfc3339(SystemTime::now() + token.remaining())
 }
 
 async fn profiles(State(agent): State<Arc<Agent>>) -> Response {
@@ -250,7 +254,7 @@ fn profile_view(p: &Served, now: SystemTime) -> Value {
                 .as_ref()
                 .ok()
                 .and_then(|active| active.cache.current())
-                .map(|c| rfc3339(c.token.expires_at()));
+                .map(|c| expires_at(&c.token));
             ("ok", None, expiry)
         }
         Some(f) => (

@@ -71,7 +71,8 @@ impl Served {
             Ok(active) => active
                 .cache
                 .stopped()
-                .or_else(|| active.cache.token_failure()),
+                .or_else(|| active.cache.token_failure())
+                .or_else(|| active.cache.refusal()),
         }
     }
 
@@ -164,7 +165,13 @@ pub fn open_all(
     let mut served = ProfileMap::new();
     for (name, table) in tables {
         let entry = match kept.iter().find(|(n, _)| *n == name) {
-            Some((_, prev)) => Arc::clone(prev),
+            Some((_, prev)) => {
+                // A reload is how a user says "fixed, try again": a refusal's long wait ends.
+                if let Ok(active) = &prev.state {
+                    active.cache.retry_now();
+                }
+                Arc::clone(prev)
+            }
             None => {
                 let opened = open_one(name, table, options, logins, runtime);
                 match fallback(name, table) {

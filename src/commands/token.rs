@@ -14,7 +14,6 @@ use crate::pkcs11::uri::PinSource;
 
 pub(super) fn run(cli: &Cli, args: &TokenArgs, out: &mut dyn Write) -> Result<(), Error> {
     let (token, _) = fetch(cli, &args.profile, args.no_agent)?;
-    let now = SystemTime::now();
     let secret = token.expose_secret();
     match args.format {
         TokenFormat::Raw => writeln!(out, "{secret}")?,
@@ -25,7 +24,7 @@ pub(super) fn run(cli: &Cli, args: &TokenArgs, out: &mut dyn Write) -> Result<()
                 "access_token": secret,
                 "token_type": token.token_type(),
                 "expires_at": crate::cert::rfc3339(token.expires_at()),
-                "expires_in": token.expires_in(now).as_secs(),
+                "expires_in": token.remaining().as_secs(),
             });
             writeln!(out, "{json}")?;
         }
