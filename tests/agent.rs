@@ -683,7 +683,12 @@ fn a_refused_client_is_retried_rarely_shown_failed_and_retried_at_once_on_sighup
     assert_eq!(prod["error"]["error"], "upstream", "{profiles}");
     check_explained(prod["error"]["message"].as_str().unwrap());
     let health = agent.json("/v1/health");
-    assert_eq!(health["failed"], 1, "{health}");
+    assert_eq!(
+        (&health["status"], &health["failed"]),
+        (&"failed".into(), &1.into()),
+        "{health}"
+    );
+    check_explained(&health["problems"][0]["reasons"][0].to_string());
     // A request gets the explanation at once, without an exchange of its own.
     let reply = agent.request("GET", TOKEN_PATH);
     assert_eq!(reply.status, 502, "{}", reply.body);
@@ -717,6 +722,83 @@ fn a_long_retry_after_from_the_endpoint_is_honoured() {
     assert!(retry_after > 3500, "{}", reply.head);
     std::thread::sleep(Duration::from_secs(8));
     assert_eq!(proxy.requests(), 1, "retried early: {}", agent.stderr());
+}
+
+/// The profile named `name` in `/v1/profiles`.
+fn profile_named(profiles: &Value, name: &str) -> Value {
+    profiles["profiles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {profiles}"))
+        .clone()
+}
+
+#[test]
+fn health_reports_an_expired_expiring_or_mismatched_certificate_stored_with_the_key() {
+    let s = setup();
+    let f = fixture();
+    let dir = s.dir.path();
+    // On the token: p256's certificate expired 36 days ago, p384's has 9 days left, p521's
+    // is new.
+    let expired = common::cert_at_clock(&s.conf, &f.uri("p256"), "-37d", 1, &dir.join("a.pem"));
+    let soon = common::cert_at_clock(&s.conf, &f.uri("p384"), "-721d", 730, &dir.join("b.pem"));
+    let fine = common::cert_at_clock(&s.conf, &f.uri("p521"), "+0", 730, &dir.join("c.pem"));
+    let profile = |name: &str, key: &str, kid: &str| {
+        format!(
+            "[profiles.{name}]\nkey = \"{}\"\nclient-id = \"{CLIENT}\"\ncertificate-id = \"{kid}\"\naccount = \"{ACCOUNT}\"\ntoken-url = \"http://127.0.0.1:9/token\"\n\n",
+            f.uri(key)
+        )
+    };
+    let config = dir.join("config.toml");
+    let text = [
+        profile("expired", "p256", &expired),
+        profile("mismatch", "p256", &fine),
+        profile("soon", "p384", &soon),
+        profile("fine", "p521", &fine),
+    ]
+    .concat();
+    std::fs::write(&config, text).unwrap();
+    let agent = Agent::start(&s.conf, &config, &[], &[]);
+
+    let profiles = agent.json("/v1/profiles");
+    let expect = |name: &str, status: &str, needles: &[&str]| {
+        let p = profile_named(&profiles, name);
+        assert_eq!(p["status"], status, "{name}: {p}");
+        let text = p.to_string();
+        for needle in needles {
+            assert!(text.contains(needle), "{name}: want {needle:?} in {p}");
+        }
+        p
+    };
+    let p = expect("expired", "failed", &["expired on", "days ago"]);
+    assert_eq!(p["error"]["error"], "certificate", "{p}");
+    assert!(p["certificate_days_left"].as_i64() <= Some(-36), "{p}");
+    expect("mismatch", "warning", &[&expired, &fine, "certificate-id"]);
+    expect("soon", "warning", &["expires in", "14-day notice"]);
+    let p = expect("fine", "ok", &[]);
+    assert_eq!(p["warnings"], serde_json::json!([]), "{p}");
+
+    let health = agent.json("/v1/health");
+    assert_eq!(health["status"], "failed", "{health}");
+    assert_eq!(
+        (health["failed"].as_u64(), health["warnings"].as_u64()),
+        (Some(1), Some(2)),
+        "{health}"
+    );
+    let problems = health["problems"].to_string();
+    for needle in ["expired on", "14-day notice", &fine] {
+        assert!(problems.contains(needle), "want {needle:?} in {health}");
+    }
+    let log = agent.stderr();
+    for needle in [
+        "expired on",
+        "14-day notice",
+        "is not the configured certificate-id",
+    ] {
+        assert!(log.contains(needle), "want {needle:?} logged: {log}");
+    }
 }
 
 fn is_root() -> bool {

@@ -544,6 +544,77 @@ fn a_clock_off_by_hours_is_refused_and_the_skew_reported() {
     }
 }
 
+/// `suitekey COMMAND` for the p256 key on the token of `conf`, with this kid and token URL.
+fn on_token(conf: &Path, command: &str, kid: &str, token_url: &str) -> Output {
+    common::suitekey_with_conf(conf)
+        .args([
+            command,
+            "--key",
+            &fixture().uri("p256"),
+            "--client-id",
+            CLIENT,
+        ])
+        .args(["--certificate-id", kid, "--account", ACCOUNT])
+        .args(["--token-url", token_url])
+        .output()
+        .expect("run suitekey")
+}
+
+#[test]
+fn token_and_assertion_warn_about_the_certificate_stored_with_the_key() {
+    let dir = temp();
+    let conf = fixture().token_copy(None);
+    let key = fixture().uri("p256");
+    let pem = dir.path().join("stored.pem");
+    let succeeds = |out: &Output| {
+        let (stdout, stderr) = texts(out);
+        assert!(out.status.success(), "{stderr}");
+        assert_eq!(stdout.lines().count(), 1, "{stdout}");
+        stderr
+    };
+    let register = |kid: &str| {
+        Emulator::start(&[
+            "--register",
+            &format!(
+                "client-id={CLIENT},cert={},account={ACCOUNT},certificate-id={kid}",
+                pem.display()
+            ),
+        ])
+    };
+
+    // In date, and the configured id: no warning.
+    let kid = common::cert_at_clock(&conf, &key, "+0", 730, &pem);
+    let emu = register(&kid);
+    let stderr = succeeds(&on_token(&conf, "token", &kid, &emu.token_url()));
+    assert!(!stderr.contains("WARN"), "{stderr}");
+
+    // NetSuite shows another id for the certificate: the token works, with a warning.
+    let other = "B".repeat(43);
+    let emu = register(&other);
+    let stderr = succeeds(&on_token(&conf, "token", &other, &emu.token_url()));
+    assert!(
+        stderr.contains(&kid) && stderr.contains(&other) && stderr.contains("certificate-id"),
+        "{stderr}"
+    );
+
+    // 8 or 9 days left, within NetSuite's 14-day notice.
+    let kid = common::cert_at_clock(&conf, &key, "-721d", 730, &pem);
+    let emu = register(&kid);
+    let stderr = succeeds(&on_token(&conf, "token", &kid, &emu.token_url()));
+    assert!(
+        stderr.contains("expires in") && stderr.contains("14-day notice"),
+        "{stderr}"
+    );
+
+    // Expired 36 days ago: the assertion is still signed (NetSuite decides), with a warning.
+    let kid = common::cert_at_clock(&conf, &key, "-37d", 1, &pem);
+    let stderr = succeeds(&on_token(&conf, "assertion", &kid, &emu.token_url()));
+    assert!(
+        stderr.contains("expired on") && stderr.contains("days ago"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn loopback_http_never_goes_through_a_proxy() {
     let dir = temp();

@@ -3,8 +3,8 @@
 //! | route | answer |
 //! | --- | --- |
 //! | `GET /v1/profiles/{name}/token` | `{access_token, token_type, expires_at, expires_in}`; 404 unknown profile; 502/503 with the reason (and `Retry-After` when the exchange failed) |
-//! | `GET /v1/profiles` | each profile: name, key URI (no secrets), alg, certificate id and days left, token expiry, status |
-//! | `GET /v1/health` | `{status, profiles, failed, exchange_failing}` (the last counts profiles whose last exchange failed) |
+//! | `GET /v1/profiles` | each profile: name, key URI (no secrets), alg, certificate id and days left, token expiry, status (ok, warning or failed), error, warnings |
+//! | `GET /v1/health` | `{status, profiles, failed, warnings, exchange_failing, problems}` (status: the worst profile's; `exchange_failing` counts profiles whose last exchange failed; `problems` lists the profiles that are not ok, with their reasons) |
 //! | `GET /metrics` | Prometheus text ([`super::metrics`]) |
 //! | another method on these paths | 405 |
 //! | any other path | 400 |
@@ -32,7 +32,7 @@ use serde_json::{Value, json};
 
 use super::cache::{Failure, FailureKind};
 use super::metrics;
-use super::profiles::{ProfileMap, Served};
+use super::profiles::{ProfileMap, Served, Status};
 use super::socket::AllowedUids;
 use crate::cert::rfc3339;
 
@@ -247,22 +247,19 @@ async fn profiles(State(agent): State<Arc<Agent>>) -> Response {
 }
 
 fn profile_view(p: &Served, now: SystemTime) -> Value {
-    let (status, error, expires_at) = match p.failure() {
-        None => {
-            let expiry = p
-                .state
-                .as_ref()
-                .ok()
-                .and_then(|active| active.cache.current())
-                .map(|c| expires_at(&c.token));
-            ("ok", None, expiry)
-        }
-        Some(f) => (
-            "failed",
-            Some(json!({ "error": f.kind.code(), "message": f.message })),
-            None,
-        ),
+    let status = p.status(now);
+    let expires_at = match p.failure() {
+        None => p
+            .state
+            .as_ref()
+            .ok()
+            .and_then(|active| active.cache.current())
+            .map(|c| expires_at(&c.token)),
+        Some(_) => None,
     };
+    let error = status
+        .error
+        .map(|(code, message)| json!({ "error": code, "message": message }));
     let last_exchange_error = p
         .state
         .as_ref()
@@ -276,26 +273,49 @@ fn profile_view(p: &Served, now: SystemTime) -> Value {
         "certificate_id": p.certificate_id.as_ref().map(ToString::to_string),
         "certificate_days_left": p.certificate_days_left(now),
         "token_expires_at": expires_at,
-        "status": status,
+        "status": status.status,
         "error": error,
+        "warnings": status.warnings,
         "last_exchange_error": last_exchange_error,
     })
 }
 
 async fn health(State(agent): State<Arc<Agent>>) -> Response {
     let profiles = agent.profiles();
-    let failed = profiles.values().filter(|p| p.failure().is_some()).count();
+    let now = SystemTime::now();
+    let statuses: Vec<(&str, Status)> = profiles
+        .values()
+        .map(|p| (p.name.as_str(), p.status(now)))
+        .collect();
+    let count = |wanted: &str| statuses.iter().filter(|(_, s)| s.status == wanted).count();
+    let (failed, warnings) = (count("failed"), count("warning"));
     // Profiles still serving (perhaps a cached token) while their renewal fails.
     let exchange_failing = profiles
         .values()
         .filter_map(|p| p.state.as_ref().ok())
         .filter(|active| active.cache.last_failure().is_some())
         .count();
+    let problems: Vec<Value> = statuses
+        .iter()
+        .filter(|(_, s)| s.status != "ok")
+        .map(|(name, s)| {
+            let reasons = s.error.iter().map(|(_, message)| message);
+            let reasons: Vec<&String> = reasons.chain(&s.warnings).collect();
+            json!({ "profile": name, "status": s.status, "reasons": reasons })
+        })
+        .collect();
+    let status = match (failed, warnings) {
+        (0, 0) => "ok",
+        (0, _) => "warning",
+        _ => "failed",
+    };
     axum::Json(json!({
-        "status": "ok",
+        "status": status,
         "profiles": profiles.len(),
         "failed": failed,
+        "warnings": warnings,
         "exchange_failing": exchange_failing,
+        "problems": problems,
     }))
     .into_response()
 }

@@ -49,6 +49,7 @@ pub(super) fn fetch(
     let context = profile.exchange_context()?;
     let request = profile.assertion_request(context.token_url.clone(), Lifetime::default());
     let signer = super::open_signer(&profile)?;
+    super::warn_about_certificate(&signer, &profile);
     let client = TokenClient::new(profile.client_options(&context.token_url))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
