@@ -723,51 +723,56 @@ impl StoredWithKey {
             });
             Severity::Warning
         };
-        let mut add = |severity, message| findings.push(Finding { severity, message });
-        if self
-            .key
-            .as_ref()
-            .is_some_and(|key| cert.public_key().as_ref() != Ok(key))
-        {
-            add(
+        let key = self.key.as_ref();
+        if key.is_some_and(|key| cert.public_key().as_ref() != Ok(key)) {
+            findings.push(Finding {
                 severity,
-                format!(
+                message: format!(
                     "the certificate stored with the key (id '{id}') holds another public key, so NetSuite would refuse assertions signed with the key (invalid_grant); make one for this key with 'suitekey cert --replace --key URI --out FILE' and upload it"
                 ),
-            );
+            });
         }
-        let (from, to) = (cert.not_before(), cert.not_after());
-        if to <= now {
-            let ago = signed_secs(to, now).div_euclid(86_400);
-            add(
-                severity,
-                format!(
-                    "the certificate stored with the key (id '{id}') expired on {}, {ago} days ago; NetSuite refuses assertions for an expired certificate (invalid_grant): make a new one with 'suitekey cert --replace --key URI --out FILE', upload it and set certificate-id to the id it prints",
-                    rfc3339(to)
-                ),
-            );
-        } else if from > now {
-            add(
-                severity,
-                format!(
-                    "the certificate stored with the key (id '{id}') is not valid until {}; check this machine's clock",
-                    rfc3339(from)
-                ),
-            );
-        } else if let Some(notice) = EXPIRY_NOTICE_DAYS.iter().min() {
-            let left = cert.days_left(now);
-            if left < i64::from(*notice) {
-                add(
-                    Severity::Warning,
-                    format!(
-                        "the certificate stored with the key (id '{id}') expires in {left} days (on {}), within NetSuite's {notice}-day notice: make a new one with 'suitekey cert --replace --key URI --out FILE' and upload it before then",
-                        rfc3339(to)
-                    ),
-                );
-            }
-        }
+        findings.extend(validity_finding(cert, severity, now));
         findings
     }
+}
+
+/// What is wrong with the dates of `cert` at `now`, if anything: expired or not yet valid
+/// (with `severity`), or within NetSuite's last expiry notice (a warning).
+fn validity_finding(cert: &Certificate, severity: Severity, now: SystemTime) -> Option<Finding> {
+    let id = cert.certificate_id();
+    let (from, to) = (cert.not_before(), cert.not_after());
+    let notice = EXPIRY_NOTICE_DAYS.iter().min().copied().unwrap_or(14);
+    let left = cert.days_left(now);
+    let (severity, message) = if to <= now {
+        let ago = signed_secs(to, now).div_euclid(86_400);
+        (
+            severity,
+            format!(
+                "the certificate stored with the key (id '{id}') expired on {}, {ago} days ago; NetSuite refuses assertions for an expired certificate (invalid_grant): make a new one with 'suitekey cert --replace --key URI --out FILE', upload it and set certificate-id to the id it prints",
+                rfc3339(to)
+            ),
+        )
+    } else if from > now {
+        (
+            severity,
+            format!(
+                "the certificate stored with the key (id '{id}') is not valid until {}; check this machine's clock",
+                rfc3339(from)
+            ),
+        )
+    } else if left < i64::from(notice) {
+        (
+            Severity::Warning,
+            format!(
+                "the certificate stored with the key (id '{id}') expires in {left} days (on {}), within NetSuite's {notice}-day notice: make a new one with 'suitekey cert --replace --key URI --out FILE' and upload it before then",
+                rfc3339(to)
+            ),
+        )
+    } else {
+        return None;
+    };
+    Some(Finding { severity, message })
 }
 
 /// NetSuite mails administrators this many days before a certificate expires.
