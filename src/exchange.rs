@@ -8,7 +8,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, DATE, HeaderMap, LOCATION, RETRY_AFTER};
@@ -43,6 +43,10 @@ pub struct AccessToken {
     secret: SecretString,
     token_type: String,
     expires_at: SystemTime,
+    /// The `expires_in` the server granted.
+    lifetime: Duration,
+    /// When it expires by the monotonic clock, which a step of the wall clock does not move.
+    deadline: Instant,
 }
 
 impl AccessToken {
@@ -56,12 +60,24 @@ impl AccessToken {
         &self.token_type
     }
 
-    /// When the token stops working, by the local clock at the time it was received.
+    /// When the token stops working, by the local clock at the time it was received: for
+    /// display only, since the wall clock may be stepped afterwards (see [`Self::remaining`]).
     pub fn expires_at(&self) -> SystemTime {
         self.expires_at
     }
 
-    /// How long the token remains valid after `now` (zero once expired).
+    /// How long the token remains valid, by the monotonic clock (zero once expired): what
+    /// decisions about the token use.
+    pub fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+
+    /// The lifetime the server granted (`expires_in` when it was received).
+    pub fn lifetime(&self) -> Duration {
+        self.lifetime
+    }
+
+    /// How long the token remains valid after `now` by the wall clock (zero once expired).
     pub fn expires_in(&self, now: SystemTime) -> Duration {
         self.expires_at
             .duration_since(now)
@@ -386,6 +402,15 @@ fn skew_message(skew: i64) -> String {
     )
 }
 
+/// NetSuite's error codes that say the client, its certificate or its scopes are refused:
+/// the same request will be refused again until someone changes the setup.
+pub const PERMANENT_CODES: [&str; 4] = [
+    "invalid_grant",
+    "invalid_client",
+    "unauthorized_client",
+    "invalid_scope",
+];
+
 /// Why no access token was obtained.
 #[derive(Debug, thiserror::Error)]
 pub enum ExchangeError<E: std::error::Error + 'static> {
@@ -494,6 +519,28 @@ impl<E: std::error::Error + 'static> ExchangeError<E> {
                         && matches!(s.code.as_deref(), None | Some("server_error"))
             }
             _ => false,
+        }
+    }
+
+    /// Whether NetSuite refused the client for a reason no retry can change: a code of
+    /// [`PERMANENT_CODES`], which only a change to the integration, its certificate or the
+    /// profile fixes. Each attempt is another failed login in NetSuite's Login Audit Trail.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            ExchangeError::Status(s) => s
+                .code
+                .as_deref()
+                .is_some_and(|code| PERMANENT_CODES.contains(&code)),
+            _ => false,
+        }
+    }
+
+    /// The wait the server asked for with `Retry-After`, if it sent one.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ExchangeError::Status(s) => s.retry_after,
+            ExchangeError::RetryAfterTooLong { wait, .. } => Some(*wait),
+            _ => None,
         }
     }
 
@@ -882,13 +929,16 @@ pub(crate) fn parse_success(body: &[u8], now: SystemTime) -> Result<AccessToken,
         Some(t) => return Err(format!("token_type {} is not Bearer", shown(t))),
         None => return Err("no token_type in the body".into()),
     }
-    let expires_at = now
-        .checked_add(Duration::from_secs(secs))
-        .ok_or("the token's expiry is beyond what the system clock can represent")?;
+    let lifetime = Duration::from_secs(secs);
+    let beyond = "the token's expiry is beyond what the system clock can represent";
+    let expires_at = now.checked_add(lifetime).ok_or(beyond)?;
+    let deadline = Instant::now().checked_add(lifetime).ok_or(beyond)?;
     Ok(AccessToken {
         secret,
         token_type: "Bearer".into(),
         expires_at,
+        lifetime,
+        deadline,
     })
 }
 
@@ -1216,6 +1266,55 @@ mod tests {
             }
             assert!(!text.contains("hdr.claims"), "{text}");
         }
+    }
+
+    #[test]
+    fn refusals_of_the_client_are_permanent_and_other_failures_are_not() {
+        let url: TokenUrl = "http://127.0.0.1:9/token".parse().unwrap();
+        let status = |status: StatusCode, code: Option<&str>, retry_after| {
+            ExchangeError::<std::io::Error>::Status(Box::new(StatusError {
+                status,
+                code: code.map(str::to_owned),
+                description: None,
+                clock_skew: None,
+                retry_after,
+                attempts: 1,
+                context: ctx(url.clone()),
+            }))
+        };
+        for code in PERMANENT_CODES {
+            assert!(status(StatusCode::BAD_REQUEST, Some(code), None).is_permanent());
+        }
+        // NetSuite answers some malformed assertions with 500 invalid_grant: still a verdict.
+        assert!(
+            status(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Some("invalid_grant"),
+                None
+            )
+            .is_permanent()
+        );
+        for code in [
+            None,
+            Some("server_error"),
+            Some("invalid_request"),
+            Some("new_code"),
+        ] {
+            assert!(!status(StatusCode::BAD_REQUEST, code, None).is_permanent());
+        }
+        let wait = Duration::from_secs(3600);
+        let limited = status(StatusCode::TOO_MANY_REQUESTS, None, Some(wait));
+        assert!(!limited.is_permanent());
+        assert_eq!(limited.retry_after(), Some(wait));
+        let ExchangeError::Status(last) = limited else {
+            unreachable!()
+        };
+        let too_long = ExchangeError::<std::io::Error>::RetryAfterTooLong {
+            last,
+            wait,
+            limit: Duration::from_secs(60),
+        };
+        assert_eq!(too_long.retry_after(), Some(wait));
     }
 
     #[tokio::test]

@@ -397,6 +397,160 @@ fn tokens_are_renewed_ahead_of_expiry_and_no_client_gets_an_expired_one() {
     );
 }
 
+/// The least time left that a token of `lifetime` is handed out with, as README documents it:
+/// 30 s, a tenth of the lifetime for tokens of under 5 minutes, and never under 1 s.
+fn documented_margin(lifetime: Duration) -> Duration {
+    (lifetime / 10).clamp(Duration::from_secs(1), Duration::from_secs(30))
+}
+
+/// Polls the agent for `window` and checks every answer: a token whose real remaining life is
+/// at least the documented margin. The remaining life is bounded from above by the test's own
+/// clock: a token first seen at `f` was issued before `f`, so at a request sent at `t` it has at
+/// most `f + lifetime - t` left.
+fn poll_short_tokens(agent: &Agent, lifetime: Duration, window: Duration) {
+    let margin = documented_margin(lifetime);
+    let mut first_seen: HashMap<String, Instant> = HashMap::new();
+    let start = Instant::now();
+    while start.elapsed() < window {
+        let sent = Instant::now();
+        let (status, body) = agent.get(TOKEN_PATH);
+        assert_eq!(status, 200, "{lifetime:?} tokens: {body}");
+        let json: Value = serde_json::from_str(&body).unwrap();
+        let expires_in = json["expires_in"].as_u64().unwrap();
+        assert!(
+            expires_in >= margin.as_secs(),
+            "{lifetime:?} tokens: handed out with expires_in {expires_in}, under the {margin:?} margin: {json}"
+        );
+        let seen = *first_seen
+            .entry(token_of(&body))
+            .or_insert_with(Instant::now);
+        let at_most_left = (seen + lifetime).saturating_duration_since(sent);
+        assert!(
+            at_most_left >= margin,
+            "{lifetime:?} tokens: one was handed out with at most {at_most_left:?} left, under the {margin:?} margin"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(first_seen.len() >= 2, "{lifetime:?} tokens were renewed");
+}
+
+/// With no client at all for `window`, the agent's exchanges (counted by the emulator).
+fn idle_exchanges(emu: &Emulator, window: Duration) -> u64 {
+    let before = stats(emu)["token_requests"].as_u64().unwrap();
+    std::thread::sleep(window);
+    stats(emu)["token_requests"].as_u64().unwrap() - before
+}
+
+#[test]
+fn short_lived_tokens_keep_the_documented_margin_and_idle_renewals_are_spaced() {
+    let check = |secs: &str| {
+        let s = setup();
+        let emu = s.emulator("127.0.0.1:0", &["--token-lifetime", secs]);
+        let agent = s.agent(&emu);
+        let lifetime = Duration::from_secs(secs.parse().unwrap());
+        poll_short_tokens(&agent, lifetime, Duration::from_secs(8));
+        // Background renewals are at least 4 s apart: at most 3 in 12 s.
+        let idle = idle_exchanges(&emu, Duration::from_secs(12));
+        assert!(
+            idle <= 3,
+            "{secs}-s tokens: {idle} exchanges in 12 s without clients: {}",
+            agent.stderr()
+        );
+    };
+    std::thread::scope(|scope| {
+        scope.spawn(|| check("3"));
+        scope.spawn(|| check("5"));
+    });
+}
+
+#[test]
+fn tokens_too_short_for_the_margin_are_refused_clearly() {
+    let s = setup();
+    let emu = s.emulator("127.0.0.1:0", &["--token-lifetime", "1"]);
+    let agent = s.agent(&emu);
+    let reply = agent.request("GET", TOKEN_PATH);
+    assert_eq!(reply.status, 502, "{}", reply.body);
+    let json = reply.json();
+    assert_eq!(json["error"], "upstream");
+    let message = json["message"].as_str().unwrap();
+    assert!(
+        message.contains("valid for 1 s") && message.contains("at least 1 s"),
+        "{message}"
+    );
+    assert!(reply.header("retry-after").is_some(), "{}", reply.head);
+    assert_eq!(stats(&emu)["token_requests"], 1, "no exchange per request");
+    assert_eq!(agent.request("GET", TOKEN_PATH).status, 502);
+    assert_eq!(stats(&emu)["token_requests"], 1);
+}
+
+/// libfaketime's preload library, wherever this machine's multiarch directory is.
+fn libfaketime() -> PathBuf {
+    std::fs::read_dir("/usr/lib")
+        .expect("/usr/lib")
+        .flatten()
+        .map(|e| e.path().join("faketime/libfaketime.so.1"))
+        .find(|p| p.is_file())
+        .expect("libfaketime (the faketime package, scripts/install-deps.sh)")
+}
+
+#[test]
+fn a_backward_wall_clock_step_never_serves_a_token_past_its_real_expiry() {
+    let s = setup();
+    let emu = s.emulator("127.0.0.1:0", &["--token-lifetime", "5"]);
+    let lifetime = Duration::from_secs(5);
+    let config = s.config(&emu.token_url(), &[("prod", &fixture().uri("p256"))]);
+    // The agent's wall clock follows this file at run time; its monotonic clock is left alone.
+    let clock = s.dir.path().join("faketime");
+    std::fs::write(&clock, "+0").unwrap();
+    let preload = libfaketime();
+    let agent = Agent::start(
+        &s.conf,
+        &config,
+        &[],
+        &[
+            ("LD_PRELOAD", preload.to_str().unwrap()),
+            ("FAKETIME_TIMESTAMP_FILE", clock.to_str().unwrap()),
+            ("FAKETIME_NO_CACHE", "1"),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+        ],
+    );
+    let (status, body) = agent.get(TOKEN_PATH);
+    assert_eq!(status, 200, "{body}");
+    let mut first_seen = HashMap::from([(token_of(&body), Instant::now())]);
+    std::fs::write(&clock, "-7200").unwrap();
+
+    let start = Instant::now();
+    let mut refused = 0;
+    while start.elapsed() < lifetime * 2 {
+        let sent = Instant::now();
+        let (status, body) = agent.get(TOKEN_PATH);
+        if status != 200 {
+            assert_eq!(status, 502, "{body}");
+            refused += 1;
+            continue;
+        }
+        let token = token_of(&body);
+        let seen = *first_seen.entry(token.clone()).or_insert_with(Instant::now);
+        let at_most_left = (seen + lifetime).saturating_duration_since(sent);
+        assert!(
+            !at_most_left.is_zero(),
+            "a token was served {:?} after its real expiry: {body}",
+            sent - (seen + lifetime)
+        );
+        let json: Value = serde_json::from_str(&body).unwrap();
+        let expires_in = json["expires_in"].as_u64().unwrap();
+        assert!(
+            expires_in <= at_most_left.as_secs(),
+            "expires_in {expires_in} s, but at most {at_most_left:?} were left: {body}"
+        );
+        assert!(opens_catalog(&emu, &token), "served, yet refused upstream");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Two hours behind, the agent's assertions are expired: once the token it had expires for
+    // real, nothing valid is left to serve.
+    assert!(refused > 0, "no refusal after the token's real expiry");
+}
+
 #[test]
 fn an_upstream_outage_serves_the_cached_token_and_shows_in_metrics_and_logs() {
     let s = setup();
@@ -490,6 +644,161 @@ fn a_failed_exchange_is_answered_with_retry_after_and_retried_in_the_background(
     assert_eq!(status, 200, "{body}");
     assert!(opens_catalog(&emu, &token_of(&body)));
     assert_eq!(stats(&emu)["token_requests"], 4);
+}
+
+/// The emulator's token requests so far.
+fn token_requests(emu: &Emulator) -> u64 {
+    stats(emu)["token_requests"].as_u64().unwrap()
+}
+
+#[test]
+fn a_refused_client_is_retried_rarely_shown_failed_and_retried_at_once_on_sighup() {
+    let s = setup();
+    let emu = s.emulator("127.0.0.1:0", &[]);
+    let config = s.config(&emu.token_url(), &[("prod", &fixture().uri("p256"))]);
+    // A certificate id the emulator does not know: NetSuite answers invalid_grant (MissingKey).
+    let unknown = "A".repeat(43);
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace(&s.kid, &unknown)).unwrap();
+    let agent = Agent::start(&s.conf, &config, &[], &[]);
+
+    let reply = agent.request("GET", TOKEN_PATH);
+    assert_eq!(reply.status, 502, "{}", reply.body);
+    assert_eq!(token_requests(&emu), 1);
+    let retry_after: u64 = reply.header("retry-after").unwrap().parse().unwrap();
+    assert!(retry_after >= 15 * 60, "{}", reply.head);
+    // Before, the agent tried again after 1, 2, 4, 8 s…
+    std::thread::sleep(Duration::from_secs(10));
+    assert_eq!(token_requests(&emu), 1, "retried: {}", agent.stderr());
+
+    let check_explained = |message: &str| {
+        assert!(
+            message.contains("invalid_grant") && message.contains("SIGHUP"),
+            "{message}"
+        );
+    };
+    let profiles = agent.json("/v1/profiles");
+    let prod = &profiles["profiles"][0];
+    assert_eq!(prod["status"], "failed", "{profiles}");
+    assert_eq!(prod["error"]["error"], "upstream", "{profiles}");
+    check_explained(prod["error"]["message"].as_str().unwrap());
+    let health = agent.json("/v1/health");
+    assert_eq!(
+        (&health["status"], &health["failed"]),
+        (&"failed".into(), &1.into()),
+        "{health}"
+    );
+    check_explained(&health["problems"][0]["reasons"][0].to_string());
+    // A request gets the explanation at once, without an exchange of its own.
+    let reply = agent.request("GET", TOKEN_PATH);
+    assert_eq!(reply.status, 502, "{}", reply.body);
+    check_explained(reply.json()["message"].as_str().unwrap());
+    assert_eq!(token_requests(&emu), 1);
+
+    agent.signal("HUP");
+    wait_until(&agent, "one exchange after SIGHUP", || {
+        token_requests(&emu) == 2
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(token_requests(&emu), 2, "exactly one: {}", agent.stderr());
+    assert_eq!(
+        agent.json("/v1/profiles")["profiles"][0]["status"],
+        "failed"
+    );
+}
+
+#[test]
+fn a_long_retry_after_from_the_endpoint_is_honoured() {
+    use common::fault_proxy::{FaultProxy, Mode};
+    let s = setup();
+    let proxy = FaultProxy::http();
+    proxy.set(Mode::TooManyFor(3600));
+    let config = s.config(&proxy.token_url(), &[("prod", &fixture().uri("p256"))]);
+    let agent = Agent::start(&s.conf, &config, &[], &[]);
+    let reply = agent.request("GET", TOKEN_PATH);
+    assert_eq!(reply.status, 502, "{}", reply.body);
+    assert_eq!(proxy.requests(), 1, "a wait beyond 60 s ends the attempts");
+    let retry_after: u64 = reply.header("retry-after").unwrap().parse().unwrap();
+    assert!(retry_after > 3500, "{}", reply.head);
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(proxy.requests(), 1, "retried early: {}", agent.stderr());
+}
+
+/// The profile named `name` in `/v1/profiles`.
+fn profile_named(profiles: &Value, name: &str) -> Value {
+    profiles["profiles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {profiles}"))
+        .clone()
+}
+
+#[test]
+fn health_reports_an_expired_expiring_or_mismatched_certificate_stored_with_the_key() {
+    let s = setup();
+    let f = fixture();
+    let dir = s.dir.path();
+    // On the token: p256's certificate expired 36 days ago, p384's has 9 days left, p521's
+    // is new.
+    let expired = common::cert_at_clock(&s.conf, &f.uri("p256"), "-37d", 1, &dir.join("a.pem"));
+    let soon = common::cert_at_clock(&s.conf, &f.uri("p384"), "-721d", 730, &dir.join("b.pem"));
+    let fine = common::cert_at_clock(&s.conf, &f.uri("p521"), "+0", 730, &dir.join("c.pem"));
+    let profile = |name: &str, key: &str, kid: &str| {
+        format!(
+            "[profiles.{name}]\nkey = \"{}\"\nclient-id = \"{CLIENT}\"\ncertificate-id = \"{kid}\"\naccount = \"{ACCOUNT}\"\ntoken-url = \"http://127.0.0.1:9/token\"\n\n",
+            f.uri(key)
+        )
+    };
+    let config = dir.join("config.toml");
+    let text = [
+        profile("expired", "p256", &expired),
+        profile("mismatch", "p256", &fine),
+        profile("soon", "p384", &soon),
+        profile("fine", "p521", &fine),
+    ]
+    .concat();
+    std::fs::write(&config, text).unwrap();
+    let agent = Agent::start(&s.conf, &config, &[], &[]);
+
+    let profiles = agent.json("/v1/profiles");
+    let expect = |name: &str, status: &str, needles: &[&str]| {
+        let p = profile_named(&profiles, name);
+        assert_eq!(p["status"], status, "{name}: {p}");
+        let text = p.to_string();
+        for needle in needles {
+            assert!(text.contains(needle), "{name}: want {needle:?} in {p}");
+        }
+        p
+    };
+    let p = expect("expired", "failed", &["expired on", "days ago"]);
+    assert_eq!(p["error"]["error"], "certificate", "{p}");
+    assert!(p["certificate_days_left"].as_i64() <= Some(-36), "{p}");
+    expect("mismatch", "warning", &[&expired, &fine, "certificate-id"]);
+    expect("soon", "warning", &["expires in", "14-day notice"]);
+    let p = expect("fine", "ok", &[]);
+    assert_eq!(p["warnings"], serde_json::json!([]), "{p}");
+
+    let health = agent.json("/v1/health");
+    assert_eq!(health["status"], "failed", "{health}");
+    assert_eq!(
+        (health["failed"].as_u64(), health["warnings"].as_u64()),
+        (Some(1), Some(2)),
+        "{health}"
+    );
+    let problems = health["problems"].to_string();
+    for needle in ["expired on", "14-day notice", &fine] {
+        assert!(problems.contains(needle), "want {needle:?} in {health}");
+    }
+    let log = agent.stderr();
+    for needle in [
+        "expired on",
+        "14-day notice",
+        "is not the configured certificate-id",
+    ] {
+        assert!(log.contains(needle), "want {needle:?} logged: {log}");
+    }
 }
 
 fn is_root() -> bool {

@@ -626,6 +626,122 @@ fn a_clock_off_by_hours_is_refused_and_the_skew_reported() {
     }
 }
 
+/// `suitekey COMMAND` for the p256 key on the token of `conf`, with this kid and token URL.
+fn on_token(conf: &Path, command: &str, kid: &str, token_url: &str) -> Output {
+    common::suitekey_with_conf(conf)
+        .args([
+            command,
+            "--key",
+            &fixture().uri("p256"),
+            "--client-id",
+            CLIENT,
+        ])
+        .args(["--certificate-id", kid, "--account", ACCOUNT])
+        .args(["--token-url", token_url])
+        .output()
+        .expect("run suitekey")
+}
+
+#[test]
+fn token_and_assertion_warn_about_the_certificate_stored_with_the_key() {
+    let dir = temp();
+    let conf = fixture().token_copy(None);
+    let key = fixture().uri("p256");
+    let pem = dir.path().join("stored.pem");
+    let succeeds = |out: &Output| {
+        let (stdout, stderr) = texts(out);
+        assert!(out.status.success(), "{stderr}");
+        assert_eq!(stdout.lines().count(), 1, "{stdout}");
+        stderr
+    };
+    let register = |kid: &str| {
+        Emulator::start(&[
+            "--register",
+            &format!(
+                "client-id={CLIENT},cert={},account={ACCOUNT},certificate-id={kid}",
+                pem.display()
+            ),
+        ])
+    };
+
+    // In date, and the configured id: no warning.
+    let kid = common::cert_at_clock(&conf, &key, "+0", 730, &pem);
+    let emu = register(&kid);
+    let stderr = succeeds(&on_token(&conf, "token", &kid, &emu.token_url()));
+    assert!(!stderr.contains("WARN"), "{stderr}");
+
+    // NetSuite shows another id for the certificate: the token works, with a warning.
+    let other = "B".repeat(43);
+    let emu = register(&other);
+    let stderr = succeeds(&on_token(&conf, "token", &other, &emu.token_url()));
+    assert!(
+        stderr.contains(&kid) && stderr.contains(&other) && stderr.contains("certificate-id"),
+        "{stderr}"
+    );
+
+    // 8 or 9 days left, within NetSuite's 14-day notice.
+    let kid = common::cert_at_clock(&conf, &key, "-721d", 730, &pem);
+    let emu = register(&kid);
+    let stderr = succeeds(&on_token(&conf, "token", &kid, &emu.token_url()));
+    assert!(
+        stderr.contains("expires in") && stderr.contains("14-day notice"),
+        "{stderr}"
+    );
+
+    // Expired 36 days ago: the assertion is still signed (NetSuite decides), with a warning.
+    let kid = common::cert_at_clock(&conf, &key, "-37d", 1, &pem);
+    let stderr = succeeds(&on_token(&conf, "assertion", &kid, &emu.token_url()));
+    assert!(
+        stderr.contains("expired on") && stderr.contains("days ago"),
+        "{stderr}"
+    );
+
+    // The p384 key's certificate, stored (also) with the p256 key under the configured id.
+    let p384 = dir.path().join("p384.pem");
+    let kid = common::cert_at_clock(&conf, &fixture().uri("p384"), "+0", 730, &p384);
+    store_certificate_with_id(&conf, &p384, "01");
+    let stderr = succeeds(&on_token(&conf, "assertion", &kid, &emu.token_url()));
+    assert!(
+        stderr.contains(&kid) && stderr.contains("holds another public key"),
+        "{stderr}"
+    );
+}
+
+/// Stores the certificate in `pem` on the token of `conf` as an object with CKA_ID `id` (hex),
+/// with OpenSC's pkcs11-tool (the PIN through its environment).
+fn store_certificate_with_id(conf: &Path, pem: &Path, id: &str) {
+    let der = pem.with_extension("der");
+    let out = Command::new("openssl")
+        .args(["x509", "-outform", "der", "-in"])
+        .arg(pem)
+        .arg("-out")
+        .arg(&der)
+        .output()
+        .expect("openssl");
+    assert!(out.status.success(), "{}", texts(&out).1);
+    let out = Command::new("pkcs11-tool")
+        .arg("--module")
+        .arg(common::module_path())
+        .args([
+            "--token-label",
+            common::TOKEN,
+            "--login",
+            "--pin",
+            "env:PIN",
+        ])
+        .args(["--type", "cert", "--id", id, "--write-object"])
+        .arg(&der)
+        .env("SOFTHSM2_CONF", conf)
+        .env("PIN", PIN)
+        .output()
+        .expect("pkcs11-tool (OpenSC)");
+    assert!(
+        out.status.success(),
+        "write the certificate: {}",
+        texts(&out).1
+    );
+}
+
 #[test]
 fn loopback_http_never_goes_through_a_proxy() {
     let dir = temp();

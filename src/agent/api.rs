@@ -3,8 +3,8 @@
 //! | route | answer |
 //! | --- | --- |
 //! | `GET /v1/profiles/{name}/token` | `{access_token, token_type, expires_at, expires_in}`; 404 unknown profile; 502/503 with the reason (and `Retry-After` when the exchange failed) |
-//! | `GET /v1/profiles` | each profile: name, key URI (no secrets), alg, certificate id and days left, token expiry, status |
-//! | `GET /v1/health` | `{status, profiles, failed, exchange_failing}` (the last counts profiles whose last exchange failed) |
+//! | `GET /v1/profiles` | each profile: name, key URI (no secrets), alg, certificate id and days left, token expiry, status (ok, warning or failed), error, warnings |
+//! | `GET /v1/health` | `{status, profiles, failed, warnings, exchange_failing, problems}` (status: the worst profile's; `exchange_failing` counts profiles whose last exchange failed; `problems` lists the profiles that are not ok, with their reasons) |
 //! | `GET /metrics` | Prometheus text ([`super::metrics`]) |
 //! | another method on these paths | 405 |
 //! | any other path | 400 |
@@ -18,7 +18,7 @@
 //! buffers more than that.
 
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use axum::Router;
 use axum::body::HttpBody as _;
@@ -32,7 +32,7 @@ use serde_json::{Value, json};
 
 use super::cache::{Failure, FailureKind};
 use super::metrics;
-use super::profiles::{ProfileMap, Served};
+use super::profiles::{ProfileMap, Served, Status};
 use super::socket::AllowedUids;
 use crate::cert::rfc3339;
 
@@ -176,10 +176,8 @@ fn failure_response(name: &str, f: &Failure) -> Response {
 }
 
 /// Adds `Retry-After`: the whole seconds until the agent tries the exchange again.
-fn retry_later(mut response: Response, retry_at: SystemTime) -> Response {
-    let wait = retry_at
-        .duration_since(SystemTime::now())
-        .unwrap_or_default();
+fn retry_later(mut response: Response, retry_at: Instant) -> Response {
+    let wait = retry_at.saturating_duration_since(Instant::now());
     let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     response
         .headers_mut()
@@ -220,8 +218,8 @@ async fn token(
             let body = json!({
                 "access_token": token.expose_secret(),
                 "token_type": token.token_type(),
-                "expires_at": rfc3339(token.expires_at()),
-                "expires_in": token.expires_in(SystemTime::now()).as_secs(),
+                "expires_at": expires_at(token),
+                "expires_in": token.remaining().as_secs(),
             });
             ([(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response()
         }
@@ -230,6 +228,12 @@ async fn token(
             unavailable.retry_at,
         ),
     }
+}
+
+/// When `token` expires by the wall clock as it reads now: its remaining life is counted on
+/// the monotonic clock, so a step of the wall clock since it was received does not show.
+fn expires_at(token: &crate::exchange::AccessToken) -> String {
+    rfc3339(SystemTime::now() + token.remaining())
 }
 
 async fn profiles(State(agent): State<Arc<Agent>>) -> Response {
@@ -243,22 +247,19 @@ async fn profiles(State(agent): State<Arc<Agent>>) -> Response {
 }
 
 fn profile_view(p: &Served, now: SystemTime) -> Value {
-    let (status, error, expires_at) = match p.failure() {
-        None => {
-            let expiry = p
-                .state
-                .as_ref()
-                .ok()
-                .and_then(|active| active.cache.current())
-                .map(|c| rfc3339(c.token.expires_at()));
-            ("ok", None, expiry)
-        }
-        Some(f) => (
-            "failed",
-            Some(json!({ "error": f.kind.code(), "message": f.message })),
-            None,
-        ),
+    let status = p.status(now);
+    let expires_at = match p.failure() {
+        None => p
+            .state
+            .as_ref()
+            .ok()
+            .and_then(|active| active.cache.current())
+            .map(|c| expires_at(&c.token)),
+        Some(_) => None,
     };
+    let error = status
+        .error
+        .map(|(code, message)| json!({ "error": code, "message": message }));
     let last_exchange_error = p
         .state
         .as_ref()
@@ -272,26 +273,49 @@ fn profile_view(p: &Served, now: SystemTime) -> Value {
         "certificate_id": p.certificate_id.as_ref().map(ToString::to_string),
         "certificate_days_left": p.certificate_days_left(now),
         "token_expires_at": expires_at,
-        "status": status,
+        "status": status.status,
         "error": error,
+        "warnings": status.warnings,
         "last_exchange_error": last_exchange_error,
     })
 }
 
 async fn health(State(agent): State<Arc<Agent>>) -> Response {
     let profiles = agent.profiles();
-    let failed = profiles.values().filter(|p| p.failure().is_some()).count();
+    let now = SystemTime::now();
+    let statuses: Vec<(&str, Status)> = profiles
+        .values()
+        .map(|p| (p.name.as_str(), p.status(now)))
+        .collect();
+    let count = |wanted: &str| statuses.iter().filter(|(_, s)| s.status == wanted).count();
+    let (failed, warnings) = (count("failed"), count("warning"));
     // Profiles still serving (perhaps a cached token) while their renewal fails.
     let exchange_failing = profiles
         .values()
         .filter_map(|p| p.state.as_ref().ok())
         .filter(|active| active.cache.last_failure().is_some())
         .count();
+    let problems: Vec<Value> = statuses
+        .iter()
+        .filter(|(_, s)| s.status != "ok")
+        .map(|(name, s)| {
+            let reasons = s.error.iter().map(|(_, message)| message);
+            let reasons: Vec<&String> = reasons.chain(&s.warnings).collect();
+            json!({ "profile": name, "status": s.status, "reasons": reasons })
+        })
+        .collect();
+    let status = match (failed, warnings) {
+        (0, 0) => "ok",
+        (0, _) => "warning",
+        _ => "failed",
+    };
     axum::Json(json!({
-        "status": "ok",
+        "status": status,
         "profiles": profiles.len(),
         "failed": failed,
+        "warnings": warnings,
         "exchange_failing": exchange_failing,
+        "problems": problems,
     }))
     .into_response()
 }

@@ -12,7 +12,7 @@ use super::cache::{Failure, FailureKind, Fetcher, TokenCache};
 use super::logins::Logins;
 use super::metrics::ProfileMetrics;
 use super::signers::SignerHandle;
-use crate::cert::Certificate;
+use crate::cert::{Certificate, Finding, Severity, StoredWithKey};
 use crate::config::{self, Config, Profile, ProfileOverrides, ProfileTable};
 use crate::error::{EXIT_PIN, EXIT_USAGE, chain};
 use crate::exchange::TokenClient;
@@ -58,8 +58,21 @@ pub struct Served {
     pub certificate_id: Option<CertificateId>,
     /// The certificate with that id, when the token holds it (for its expiry).
     pub certificate: Option<Certificate>,
+    /// The certificates stored with the key, checked against the certificate id.
+    stored: StoredWithKey,
     /// Its token cache, or why it has none.
     pub state: Result<Active, Failure>,
+}
+
+/// How a profile is doing, as `/v1/profiles` and `/v1/health` report it.
+#[derive(Clone, Debug)]
+pub struct Status {
+    /// `ok`, `warning` or `failed`.
+    pub status: &'static str,
+    /// Why it failed: an `error` code and the explanation.
+    pub error: Option<(&'static str, String)>,
+    /// What needs attention, though tokens may still be had.
+    pub warnings: Vec<String>,
 }
 
 impl Served {
@@ -71,7 +84,8 @@ impl Served {
             Ok(active) => active
                 .cache
                 .stopped()
-                .or_else(|| active.cache.token_failure()),
+                .or_else(|| active.cache.token_failure())
+                .or_else(|| active.cache.refusal()),
         }
     }
 
@@ -96,6 +110,40 @@ impl Served {
     /// Days until the profile's certificate expires, when the token holds it.
     pub fn certificate_days_left(&self, now: SystemTime) -> Option<i64> {
         self.certificate.as_ref().map(|c| c.days_left(now))
+    }
+
+    /// What is wrong at `now` with the certificate stored with the key, for this profile's
+    /// certificate id (see [`StoredWithKey::check`]).
+    pub fn certificate_findings(&self, now: SystemTime) -> Vec<Finding> {
+        self.certificate_id
+            .as_ref()
+            .map_or_else(Vec::new, |id| self.stored.check(id, now))
+    }
+
+    /// The profile's status at `now`: failed when it gives no (new) tokens, or when NetSuite
+    /// will refuse its certificate (error `certificate`); warning when the certificate needs
+    /// attention; else ok.
+    pub fn status(&self, now: SystemTime) -> Status {
+        let mut error = self.failure().map(|f| (f.kind.code(), f.message));
+        let mut warnings = Vec::new();
+        for finding in self.certificate_findings(now) {
+            match finding.severity {
+                Severity::Failed if error.is_none() => {
+                    error = Some(("certificate", finding.message));
+                }
+                _ => warnings.push(finding.message),
+            }
+        }
+        let status = match (&error, warnings.is_empty()) {
+            (Some(_), _) => "failed",
+            (None, false) => "warning",
+            (None, true) => "ok",
+        };
+        Status {
+            status,
+            error,
+            warnings,
+        }
     }
 }
 
@@ -164,7 +212,13 @@ pub fn open_all(
     let mut served = ProfileMap::new();
     for (name, table) in tables {
         let entry = match kept.iter().find(|(n, _)| *n == name) {
-            Some((_, prev)) => Arc::clone(prev),
+            Some((_, prev)) => {
+                // A reload is how a user says "fixed, try again": a refusal's long wait ends.
+                if let Ok(active) = &prev.state {
+                    active.cache.retry_now();
+                }
+                Arc::clone(prev)
+            }
             None => {
                 let opened = open_one(name, table, options, logins, runtime);
                 match fallback(name, table) {
@@ -193,6 +247,7 @@ fn open_one(
         alg: None,
         certificate_id: None,
         certificate: None,
+        stored: StoredWithKey::default(),
         state: Err(Failure {
             kind: FailureKind::Config,
             message: "not opened yet".into(),
@@ -250,6 +305,13 @@ fn activate(
     })?;
     served.alg = Some(opened.alg);
     served.certificate = opened.certificate;
+    served.stored = opened.stored;
+    for finding in served.certificate_findings(SystemTime::now()) {
+        match finding.severity {
+            Severity::Failed => tracing::error!(profile = %served.name, "{}", finding.message),
+            Severity::Warning => tracing::warn!(profile = %served.name, "{}", finding.message),
+        }
+    }
     let client = TokenClient::new(profile.client_options(&context.token_url))
         .map_err(|e| failure(FailureKind::Upstream, &e))?;
     let request = profile.assertion_request(context.token_url.clone(), Lifetime::default());

@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 
 use super::metrics::ProfileMetrics;
 use super::profiles::Opener;
-use crate::cert::Certificate;
+use crate::cert::{Certificate, StoredWithKey};
 use crate::config::Profile;
 use crate::jose::{Alg, JwsError, Signer as _};
 use crate::netsuite::{AssertionError, AssertionRequest, CertificateId, ClientAssertion};
@@ -111,6 +111,8 @@ pub struct Opened {
     pub alg: Alg,
     /// The token's certificate whose id is the profile's `kid`, if the token holds it.
     pub certificate: Option<Certificate>,
+    /// The certificates stored with the key, to check against the profile.
+    pub stored: StoredWithKey,
 }
 
 impl SignerHandle {
@@ -184,6 +186,7 @@ fn run_worker(
     let _ = ready.send(Ok(Opened {
         alg: signer.alg(),
         certificate: certificate_on_token(&signer, &profile.certificate_id),
+        stored: StoredWithKey::read(signer.stored_certificates(), signer.public_key().ok()),
     }));
     work(signer, &queue, &metrics, &stop);
 }

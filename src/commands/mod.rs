@@ -12,11 +12,13 @@ mod outfile;
 mod token;
 
 use std::io::Write;
+use std::time::SystemTime;
 
+use crate::cert::StoredWithKey;
 use crate::cli::{Cli, Command, ProfileArgs, RawArg};
 use crate::config::{self, Config, Profile, ProfileOverrides};
 use crate::error::Error;
-use crate::jose::Alg;
+use crate::jose::{Alg, Signer as _};
 use crate::pkcs11::{Key, KeySigner, Pkcs11Uri};
 
 /// Runs the command, writing its result (and only its result) to `out`.
@@ -99,6 +101,16 @@ pub fn open_signer_with(
 ) -> Result<KeySigner, Error> {
     let key = Key::open_with(&profile.key, profile.module.as_deref(), credential_for)?;
     signer_for(key, profile.alg)
+}
+
+/// Warns on stderr about the certificate stored with the key: expired, not yet valid, within
+/// NetSuite's 14-day notice, holding another key, or not the one the profile's certificate id
+/// names (see [`StoredWithKey::check`]). Never stops the command: NetSuite has the last word.
+fn warn_about_certificate(signer: &KeySigner, profile: &Profile) {
+    let stored = StoredWithKey::read(signer.stored_certificates(), signer.public_key().ok());
+    for finding in stored.check(&profile.certificate_id, SystemTime::now()) {
+        tracing::warn!("{}", finding.message);
+    }
 }
 
 /// A signer for `alg`, or for the key's own default; NetSuite's key rules are applied here,

@@ -15,7 +15,6 @@ use crate::pkcs11::uri::PinSource;
 
 pub(super) fn run(cli: &Cli, args: &TokenArgs, out: &mut dyn Write) -> Result<(), Error> {
     let (token, _) = fetch(cli, &args.profile, args.no_agent)?;
-    let now = SystemTime::now();
     let secret = token.expose_secret();
     match args.format {
         TokenFormat::Raw => writeln!(out, "{secret}")?,
@@ -31,7 +30,7 @@ pub(super) fn run(cli: &Cli, args: &TokenArgs, out: &mut dyn Write) -> Result<()
                 "access_token": secret,
                 "token_type": token.token_type(),
                 "expires_at": crate::cert::rfc3339(token.expires_at()),
-                "expires_in": token.expires_in(now).as_secs(),
+                "expires_in": token.remaining().as_secs(),
             });
             writeln!(out, "{json}")?;
         }
@@ -95,6 +94,7 @@ pub(super) fn fetch(
     let context = profile.exchange_context()?;
     let request = profile.assertion_request(context.token_url.clone(), Lifetime::default());
     let signer = super::open_signer(&profile)?;
+    super::warn_about_certificate(&signer, &profile);
     let client = TokenClient::new(profile.client_options(&context.token_url))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

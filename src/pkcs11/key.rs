@@ -717,11 +717,21 @@ impl KeySigner {
     /// The DER of every certificate object the token holds (public data), e.g. to find the
     /// one uploaded to NetSuite and watch its expiry.
     pub fn certificates(&self) -> Result<Vec<Vec<u8>>, Error> {
+        self.certificate_values(&[Attribute::Class(ObjectClass::CERTIFICATE)])
+    }
+
+    /// The DER of the certificate objects stored with the key: same `CKA_ID`, or same label for
+    /// a key without an id (where `keygen` and `cert` put its certificate).
+    pub fn stored_certificates(&self) -> Result<Vec<Vec<u8>>, Error> {
+        self.certificate_values(&self.certificate_template()?)
+    }
+
+    /// The `CKA_VALUE` of every certificate object that matches `template`.
+    fn certificate_values(&self, template: &[Attribute]) -> Result<Vec<Vec<u8>>, Error> {
         let module = self.token.module();
         let (_turn, _hold, session) = self.live()?;
-        let template = [Attribute::Class(ObjectClass::CERTIFICATE)];
         let mut out = Vec::new();
-        for handle in find(session, module, &template)? {
+        for handle in find(session, module, template)? {
             let attrs = session
                 .get_attributes(handle, &[AttributeType::Value])
                 .map_err(|e| module.call_err("C_GetAttributeValue", &e))?;

@@ -396,7 +396,7 @@ impl KeySigner {
 
     /// The certificate objects that belong to this key: same id, or same label for a key
     /// without an id. A key with neither has none that can be told apart from others'.
-    fn certificate_template(&self) -> Result<Vec<Attribute>, Error> {
+    pub(super) fn certificate_template(&self) -> Result<Vec<Attribute>, Error> {
         let mut template = vec![Attribute::Class(ObjectClass::CERTIFICATE)];
         match (self.id().is_empty(), self.label()) {
             (false, _) => template.push(Attribute::Id(self.id().to_vec())),

@@ -32,6 +32,8 @@ pub enum Mode {
     ServerError,
     /// HTTP 429 with `Retry-After: 1`.
     TooMany,
+    /// HTTP 429 with `Retry-After` of this many seconds.
+    TooManyFor(u64),
     /// HTTP 200 announcing 500 bytes, sending a few, then closing.
     Truncated,
     /// HTTP 200 with an HTML page.
@@ -191,6 +193,9 @@ fn answer(mut stream: impl Read + Write, tcp: TcpStream, mode: &Mode, state: &St
         }
         Mode::ServerError => response("500 Internal Server Error", "", "", ""),
         Mode::TooMany => response("429 Too Many Requests", "Retry-After: 1\r\n", "", ""),
+        Mode::TooManyFor(secs) => {
+            response("429 Too Many Requests", &format!("Retry-After: {secs}\r\n"), "", "")
+        }
         Mode::Truncated => b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 500\r\nConnection: close\r\n\r\n{\"access_token\":\"eyJ".to_vec(),
         Mode::NotJson => response("200 OK", "", "text/html", "<html><body>Sign in to continue</body></html>"),
         Mode::Oversized => response("200 OK", "", "application/json", &" ".repeat(100_000)),

@@ -350,6 +350,25 @@ pub fn suitekey_with_conf(conf: &Path) -> assert_cmd::Command {
     cmd
 }
 
+/// Stores on the token of `conf` a new certificate for `key`, valid `days` from a clock moved
+/// by `offset` (libfaketime, e.g. "-37d"), also written to `out`; returns its certificate id.
+pub fn cert_at_clock(conf: &Path, key: &str, offset: &str, days: u32, out: &Path) -> String {
+    let output = std::process::Command::new("faketime")
+        .args(["-f", offset])
+        .arg(env!("CARGO_BIN_EXE_suitekey"))
+        .args(["cert", "--replace", "--force", "--key", key])
+        .args(["--days", &days.to_string(), "--out"])
+        .arg(out)
+        .env("SOFTHSM2_CONF", conf)
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("faketime (scripts/install-deps.sh installs it)");
+    let (id, stderr) = texts(&output);
+    assert!(output.status.success(), "cert at {offset}: {stderr}");
+    id.trim().to_owned()
+}
+
 fn build_token(ctx: &Pkcs11) -> Result<(), BoxError> {
     let slot = *ctx
         .get_slots_with_token()?
