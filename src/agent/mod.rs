@@ -134,6 +134,8 @@ pub fn run(options: Options, out: &mut dyn Write) -> Result<(), Error> {
     // Before the socket exists: a signal during startup must not kill the agent and leave the
     // socket behind.
     let signals = Signals::register()?;
+    // From now on a PIN prompt leaves SIGHUP, SIGINT and SIGTERM to these handlers.
+    crate::pkcs11::leave_signals_to_caller();
     // Bound first, so that a second agent on the same socket stops before touching a token.
     let (listener, bound) = socket::bind(&socket_path)?;
     let _remove = RemoveOnDrop(bound);
