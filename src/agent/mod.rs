@@ -65,6 +65,23 @@ pub enum Error {
         /// The agent's uid.
         uid: u32,
     },
+    /// The socket's directory is a symbolic link, which whoever owns it could repoint.
+    #[error(
+        "the socket directory '{}' is a symbolic link; the agent does not follow it (whoever can change the link could move the socket): pass a --socket PATH in a real directory you own"
+    , .0.display())]
+    SocketDirSymlink(PathBuf),
+    /// A directory on the way to the socket could be changed by another user.
+    #[error(
+        "cannot put the socket in '{}': '{}' {reason}, so another user could replace the socket's directory; pass a --socket PATH under directories only you or root can change, e.g. under $XDG_RUNTIME_DIR"
+    , .dir.display(), .path.display())]
+    SocketPathUnsafe {
+        /// The socket's directory.
+        dir: PathBuf,
+        /// The directory (or link) on its way that others could change.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: socket::Unsafe,
+    },
     /// Another agent answers on the socket.
     #[error(
         "an agent is already running on '{}'; stop it first, or pass another --socket PATH", .0.display()
@@ -106,9 +123,11 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::NoSocketPath | Error::NoConfig(_) | Error::Config(_) => EXIT_USAGE,
-            Error::AlreadyRunning(_) | Error::NotASocket(_) | Error::SocketDirOwner { .. } => {
-                EXIT_USAGE
-            }
+            Error::AlreadyRunning(_)
+            | Error::NotASocket(_)
+            | Error::SocketDirOwner { .. }
+            | Error::SocketDirSymlink(_)
+            | Error::SocketPathUnsafe { .. } => EXIT_USAGE,
             Error::SocketDir { .. } | Error::Bind { .. } | Error::Io(_) => EXIT_IO,
         }
     }

@@ -5,6 +5,7 @@
 //! wall, for sockets put in shared directories or made accessible on purpose.
 
 use std::io::ErrorKind;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{
     DirBuilderExt as _, FileTypeExt as _, MetadataExt as _, PermissionsExt as _,
 };
@@ -44,6 +45,8 @@ pub fn default_path() -> Option<PathBuf> {
 pub struct Bound {
     path: PathBuf,
     id: FileId,
+    /// The socket's directory, opened without following links.
+    _dir: OwnedFd,
 }
 
 type FileId = (u64, u64, Option<SystemTime>);
@@ -69,24 +72,27 @@ impl Bound {
     }
 }
 
-/// Binds the socket at `path`: creates its directory (0700) when missing, refuses one owned
-/// by another user, replaces a socket file no agent answers on, refuses when one does, and
-/// creates the socket 0600 (never wider, not even for a moment).
+/// Binds the socket at `path`: refuses a directory that is a symbolic link, belongs to another
+/// user, or lies under one that others could change, creates it (0700) when missing, replaces
+/// a socket file no agent answers on, refuses when one does, and creates the socket 0600
+/// (never wider, not even for a moment).
 pub fn bind(path: &Path) -> Result<(UnixListener, Bound), Error> {
     let bind_err = |source| Error::Bind {
         path: path.to_owned(),
         source,
     };
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-    if let Some(dir) = dir {
-        prepare_dir(dir, default_path().as_deref() == Some(path))?;
-    }
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let dir = prepare_dir(dir, default_path().as_deref() == Some(path))?;
     remove_stale(path)?;
     let listener = bind_private(path).map_err(bind_err)?;
     let meta = std::fs::symlink_metadata(path).map_err(bind_err)?;
     let bound = Bound {
         path: path.to_owned(),
         id: file_id(&meta),
+        _dir: dir,
     };
     Ok((listener, bound))
 }
@@ -105,42 +111,160 @@ fn bind_private(path: &Path) -> std::io::Result<UnixListener> {
     Ok(listener)
 }
 
-/// Makes the socket's directory (0700) when missing. An existing one must belong to this
-/// user; the default directory is made 0700 again, another one gets a warning when others
-/// could write to it.
-fn prepare_dir(dir: &Path, is_default: bool) -> Result<(), Error> {
+/// Why a directory (or link) on the way to the socket is not safe: another user could change
+/// it, and with it where the socket is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsafe {
+    /// A symbolic link owned by another user, who could repoint it.
+    LinkOwner(u32),
+    /// A directory owned by another user (not root).
+    Owner(u32),
+    /// A directory writable by group or others without the sticky bit (its mode).
+    Writable(u32),
+}
+
+impl std::fmt::Display for Unsafe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unsafe::LinkOwner(uid) => write!(f, "is a symbolic link owned by uid {uid}"),
+            Unsafe::Owner(uid) => write!(f, "belongs to uid {uid}"),
+            Unsafe::Writable(mode) => write!(
+                f,
+                "is writable by other users (mode {mode:04o}) without the sticky bit"
+            ),
+        }
+    }
+}
+
+/// Whether a directory with this owner and mode can be changed only by `own_uid` and root.
+fn unsafe_dir(meta: &std::fs::Metadata, own_uid: u32) -> Option<Unsafe> {
+    let mode = meta.mode() & 0o7777;
+    if meta.uid() != own_uid && meta.uid() != 0 {
+        Some(Unsafe::Owner(meta.uid()))
+    } else if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+        Some(Unsafe::Writable(mode))
+    } else {
+        None
+    }
+}
+
+/// Checks every existing directory above `dir` (absolute): each must be root's or this user's,
+/// and writable by others only when sticky. A symbolic link on the way must be root's or this
+/// user's too; then the directories it leads to are checked as well.
+fn check_ancestors(dir: &Path, own_uid: u32) -> Result<(), Error> {
+    let refuse = |path: &Path, reason| Error::SocketPathUnsafe {
+        dir: dir.to_owned(),
+        path: path.to_owned(),
+        reason,
+    };
+    let io_err = |path: &Path, source| Error::SocketDir {
+        path: path.to_owned(),
+        source,
+    };
+    let mut nearest = None;
+    let mut through_link = false;
+    for path in dir.ancestors().skip(1) {
+        let meta = match std::fs::symlink_metadata(path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_err(path, e)),
+        };
+        nearest.get_or_insert(path);
+        let meta = if meta.file_type().is_symlink() {
+            if meta.uid() != own_uid && meta.uid() != 0 {
+                return Err(refuse(path, Unsafe::LinkOwner(meta.uid())));
+            }
+            through_link = true;
+            std::fs::metadata(path).map_err(|e| io_err(path, e))?
+        } else {
+            meta
+        };
+        if let Some(reason) = unsafe_dir(&meta, own_uid) {
+            return Err(refuse(path, reason));
+        }
+    }
+    // The links' targets may lie under other directories: check those too.
+    if let (true, Some(nearest)) = (through_link, nearest) {
+        let real = std::fs::canonicalize(nearest).map_err(|e| io_err(nearest, e))?;
+        for path in real.ancestors() {
+            let meta = std::fs::metadata(path).map_err(|e| io_err(path, e))?;
+            if let Some(reason) = unsafe_dir(&meta, own_uid) {
+                return Err(refuse(path, reason));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Creates the missing directories of `dir`, top down, each 0700 (`mkdir` never follows a
+/// link in the last component: a link planted meanwhile makes it fail, and is refused later).
+fn create_missing(dir: &Path) -> Result<(), Error> {
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .take_while(|path| {
+            matches!(std::fs::symlink_metadata(path), Err(e) if e.kind() == ErrorKind::NotFound)
+        })
+        .collect();
+    for path in missing.into_iter().rev() {
+        match std::fs::DirBuilder::new().mode(0o700).create(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            Err(source) => {
+                return Err(Error::SocketDir {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Makes the socket's directory safe to bind in, and returns it opened. Every directory above
+/// it must be one only this user or root can change ([`check_ancestors`]); missing ones are
+/// created 0700. The directory itself is opened without following a link (a symbolic link is
+/// refused, never chmodded), must belong to this user, and is checked and chmodded through
+/// that descriptor: the default directory is made 0700, another one must not be writable by
+/// others unless sticky.
+fn prepare_dir(dir: &Path, is_default: bool) -> Result<OwnedFd, Error> {
+    use rustix::fs::{Mode, OFlags};
     let dir_err = |source| Error::SocketDir {
         path: dir.to_owned(),
         source,
     };
-    match std::fs::DirBuilder::new()
-        .mode(0o700)
-        .recursive(true)
-        .create(dir)
-    {
-        Ok(()) => {}
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(dir_err(e)),
-    }
-    let meta = std::fs::metadata(dir).map_err(dir_err)?;
+    let dir = &std::path::absolute(dir).map_err(dir_err)?;
     let own_uid = rustix::process::getuid().as_raw();
-    if meta.uid() != own_uid {
+    check_ancestors(dir, own_uid)?;
+    create_missing(dir)?;
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let fd = match rustix::fs::open(dir, flags, Mode::empty()) {
+        Ok(fd) => fd,
+        // With O_DIRECTORY, Linux answers ENOTDIR rather than ELOOP for a link.
+        Err(_) if std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink()) => {
+            return Err(Error::SocketDirSymlink(dir.to_owned()));
+        }
+        Err(e) => return Err(dir_err(e.into())),
+    };
+    let stat = rustix::fs::fstat(&fd).map_err(|e| dir_err(e.into()))?;
+    if stat.st_uid != own_uid {
         return Err(Error::SocketDirOwner {
             path: dir.to_owned(),
-            owner: meta.uid(),
+            owner: stat.st_uid,
             uid: own_uid,
         });
     }
-    if is_default && meta.mode() & 0o077 != 0 {
+    let mode = stat.st_mode & 0o7777;
+    if is_default && mode != 0o700 {
         tracing::info!(dir = %dir.display(), "making the socket's directory 0700");
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(dir_err)?;
-    } else if meta.mode() & 0o022 != 0 && meta.mode() & 0o1000 == 0 {
-        tracing::warn!(
-            dir = %dir.display(),
-            "the socket's directory is writable by other users, who could replace the socket; use a directory only you can write (the default under $XDG_RUNTIME_DIR is made 0700)"
-        );
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o700)).map_err(|e| dir_err(e.into()))?;
+    } else if !is_default && mode & 0o022 != 0 && mode & 0o1000 == 0 {
+        return Err(Error::SocketPathUnsafe {
+            dir: dir.to_owned(),
+            path: dir.to_owned(),
+            reason: Unsafe::Writable(mode),
+        });
     }
-    Ok(())
+    Ok(fd)
 }
 
 /// Removes a socket file left by an agent that is gone; an answering agent is an error.
@@ -318,6 +442,59 @@ mod tests {
             "{err}"
         );
         assert!(err.to_string().contains("--socket PATH"), "{err}");
+    }
+
+    #[test]
+    fn links_and_directories_others_could_change_are_refused_on_the_way() {
+        use std::os::unix::fs::symlink;
+        let tmp = tempfile::tempdir().unwrap();
+        let at = |name: &str| tmp.path().join(name);
+        let make = |name: &str, mode| {
+            std::fs::create_dir(at(name)).unwrap();
+            std::fs::set_permissions(at(name), Permissions::from_mode(mode)).unwrap();
+        };
+        let unsafe_at = |dir: &Path| match prepare_dir(dir, false) {
+            Err(Error::SocketPathUnsafe { path, reason, .. }) => Some((path, reason)),
+            Err(e) => panic!("{}: {e}", dir.display()),
+            Ok(_) => None,
+        };
+        make("group", 0o770);
+        assert_eq!(
+            unsafe_at(&at("group").join("s")),
+            Some((at("group"), Unsafe::Writable(0o770)))
+        );
+        make("sticky", 0o1777);
+        assert_eq!(unsafe_at(&at("sticky").join("s")), None);
+        // A link of ours is followed, and its target's directories are checked too.
+        make("real", 0o700);
+        symlink(at("real"), at("to-real")).unwrap();
+        assert_eq!(unsafe_at(&at("to-real").join("s")), None);
+        assert!(at("real").join("s").is_dir());
+        make("open", 0o777);
+        std::fs::create_dir(at("open").join("inner")).unwrap();
+        symlink(at("open").join("inner"), at("to-open")).unwrap();
+        assert_eq!(
+            unsafe_at(&at("to-open").join("s")),
+            Some((at("open"), Unsafe::Writable(0o777)))
+        );
+        assert!(!at("open").join("inner").join("s").exists());
+
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipped the ownership checks: needs root to chown");
+            return;
+        }
+        make("theirs", 0o755);
+        std::os::unix::fs::chown(at("theirs"), Some(65534), None).unwrap();
+        assert_eq!(
+            unsafe_at(&at("theirs").join("s")),
+            Some((at("theirs"), Unsafe::Owner(65534)))
+        );
+        symlink(at("real"), at("their-link")).unwrap();
+        std::os::unix::fs::lchown(at("their-link"), Some(65534), None).unwrap();
+        assert_eq!(
+            unsafe_at(&at("their-link").join("s")),
+            Some((at("their-link"), Unsafe::LinkOwner(65534)))
+        );
     }
 
     #[tokio::test]
