@@ -114,3 +114,141 @@ fn a_socket_directory_in_a_world_writable_parent_is_refused_unless_it_is_sticky(
             .success()
     );
 }
+
+const CLIENT: &str = "161c761646ff925cafb93a8de1b5a06be9be365f994d446c62c02e53dae488cf";
+const ACCOUNT: &str = "1234567";
+
+/// A token copy with a certificate for the fixture's p256 key, an emulator that knows it, and
+/// a config serving `profiles` (all on that key) from it.
+struct Serving {
+    conf: PathBuf,
+    config: PathBuf,
+    _emu: common::emulator::Emulator,
+    _dir: tempfile::TempDir,
+}
+
+impl Serving {
+    fn new(profiles: &[&str], emulator_flags: &[&str]) -> Serving {
+        let f = common::fixture();
+        let conf = f.token_copy(None);
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let pem = dir.path().join("p256.pem");
+        let out = common::suitekey_with_conf(&conf)
+            .args(["cert", "--replace", "--force", "--key", &f.uri("p256")])
+            .arg("--out")
+            .arg(&pem)
+            .output()
+            .unwrap();
+        let (kid, stderr) = texts(&out);
+        assert!(out.status.success(), "cert: {stderr}");
+        let spec = format!(
+            "client-id={CLIENT},cert={},account={ACCOUNT}",
+            pem.display()
+        );
+        let mut args = vec!["--register", &spec];
+        args.extend_from_slice(emulator_flags);
+        let emu = common::emulator::Emulator::start(&args);
+        let config = dir.path().join("config.toml");
+        let mut text = String::new();
+        for name in profiles {
+            text.push_str(&format!(
+                "[profiles.{name}]\nkey = \"{}\"\nclient-id = \"{CLIENT}\"\ncertificate-id = \"{}\"\naccount = \"{ACCOUNT}\"\ntoken-url = \"{}\"\n\n",
+                f.uri("p256"),
+                kid.trim(),
+                emu.token_url()
+            ));
+        }
+        std::fs::write(&config, text).unwrap();
+        Serving {
+            conf,
+            config,
+            _emu: emu,
+            _dir: dir,
+        }
+    }
+
+    fn agent(&self, args: &[&str]) -> Agent {
+        Agent::start(&self.conf, &self.config, args, &[])
+    }
+}
+
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// `curl` as `uid` for `path` on the agent's socket: (curl's exit code, HTTP status, body).
+fn curl_as(uid: u32, socket: &Path, path: &str) -> (i32, u16, String) {
+    let out = Command::new("setpriv")
+        .arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={uid}"))
+        .args(["--clear-groups", "curl", "-s", "-w", "\n%{http_code}"])
+        .arg("--unix-socket")
+        .arg(socket)
+        .arg(format!("http://localhost{path}"))
+        .output()
+        .expect("setpriv curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (
+        out.status.code().unwrap_or(-1),
+        status.parse().unwrap_or(0),
+        body.to_owned(),
+    )
+}
+
+#[test]
+fn an_allowed_uid_gets_a_token_with_nothing_else_changed_and_another_uid_gets_403() {
+    if !is_root() {
+        eprintln!("skipped: needs root to run clients as other users (setpriv)");
+        return;
+    }
+    let s = Serving::new(&["prod"], &[]);
+    let agent = s.agent(&["--allow-uid", "65534"]);
+    let (code, status, body) = curl_as(65534, &agent.socket, "/v1/profiles/prod/token");
+    assert_eq!((code, status), (0, 200), "{body}\n{}", agent.stderr());
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(json["access_token"].is_string(), "{body}");
+    let (code, status, body) = curl_as(65533, &agent.socket, "/v1/profiles/prod/token");
+    assert_eq!((code, status), (0, 403), "{body}");
+    assert!(body.contains("\"forbidden\""), "{body}");
+    assert_eq!(
+        mode(agent.socket.parent().unwrap()) & 0o011,
+        0o011,
+        "searchable"
+    );
+    assert_eq!(mode(&agent.socket), 0o666);
+}
+
+#[test]
+fn allowed_uids_from_the_config_open_the_socket_and_a_reload_without_them_closes_it() {
+    if !is_root() {
+        eprintln!("skipped: needs root to run clients as other users (setpriv)");
+        return;
+    }
+    let s = Serving::new(&["prod"], &[]);
+    let plain = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(
+        &s.config,
+        format!("{plain}[agent]\nallowed-uids = [65534]\n"),
+    )
+    .unwrap();
+    let agent = s.agent(&[]);
+    let (code, status, body) = curl_as(65534, &agent.socket, "/v1/health");
+    assert_eq!((code, status), (0, 200), "{body}");
+
+    std::fs::write(&s.config, plain).unwrap();
+    agent.signal("HUP");
+    let start = std::time::Instant::now();
+    while !agent.stderr().contains("config reloaded") {
+        assert!(start.elapsed().as_secs() < 15, "{}", agent.stderr());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(mode(&agent.socket), 0o600);
+    let (code, _, _) = curl_as(65534, &agent.socket, "/v1/health");
+    assert_eq!(code, 7, "curl cannot connect any more");
+    assert_eq!(
+        agent.json("/v1/health")["status"],
+        "ok",
+        "the owner still can"
+    );
+}

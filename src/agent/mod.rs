@@ -157,7 +157,8 @@ pub fn run(options: Options, out: &mut dyn Write) -> Result<(), Error> {
     crate::pkcs11::leave_signals_to_caller();
     // Bound first, so that a second agent on the same socket stops before touching a token.
     let (listener, bound) = socket::bind(&socket_path)?;
-    let _remove = RemoveOnDrop(bound);
+    let bound = Arc::new(bound);
+    let _remove = RemoveOnDrop(Arc::clone(&bound));
     // Opened before serving, outside any task: PIN prompts come here, one per token.
     let logins = Arc::new(logins::Logins::default());
     let served = profiles::open_all(
@@ -174,7 +175,7 @@ pub fn run(options: Options, out: &mut dyn Write) -> Result<(), Error> {
         finish(runtime, logins);
         return Ok(());
     }
-    let allowed = Arc::new(socket::AllowedUids::default());
+    let allowed = Arc::new(socket::AllowedUids::for_socket(bound));
     allowed.set(&options.allow_uids, config.allowed_uids());
     let agent = Arc::new(api::Agent::new(served, allowed));
     runtime.block_on(announce_and_serve(
@@ -223,7 +224,7 @@ fn harden() {
 
 /// Removes the socket file however the agent ends, unless another agent's socket has
 /// replaced it meanwhile.
-struct RemoveOnDrop(socket::Bound);
+struct RemoveOnDrop(Arc<socket::Bound>);
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {

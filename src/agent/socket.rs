@@ -45,8 +45,11 @@ pub fn default_path() -> Option<PathBuf> {
 pub struct Bound {
     path: PathBuf,
     id: FileId,
-    /// The socket's directory, opened without following links.
-    _dir: OwnedFd,
+    /// The socket's directory, opened without following links, and its absolute path.
+    dir: (OwnedFd, PathBuf),
+    /// The directory's mode while no other user is allowed: 0700 for the default directory,
+    /// else as found (or created).
+    dir_mode: u32,
 }
 
 type FileId = (u64, u64, Option<SystemTime>);
@@ -57,6 +60,38 @@ fn file_id(meta: &std::fs::Metadata) -> FileId {
 }
 
 impl Bound {
+    /// Lets other users reach the socket (`open`: its directory searchable by everyone, the
+    /// socket 0666), or keeps them out (the directory's own mode, the socket 0600). Opened, the
+    /// directory still lets no one else list or change it, and every connection is admitted by
+    /// its peer uid ([`PeerChecked`]). Failures are logged: the uid check still holds.
+    pub fn admit_others(&self, open: bool) {
+        use rustix::fs::{AtFlags, Mode};
+        let (dir, dir_path) = &self.dir;
+        let (dir_mode, socket_mode) = match open {
+            true => (self.dir_mode | 0o011, 0o666),
+            false => (self.dir_mode, 0o600),
+        };
+        let name = self.path.file_name().unwrap_or(self.path.as_os_str());
+        let changed = rustix::fs::fchmod(dir, Mode::from_raw_mode(dir_mode)).and_then(|()| {
+            let mode = Mode::from_raw_mode(socket_mode);
+            rustix::fs::chmodat(dir, name, mode, AtFlags::empty())
+        });
+        match changed {
+            Err(e) => tracing::warn!(
+                socket = %self.path.display(),
+                "cannot set the modes that let the allowed users reach the socket: {e}"
+            ),
+            Ok(()) if open => {
+                tracing::info!(
+                    socket = %self.path.display(),
+                    "other users may connect (directory {dir_mode:04o}, socket 0666); only the allowed uids are served"
+                );
+                warn_if_unreachable(dir_path);
+            }
+            Ok(()) => {}
+        }
+    }
+
     /// Removes the socket file if it is still the one this agent bound.
     pub fn remove(&self) {
         match std::fs::symlink_metadata(&self.path) {
@@ -85,14 +120,15 @@ pub fn bind(path: &Path) -> Result<(UnixListener, Bound), Error> {
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let dir = prepare_dir(dir, default_path().as_deref() == Some(path))?;
+    let (dir, dir_mode) = prepare_dir(dir, default_path().as_deref() == Some(path))?;
     remove_stale(path)?;
     let listener = bind_private(path).map_err(bind_err)?;
     let meta = std::fs::symlink_metadata(path).map_err(bind_err)?;
     let bound = Bound {
         path: path.to_owned(),
         id: file_id(&meta),
-        _dir: dir,
+        dir,
+        dir_mode,
     };
     Ok((listener, bound))
 }
@@ -226,7 +262,7 @@ fn create_missing(dir: &Path) -> Result<(), Error> {
 /// refused, never chmodded), must belong to this user, and is checked and chmodded through
 /// that descriptor: the default directory is made 0700, another one must not be writable by
 /// others unless sticky.
-fn prepare_dir(dir: &Path, is_default: bool) -> Result<OwnedFd, Error> {
+fn prepare_dir(dir: &Path, is_default: bool) -> Result<((OwnedFd, PathBuf), u32), Error> {
     use rustix::fs::{Mode, OFlags};
     let dir_err = |source| Error::SocketDir {
         path: dir.to_owned(),
@@ -253,10 +289,11 @@ fn prepare_dir(dir: &Path, is_default: bool) -> Result<OwnedFd, Error> {
             uid: own_uid,
         });
     }
-    let mode = stat.st_mode & 0o7777;
+    let mut mode = stat.st_mode & 0o7777;
     if is_default && mode != 0o700 {
         tracing::info!(dir = %dir.display(), "making the socket's directory 0700");
         rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o700)).map_err(|e| dir_err(e.into()))?;
+        mode = 0o700;
     } else if !is_default && mode & 0o022 != 0 && mode & 0o1000 == 0 {
         return Err(Error::SocketPathUnsafe {
             dir: dir.to_owned(),
@@ -264,7 +301,23 @@ fn prepare_dir(dir: &Path, is_default: bool) -> Result<OwnedFd, Error> {
             reason: Unsafe::Writable(mode),
         });
     }
-    Ok(fd)
+    Ok(((fd, dir.to_owned()), mode))
+}
+
+/// Warns when a directory above `dir` keeps other users from reaching the socket (no search
+/// permission for others): e.g. `$XDG_RUNTIME_DIR`, which is 0700.
+fn warn_if_unreachable(dir: &Path) {
+    let closed = dir.ancestors().find_map(|path| {
+        let meta = std::fs::metadata(path).ok()?;
+        (meta.mode() & 0o001 == 0).then(|| (path, meta.mode() & 0o7777))
+    });
+    if let Some((path, mode)) = closed {
+        tracing::warn!(
+            dir = %path.display(),
+            "other users are allowed on the socket but cannot reach it: '{}' is mode {mode:04o}, not searchable by them; pass a --socket PATH under directories they can enter (e.g. /run/suitekey for a service)",
+            path.display()
+        );
+    }
 }
 
 /// Removes a socket file left by an agent that is gone; an answering agent is an error.
@@ -299,21 +352,38 @@ fn remove_stale(path: &Path) -> Result<(), Error> {
 }
 
 /// The other users allowed on the socket: `--allow-uid` flags and the config's `[agent]
-/// allowed-uids`, replaced when SIGHUP reloads the config.
-#[derive(Debug, Default)]
-pub struct AllowedUids(RwLock<Vec<u32>>);
+/// allowed-uids`, replaced when SIGHUP reloads the config; and the socket whose modes follow
+/// them (open to others while any uid is allowed, see [`Bound::admit_others`]).
+#[derive(Default)]
+pub struct AllowedUids {
+    uids: RwLock<Vec<u32>>,
+    socket: Option<Arc<Bound>>,
+}
 
 impl AllowedUids {
-    /// From now on, allows `flags` and `config` (the agent's own uid is always allowed).
+    /// The allowed uids of the agent listening on `socket`.
+    pub fn for_socket(socket: Arc<Bound>) -> AllowedUids {
+        AllowedUids {
+            uids: RwLock::default(),
+            socket: Some(socket),
+        }
+    }
+
+    /// From now on, allows `flags` and `config` (the agent's own uid is always allowed), and
+    /// opens the socket to other users when there are any, or closes it when there are none.
     pub fn set(&self, flags: &[u32], config: &[u32]) {
         let mut uids: Vec<u32> = flags.iter().chain(config).copied().collect();
         uids.sort_unstable();
         uids.dedup();
-        *self.0.write().unwrap_or_else(PoisonError::into_inner) = uids;
+        let others = !uids.is_empty();
+        *self.uids.write().unwrap_or_else(PoisonError::into_inner) = uids;
+        if let Some(socket) = &self.socket {
+            socket.admit_others(others);
+        }
     }
 
     fn contains(&self, uid: u32) -> bool {
-        self.0
+        self.uids
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .contains(&uid)
@@ -517,5 +587,24 @@ mod tests {
         let file = dir.path().join("plain");
         std::fs::write(&file, "x").unwrap();
         assert!(matches!(bind(&file), Err(Error::NotASocket(_))));
+    }
+
+    #[tokio::test]
+    async fn allowing_other_uids_opens_the_socket_and_allowing_none_closes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub").join("a.sock");
+        let (_listener, bound) = bind(&path).unwrap();
+        let allowed = AllowedUids::for_socket(Arc::new(bound));
+        let modes = || {
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().mode() & 0o7777;
+            (mode(path.parent().unwrap()), mode(&path))
+        };
+        assert_eq!(modes(), (0o700, 0o600));
+        allowed.set(&[], &[1001]);
+        assert!(allowed.contains(1001));
+        assert_eq!(modes(), (0o711, 0o666));
+        allowed.set(&[], &[]);
+        assert!(!allowed.contains(1001));
+        assert_eq!(modes(), (0o700, 0o600));
     }
 }
