@@ -123,6 +123,7 @@ const ACCOUNT: &str = "1234567";
 struct Serving {
     conf: PathBuf,
     config: PathBuf,
+    /// Kept running for the agent.
     _emu: common::emulator::Emulator,
     _dir: tempfile::TempDir,
 }
@@ -251,4 +252,186 @@ fn allowed_uids_from_the_config_open_the_socket_and_a_reload_without_them_closes
         "ok",
         "the owner still can"
     );
+}
+
+/// The value of the metric line `name{labels}` in Prometheus text, if present.
+fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+}
+
+/// `curl` (its own process) for `path` on the agent's socket: the body when the answer was
+/// 200, else what went wrong.
+fn curl(socket: &Path, path: &str) -> Result<String, String> {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "--max-time",
+            "20",
+            "-w",
+            "\n%{http_code}",
+            "--unix-socket",
+        ])
+        .arg(socket)
+        .arg(format!("http://localhost{path}"))
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    match text.rsplit_once('\n') {
+        Some((body, "200")) if out.status.success() => Ok(body.to_owned()),
+        _ => Err(format!("curl exit {:?}: {text}", out.status.code())),
+    }
+}
+
+/// Opens `n` connections to `socket` and keeps them, sending nothing.
+fn hold_idle(socket: &Path, n: usize) -> Vec<std::os::unix::net::UnixStream> {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    // Room for them in this process (the soft limit may be 1024).
+    let limit = getrlimit(Resource::Nofile);
+    let _ = setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        },
+    );
+    (0..n)
+        .map(|i| {
+            std::os::unix::net::UnixStream::connect(socket)
+                .unwrap_or_else(|e| panic!("connection {i}: {e}"))
+        })
+        .collect()
+}
+
+/// 2,000 idle connections from one process while 8 other processes keep asking for tokens of
+/// 8 cold profiles (each signed during the flood) renewed every few seconds. The agent has
+/// 1,024 descriptors, as under a default `ulimit -n`: before the fix it ran out, stopped
+/// accepting, and every client hung.
+#[test]
+fn two_thousand_idle_connections_from_one_process_starve_no_other_client() {
+    let profiles: Vec<String> = (0..8).map(|i| format!("p{i}")).collect();
+    let names: Vec<&str> = profiles.iter().map(String::as_str).collect();
+    let s = Serving::new(&names, &["--token-lifetime", "10"]);
+    let agent = Agent::start_under(
+        &["prlimit", "--nofile=1024:1024"],
+        &s.conf,
+        &s.config,
+        &[],
+        &[],
+    );
+    let idle = hold_idle(&agent.socket, 2000);
+
+    let clients: Vec<_> = profiles
+        .iter()
+        .map(|profile| {
+            let (socket, path) = (
+                agent.socket.clone(),
+                format!("/v1/profiles/{profile}/token"),
+            );
+            // Each client stops at its first failure: one is enough to fail the test.
+            std::thread::spawn(move || {
+                (0..15)
+                    .find_map(|_| {
+                        let answer = curl(&socket, &path);
+                        std::thread::sleep(std::time::Duration::from_millis(200));
+                        answer.err()
+                    })
+                    .into_iter()
+                    .collect::<Vec<String>>()
+            })
+        })
+        .collect();
+    let failures: Vec<String> = clients
+        .into_iter()
+        .flat_map(|c| c.join().expect("client thread"))
+        .collect();
+    let metrics = curl(&agent.socket, "/metrics");
+    drop(idle);
+    let log = agent.stderr();
+    assert!(failures.is_empty(), "{failures:#?}\n{log}");
+    let metrics = metrics.expect("metrics during the flood");
+    for profile in &profiles {
+        let signed = metric(
+            &metrics,
+            &format!("suitekey_agent_signatures_total{{profile=\"{profile}\"}}"),
+        );
+        assert!(signed >= Some(1.0), "{profile} signed: {metrics}");
+    }
+    assert!(
+        !metrics.contains("suitekey_agent_upstream_failures_total{"),
+        "no failed exchange or signature: {metrics}"
+    );
+    assert!(
+        !log.contains("os error 24") && !log.contains("Too many open files"),
+        "{log}"
+    );
+    let refused = metric(
+        &metrics,
+        "suitekey_agent_connections_refused_total{reason=\"process_limit\"}",
+    )
+    .unwrap_or(0.0);
+    assert!(refused >= 1000.0, "refusals counted: {metrics}");
+    let lines = log.matches("refused").count();
+    assert!(
+        lines <= 5,
+        "refusals logged {lines} times, not once each:\n{log}"
+    );
+}
+
+/// A connection that sent half a request must not hold SIGTERM for the whole drain timeout
+/// (30 s by default): the agent stops promptly and removes its socket.
+#[test]
+fn sigterm_with_a_half_sent_request_exits_promptly() {
+    use std::io::{Read as _, Write as _};
+    let tmp = socket_dir();
+    let config = keyless_config(tmp.path());
+    let mut agent = Agent::start(Path::new("/nonexistent"), &config, &[], &[]);
+    let mut half = std::os::unix::net::UnixStream::connect(&agent.socket).unwrap();
+    half.write_all(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    // Also one that already had an answer and then began another request.
+    let mut second = std::os::unix::net::UnixStream::connect(&agent.socket).unwrap();
+    second
+        .write_all(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\nGET /v1/hea")
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let start = std::time::Instant::now();
+    agent.signal("TERM");
+    // A bound that only catches the hang: well under the 30 s drain timeout.
+    let status = agent.wait_exit(std::time::Duration::from_secs(15));
+    assert!(status.success(), "{status:?}: {}", agent.stderr());
+    assert!(
+        !agent.stderr().contains("stopping anyway"),
+        "cut by the drain timeout after {:?}: {}",
+        start.elapsed(),
+        agent.stderr()
+    );
+    assert!(!agent.socket.exists(), "socket removed");
+    let mut rest = Vec::new();
+    let _ = half.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "no answer to half a request");
+}
+
+/// The soft open-file limit (often 1,024) is raised to the hard one at start, so that the
+/// connections and the PKCS#11 module have room.
+#[test]
+fn the_agent_raises_its_soft_open_file_limit_to_the_hard_one() {
+    let tmp = socket_dir();
+    let config = keyless_config(tmp.path());
+    let agent = Agent::start_under(
+        &["prlimit", "--nofile=1024:4096"],
+        Path::new("/nonexistent"),
+        &config,
+        &[],
+        &[],
+    );
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", agent.child.id())).unwrap();
+    let open_files: Vec<&str> = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("Max open files")
+        .split_whitespace()
+        .collect();
+    assert_eq!(open_files[3..5], ["4096", "4096"], "{limits}");
 }

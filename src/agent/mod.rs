@@ -9,12 +9,14 @@
 //! | [`signers`] | one blocking worker per profile owning its PKCS#11 session; reopen and log in once |
 //! | [`cache`] | per-profile token cache, single flight, renewal ahead of expiry |
 //! | [`api`] | the HTTP routes and JSON errors |
+//! | [`connections`] | how many connections are held (in all, per client process) and for how long |
 //! | [`metrics`] | counters and their Prometheus text |
 //! | [`client`] | what `token` and `exec` use when `SUITEKEY_AUTH_SOCK` is set |
 
 pub mod api;
 pub mod cache;
 pub mod client;
+pub mod connections;
 pub mod logins;
 pub mod metrics;
 pub mod profiles;
@@ -143,6 +145,7 @@ pub fn run(options: Options, out: &mut dyn Write) -> Result<(), Error> {
     };
     let config = profiles::load_config(options.config.as_deref())?;
     harden();
+    let open_files = connections::raise_open_file_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -177,7 +180,9 @@ pub fn run(options: Options, out: &mut dyn Write) -> Result<(), Error> {
     }
     let allowed = Arc::new(socket::AllowedUids::for_socket(bound));
     allowed.set(&options.allow_uids, config.allowed_uids());
-    let agent = Arc::new(api::Agent::new(served, allowed));
+    let limits = connections::Limits::for_open_files(open_files);
+    let connections = Arc::new(connections::Connections::new(limits));
+    let agent = Arc::new(api::Agent::new(served, allowed, connections));
     runtime.block_on(announce_and_serve(
         &agent,
         (&options, &logins),
@@ -282,16 +287,35 @@ async fn announce_and_serve(
 ) -> Result<(), Error> {
     writeln!(out, "{}", socket_path.display()).map_err(Error::Io)?;
     out.flush().map_err(Error::Io)?;
-    tracing::info!(socket = %socket_path.display(), profiles = agent.profile_count(), "agent listening");
+    let limits = agent.connections().limits();
+    tracing::info!(
+        socket = %socket_path.display(),
+        profiles = agent.profile_count(),
+        max_connections = limits.open,
+        max_per_process = limits.per_process,
+        "agent listening"
+    );
     spawn_reloader(
         Arc::clone(agent),
         Arc::clone(options),
         Arc::clone(logins),
         signals.hangup,
     );
-    let listener = socket::PeerChecked::new(listener, Arc::clone(agent.allowed()));
-    let server = axum::serve(listener, api::router(Arc::clone(agent)))
-        .with_graceful_shutdown(stopped(signals.stop.clone()))
+    let connections = Arc::clone(agent.connections());
+    let listener = socket::PeerChecked::new(
+        listener,
+        Arc::clone(agent.allowed()),
+        Arc::clone(&connections),
+    );
+    let routes = api::router(Arc::clone(agent))
+        .into_make_service_with_connect_info::<connections::Activity>();
+    let stop = signals.stop.clone();
+    let server = axum::serve(listener, routes)
+        .with_graceful_shutdown(async move {
+            stopped(stop).await;
+            // Before the connections are told: a half-sent request then ends at once.
+            connections.stop();
+        })
         .into_future();
     let limit = options.drain_timeout;
     let drain_limit = async {

@@ -2,7 +2,9 @@
 //! a stale socket replaced, a live agent left alone), and refusing connections from other users.
 //!
 //! The directory's 0700 mode already keeps other users out; the peer-uid check is the second
-//! wall, for sockets put in shared directories or made accessible on purpose.
+//! wall, for sockets put in shared directories or made accessible on purpose (as the agent does
+//! itself while other uids are allowed). How many connections are held, and for how long, is
+//! [`super::connections`]'s business.
 
 use std::io::ErrorKind;
 use std::os::fd::OwnedFd;
@@ -16,7 +18,12 @@ use std::time::{Duration, SystemTime};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{UnixListener, UnixStream};
 
+use axum::extract::connect_info::Connected;
+use axum::serve::IncomingStream;
+
 use super::Error;
+use super::connections::{Activity, Connections, Peer, Permit, Watched};
+use super::metrics::Refusal;
 
 /// The socket's file name inside `$XDG_RUNTIME_DIR/suitekey/`.
 const SOCKET_NAME: &str = "agent.sock";
@@ -390,54 +397,67 @@ impl AllowedUids {
     }
 }
 
-/// A Unix listener that hands axum only connections from allowed users: this process's uid
-/// and the [`AllowedUids`]. Others get a 403 and a log line.
+/// A Unix listener that hands axum only connections from allowed users (this process's uid
+/// and the [`AllowedUids`]) and only within the [`Connections`] limits, each [`Watched`] for
+/// its timeouts. Other users get a 403; connections beyond the limits are closed at once.
 pub struct PeerChecked {
     listener: UnixListener,
     own_uid: u32,
     allowed: Arc<AllowedUids>,
+    connections: Arc<Connections>,
 }
 
 impl PeerChecked {
     /// Wraps `listener`; the agent's own uid is always allowed, other users when `allowed`
     /// lists them at the time they connect.
-    pub fn new(listener: UnixListener, allowed: Arc<AllowedUids>) -> PeerChecked {
+    pub fn new(
+        listener: UnixListener,
+        allowed: Arc<AllowedUids>,
+        connections: Arc<Connections>,
+    ) -> PeerChecked {
         PeerChecked {
             listener,
             own_uid: rustix::process::getuid().as_raw(),
             allowed,
+            connections,
         }
     }
 
-    fn admits(&self, stream: &UnixStream) -> bool {
-        match stream.peer_cred() {
-            Ok(cred) if cred.uid() == self.own_uid || self.allowed.contains(cred.uid()) => true,
-            Ok(cred) => {
-                tracing::warn!(
-                    uid = cred.uid(),
-                    pid = cred.pid(),
-                    "refused a connection from another user (403); allow it with --allow-uid or [agent] allowed-uids if intended"
-                );
-                false
+    /// The connection, watched, when its peer is allowed and there is room for it; else it
+    /// is refused (a 403 in the background, or closed at once) and counted.
+    fn admit(&self, stream: UnixStream) -> Option<Watched<UnixStream>> {
+        let cred = stream.peer_cred().ok();
+        let peer = Peer {
+            uid: cred.map(|c| c.uid()),
+            pid: cred.and_then(|c| c.pid()),
+        };
+        let allowed = peer
+            .uid
+            .is_some_and(|uid| uid == self.own_uid || self.allowed.contains(uid));
+        match self.connections.admit(peer, !allowed) {
+            Ok(permit) if allowed => return Some(Watched::new(stream, permit)),
+            Ok(permit) => {
+                tokio::spawn(refuse(stream, permit));
+                self.connections.refused(Refusal::Uid, peer);
             }
-            Err(e) => {
-                tracing::warn!("refused a connection whose peer credentials cannot be read: {e}");
-                false
-            }
+            // Closed at once (dropped): nothing read, nothing written.
+            Err(reason) => self.connections.refused(reason, peer),
         }
+        None
     }
 }
 
 impl axum::serve::Listener for PeerChecked {
-    type Io = UnixStream;
+    type Io = Watched<UnixStream>;
     type Addr = tokio::net::unix::SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         loop {
             match self.listener.accept().await {
-                Ok((stream, addr)) if self.admits(&stream) => return (stream, addr),
-                Ok((stream, _)) => {
-                    tokio::spawn(refuse(stream));
+                Ok((stream, addr)) => {
+                    if let Some(watched) = self.admit(stream) {
+                        return (watched, addr);
+                    }
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: wait instead of spinning.
@@ -453,10 +473,19 @@ impl axum::serve::Listener for PeerChecked {
     }
 }
 
+/// Each request's route layer finds the connection's [`Activity`] here, to mark the request
+/// in flight (no timeout runs meanwhile).
+impl Connected<IncomingStream<'_, PeerChecked>> for Activity {
+    fn connect_info(stream: IncomingStream<'_, PeerChecked>) -> Activity {
+        stream.io().activity().clone()
+    }
+}
+
 /// Answers a refused connection with the 403, then reads what the client sent until it closes:
 /// a Unix socket closed with unread data resets the peer (ECONNRESET), and the client would
-/// lose the 403 it is reading. Bounded in time and bytes, so a refused client costs little.
-async fn refuse(mut stream: UnixStream) {
+/// lose the 403 it is reading. Bounded in time and bytes, so a refused client costs little;
+/// its place among the limits is held until then.
+async fn refuse(mut stream: UnixStream, _permit: Permit) {
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         let _ = stream.write_all(forbidden_response().as_bytes()).await;
         let _ = stream.shutdown().await;
