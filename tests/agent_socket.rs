@@ -305,14 +305,14 @@ fn hold_idle(socket: &Path, n: usize) -> Vec<std::os::unix::net::UnixStream> {
 }
 
 /// 2,000 idle connections from one process while 8 other processes keep asking for tokens of
-/// 8 cold profiles (each signed during the flood) renewed every few seconds. The agent has
+/// 8 cold profiles (each signed during the flood, the module opening its files). The agent has
 /// 1,024 descriptors, as under a default `ulimit -n`: before the fix it ran out, stopped
 /// accepting, and every client hung.
 #[test]
 fn two_thousand_idle_connections_from_one_process_starve_no_other_client() {
     let profiles: Vec<String> = (0..8).map(|i| format!("p{i}")).collect();
     let names: Vec<&str> = profiles.iter().map(String::as_str).collect();
-    let s = Serving::new(&names, &["--token-lifetime", "10"]);
+    let s = Serving::new(&names, &[]);
     let agent = Agent::start_under(
         &["prlimit", "--nofile=1024:1024"],
         &s.conf,
