@@ -5,11 +5,16 @@
 //! Env: SUITEKEY_BENCH_SOCK (socket), SUITEKEY_BENCH_PROFILE (profile, default `bench`),
 //! SUITEKEY_BENCH_PID (agent PID, for RSS), SUITEKEY_BENCH_SECS (per level, default 5).
 //!
+//! With SUITEKEY_BENCH_IDLE=N, one more level: 8 clients while another process (this program
+//! again) holds N idle connections; the agent's refusals of that process are printed too.
+//!
 //! With SUITEKEY_BENCH_SOAK_SECS set it soaks instead (`scripts/soak.sh`):
 //! SUITEKEY_BENCH_CLIENTS (default 64) clients for that long, every answer checked (HTTP 200,
 //! JSON, `expires_at` after the moment it arrived, `expires_in` ≥ 1), the agent's VmRSS sampled
 //! after a 10 s warm-up, every minute and at the end; prints `key=value` lines.
 
+#[path = "agent/idle.rs"]
+mod idle;
 #[path = "agent/soak.rs"]
 mod soak;
 
@@ -27,6 +32,9 @@ fn main() -> Result<(), BoxError> {
         std::env::var_os("SUITEKEY_BENCH_SOCK")
             .ok_or("set SUITEKEY_BENCH_SOCK to the agent's socket")?,
     );
+    if let Some(n) = env_number(idle::HOLD_ENV) {
+        return idle::hold(&socket, n as usize);
+    }
     let profile = std::env::var("SUITEKEY_BENCH_PROFILE").unwrap_or_else(|_| "bench".into());
     let secs = env_number("SUITEKEY_BENCH_SECS").unwrap_or(5);
     let request = format!("GET /v1/profiles/{profile}/token HTTP/1.1\r\nHost: localhost\r\n\r\n");
@@ -39,16 +47,18 @@ fn main() -> Result<(), BoxError> {
     run(&socket, &request, 8, Duration::from_secs(1))?;
     println!("clients\treq/s\tp50_us\tp99_us\trequests");
     for clients in [1, 8, 64] {
-        let mut latencies = run(&socket, &request, clients, Duration::from_secs(secs))?;
-        latencies.sort_unstable();
-        let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize];
-        println!(
-            "{clients}\t{:.0}\t{}\t{}\t{}",
-            latencies.len() as f64 / secs as f64,
-            pct(0.50),
-            pct(0.99),
-            latencies.len()
-        );
+        let latencies = run(&socket, &request, clients, Duration::from_secs(secs))?;
+        report(&clients.to_string(), latencies, secs);
+    }
+    if let Some(idle) = env_number("SUITEKEY_BENCH_IDLE") {
+        let refused = "suitekey_agent_connections_refused_total{reason=\"process_limit\"}";
+        let before = idle::metric(&socket, refused)?;
+        let flood = idle::Flood::start(&socket, idle as usize)?;
+        let latencies = run(&socket, &request, 8, Duration::from_secs(secs))?;
+        let after = idle::metric(&socket, refused)?;
+        drop(flood);
+        report(&format!("8+{idle}idle"), latencies, secs);
+        println!("agent refusals of the idle process (process_limit): {before} -> {after}");
     }
     if let Ok(pid) = std::env::var("SUITEKEY_BENCH_PID") {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
@@ -63,6 +73,19 @@ fn main() -> Result<(), BoxError> {
         }
     }
     Ok(())
+}
+
+/// Prints one level's line: `label`, requests per second, p50 and p99 in µs, requests.
+fn report(label: &str, mut latencies: Vec<u32>, secs: u64) {
+    latencies.sort_unstable();
+    let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize];
+    println!(
+        "{label}\t{:.0}\t{}\t{}\t{}",
+        latencies.len() as f64 / secs as f64,
+        pct(0.50),
+        pct(0.99),
+        latencies.len()
+    );
 }
 
 fn env_number(name: &str) -> Option<u64> {

@@ -4,21 +4,31 @@
 # SoftHSM2 token and P-256 key, measured with hyperfine. Prints the medians and their ratio.
 #
 # Then the agent: `suitekey agent` serving that key against the emulator; cached-token
-# requests per second and p50/p99 latency over its socket with 1, 8 and 64 keep-alive clients
-# (benches/agent.rs), its RSS, and as the baseline one `suitekey token --no-agent` exchange
-# beside one `suitekey token` answered by the agent.
+# requests per second and p50/p99 latency over its socket with 1, 8 and 64 keep-alive clients,
+# and with 8 while another process holds 2,000 idle connections (benches/agent.rs), its RSS,
+# and as the baseline one `suitekey token --no-agent` exchange beside one `suitekey token`
+# answered by the agent.
 #
-# Usage: scripts/bench.sh [RUNS]   (runs per command, at least 15; default 50)
+# Usage: scripts/bench.sh [--agent] [RUNS]   (runs per command, at least 15; default 50)
+#   --agent   only the agent's load levels (no hyperfine comparisons)
 # Uses target/bench/ (token created once, then reused); hyperfine's JSON is kept in
 # target/bench/hyperfine.json.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+AGENT_ONLY=0
+if [[ ${1:-} == --agent ]]; then
+  AGENT_ONLY=1
+  shift
+fi
+readonly AGENT_ONLY
 readonly BENCH_DIR=target/bench
 readonly TOKEN=bench
 readonly KEY=ns-bench
 readonly RUNS=${1:-50}
+# Idle connections another process holds during the last agent level.
+readonly IDLE_CONNECTIONS=2000
 readonly WARMUP=5
 readonly CLIENT_ID=161c761646ff925cafb93a8de1b5a06be9be365f994d446c62c02e53dae488cf
 readonly CERTIFICATE_ID=Uiv6n4otrKDNWldJXl4pbbevCza8NDeBTulujBq6vhI
@@ -67,32 +77,36 @@ SUITEKEY_BENCH_PIN=$pin "${pkcs11_argv[@]}" -o "$BENCH_DIR/signature.bin" >"$BEN
 }
 [[ $(stat -c %s "$BENCH_DIR/signature.bin") == 64 ]] || die "pkcs11-tool did not produce a 64-byte ECDSA signature"
 
-printf -v suitekey_cmd '%q ' "${suitekey_argv[@]}"
-printf -v pkcs11_cmd '%q ' "${pkcs11_argv[@]}"
-json=$BENCH_DIR/hyperfine.json
-if ! SUITEKEY_BENCH_PIN=$pin hyperfine --shell=none --style none --warmup "$WARMUP" --runs "$RUNS" \
-  --export-json "$json" --command-name suitekey "$suitekey_cmd" --command-name pkcs11-tool "$pkcs11_cmd" \
-  >"$BENCH_DIR/hyperfine.log" 2>&1; then
-  cat -- "$BENCH_DIR/hyperfine.log" >&2
-  die "hyperfine failed (output above)"
-fi
-unset pin
+# suitekey assertion beside pkcs11-tool --sign, one process per signature (hyperfine).
+bench_signing() {
+  printf -v suitekey_cmd '%q ' "${suitekey_argv[@]}"
+  printf -v pkcs11_cmd '%q ' "${pkcs11_argv[@]}"
+  json=$BENCH_DIR/hyperfine.json
+  if ! SUITEKEY_BENCH_PIN=$pin hyperfine --shell=none --style none --warmup "$WARMUP" --runs "$RUNS" \
+    --export-json "$json" --command-name suitekey "$suitekey_cmd" --command-name pkcs11-tool "$pkcs11_cmd" \
+    >"$BENCH_DIR/hyperfine.log" 2>&1; then
+    cat -- "$BENCH_DIR/hyperfine.log" >&2
+    die "hyperfine failed (output above)"
+  fi
 
-# name median min max runs (seconds) for each command, in order.
-stats=$(jq -r '.results[] | [.command, .median, .min, .max, (.times | length)] | @tsv' "$json") ||
-  die "cannot read $json"
-awk -F'\t' -v runs="$RUNS" -v warmup="$WARMUP" '
-  { name[NR] = $1; median[NR] = $2; min[NR] = $3; max[NR] = $4; n[NR] = $5 }
-  END {
-    if (NR != 2 || median[2] <= 0) { print "bench.sh: error: unexpected hyperfine results" > "/dev/stderr"; exit 1 }
-    printf "ES256 on SoftHSM2, one process per signature (module load + login + sign); %d runs each after %d warmup runs\n\n", runs, warmup
-    printf "%-40s %10s %10s %10s %6s\n", "command", "median", "min", "max", "runs"
-    desc["suitekey"] = "suitekey assertion"
-    desc["pkcs11-tool"] = "pkcs11-tool --sign -m ECDSA"
-    for (i = 1; i <= 2; i++)
-      printf "%-40s %7.2f ms %7.2f ms %7.2f ms %6d\n", desc[name[i]], median[i] * 1000, min[i] * 1000, max[i] * 1000, n[i]
-    printf "%-40s %10.2f\n", "ratio of medians suitekey / pkcs11-tool", median[1] / median[2]
-  }' <<<"$stats"
+  # name median min max runs (seconds) for each command, in order.
+  stats=$(jq -r '.results[] | [.command, .median, .min, .max, (.times | length)] | @tsv' "$json") ||
+    die "cannot read $json"
+  awk -F'\t' -v runs="$RUNS" -v warmup="$WARMUP" '
+    { name[NR] = $1; median[NR] = $2; min[NR] = $3; max[NR] = $4; n[NR] = $5 }
+    END {
+      if (NR != 2 || median[2] <= 0) { print "bench.sh: error: unexpected hyperfine results" > "/dev/stderr"; exit 1 }
+      printf "ES256 on SoftHSM2, one process per signature (module load + login + sign); %d runs each after %d warmup runs\n\n", runs, warmup
+      printf "%-40s %10s %10s %10s %6s\n", "command", "median", "min", "max", "runs"
+      desc["suitekey"] = "suitekey assertion"
+      desc["pkcs11-tool"] = "pkcs11-tool --sign -m ECDSA"
+      for (i = 1; i <= 2; i++)
+        printf "%-40s %7.2f ms %7.2f ms %7.2f ms %6d\n", desc[name[i]], median[i] * 1000, min[i] * 1000, max[i] * 1000, n[i]
+      printf "%-40s %10.2f\n", "ratio of medians suitekey / pkcs11-tool", median[1] / median[2]
+    }' <<<"$stats"
+}
+((AGENT_ONLY)) || bench_signing
+unset pin
 
 # ---- the agent ----
 work=$(mktemp -d /tmp/suitekey-bench.XXXXXX)
@@ -111,7 +125,8 @@ serve_profile "$work" "$BENCH_DIR" bench "$key_uri" "$BENCH_DIR/bench.pem" "$kid
 
 printf '\nsuitekey agent: cached access tokens over the Unix socket (raw HTTP/1.1 keep-alive clients)\n\n'
 SUITEKEY_BENCH_SOCK=$socket SUITEKEY_BENCH_PID=$agent_pid SUITEKEY_BENCH_PROFILE=bench \
-  cargo bench --quiet --bench agent
+  SUITEKEY_BENCH_IDLE=$IDLE_CONNECTIONS cargo bench --quiet --bench agent
+((AGENT_ONLY)) && exit 0
 
 printf -v direct_cmd '%q ' "$SUITEKEY" --config "$BENCH_DIR/config.toml" --profile bench token --no-agent
 printf -v agent_cmd '%q ' "$SUITEKEY" --config "$BENCH_DIR/config.toml" --profile bench token

@@ -220,7 +220,7 @@ pub struct AgentArgs {
     /// The socket to listen on [default: $XDG_RUNTIME_DIR/suitekey/agent.sock]; its directory is made 0700, the socket 0600.
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
-    /// Also serve this user id (repeatable; also `[agent] allowed-uids` in the config); the agent's own uid is always served, others get 403.
+    /// Also serve this user id (repeatable; also `[agent] allowed-uids` in the config); the agent's own uid is always served, others get 403. The socket is then made 0666 and its directory searchable, the peer uid being the gate.
     #[arg(long = "allow-uid", value_name = "UID")]
     pub allow_uids: Vec<u32>,
     /// On SIGTERM/SIGINT, wait at most this long for the requests in flight, then exit anyway.

@@ -19,6 +19,7 @@ use tokio::io::{AsyncRead, AsyncWriteExt as _, DuplexStream, ReadBuf};
 use tokio::sync::mpsc;
 
 use crate::agent::api::{self, Agent};
+use crate::agent::connections::{Connections, Limits};
 use crate::agent::profiles::{self, Options};
 use crate::agent::socket::AllowedUids;
 use crate::config::{self, Config, ProfileOverrides};
@@ -208,7 +209,12 @@ impl AgentHttp {
             &Arc::default(),
             runtime.handle(),
         );
-        let agent = Arc::new(Agent::new(served, Arc::new(AllowedUids::default())));
+        let connections = Connections::new(Limits::for_open_files(1024));
+        let agent = Arc::new(Agent::new(
+            served,
+            Arc::new(AllowedUids::default()),
+            Arc::new(connections),
+        ));
         let (connections, incoming) = mpsc::unbounded_channel();
         let server = axum::serve(Channel(incoming), api::router(agent));
         runtime.spawn(std::future::IntoFuture::into_future(server));

@@ -30,7 +30,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
 
+use axum::extract::ConnectInfo;
+
 use super::cache::{Failure, FailureKind};
+use super::connections::{Activity, Connections};
 use super::metrics;
 use super::profiles::{ProfileMap, Served, Status};
 use super::socket::AllowedUids;
@@ -46,19 +49,31 @@ pub const MAX_HEADER_BYTES: usize = 8 * 1024;
 /// The largest request body tolerated (and ignored): the API is read-only and takes none.
 pub const MAX_REQUEST_BODY: u64 = 1024;
 
-/// The state every route shares: the profiles being served (replaced whole on reload).
+/// The state every route shares: the profiles being served (replaced whole on reload), the
+/// uids allowed and the connections' counts.
 pub struct Agent {
     profiles: RwLock<Arc<ProfileMap>>,
     allowed: Arc<AllowedUids>,
+    connections: Arc<Connections>,
 }
 
 impl Agent {
     /// An agent serving `profiles`.
-    pub fn new(profiles: ProfileMap, allowed: Arc<AllowedUids>) -> Agent {
+    pub fn new(
+        profiles: ProfileMap,
+        allowed: Arc<AllowedUids>,
+        connections: Arc<Connections>,
+    ) -> Agent {
         Agent {
             profiles: RwLock::new(Arc::new(profiles)),
             allowed,
+            connections,
         }
+    }
+
+    /// The connections' limits and counts (shared with the listener).
+    pub fn connections(&self) -> &Arc<Connections> {
+        &self.connections
     }
 
     /// The other users allowed on the socket (shared with the listener, updated on reload).
@@ -99,7 +114,18 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .fallback(bad_path)
         .method_not_allowed_fallback(wrong_method)
         .layer(middleware::from_fn(within_limits))
+        .layer(middleware::from_fn(in_flight))
         .with_state(agent)
+}
+
+/// Marks the connection busy while its request is handled, so that its header and idle
+/// timeouts wait (an exchange may take longer than either).
+async fn in_flight(request: Request, next: Next) -> Response {
+    let _busy = request
+        .extensions()
+        .get::<ConnectInfo<Activity>>()
+        .map(|info| info.0.request());
+    next.run(request).await
 }
 
 /// Refuses a request over the size limits before it is routed.
@@ -326,11 +352,10 @@ async fn metrics(State(agent): State<Arc<Agent>>) -> Response {
     let rows = profiles
         .values()
         .map(|p| (p.name.as_str(), &*p.metrics, p.certificate_days_left(now)));
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        metrics::render(rows),
-    )
-        .into_response()
+    let mut text = metrics::render(rows);
+    let connections = agent.connections();
+    metrics::render_connections(&mut text, connections.metrics(), connections.open());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 async fn bad_path() -> Response {

@@ -1,4 +1,5 @@
-//! The agent's counters, per profile, and their Prometheus text form (`GET /metrics`).
+//! The agent's counters, per profile and for its connections, and their Prometheus text form
+//! (`GET /metrics`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -46,6 +47,107 @@ impl ProfileMetrics {
     /// A lost session was replaced.
     pub fn session_reopened(&self) {
         self.sessions_reopened.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Why a connection was closed at once (see [`super::connections`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    /// The agent held as many connections as it may.
+    AgentLimit,
+    /// The client's process held as many connections as one process may.
+    ProcessLimit,
+    /// The peer's uid is not allowed (answered 403, or closed when too many are refused).
+    Uid,
+}
+
+impl Refusal {
+    const ALL: [Refusal; 3] = [Refusal::AgentLimit, Refusal::ProcessLimit, Refusal::Uid];
+
+    /// The `reason` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::AgentLimit => "agent_limit",
+            Refusal::ProcessLimit => "process_limit",
+            Refusal::Uid => "uid",
+        }
+    }
+}
+
+/// Which timeout closed a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timeout {
+    /// A request head was not complete in time.
+    Header,
+    /// No request came in time.
+    Idle,
+}
+
+impl Timeout {
+    const ALL: [Timeout; 2] = [Timeout::Header, Timeout::Idle];
+
+    /// The `timeout` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Timeout::Header => "header",
+            Timeout::Idle => "idle",
+        }
+    }
+
+    /// Why the connection was closed, in words.
+    pub fn message(self) -> &'static str {
+        match self {
+            Timeout::Header => "the request head did not arrive in time",
+            Timeout::Idle => "no request came in time",
+        }
+    }
+}
+
+/// The agent's connection counters (for the whole agent, not per profile).
+#[derive(Default)]
+pub struct ConnectionMetrics {
+    refused: [AtomicU64; 3],
+    timed_out: [AtomicU64; 2],
+}
+
+impl ConnectionMetrics {
+    /// A connection was closed at once, for `reason`.
+    pub fn refused(&self, reason: Refusal) {
+        self.refused[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A connection was closed by `timeout`.
+    pub fn timed_out(&self, timeout: Timeout) {
+        self.timed_out[timeout as usize].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The connection lines of the report: `metrics` and the connections open now.
+pub fn render_connections(out: &mut String, metrics: &ConnectionMetrics, open: usize) {
+    const OPEN: &str = "suitekey_agent_connections_open";
+    header(out, OPEN, "Connections open now.", "gauge");
+    let _ = writeln!(out, "{OPEN} {open}");
+    const REFUSED: &str = "suitekey_agent_connections_refused_total";
+    header(
+        out,
+        REFUSED,
+        "Connections closed at once: over the agent's or one process's limit, or from a uid not allowed.",
+        "counter",
+    );
+    for reason in Refusal::ALL {
+        let n = metrics.refused[reason as usize].load(Ordering::Relaxed);
+        let _ = writeln!(out, "{REFUSED}{{reason=\"{}\"}} {n}", reason.label());
+    }
+    const TIMED_OUT: &str = "suitekey_agent_connections_timed_out_total";
+    header(
+        out,
+        TIMED_OUT,
+        "Connections closed because a request head or the next request did not come in time.",
+        "counter",
+    );
+    for timeout in Timeout::ALL {
+        let n = metrics.timed_out[timeout as usize].load(Ordering::Relaxed);
+        let _ = writeln!(out, "{TIMED_OUT}{{timeout=\"{}\"}} {n}", timeout.label());
     }
 }
 
@@ -177,5 +279,26 @@ mod tests {
             "unknown days are left out"
         );
         assert!(text.contains("# TYPE suitekey_agent_certificate_days_left gauge"));
+    }
+
+    #[test]
+    fn connection_counters_are_rendered_by_reason() {
+        let m = ConnectionMetrics::default();
+        m.refused(Refusal::ProcessLimit);
+        m.refused(Refusal::ProcessLimit);
+        m.refused(Refusal::Uid);
+        m.timed_out(Timeout::Idle);
+        let mut text = String::new();
+        render_connections(&mut text, &m, 7);
+        for line in [
+            "suitekey_agent_connections_open 7\n",
+            "suitekey_agent_connections_refused_total{reason=\"agent_limit\"} 0\n",
+            "suitekey_agent_connections_refused_total{reason=\"process_limit\"} 2\n",
+            "suitekey_agent_connections_refused_total{reason=\"uid\"} 1\n",
+            "suitekey_agent_connections_timed_out_total{timeout=\"header\"} 0\n",
+            "suitekey_agent_connections_timed_out_total{timeout=\"idle\"} 1\n",
+        ] {
+            assert!(text.contains(line), "{line}: {text}");
+        }
     }
 }

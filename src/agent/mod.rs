@@ -9,12 +9,14 @@
 //! | [`signers`] | one blocking worker per profile owning its PKCS#11 session; reopen and log in once |
 //! | [`cache`] | per-profile token cache, single flight, renewal ahead of expiry |
 //! | [`api`] | the HTTP routes and JSON errors |
+//! | [`connections`] | how many connections are held (in all, per client process) and for how long |
 //! | [`metrics`] | counters and their Prometheus text |
 //! | [`client`] | what `token` and `exec` use when `SUITEKEY_AUTH_SOCK` is set |
 
 pub mod api;
 pub mod cache;
 pub mod client;
+pub mod connections;
 pub mod logins;
 pub mod metrics;
 pub mod profiles;
@@ -65,6 +67,23 @@ pub enum Error {
         /// The agent's uid.
         uid: u32,
     },
+    /// The socket's directory is a symbolic link, which whoever owns it could repoint.
+    #[error(
+        "the socket directory '{}' is a symbolic link; the agent does not follow it (whoever can change the link could move the socket): pass a --socket PATH in a real directory you own"
+    , .0.display())]
+    SocketDirSymlink(PathBuf),
+    /// A directory on the way to the socket could be changed by another user.
+    #[error(
+        "cannot put the socket in '{}': '{}' {reason}, so another user could replace the socket's directory; pass a --socket PATH under directories only you or root can change, e.g. under $XDG_RUNTIME_DIR"
+    , .dir.display(), .path.display())]
+    SocketPathUnsafe {
+        /// The socket's directory.
+        dir: PathBuf,
+        /// The directory (or link) on its way that others could change.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: socket::Unsafe,
+    },
     /// Another agent answers on the socket.
     #[error(
         "an agent is already running on '{}'; stop it first, or pass another --socket PATH", .0.display()
@@ -106,9 +125,11 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::NoSocketPath | Error::NoConfig(_) | Error::Config(_) => EXIT_USAGE,
-            Error::AlreadyRunning(_) | Error::NotASocket(_) | Error::SocketDirOwner { .. } => {
-                EXIT_USAGE
-            }
+            Error::AlreadyRunning(_)
+            | Error::NotASocket(_)
+            | Error::SocketDirOwner { .. }
+            | Error::SocketDirSymlink(_)
+            | Error::SocketPathUnsafe { .. } => EXIT_USAGE,
             Error::SocketDir { .. } | Error::Bind { .. } | Error::Io(_) => EXIT_IO,
         }
     }
@@ -124,6 +145,7 @@ pub fn run(options: Options, out: &mut dyn Write) -> Result<(), Error> {
     };
     let config = profiles::load_config(options.config.as_deref())?;
     harden();
+    let open_files = connections::raise_open_file_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -134,9 +156,12 @@ pub fn run(options: Options, out: &mut dyn Write) -> Result<(), Error> {
     // Before the socket exists: a signal during startup must not kill the agent and leave the
     // socket behind.
     let signals = Signals::register()?;
+    // From now on a PIN prompt leaves SIGHUP, SIGINT and SIGTERM to these handlers.
+    crate::pkcs11::leave_signals_to_caller();
     // Bound first, so that a second agent on the same socket stops before touching a token.
     let (listener, bound) = socket::bind(&socket_path)?;
-    let _remove = RemoveOnDrop(bound);
+    let bound = Arc::new(bound);
+    let _remove = RemoveOnDrop(Arc::clone(&bound));
     // Opened before serving, outside any task: PIN prompts come here, one per token.
     let logins = Arc::new(logins::Logins::default());
     let served = profiles::open_all(
@@ -153,9 +178,11 @@ pub fn run(options: Options, out: &mut dyn Write) -> Result<(), Error> {
         finish(runtime, logins);
         return Ok(());
     }
-    let allowed = Arc::new(socket::AllowedUids::default());
+    let allowed = Arc::new(socket::AllowedUids::for_socket(bound));
     allowed.set(&options.allow_uids, config.allowed_uids());
-    let agent = Arc::new(api::Agent::new(served, allowed));
+    let limits = connections::Limits::for_open_files(open_files);
+    let connections = Arc::new(connections::Connections::new(limits));
+    let agent = Arc::new(api::Agent::new(served, allowed, connections));
     runtime.block_on(announce_and_serve(
         &agent,
         (&options, &logins),
@@ -202,7 +229,7 @@ fn harden() {
 
 /// Removes the socket file however the agent ends, unless another agent's socket has
 /// replaced it meanwhile.
-struct RemoveOnDrop(socket::Bound);
+struct RemoveOnDrop(Arc<socket::Bound>);
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
@@ -260,16 +287,35 @@ async fn announce_and_serve(
 ) -> Result<(), Error> {
     writeln!(out, "{}", socket_path.display()).map_err(Error::Io)?;
     out.flush().map_err(Error::Io)?;
-    tracing::info!(socket = %socket_path.display(), profiles = agent.profile_count(), "agent listening");
+    let limits = agent.connections().limits();
+    tracing::info!(
+        socket = %socket_path.display(),
+        profiles = agent.profile_count(),
+        max_connections = limits.open,
+        max_per_process = limits.per_process,
+        "agent listening"
+    );
     spawn_reloader(
         Arc::clone(agent),
         Arc::clone(options),
         Arc::clone(logins),
         signals.hangup,
     );
-    let listener = socket::PeerChecked::new(listener, Arc::clone(agent.allowed()));
-    let server = axum::serve(listener, api::router(Arc::clone(agent)))
-        .with_graceful_shutdown(stopped(signals.stop.clone()))
+    let connections = Arc::clone(agent.connections());
+    let listener = socket::PeerChecked::new(
+        listener,
+        Arc::clone(agent.allowed()),
+        Arc::clone(&connections),
+    );
+    let routes = api::router(Arc::clone(agent))
+        .into_make_service_with_connect_info::<connections::Activity>();
+    let stop = signals.stop.clone();
+    let server = axum::serve(listener, routes)
+        .with_graceful_shutdown(async move {
+            stopped(stop).await;
+            // Before the connections are told: a half-sent request then ends at once.
+            connections.stop();
+        })
         .into_future();
     let limit = options.drain_timeout;
     let drain_limit = async {

@@ -2,9 +2,12 @@
 //! a stale socket replaced, a live agent left alone), and refusing connections from other users.
 //!
 //! The directory's 0700 mode already keeps other users out; the peer-uid check is the second
-//! wall, for sockets put in shared directories or made accessible on purpose.
+//! wall, for sockets put in shared directories or made accessible on purpose (as the agent does
+//! itself while other uids are allowed). How many connections are held, and for how long, is
+//! [`super::connections`]'s business.
 
 use std::io::ErrorKind;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{
     DirBuilderExt as _, FileTypeExt as _, MetadataExt as _, PermissionsExt as _,
 };
@@ -15,7 +18,12 @@ use std::time::{Duration, SystemTime};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{UnixListener, UnixStream};
 
+use axum::extract::connect_info::Connected;
+use axum::serve::IncomingStream;
+
 use super::Error;
+use super::connections::{Activity, Connections, Peer, Permit, Watched};
+use super::metrics::Refusal;
 
 /// The socket's file name inside `$XDG_RUNTIME_DIR/suitekey/`.
 const SOCKET_NAME: &str = "agent.sock";
@@ -44,6 +52,11 @@ pub fn default_path() -> Option<PathBuf> {
 pub struct Bound {
     path: PathBuf,
     id: FileId,
+    /// The socket's directory, opened without following links, and its absolute path.
+    dir: (OwnedFd, PathBuf),
+    /// The directory's mode while no other user is allowed: 0700 for the default directory,
+    /// else as found (or created).
+    dir_mode: u32,
 }
 
 type FileId = (u64, u64, Option<SystemTime>);
@@ -54,6 +67,38 @@ fn file_id(meta: &std::fs::Metadata) -> FileId {
 }
 
 impl Bound {
+    /// Lets other users reach the socket (`open`: its directory searchable by everyone, the
+    /// socket 0666), or keeps them out (the directory's own mode, the socket 0600). Opened, the
+    /// directory still lets no one else list or change it, and every connection is admitted by
+    /// its peer uid ([`PeerChecked`]). Failures are logged: the uid check still holds.
+    pub fn admit_others(&self, open: bool) {
+        use rustix::fs::{AtFlags, Mode};
+        let (dir, dir_path) = &self.dir;
+        let (dir_mode, socket_mode) = match open {
+            true => (self.dir_mode | 0o011, 0o666),
+            false => (self.dir_mode, 0o600),
+        };
+        let name = self.path.file_name().unwrap_or(self.path.as_os_str());
+        let changed = rustix::fs::fchmod(dir, Mode::from_raw_mode(dir_mode)).and_then(|()| {
+            let mode = Mode::from_raw_mode(socket_mode);
+            rustix::fs::chmodat(dir, name, mode, AtFlags::empty())
+        });
+        match changed {
+            Err(e) => tracing::warn!(
+                socket = %self.path.display(),
+                "cannot set the modes that let the allowed users reach the socket: {e}"
+            ),
+            Ok(()) if open => {
+                tracing::info!(
+                    socket = %self.path.display(),
+                    "other users may connect (directory {dir_mode:04o}, socket 0666); only the allowed uids are served"
+                );
+                warn_if_unreachable(dir_path);
+            }
+            Ok(()) => {}
+        }
+    }
+
     /// Removes the socket file if it is still the one this agent bound.
     pub fn remove(&self) {
         match std::fs::symlink_metadata(&self.path) {
@@ -69,24 +114,28 @@ impl Bound {
     }
 }
 
-/// Binds the socket at `path`: creates its directory (0700) when missing, refuses one owned
-/// by another user, replaces a socket file no agent answers on, refuses when one does, and
-/// creates the socket 0600 (never wider, not even for a moment).
+/// Binds the socket at `path`: refuses a directory that is a symbolic link, belongs to another
+/// user, or lies under one that others could change, creates it (0700) when missing, replaces
+/// a socket file no agent answers on, refuses when one does, and creates the socket 0600
+/// (never wider, not even for a moment).
 pub fn bind(path: &Path) -> Result<(UnixListener, Bound), Error> {
     let bind_err = |source| Error::Bind {
         path: path.to_owned(),
         source,
     };
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-    if let Some(dir) = dir {
-        prepare_dir(dir, default_path().as_deref() == Some(path))?;
-    }
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let (dir, dir_mode) = prepare_dir(dir, default_path().as_deref() == Some(path))?;
     remove_stale(path)?;
     let listener = bind_private(path).map_err(bind_err)?;
     let meta = std::fs::symlink_metadata(path).map_err(bind_err)?;
     let bound = Bound {
         path: path.to_owned(),
         id: file_id(&meta),
+        dir,
+        dir_mode,
     };
     Ok((listener, bound))
 }
@@ -105,42 +154,177 @@ fn bind_private(path: &Path) -> std::io::Result<UnixListener> {
     Ok(listener)
 }
 
-/// Makes the socket's directory (0700) when missing. An existing one must belong to this
-/// user; the default directory is made 0700 again, another one gets a warning when others
-/// could write to it.
-fn prepare_dir(dir: &Path, is_default: bool) -> Result<(), Error> {
+/// Why a directory (or link) on the way to the socket is not safe: another user could change
+/// it, and with it where the socket is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsafe {
+    /// A symbolic link owned by another user, who could repoint it.
+    LinkOwner(u32),
+    /// A directory owned by another user (not root).
+    Owner(u32),
+    /// A directory writable by group or others without the sticky bit (its mode).
+    Writable(u32),
+}
+
+impl std::fmt::Display for Unsafe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unsafe::LinkOwner(uid) => write!(f, "is a symbolic link owned by uid {uid}"),
+            Unsafe::Owner(uid) => write!(f, "belongs to uid {uid}"),
+            Unsafe::Writable(mode) => write!(
+                f,
+                "is writable by other users (mode {mode:04o}) without the sticky bit"
+            ),
+        }
+    }
+}
+
+/// Whether a directory with this owner and mode can be changed only by `own_uid` and root.
+fn unsafe_dir(meta: &std::fs::Metadata, own_uid: u32) -> Option<Unsafe> {
+    let mode = meta.mode() & 0o7777;
+    if meta.uid() != own_uid && meta.uid() != 0 {
+        Some(Unsafe::Owner(meta.uid()))
+    } else if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+        Some(Unsafe::Writable(mode))
+    } else {
+        None
+    }
+}
+
+/// Checks every existing directory above `dir` (absolute): each must be root's or this user's,
+/// and writable by others only when sticky. A symbolic link on the way must be root's or this
+/// user's too; then the directories it leads to are checked as well.
+fn check_ancestors(dir: &Path, own_uid: u32) -> Result<(), Error> {
+    let refuse = |path: &Path, reason| Error::SocketPathUnsafe {
+        dir: dir.to_owned(),
+        path: path.to_owned(),
+        reason,
+    };
+    let io_err = |path: &Path, source| Error::SocketDir {
+        path: path.to_owned(),
+        source,
+    };
+    let mut nearest = None;
+    let mut through_link = false;
+    for path in dir.ancestors().skip(1) {
+        let meta = match std::fs::symlink_metadata(path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_err(path, e)),
+        };
+        nearest.get_or_insert(path);
+        let meta = if meta.file_type().is_symlink() {
+            if meta.uid() != own_uid && meta.uid() != 0 {
+                return Err(refuse(path, Unsafe::LinkOwner(meta.uid())));
+            }
+            through_link = true;
+            std::fs::metadata(path).map_err(|e| io_err(path, e))?
+        } else {
+            meta
+        };
+        if let Some(reason) = unsafe_dir(&meta, own_uid) {
+            return Err(refuse(path, reason));
+        }
+    }
+    // The links' targets may lie under other directories: check those too.
+    if let (true, Some(nearest)) = (through_link, nearest) {
+        let real = std::fs::canonicalize(nearest).map_err(|e| io_err(nearest, e))?;
+        for path in real.ancestors() {
+            let meta = std::fs::metadata(path).map_err(|e| io_err(path, e))?;
+            if let Some(reason) = unsafe_dir(&meta, own_uid) {
+                return Err(refuse(path, reason));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Creates the missing directories of `dir`, top down, each 0700 (`mkdir` never follows a
+/// link in the last component: a link planted meanwhile makes it fail, and is refused later).
+fn create_missing(dir: &Path) -> Result<(), Error> {
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .take_while(|path| {
+            matches!(std::fs::symlink_metadata(path), Err(e) if e.kind() == ErrorKind::NotFound)
+        })
+        .collect();
+    for path in missing.into_iter().rev() {
+        match std::fs::DirBuilder::new().mode(0o700).create(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            Err(source) => {
+                return Err(Error::SocketDir {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Makes the socket's directory safe to bind in, and returns it opened. Every directory above
+/// it must be one only this user or root can change ([`check_ancestors`]); missing ones are
+/// created 0700. The directory itself is opened without following a link (a symbolic link is
+/// refused, never chmodded), must belong to this user, and is checked and chmodded through
+/// that descriptor: the default directory is made 0700, another one must not be writable by
+/// others unless sticky.
+fn prepare_dir(dir: &Path, is_default: bool) -> Result<((OwnedFd, PathBuf), u32), Error> {
+    use rustix::fs::{Mode, OFlags};
     let dir_err = |source| Error::SocketDir {
         path: dir.to_owned(),
         source,
     };
-    match std::fs::DirBuilder::new()
-        .mode(0o700)
-        .recursive(true)
-        .create(dir)
-    {
-        Ok(()) => {}
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(dir_err(e)),
-    }
-    let meta = std::fs::metadata(dir).map_err(dir_err)?;
+    let dir = &std::path::absolute(dir).map_err(dir_err)?;
     let own_uid = rustix::process::getuid().as_raw();
-    if meta.uid() != own_uid {
+    check_ancestors(dir, own_uid)?;
+    create_missing(dir)?;
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let fd = match rustix::fs::open(dir, flags, Mode::empty()) {
+        Ok(fd) => fd,
+        // With O_DIRECTORY, Linux answers ENOTDIR rather than ELOOP for a link.
+        Err(_) if std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink()) => {
+            return Err(Error::SocketDirSymlink(dir.to_owned()));
+        }
+        Err(e) => return Err(dir_err(e.into())),
+    };
+    let stat = rustix::fs::fstat(&fd).map_err(|e| dir_err(e.into()))?;
+    if stat.st_uid != own_uid {
         return Err(Error::SocketDirOwner {
             path: dir.to_owned(),
-            owner: meta.uid(),
+            owner: stat.st_uid,
             uid: own_uid,
         });
     }
-    if is_default && meta.mode() & 0o077 != 0 {
+    let mut mode = stat.st_mode & 0o7777;
+    if is_default && mode != 0o700 {
         tracing::info!(dir = %dir.display(), "making the socket's directory 0700");
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(dir_err)?;
-    } else if meta.mode() & 0o022 != 0 && meta.mode() & 0o1000 == 0 {
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o700)).map_err(|e| dir_err(e.into()))?;
+        mode = 0o700;
+    } else if !is_default && mode & 0o022 != 0 && mode & 0o1000 == 0 {
+        return Err(Error::SocketPathUnsafe {
+            dir: dir.to_owned(),
+            path: dir.to_owned(),
+            reason: Unsafe::Writable(mode),
+        });
+    }
+    Ok(((fd, dir.to_owned()), mode))
+}
+
+/// Warns when a directory above `dir` keeps other users from reaching the socket (no search
+/// permission for others): e.g. `$XDG_RUNTIME_DIR`, which is 0700.
+fn warn_if_unreachable(dir: &Path) {
+    let closed = dir.ancestors().find_map(|path| {
+        let meta = std::fs::metadata(path).ok()?;
+        (meta.mode() & 0o001 == 0).then(|| (path, meta.mode() & 0o7777))
+    });
+    if let Some((path, mode)) = closed {
         tracing::warn!(
-            dir = %dir.display(),
-            "the socket's directory is writable by other users, who could replace the socket; use a directory only you can write (the default under $XDG_RUNTIME_DIR is made 0700)"
+            dir = %path.display(),
+            "other users are allowed on the socket but cannot reach it: '{}' is mode {mode:04o}, not searchable by them; pass a --socket PATH under directories they can enter (e.g. /run/suitekey for a service)",
+            path.display()
         );
     }
-    Ok(())
 }
 
 /// Removes a socket file left by an agent that is gone; an answering agent is an error.
@@ -175,75 +359,105 @@ fn remove_stale(path: &Path) -> Result<(), Error> {
 }
 
 /// The other users allowed on the socket: `--allow-uid` flags and the config's `[agent]
-/// allowed-uids`, replaced when SIGHUP reloads the config.
-#[derive(Debug, Default)]
-pub struct AllowedUids(RwLock<Vec<u32>>);
+/// allowed-uids`, replaced when SIGHUP reloads the config; and the socket whose modes follow
+/// them (open to others while any uid is allowed, see [`Bound::admit_others`]).
+#[derive(Default)]
+pub struct AllowedUids {
+    uids: RwLock<Vec<u32>>,
+    socket: Option<Arc<Bound>>,
+}
 
 impl AllowedUids {
-    /// From now on, allows `flags` and `config` (the agent's own uid is always allowed).
+    /// The allowed uids of the agent listening on `socket`.
+    pub fn for_socket(socket: Arc<Bound>) -> AllowedUids {
+        AllowedUids {
+            uids: RwLock::default(),
+            socket: Some(socket),
+        }
+    }
+
+    /// From now on, allows `flags` and `config` (the agent's own uid is always allowed), and
+    /// opens the socket to other users when there are any, or closes it when there are none.
     pub fn set(&self, flags: &[u32], config: &[u32]) {
         let mut uids: Vec<u32> = flags.iter().chain(config).copied().collect();
         uids.sort_unstable();
         uids.dedup();
-        *self.0.write().unwrap_or_else(PoisonError::into_inner) = uids;
+        let others = !uids.is_empty();
+        *self.uids.write().unwrap_or_else(PoisonError::into_inner) = uids;
+        if let Some(socket) = &self.socket {
+            socket.admit_others(others);
+        }
     }
 
     fn contains(&self, uid: u32) -> bool {
-        self.0
+        self.uids
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .contains(&uid)
     }
 }
 
-/// A Unix listener that hands axum only connections from allowed users: this process's uid
-/// and the [`AllowedUids`]. Others get a 403 and a log line.
+/// A Unix listener that hands axum only connections from allowed users (this process's uid
+/// and the [`AllowedUids`]) and only within the [`Connections`] limits, each [`Watched`] for
+/// its timeouts. Other users get a 403; connections beyond the limits are closed at once.
 pub struct PeerChecked {
     listener: UnixListener,
     own_uid: u32,
     allowed: Arc<AllowedUids>,
+    connections: Arc<Connections>,
 }
 
 impl PeerChecked {
     /// Wraps `listener`; the agent's own uid is always allowed, other users when `allowed`
     /// lists them at the time they connect.
-    pub fn new(listener: UnixListener, allowed: Arc<AllowedUids>) -> PeerChecked {
+    pub fn new(
+        listener: UnixListener,
+        allowed: Arc<AllowedUids>,
+        connections: Arc<Connections>,
+    ) -> PeerChecked {
         PeerChecked {
             listener,
             own_uid: rustix::process::getuid().as_raw(),
             allowed,
+            connections,
         }
     }
 
-    fn admits(&self, stream: &UnixStream) -> bool {
-        match stream.peer_cred() {
-            Ok(cred) if cred.uid() == self.own_uid || self.allowed.contains(cred.uid()) => true,
-            Ok(cred) => {
-                tracing::warn!(
-                    uid = cred.uid(),
-                    pid = cred.pid(),
-                    "refused a connection from another user (403); allow it with --allow-uid or [agent] allowed-uids if intended"
-                );
-                false
+    /// The connection, watched, when its peer is allowed and there is room for it; else it
+    /// is refused (a 403 in the background, or closed at once) and counted.
+    fn admit(&self, stream: UnixStream) -> Option<Watched<UnixStream>> {
+        let cred = stream.peer_cred().ok();
+        let peer = Peer {
+            uid: cred.map(|c| c.uid()),
+            pid: cred.and_then(|c| c.pid()),
+        };
+        let allowed = peer
+            .uid
+            .is_some_and(|uid| uid == self.own_uid || self.allowed.contains(uid));
+        match self.connections.admit(peer, !allowed) {
+            Ok(permit) if allowed => return Some(Watched::new(stream, permit)),
+            Ok(permit) => {
+                tokio::spawn(refuse(stream, permit));
+                self.connections.refused(Refusal::Uid, peer);
             }
-            Err(e) => {
-                tracing::warn!("refused a connection whose peer credentials cannot be read: {e}");
-                false
-            }
+            // Closed at once (dropped): nothing read, nothing written.
+            Err(reason) => self.connections.refused(reason, peer),
         }
+        None
     }
 }
 
 impl axum::serve::Listener for PeerChecked {
-    type Io = UnixStream;
+    type Io = Watched<UnixStream>;
     type Addr = tokio::net::unix::SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         loop {
             match self.listener.accept().await {
-                Ok((stream, addr)) if self.admits(&stream) => return (stream, addr),
-                Ok((stream, _)) => {
-                    tokio::spawn(refuse(stream));
+                Ok((stream, addr)) => {
+                    if let Some(watched) = self.admit(stream) {
+                        return (watched, addr);
+                    }
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: wait instead of spinning.
@@ -259,10 +473,19 @@ impl axum::serve::Listener for PeerChecked {
     }
 }
 
+/// Each request's route layer finds the connection's [`Activity`] here, to mark the request
+/// in flight (no timeout runs meanwhile).
+impl Connected<IncomingStream<'_, PeerChecked>> for Activity {
+    fn connect_info(stream: IncomingStream<'_, PeerChecked>) -> Activity {
+        stream.io().activity().clone()
+    }
+}
+
 /// Answers a refused connection with the 403, then reads what the client sent until it closes:
 /// a Unix socket closed with unread data resets the peer (ECONNRESET), and the client would
-/// lose the 403 it is reading. Bounded in time and bytes, so a refused client costs little.
-async fn refuse(mut stream: UnixStream) {
+/// lose the 403 it is reading. Bounded in time and bytes, so a refused client costs little;
+/// its place among the limits is held until then.
+async fn refuse(mut stream: UnixStream, _permit: Permit) {
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         let _ = stream.write_all(forbidden_response().as_bytes()).await;
         let _ = stream.shutdown().await;
@@ -320,6 +543,59 @@ mod tests {
         assert!(err.to_string().contains("--socket PATH"), "{err}");
     }
 
+    #[test]
+    fn links_and_directories_others_could_change_are_refused_on_the_way() {
+        use std::os::unix::fs::symlink;
+        let tmp = tempfile::tempdir().unwrap();
+        let at = |name: &str| tmp.path().join(name);
+        let make = |name: &str, mode| {
+            std::fs::create_dir(at(name)).unwrap();
+            std::fs::set_permissions(at(name), Permissions::from_mode(mode)).unwrap();
+        };
+        let unsafe_at = |dir: &Path| match prepare_dir(dir, false) {
+            Err(Error::SocketPathUnsafe { path, reason, .. }) => Some((path, reason)),
+            Err(e) => panic!("{}: {e}", dir.display()),
+            Ok(_) => None,
+        };
+        make("group", 0o770);
+        assert_eq!(
+            unsafe_at(&at("group").join("s")),
+            Some((at("group"), Unsafe::Writable(0o770)))
+        );
+        make("sticky", 0o1777);
+        assert_eq!(unsafe_at(&at("sticky").join("s")), None);
+        // A link of ours is followed, and its target's directories are checked too.
+        make("real", 0o700);
+        symlink(at("real"), at("to-real")).unwrap();
+        assert_eq!(unsafe_at(&at("to-real").join("s")), None);
+        assert!(at("real").join("s").is_dir());
+        make("open", 0o777);
+        std::fs::create_dir(at("open").join("inner")).unwrap();
+        symlink(at("open").join("inner"), at("to-open")).unwrap();
+        assert_eq!(
+            unsafe_at(&at("to-open").join("s")),
+            Some((at("open"), Unsafe::Writable(0o777)))
+        );
+        assert!(!at("open").join("inner").join("s").exists());
+
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipped the ownership checks: needs root to chown");
+            return;
+        }
+        make("theirs", 0o755);
+        std::os::unix::fs::chown(at("theirs"), Some(65534), None).unwrap();
+        assert_eq!(
+            unsafe_at(&at("theirs").join("s")),
+            Some((at("theirs"), Unsafe::Owner(65534)))
+        );
+        symlink(at("real"), at("their-link")).unwrap();
+        std::os::unix::fs::lchown(at("their-link"), Some(65534), None).unwrap();
+        assert_eq!(
+            unsafe_at(&at("their-link").join("s")),
+            Some((at("their-link"), Unsafe::LinkOwner(65534)))
+        );
+    }
+
     #[tokio::test]
     async fn a_stale_socket_is_replaced_and_a_live_one_refused() {
         let dir = tempfile::tempdir().unwrap();
@@ -340,5 +616,24 @@ mod tests {
         let file = dir.path().join("plain");
         std::fs::write(&file, "x").unwrap();
         assert!(matches!(bind(&file), Err(Error::NotASocket(_))));
+    }
+
+    #[tokio::test]
+    async fn allowing_other_uids_opens_the_socket_and_allowing_none_closes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub").join("a.sock");
+        let (_listener, bound) = bind(&path).unwrap();
+        let allowed = AllowedUids::for_socket(Arc::new(bound));
+        let modes = || {
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().mode() & 0o7777;
+            (mode(path.parent().unwrap()), mode(&path))
+        };
+        assert_eq!(modes(), (0o700, 0o600));
+        allowed.set(&[], &[1001]);
+        assert!(allowed.contains(1001));
+        assert_eq!(modes(), (0o711, 0o666));
+        allowed.set(&[], &[]);
+        assert!(!allowed.contains(1001));
+        assert_eq!(modes(), (0o700, 0o600));
     }
 }

@@ -56,10 +56,44 @@ impl Agent {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Agent {
+        Agent::spawn_under(&[], at, softhsm_conf, config, args, env)
+    }
+
+    /// Like [`Agent::start`], run through `wrapper`, a command that execs the rest of its
+    /// arguments in the same process (e.g. `prlimit --nofile=1024:1024`): the agent keeps
+    /// the PID.
+    pub fn start_under(
+        wrapper: &[&str],
+        softhsm_conf: &Path,
+        config: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Agent {
+        let mut agent = Agent::spawn_under(wrapper, None, softhsm_conf, config, args, env);
+        agent.wait_ready();
+        agent
+    }
+
+    fn spawn_under(
+        wrapper: &[&str],
+        at: Option<&Path>,
+        softhsm_conf: &Path,
+        config: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Agent {
         let dir = socket_dir();
         let socket = at.map_or_else(|| dir.path().join("agent.sock"), Path::to_owned);
         let stderr = dir.path().join("agent.log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_suitekey"));
+        let suitekey = env!("CARGO_BIN_EXE_suitekey");
+        let mut cmd = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(rest).arg(suitekey);
+                cmd
+            }
+            None => Command::new(suitekey),
+        };
         for (name, _) in std::env::vars_os() {
             if name.to_string_lossy().starts_with("SUITEKEY_") {
                 cmd.env_remove(name);
