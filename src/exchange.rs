@@ -639,25 +639,27 @@ impl TokenClient {
             ExchangeError::Status(s) => s.retry_after,
             _ => None,
         };
+        let wait = match asked {
+            Some(wait) if wait > self.options.max_retry_after => {
+                let ExchangeError::Status(last) = err else {
+                    return Next::Stop(err);
+                };
+                return Next::Stop(ExchangeError::RetryAfterTooLong {
+                    last,
+                    wait,
+                    limit: self.options.max_retry_after,
+                });
+            }
+            Some(wait) => wait,
+            None => backoff(&self.options, attempt),
+        };
+        // Logged only once a retry is certain: a Retry-After past the limit ends the tries.
         tracing::info!(
             attempt,
             "token request failed, will retry: {}",
             first_line(&err)
         );
-        match asked {
-            Some(wait) if wait > self.options.max_retry_after => {
-                let ExchangeError::Status(last) = err else {
-                    return Next::Stop(err);
-                };
-                Next::Stop(ExchangeError::RetryAfterTooLong {
-                    last,
-                    wait,
-                    limit: self.options.max_retry_after,
-                })
-            }
-            Some(wait) => Next::Retry(wait),
-            None => Next::Retry(backoff(&self.options, attempt)),
-        }
+        Next::Retry(wait)
     }
 
     /// One POST and its answer.

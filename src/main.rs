@@ -26,7 +26,9 @@ fn main() -> ExitCode {
         Err(suitekey::Error::Child(code)) => ExitCode::from(code),
         Err(err) => {
             // stderr may be closed too; `eprintln!` would panic then.
-            let _ = writeln!(std::io::stderr(), "error: {}", suitekey::error::chain(&err));
+            // Printable: a message may quote a device's label or a file name.
+            let message = suitekey::error::printable(&suitekey::error::chain(&err));
+            let _ = writeln!(std::io::stderr(), "error: {message}");
             ExitCode::from(err.exit_code())
         }
     }

@@ -164,3 +164,69 @@ fn a_token_that_cannot_be_listed_is_reported_and_the_exit_code_says_so() {
         "{stderr}"
     );
 }
+
+/// A token labelled with a terminal escape sequence (whoever initialized it chose the label):
+/// `list` and the error naming it show the sequence percent-encoded, never raw.
+#[test]
+fn a_token_label_with_escape_sequences_is_never_printed_raw() {
+    let f = fixture();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tokens = dir.path().join("tokens");
+    std::fs::create_dir_all(&tokens).expect("token dir");
+    let conf = dir.path().join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\n",
+            tokens.display()
+        ),
+    )
+    .expect("conf");
+    let label = "evil\u{1b}]0;owned\u{7}\u{1b}[2J";
+    let init = std::process::Command::new("softhsm2-util")
+        .args(["--init-token", "--free", "--label", label])
+        .args(["--so-pin", "12345678", "--pin", "87654321"])
+        .env("SOFTHSM2_CONF", &conf)
+        .output()
+        .expect("softhsm2-util");
+    assert!(init.status.success(), "{}", common::texts(&init).1);
+    let mut cmd = f.suitekey_with_extra_tokens(Some(&tokens));
+    let out = cmd
+        .arg("list")
+        .env("SUITEKEY_MODULE", common::module_path())
+        .output()
+        .expect("list");
+    let (stdout, stderr) = common::texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("token 'evil%1B]0;owned%07%1B[2J'"),
+        "{stdout}"
+    );
+    // The error that lists the tokens present quotes the label too.
+    let missing = f
+        .suitekey_with_extra_tokens(Some(&tokens))
+        .args(["assertion", "--key"])
+        .arg(format!(
+            "pkcs11:token=nothing;object=x?module-path={}",
+            common::module_path().display()
+        ))
+        .args([
+            "--client-id",
+            "c",
+            "--certificate-id",
+            "k",
+            "--account",
+            "1",
+        ])
+        .output()
+        .expect("assertion");
+    let (_, stderr) = common::texts(&missing);
+    assert_eq!(missing.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("evil%1B]0;owned%07"), "{stderr}");
+    for text in [&stdout, &stderr] {
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{7}'),
+            "{text:?}"
+        );
+    }
+}

@@ -4,7 +4,7 @@ use std::io::Write;
 
 use crate::cert::Certificate;
 use crate::cli::ListArgs;
-use crate::error::Error;
+use crate::error::{Error, printable};
 use crate::jose::{Alg, AlgError};
 use crate::pkcs11::key::{self, CertSummary, KeySummary};
 use crate::pkcs11::support;
@@ -15,7 +15,12 @@ use crate::pkcs11::{Module, Pkcs11Uri, Token};
 pub(super) fn run(args: &ListArgs, out: &mut dyn Write) -> Result<(), Error> {
     let path = token::resolve_module(&Pkcs11Uri::default(), args.module.path.as_deref())?;
     let module = Module::load(&path)?;
-    writeln!(out, "module {}: {}", path.display(), module.description()?)?;
+    writeln!(
+        out,
+        "module {}: {}",
+        module.shown_path(),
+        printable(&module.description()?)
+    )?;
     let wanted = |s: &SlotSummary| {
         args.token.is_none() || s.token.as_ref().map(|t| &t.label) == args.token.as_ref()
     };
@@ -57,7 +62,7 @@ fn print_slot(
     args: &ListArgs,
     out: &mut dyn Write,
 ) -> Result<(), Error> {
-    let (id, description) = (slot.slot_id, &slot.description);
+    let (id, description) = (slot.slot_id, printable(&slot.description));
     match &slot.token {
         None => writeln!(out, "\nslot {id} ({description}): no token")?,
         Some(t) if !t.initialized => {
@@ -79,9 +84,17 @@ fn print_token(
     writeln!(
         out,
         "\nslot {} ({}): token '{}'",
-        slot.slot_id, slot.description, t.label
+        slot.slot_id,
+        printable(&slot.description),
+        printable(&t.label)
     )?;
-    writeln!(out, "  serial {}, {} {}", t.serial, t.manufacturer, t.model)?;
+    writeln!(
+        out,
+        "  serial {}, {} {}",
+        printable(&t.serial),
+        printable(&t.manufacturer),
+        printable(&t.model)
+    )?;
     writeln!(out, "  flags: {}", t.flags.join(", "))?;
     let token_algs = key::token_algs(token)?;
     writeln!(out, "  can sign: {}", names(&token_algs))?;
@@ -100,7 +113,7 @@ fn print_token(
         writeln!(
             out,
             "  (private objects are hidden until login: suitekey list --login --token '{}')",
-            t.label
+            printable(&t.label)
         )?;
     }
     Ok(())
@@ -122,7 +135,7 @@ fn print_key(
         Ok(_) if algs.is_empty() => "this module cannot sign with it".to_owned(),
         Ok(_) => names(&algs),
     };
-    let label = k.label.as_deref().unwrap_or("");
+    let label = printable(k.label.as_deref().unwrap_or(""));
     writeln!(
         out,
         "    '{label}' id {}: {} → NetSuite {netsuite}",
@@ -183,7 +196,7 @@ fn print_certs(certs: &[CertSummary], out: &mut dyn Write) -> Result<(), Error> 
         writeln!(
             out,
             "    '{}' id {}",
-            c.label.as_deref().unwrap_or(""),
+            printable(c.label.as_deref().unwrap_or("")),
             key::hex(&c.id)
         )?;
         let parsed = c
@@ -194,7 +207,7 @@ fn print_certs(certs: &[CertSummary], out: &mut dyn Write) -> Result<(), Error> 
             Some(Ok(cert)) => writeln!(
                 out,
                 "      {}; {} to {} ({} days left)\n      certificate id {}",
-                cert.subject(),
+                printable(&cert.subject().to_string()),
                 crate::cert::rfc3339(cert.not_before()),
                 crate::cert::rfc3339(cert.not_after()),
                 cert.days_left(now),
