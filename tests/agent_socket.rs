@@ -105,7 +105,8 @@ fn a_socket_directory_in_a_world_writable_parent_is_refused_unless_it_is_sticky(
     // /tmp-like: world-writable and sticky, so others cannot replace what is ours in it.
     chmod(&shared, 0o1777);
     let mut agent = Agent::start_at(Some(&socket), Path::new("/nonexistent"), &config, &[], &[]);
-    assert_eq!(agent.json("/v1/health")["status"], "ok");
+    // It serves (its one keyless profile is reported failed, which is beside the point here).
+    assert_eq!(agent.json("/v1/health")["profiles"], 1);
     assert_eq!(mode(&shared.join("sub")), 0o700);
     agent.signal("TERM");
     assert!(
