@@ -172,7 +172,8 @@ pub fn run(options: Options, out: &mut dyn Write) -> Result<(), Error> {
         runtime.handle(),
     );
     drop(entered);
-    if signals.stopping() {
+    // A stop at a PIN prompt ended that prompt before the signal task may have run.
+    if signals.stopping() || crate::pkcs11::cancelled_by_signal() {
         tracing::info!("stopped during startup");
         drop(served);
         finish(runtime, logins);

@@ -17,7 +17,7 @@ use cryptoki::error::{Error as CkError, RvError};
 
 pub use key::{CertSummary, CredentialFor, Key, KeySigner, KeySummary};
 pub use pin::Pin;
-pub use prompt::leave_signals_to_caller;
+pub use prompt::{cancelled_by_signal, leave_signals_to_caller};
 pub use token::{Credential, Module, Token, TokenId};
 pub use uri::Pkcs11Uri;
 

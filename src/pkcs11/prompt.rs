@@ -44,6 +44,12 @@ pub fn leave_signals_to_caller() {
     CALLER_HANDLES_SIGNALS.store(true, Ordering::SeqCst);
 }
 
+/// Whether a SIGINT or SIGTERM ended the prompts (see [`leave_signals_to_caller`]). The caller's
+/// own handler may not have run yet when the prompt returns, so the caller asks here too.
+pub fn cancelled_by_signal() -> bool {
+    CANCELLED.load(Ordering::SeqCst)
+}
+
 fn interrupted() -> io::Error {
     io::Error::new(
         io::ErrorKind::Interrupted,
