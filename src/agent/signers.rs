@@ -304,11 +304,12 @@ fn certificate_on_token(signer: &KeySigner, id: &CertificateId) -> Option<Certif
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cryptoki::error::RvError;
 
     /// The forms a lost key's cause takes: a token that does not answer (SoftHSM2's token file
     /// read mid-rewrite, a descriptor shortage), a token not seen, a key not in the token.
     fn causes() -> Vec<pkcs11::Error> {
-        let call = |rv: &str| pkcs11::Error::Call {
+        let call = |rv: RvError| pkcs11::Error::Call {
             call: "C_GetTokenInfo".into(),
             module: "/usr/lib/softhsm/libsofthsm2.so".into(),
             rv: rv.into(),
@@ -320,10 +321,10 @@ mod tests {
             unsure,
         };
         vec![
-            call("CKR_GENERAL_ERROR"),
-            call("CKR_DEVICE_ERROR"),
-            call("CKR_HOST_MEMORY"),
-            call("CKR_TOKEN_NOT_PRESENT"),
+            call(RvError::GeneralError),
+            call(RvError::DeviceError),
+            call(RvError::HostMemory),
+            call(RvError::TokenNotPresent),
             not_found(true),
             not_found(false),
             pkcs11::Error::KeyNotFound {

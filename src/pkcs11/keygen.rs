@@ -11,9 +11,10 @@ use cryptoki::session::Session;
 use der::Encode as _;
 
 use super::key::{Key, KeySigner, hex, no_mechanism, plan_for};
+use super::rv::{describe, rv_of};
 use super::token::{Credential, Module, Token, resolve_module};
 use super::uri::{ObjectType, Pkcs11Uri};
-use super::{Error, describe, rv_of, support};
+use super::{Error, support};
 use crate::jose::{Alg, Curve};
 
 /// The kind of key pair to make.

@@ -9,15 +9,15 @@ pub mod keygen;
 mod lock;
 pub mod pin;
 mod prompt;
+mod rv;
 pub mod support;
 pub mod token;
 pub mod uri;
 
-use cryptoki::error::{Error as CkError, RvError};
-
 pub use key::{CertSummary, CredentialFor, Key, KeySigner, KeySummary};
 pub use pin::Pin;
 pub use prompt::{cancelled_by_signal, leave_signals_to_caller};
+pub use rv::ReturnValue;
 pub use token::{Credential, Module, Token, TokenId};
 pub use uri::Pkcs11Uri;
 
@@ -57,7 +57,7 @@ pub enum Error {
         /// The module path.
         module: String,
         /// The PKCS#11 return value, e.g. `CKR_DEVICE_ERROR`.
-        rv: String,
+        rv: ReturnValue,
     },
     /// The module was reinitialized (to find a lost token again) after this session was
     /// opened, so it is void; a new one is opened.
@@ -343,47 +343,6 @@ pub enum Error {
     },
 }
 
-/// The return values after which a new session and one new login may succeed: the token
-/// closed the session, logged everyone out, or was removed and put back. SoftHSM2 reports a
-/// logged-out token's private key as `CKR_OBJECT_HANDLE_INVALID`, and a re-inserted token may
-/// give the key a new handle, so those two count as well: the key is found again.
-const SESSION_LOST: [&str; 10] = [
-    "CKR_SESSION_HANDLE_INVALID",
-    "CKR_SESSION_CLOSED",
-    "CKR_USER_NOT_LOGGED_IN",
-    "CKR_DEVICE_REMOVED",
-    "CKR_TOKEN_NOT_PRESENT",
-    "CKR_TOKEN_NOT_RECOGNIZED",
-    "CKR_SLOT_ID_INVALID",
-    "CKR_CRYPTOKI_NOT_INITIALIZED",
-    "CKR_OBJECT_HANDLE_INVALID",
-    "CKR_KEY_HANDLE_INVALID",
-];
-
-/// The return values that say the token itself is gone or broken, not just the session:
-/// looking for it again, by its URI, may need a reinitialized module. SoftHSM2 answers
-/// `CKR_GENERAL_ERROR` for a token whose directory was removed.
-const TOKEN_LOST: [&str; 7] = [
-    "CKR_GENERAL_ERROR",
-    "CKR_DEVICE_ERROR",
-    "CKR_DEVICE_REMOVED",
-    "CKR_TOKEN_NOT_PRESENT",
-    "CKR_TOKEN_NOT_RECOGNIZED",
-    "CKR_SLOT_ID_INVALID",
-    "CKR_CRYPTOKI_NOT_INITIALIZED",
-];
-
-/// The return values of a token that may answer normally on the next try: SoftHSM2 answers
-/// `CKR_GENERAL_ERROR` while another process rewrites its token file, and modules report a
-/// shortage of memory or file descriptors in these terms.
-const PASSING: [&str; 5] = [
-    "CKR_GENERAL_ERROR",
-    "CKR_DEVICE_ERROR",
-    "CKR_DEVICE_MEMORY",
-    "CKR_HOST_MEMORY",
-    "CKR_FUNCTION_FAILED",
-];
-
 impl Error {
     /// Whether the PIN is the problem: missing, refused, locked or not to be risked. Never
     /// worth an automatic retry.
@@ -404,7 +363,7 @@ impl Error {
     /// then [`KeySigner::reopen`] and one more try are worth it. PIN errors never are.
     pub fn is_session_lost(&self) -> bool {
         match self {
-            Error::Call { rv, .. } => SESSION_LOST.contains(&rv.as_str()),
+            Error::Call { rv, .. } => rv.loses_session(),
             Error::SessionVoid { .. } => true,
             _ => false,
         }
@@ -414,7 +373,7 @@ impl Error {
     /// failing the way a removed token fails): worth a reinitialized module.
     pub fn is_token_lost(&self) -> bool {
         match self {
-            Error::Call { rv, .. } => TOKEN_LOST.contains(&rv.as_str()),
+            Error::Call { rv, .. } => rv.loses_token(),
             Error::TokenNotFound { .. } => true,
             _ => false,
         }
@@ -427,14 +386,14 @@ impl Error {
         !self.is_pin()
             && (self.is_token_lost()
                 || self.is_session_lost()
-                || matches!(self, Error::Call { rv, .. } if PASSING.contains(&rv.as_str())))
+                || matches!(self, Error::Call { rv, .. } if rv.may_pass()))
     }
 
     /// Whether the token answered in a way that is often passing (unreadable at that moment,
     /// rather than shown to be gone): what to say about it must not be "put it back".
     pub fn may_pass(&self) -> bool {
         match self {
-            Error::Call { rv, .. } => PASSING.contains(&rv.as_str()),
+            Error::Call { rv, .. } => rv.may_pass(),
             Error::TokenNotFound { unsure, .. } => *unsure,
             _ => false,
         }
@@ -447,47 +406,17 @@ impl Error {
     }
 }
 
-/// Formats a cryptoki error as `CKR_…` where it is a PKCS#11 return value.
-pub(crate) fn describe(err: &CkError) -> String {
-    match err {
-        CkError::Pkcs11(rv, _) => rv_name(*rv),
-        other => other.to_string(),
-    }
-}
-
-/// `PinIncorrect` → `CKR_PIN_INCORRECT`: the spelling users find in module documentation.
-pub(crate) fn rv_name(rv: RvError) -> String {
-    let camel = format!("{rv:?}");
-    let mut out = String::from("CKR");
-    for c in camel.chars() {
-        if c.is_ascii_uppercase()
-            || c.is_ascii_digit() && !out.ends_with(|p: char| p.is_ascii_digit())
-        {
-            out.push('_');
-        }
-        out.push(c.to_ascii_uppercase());
-    }
-    out
-}
-
-/// The PKCS#11 return value of a cryptoki error, if it is one.
-pub(crate) fn rv_of(err: &CkError) -> Option<RvError> {
-    match err {
-        CkError::Pkcs11(rv, _) => Some(*rv),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cryptoki::error::RvError;
 
     #[test]
     fn lost_sessions_are_told_apart_from_refusals() {
         let call = |rv: RvError| Error::Call {
             call: "C_Sign".into(),
             module: "m.so".into(),
-            rv: rv_name(rv),
+            rv: rv.into(),
         };
         assert!(call(RvError::SessionHandleInvalid).is_session_lost());
         assert!(call(RvError::UserNotLoggedIn).is_session_lost());
@@ -523,7 +452,7 @@ mod tests {
         let call = |rv: RvError| Error::Call {
             call: "C_Login".into(),
             module: "m.so".into(),
-            rv: rv_name(rv),
+            rv: rv.into(),
         };
         for rv in [
             RvError::GeneralError,
@@ -565,15 +494,5 @@ mod tests {
         for e in refused {
             assert!(!e.is_transient(), "{e}");
         }
-    }
-
-    #[test]
-    fn return_values_are_spelled_as_in_the_standard() {
-        assert_eq!(rv_name(RvError::PinIncorrect), "CKR_PIN_INCORRECT");
-        assert_eq!(
-            rv_name(RvError::UserAlreadyLoggedIn),
-            "CKR_USER_ALREADY_LOGGED_IN"
-        );
-        assert_eq!(rv_name(RvError::KeyHandleInvalid), "CKR_KEY_HANDLE_INVALID");
     }
 }

@@ -12,9 +12,10 @@ use cryptoki::mechanism::MechanismType;
 use cryptoki::session::{Session, UserType};
 use cryptoki::slot::{Slot, TokenInfo};
 
+use super::Error;
 use super::pin::{self, Pin, PinOrigin};
+use super::rv::{ReturnValue, describe, rv_of};
 use super::uri::{Pkcs11Uri, escaped_path};
-use super::{Error, describe, rv_of};
 
 /// Loaded modules, keyed by path: PKCS#11 allows one `C_Initialize` per process and module.
 static MODULES: Mutex<Vec<(PathBuf, Pkcs11, Arc<Lifecycle>)>> = Mutex::new(Vec::new());
@@ -596,7 +597,7 @@ impl Module {
         Error::Call {
             call: call.to_owned(),
             module: self.shown_path(),
-            rv: describe(err),
+            rv: ReturnValue::of(err),
         }
     }
 
