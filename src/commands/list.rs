@@ -8,12 +8,12 @@ use crate::error::{Error, printable};
 use crate::jose::{Alg, AlgError};
 use crate::pkcs11::key::{self, CertSummary, KeySummary};
 use crate::pkcs11::support;
-use crate::pkcs11::token::{self, SlotSummary, TokenSummary};
 use crate::pkcs11::uri::ObjectType;
 use crate::pkcs11::{Module, Pkcs11Uri, Token};
+use crate::pkcs11::{SlotSummary, TokenSummary, resolve_module};
 
 pub(super) fn run(args: &ListArgs, out: &mut dyn Write) -> Result<(), Error> {
-    let path = token::resolve_module(&Pkcs11Uri::default(), args.module.path.as_deref())?;
+    let path = resolve_module(&Pkcs11Uri::default(), args.module.path.as_deref())?;
     let module = Module::load(&path)?;
     writeln!(
         out,

@@ -13,7 +13,10 @@ use der::Decode as _;
 use der::asn1::ObjectIdentifier;
 
 use super::lock::{self, TokenLock, Turn};
-use super::token::{Credential, Hold, Module, Token, resolve_module, token_selector};
+use super::login::Credential;
+use super::module::{Module, resolve_module};
+use super::registry::{Generation, Hold};
+use super::token::{Token, token_selector};
 use super::uri::{ObjectType, Pkcs11Uri};
 use super::{Error, support};
 use crate::jose::{self, Alg, Curve, Hash, KeyKind, PublicKey, Scheme};
@@ -281,7 +284,7 @@ pub struct Key {
     /// `None` only once [`Key::signer`] has handed it on.
     session: Option<Session>,
     /// The module generation the session was opened in, read under the same hold.
-    generation: u64,
+    generation: Generation,
     handle: ObjectHandle,
     attrs: Attrs,
     credential: Arc<Credential>,
@@ -571,7 +574,7 @@ pub struct KeySigner {
     /// `None` once a reopen dropped it; void when `generation` is not the module's.
     session: Option<Session>,
     /// The module generation the session was opened in (see [`Module::reinitialize`]).
-    generation: u64,
+    generation: Generation,
     key: ObjectHandle,
     alg: Alg,
     kind: KeyKind,

@@ -11,8 +11,10 @@ use cryptoki::session::Session;
 use der::Encode as _;
 
 use super::key::{Key, KeySigner, hex, no_mechanism, plan_for};
+use super::login::Credential;
+use super::module::{Module, resolve_module};
 use super::rv::{describe, rv_of};
-use super::token::{Credential, Module, Token, resolve_module};
+use super::token::Token;
 use super::uri::{ObjectType, Pkcs11Uri};
 use super::{Error, support};
 use crate::jose::{Alg, Curve};

@@ -7,18 +7,24 @@
 pub mod key;
 pub mod keygen;
 mod lock;
+mod login;
+mod module;
 pub mod pin;
 mod prompt;
+mod registry;
 mod rv;
 pub mod support;
 pub mod token;
 pub mod uri;
 
 pub use key::{CertSummary, CredentialFor, Key, KeySigner, KeySummary};
+pub use login::Credential;
+pub use module::{Module, resolve_module};
 pub use pin::Pin;
 pub use prompt::{cancelled_by_signal, leave_signals_to_caller};
+pub use registry::TokenId;
 pub use rv::ReturnValue;
-pub use token::{Credential, Module, Token, TokenId};
+pub use token::{SlotSummary, Token, TokenSummary};
 pub use uri::Pkcs11Uri;
 
 /// Why a PKCS#11 operation failed, phrased for the person who has to fix it.

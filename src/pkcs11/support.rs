@@ -7,7 +7,8 @@ use cryptoki::mechanism::MechanismType;
 use super::Error;
 use super::key::{Plan, mechanisms, plan_for};
 use super::keygen::KeySpec;
-use super::token::{Module, Token};
+use super::module::Module;
+use super::token::Token;
 use crate::jose::{Alg, Curve, MIN_RSA_BITS, Scheme};
 
 /// A key kind a module offers the mechanisms for but cannot really use, found by testing it.

@@ -1,0 +1,362 @@
+//! Loading a PKCS#11 module once per process, and reinitializing it under its users when a
+//! lost token must be looked for afresh; what the library says about itself.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::mechanism::MechanismType;
+use cryptoki::slot::Slot;
+
+use super::Error;
+use super::registry::{self, Generation, Hold, Loaded};
+use super::rv::{ReturnValue, describe, rv_of};
+use super::uri::{Pkcs11Uri, escaped_path};
+
+/// Where `module-name=NAME` is looked for: p11-kit's module configs, then library folders.
+const MODULE_CONFIG_DIRS: [&str; 2] = ["/etc/pkcs11/modules", "/usr/share/p11-kit/modules"];
+
+const MODULE_LIB_DIRS: [&str; 4] = [
+    "/usr/lib/x86_64-linux-gnu/pkcs11",
+    "/usr/lib/aarch64-linux-gnu/pkcs11",
+    "/usr/lib64/pkcs11",
+    "/usr/lib/pkcs11",
+];
+
+/// Decides which module file to load: the URI's `module-path` or `module-name`, else `fallback`
+/// (from `--module` or `SUITEKEY_MODULE`).
+pub fn resolve_module(uri: &Pkcs11Uri, fallback: Option<&Path>) -> Result<PathBuf, Error> {
+    if let Some(path) = &uri.module_path {
+        return Ok(path.clone());
+    }
+    if let Some(name) = &uri.module_name {
+        return find_module_by_name(name);
+    }
+    fallback.map(Path::to_path_buf).ok_or(Error::NoModule)
+}
+
+fn find_module_by_name(name: &str) -> Result<PathBuf, Error> {
+    // p11-kit resolves a relative `module:` against its module directory.
+    let in_lib_dirs = |file: &str| {
+        MODULE_LIB_DIRS
+            .iter()
+            .map(|dir| Path::new(dir).join(file))
+            .find(|p| p.is_file())
+    };
+    let from_config = MODULE_CONFIG_DIRS.iter().find_map(|dir| {
+        let text = std::fs::read_to_string(Path::new(dir).join(format!("{name}.module"))).ok()?;
+        let module = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("module:"))?
+            .trim();
+        if Path::new(module).is_absolute() {
+            Some(PathBuf::from(module))
+        } else {
+            in_lib_dirs(module)
+        }
+    });
+    from_config
+        .or_else(|| in_lib_dirs(&format!("{name}.so")))
+        .or_else(|| in_lib_dirs(&format!("lib{name}.so")))
+        .ok_or_else(|| {
+            let name = escaped_path(Path::new(name));
+            Error::ModuleName {
+                looked: format!(
+                    "{}/{name}.module and {}",
+                    MODULE_CONFIG_DIRS.join(", "),
+                    MODULE_LIB_DIRS.join(", ")
+                ),
+                name,
+            }
+        })
+}
+
+/// A loaded and initialized PKCS#11 module: a handle on the one this process shares (see
+/// [`registry`]).
+#[derive(Clone)]
+pub struct Module {
+    loaded: Arc<Loaded>,
+}
+
+/// The padding of PKCS#11's fixed-width text fields: spaces by the standard, NULs in some
+/// modules (tpm2-pkcs11 pads the token model with them).
+pub(super) fn padding(c: char) -> bool {
+    c.is_whitespace() || c == '\0'
+}
+
+/// `C_GetInfo`'s answer, trimmed. Displays as `manufacturer description version (Cryptoki x.y)`.
+#[derive(Clone, Debug)]
+pub(crate) struct LibraryInfo {
+    /// The library's manufacturer.
+    pub manufacturer: String,
+    /// The library's description.
+    pub description: String,
+    /// The library's version.
+    pub version: String,
+    /// The Cryptoki version it implements.
+    pub cryptoki: String,
+}
+
+impl std::fmt::Display for LibraryInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} {} (Cryptoki {})",
+            self.manufacturer, self.description, self.version, self.cryptoki
+        )
+    }
+}
+
+impl Module {
+    /// Loads and initializes the module at `path`, or returns the one this process already has.
+    pub fn load(path: &Path) -> Result<Module, Error> {
+        let loaded = registry::module(path, || initialize(path))?;
+        Ok(Module { loaded })
+    }
+
+    /// A shared hold on the module, with its generation: sessions opened in another
+    /// generation are void.
+    pub(crate) fn hold(&self) -> Hold<'_> {
+        self.loaded.lifecycle.hold()
+    }
+
+    /// Reinitializes the module (`C_Finalize`, `C_Initialize`) unless that already happened
+    /// since generation `seen` (then `Ok(true)`: look again) or the module's budget is spent
+    /// (`Ok(false)`: the last one was too recent), waiting for the calls in flight. Every
+    /// session and login of this process on the module's tokens ends: their signers open new
+    /// ones and log in again with the credential they kept (a refused PIN is still never sent
+    /// again). The budget allows one at once, then one per wait, the wait doubling from 10 s
+    /// to 10 min until [`Module::token_found`].
+    pub(crate) fn reinitialize(&self, seen: Generation) -> Result<bool, Error> {
+        let lifecycle = &self.loaded.lifecycle;
+        let calls = lifecycle.exclusive();
+        if calls.generation != seen {
+            return Ok(true);
+        }
+        if !lifecycle.take_budget() {
+            return Ok(false);
+        }
+        tracing::warn!(module = %self.shown_path(), "reinitializing the module to look for its lost tokens again");
+        lifecycle.next_generation(&calls);
+        self.restart().map(|()| true)
+    }
+
+    /// Looks at the module's tokens afresh (`C_Finalize` + `C_Initialize`) before another try
+    /// at opening a key, unless that already happened since generation `seen` (`Ok(true)`:
+    /// look again). Only when nothing else in this process holds the module (a command, or an
+    /// agent's first profile on it): a reinitialization ends every other signer's session and
+    /// login, which only a lost key's recovery may cost them, rationed ([`Module::reinitialize`]).
+    pub(crate) fn refresh_tokens(&self, seen: Generation) -> Result<bool, Error> {
+        // The registry's reference and this one: no other user of the module in this process.
+        if registry::users(&self.loaded) > 1 {
+            return Ok(false);
+        }
+        let lifecycle = &self.loaded.lifecycle;
+        let calls = lifecycle.exclusive();
+        if calls.generation != seen {
+            return Ok(true);
+        }
+        tracing::debug!(module = %self.shown_path(), "reinitializing the module to see its tokens afresh");
+        lifecycle.next_generation(&calls);
+        self.restart().map(|()| true)
+    }
+
+    /// `C_Finalize` + `C_Initialize`, the caller holding the module exclusively and having
+    /// started a new generation: every session of the module is void from here on, whatever
+    /// `C_Finalize` answers.
+    fn restart(&self) -> Result<(), Error> {
+        match self.loaded.ctx.clone().finalize() {
+            Err(e) if rv_of(&e) != Some(RvError::CryptokiNotInitialized) => {
+                tracing::warn!(module = %self.shown_path(), "C_Finalize returned {}", describe(&e));
+            }
+            _ => {}
+        }
+        match self
+            .loaded
+            .ctx
+            .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+        {
+            Err(e) if rv_of(&e) != Some(RvError::CryptokiAlreadyInitialized) => {
+                Err(self.call_err("C_Initialize", &e))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// A lost token was found again: the next loss may reinitialize the module at once.
+    pub(crate) fn token_found(&self) {
+        self.loaded.lifecycle.reset_budget();
+    }
+
+    /// The module's file.
+    pub fn path(&self) -> &Path {
+        &self.loaded.path
+    }
+
+    /// The module's file for messages and logs, escaped (see [`escaped_path`]).
+    pub fn shown_path(&self) -> String {
+        escaped_path(self.path())
+    }
+
+    /// `manufacturer description version (Cryptoki x.y)`, for `list`.
+    pub fn description(&self) -> Result<String, Error> {
+        Ok(self.library()?.to_string())
+    }
+
+    /// What `C_GetInfo` says of the library: what identifies the implementation behind the
+    /// file.
+    pub(crate) fn library(&self) -> Result<LibraryInfo, Error> {
+        let info = self
+            .ctx()
+            .get_library_info()
+            .map_err(|e| self.call_err("C_GetInfo", &e))?;
+        Ok(LibraryInfo {
+            manufacturer: info.manufacturer_id().trim_end_matches(padding).to_owned(),
+            description: info
+                .library_description()
+                .trim_end_matches(padding)
+                .to_owned(),
+            version: info.library_version().to_string(),
+            cryptoki: info.cryptoki_version().to_string(),
+        })
+    }
+
+    /// The module's functions, for the calls the other parts of this layer wrap.
+    pub(super) fn ctx(&self) -> &Pkcs11 {
+        &self.loaded.ctx
+    }
+
+    /// Whether this is SoftHSM2, by its file name or its own description.
+    pub(super) fn is_softhsm2(&self) -> bool {
+        let named = self
+            .path()
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().to_lowercase().contains("softhsm"));
+        named
+            || self
+                .library()
+                .is_ok_and(|l| l.manufacturer.contains("SoftHSM"))
+    }
+
+    /// The error of `call`, which failed in this module with `err`.
+    pub(crate) fn call_err(&self, call: &str, err: &CkError) -> Error {
+        Error::Call {
+            call: call.to_owned(),
+            module: self.shown_path(),
+            rv: ReturnValue::of(err),
+        }
+    }
+
+    /// The mechanisms the token in `slot` offers.
+    pub(crate) fn mechanisms(&self, slot: Slot) -> Result<Vec<MechanismType>, Error> {
+        self.ctx()
+            .get_mechanism_list(slot)
+            .map_err(|e| self.call_err("C_GetMechanismList", &e))
+    }
+
+    /// The smallest and largest key the token in `slot` makes with `mech`, in the module's
+    /// units (bits, by the standard).
+    pub(crate) fn key_sizes(
+        &self,
+        slot: Slot,
+        mech: MechanismType,
+    ) -> Result<(usize, usize), Error> {
+        let info = self
+            .ctx()
+            .get_mechanism_info(slot, mech)
+            .map_err(|e| self.call_err("C_GetMechanismInfo", &e))?;
+        Ok((info.min_key_size(), info.max_key_size()))
+    }
+}
+
+/// Loads the module file at `path` and initializes it.
+fn initialize(path: &Path) -> Result<Pkcs11, Error> {
+    let load_err = |reason: String| Error::Load {
+        path: escaped_path(path),
+        reason,
+    };
+    if path.is_dir() {
+        return Err(load_err(
+            "it is a directory; name the module's .so file in it".into(),
+        ));
+    }
+    if !path.is_file() {
+        return Err(load_err("no such file".into()));
+    }
+    let ctx = Pkcs11::new(path).map_err(|e| load_err(describe(&e)))?;
+    match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+        // Another part of this process (a plugin, a test harness) got there first.
+        Err(e) if rv_of(&e) == Some(RvError::CryptokiAlreadyInitialized) => {}
+        Err(e) => {
+            let hint = softhsm2_conf_unset(path, std::env::var_os(SOFTHSM2_CONF).as_deref());
+            return Err(load_err(format!(
+                "C_Initialize returned {}{hint}",
+                describe(&e)
+            )));
+        }
+        Ok(()) => {}
+    }
+    Ok(ctx)
+}
+
+/// The variable that names SoftHSM2's configuration file, and so its token directory.
+pub(super) const SOFTHSM2_CONF: &str = "SOFTHSM2_CONF";
+
+/// The hint for a SoftHSM2 module at `path` whose `C_Initialize` failed while `conf` (the value
+/// of `SOFTHSM2_CONF`) is unset: it then reads a default configuration, which may be missing.
+pub(super) fn softhsm2_conf_unset(path: &Path, conf: Option<&std::ffi::OsStr>) -> &'static str {
+    let softhsm2 = path
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().to_lowercase().contains("softhsm"));
+    if softhsm2 && conf.is_none_or(|c| c.is_empty()) {
+        "; SOFTHSM2_CONF is not set, so SoftHSM2 looked for its default configuration: export SOFTHSM2_CONF=DIR/softhsm2.conf for your token's directory (the line softhsm/setup-token.sh DIR prints)"
+    } else {
+        ""
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn module_path_in_the_uri_wins_and_a_missing_module_is_explained() {
+        let uri: Pkcs11Uri = "pkcs11:token=a?module-path=/x/y.so".parse().unwrap();
+        assert_eq!(
+            resolve_module(&uri, Some(Path::new("/other.so"))).unwrap(),
+            PathBuf::from("/x/y.so")
+        );
+        let bare: Pkcs11Uri = "pkcs11:token=a".parse().unwrap();
+        assert_eq!(
+            resolve_module(&bare, Some(Path::new("/other.so"))).unwrap(),
+            PathBuf::from("/other.so")
+        );
+        let err = resolve_module(&bare, None).unwrap_err().to_string();
+        assert!(
+            err.contains("SUITEKEY_MODULE") && err.contains("--module"),
+            "{err}"
+        );
+        let named: Pkcs11Uri = "pkcs11:token=a?module-name=surely-not-a-module"
+            .parse()
+            .unwrap();
+        assert!(
+            resolve_module(&named, None)
+                .unwrap_err()
+                .to_string()
+                .contains("surely-not-a-module")
+        );
+    }
+
+    #[test]
+    fn loading_a_file_that_is_not_a_module_says_so() {
+        let err = Module::load(Path::new("/etc/hostname"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("/etc/hostname") && err.contains("PKCS#11 library"),
+            "{err}"
+        );
+    }
+}
