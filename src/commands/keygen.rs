@@ -10,8 +10,7 @@ use crate::cert::CertRequest;
 use crate::cli::KeygenArgs;
 use crate::error::Error;
 use crate::jose::{Alg, MIN_RSA_BITS, Scheme};
-use crate::pkcs11::keygen::{KeySpec, KeygenPlan};
-use crate::pkcs11::{Key, Pkcs11Uri};
+use crate::pkcs11::{Key, KeySpec, KeygenPlan, Pkcs11Uri};
 
 pub(super) fn run(args: &KeygenArgs, quiet: bool, out: &mut dyn Write) -> Result<(), Error> {
     // Everything that can be refused is refused before the key exists.

@@ -6,10 +6,8 @@ use crate::cert::Certificate;
 use crate::cli::ListArgs;
 use crate::error::{Error, printable};
 use crate::jose::{Alg, AlgError};
-use crate::pkcs11::key::{self, CertSummary, KeySummary};
-use crate::pkcs11::support;
 use crate::pkcs11::uri::ObjectType;
-use crate::pkcs11::{Module, Pkcs11Uri, Token};
+use crate::pkcs11::{self, CertSummary, KeySummary, Module, Pkcs11Uri, Token};
 use crate::pkcs11::{SlotSummary, TokenSummary, resolve_module};
 
 pub(super) fn run(args: &ListArgs, out: &mut dyn Write) -> Result<(), Error> {
@@ -96,12 +94,12 @@ fn print_token(
         printable(&t.model)
     )?;
     writeln!(out, "  flags: {}", t.flags.join(", "))?;
-    let token_algs = key::token_algs(token)?;
+    let token_algs = pkcs11::token_algs(token)?;
     writeln!(out, "  can sign: {}", names(&token_algs))?;
     if args.mechanisms {
         print_support(token, out)?;
     }
-    let (mut keys, mut certs) = key::inventory(token, &Pkcs11Uri::default(), login)?;
+    let (mut keys, mut certs) = pkcs11::inventory(token, &Pkcs11Uri::default(), login)?;
     keys.sort_by(|a, b| (&a.id, &a.label).cmp(&(&b.id, &b.label)));
     certs.sort_by(|a, b| (&a.id, &a.label).cmp(&(&b.id, &b.label)));
     writeln!(out, "  keys:{}", if keys.is_empty() { " none" } else { "" })?;
@@ -139,7 +137,7 @@ fn print_key(
     writeln!(
         out,
         "    '{label}' id {}: {} → NetSuite {netsuite}",
-        key::hex(&k.id),
+        pkcs11::hex(&k.id),
         k.kind
     )?;
     let mut notes = Vec::new();
@@ -167,7 +165,7 @@ fn print_key(
 /// One line per algorithm: `ES256  keygen: yes  sign: yes  (how; how)`, reasons when not.
 fn print_support(token: &Token, out: &mut dyn Write) -> Result<(), Error> {
     writeln!(out, "  algorithms (keygen, sign):")?;
-    for row in support::support(token)? {
+    for row in pkcs11::support(token)? {
         let yes_no = |r: &Result<String, String>| if r.is_ok() { "yes" } else { "no " };
         let mut details: Vec<&str> = Vec::new();
         for text in [&row.keygen, &row.sign].map(|r| r.as_ref().unwrap_or_else(|e| e)) {
@@ -197,7 +195,7 @@ fn print_certs(certs: &[CertSummary], out: &mut dyn Write) -> Result<(), Error> 
             out,
             "    '{}' id {}",
             printable(c.label.as_deref().unwrap_or("")),
-            key::hex(&c.id)
+            pkcs11::hex(&c.id)
         )?;
         let parsed = c
             .value

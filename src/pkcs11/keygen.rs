@@ -1,77 +1,47 @@
 //! Making keys inside a token: non-extractable key pairs, and the certificate objects stored
 //! beside them.
 
-use std::fmt;
 use std::path::Path;
 
 use cryptoki::error::{Error as CkError, RvError};
-use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, CertificateType, ObjectClass, ObjectHandle};
 use cryptoki::session::Session;
 use der::Encode as _;
 
-use super::key::{Key, KeySigner, hex, no_mechanism, plan_for};
+use super::Error;
+use super::key::Key;
 use super::login::Credential;
+use super::mechanism::{self, KeySpec, no_mechanism, plan_for};
 use super::module::{Module, resolve_module};
+use super::objects::{find, hex};
 use super::rv::{describe, rv_of};
+use super::signer::KeySigner;
 use super::token::Token;
 use super::uri::{ObjectType, Pkcs11Uri};
-use super::{Error, support};
-use crate::jose::{Alg, Curve};
+use crate::jose::Alg;
 
-/// The kind of key pair to make.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum KeySpec {
-    /// EC on a named curve.
-    Ec(Curve),
-    /// RSA with a modulus of this many bits (public exponent 65537).
-    Rsa {
-        /// Modulus length in bits.
-        bits: u32,
-    },
-}
-
-impl fmt::Display for KeySpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            KeySpec::Ec(curve) => write!(f, "EC {}", curve.name()),
-            KeySpec::Rsa { bits } => write!(f, "RSA {bits}"),
+/// The public half's template: what makes it an EC or RSA key of this size.
+fn public_template(spec: KeySpec, label: &str, id: &[u8]) -> Result<Vec<Attribute>, Error> {
+    let mut template = common(label, id);
+    // No CKA_VERIFY: nothing verifies on the token, and tpm2-pkcs11 fails the generation
+    // (CKR_GENERAL_ERROR) when the template's CKA_VERIFY differs from the one it derives from
+    // the TPM key, which it does for a key that may sign but not decrypt.
+    template.push(Attribute::Private(false));
+    match spec {
+        KeySpec::Ec(curve) => {
+            let params = curve.oid().to_der().map_err(|e| Error::KeygenUnsupported {
+                token: String::new(),
+                kind: spec.to_string(),
+                reason: e.to_string(),
+            })?;
+            template.push(Attribute::EcParams(params));
         }
+        KeySpec::Rsa { bits } => template.extend([
+            Attribute::ModulusBits(u64::from(bits).into()),
+            Attribute::PublicExponent(vec![0x01, 0x00, 0x01]),
+        ]),
     }
-}
-
-impl KeySpec {
-    /// The key-pair generation mechanism for this kind.
-    pub(super) fn mechanism(self) -> Mechanism<'static> {
-        match self {
-            KeySpec::Ec(_) => Mechanism::EccKeyPairGen,
-            KeySpec::Rsa { .. } => Mechanism::RsaPkcsKeyPairGen,
-        }
-    }
-
-    /// The public half's template: what makes it an EC or RSA key of this size.
-    fn public_template(self, label: &str, id: &[u8]) -> Result<Vec<Attribute>, Error> {
-        let mut template = common(label, id);
-        // No CKA_VERIFY: nothing verifies on the token, and tpm2-pkcs11 fails the generation
-        // (CKR_GENERAL_ERROR) when the template's CKA_VERIFY differs from the one it derives from
-        // the TPM key, which it does for a key that may sign but not decrypt.
-        template.push(Attribute::Private(false));
-        match self {
-            KeySpec::Ec(curve) => {
-                let params = curve.oid().to_der().map_err(|e| Error::KeygenUnsupported {
-                    token: String::new(),
-                    kind: self.to_string(),
-                    reason: e.to_string(),
-                })?;
-                template.push(Attribute::EcParams(params));
-            }
-            KeySpec::Rsa { bits } => template.extend([
-                Attribute::ModulusBits(u64::from(bits).into()),
-                Attribute::PublicExponent(vec![0x01, 0x00, 0x01]),
-            ]),
-        }
-        Ok(template)
-    }
+    Ok(template)
 }
 
 /// Attributes both halves share: stored on the token, same label, same id.
@@ -176,7 +146,7 @@ impl KeygenPlan {
         let (public, private) = session
             .generate_key_pair(
                 &spec.mechanism(),
-                &spec.public_template(label, id)?,
+                &public_template(spec, label, id)?,
                 &private_template(label, id),
             )
             .map_err(|e| store_err(token, &format!("generate the {spec} key pair"), &e))?;
@@ -194,7 +164,7 @@ impl KeygenPlan {
 /// Refuses a key kind the module does not generate (or is known to mishandle), naming the
 /// module and its limit.
 fn check_supported(token: &Token, spec: KeySpec) -> Result<(), Error> {
-    support::keygen_support(token, spec, &token.mechanisms()?)?
+    mechanism::keygen_support(token, spec, &token.mechanisms()?)?
         .map(drop)
         .map_err(|reason| Error::KeygenUnsupported {
             token: token.label().to_owned(),
@@ -210,7 +180,7 @@ fn refuse_taken(
     template: &[Attribute],
     what: impl Fn() -> String,
 ) -> Result<(), Error> {
-    let found = find(token, session, template)?;
+    let found = find(session, token.module(), template)?;
     if found.is_empty() {
         return Ok(());
     }
@@ -247,7 +217,7 @@ fn fresh_id(token: &Token, session: &Session) -> Result<Vec<u8>, Error> {
         session
             .generate_random_slice(&mut id)
             .or_else(|_| getrandom::fill(&mut id).map_err(|e| token_random_err(token, &e)))?;
-        if find(token, session, &[Attribute::Id(id.clone())])?.is_empty() {
+        if find(session, token.module(), &[Attribute::Id(id.clone())])?.is_empty() {
             return Ok(id);
         }
     }
@@ -305,16 +275,6 @@ fn ensure_protected(
     })
 }
 
-fn find(
-    token: &Token,
-    session: &Session,
-    template: &[Attribute],
-) -> Result<Vec<ObjectHandle>, Error> {
-    session
-        .find_objects(template)
-        .map_err(|e| token.module().call_err("C_FindObjects", &e))
-}
-
 /// Turns a failed write into an error that says what to check.
 fn store_err(token: &Token, action: &str, err: &CkError) -> Error {
     let label = token.label().to_owned();
@@ -348,7 +308,11 @@ impl KeySigner {
     /// be replaced.
     pub fn check_certificate_slot(&self, replace: bool) -> Result<(), Error> {
         let session = self.token().open()?;
-        let existing = find(self.token(), &session, &self.certificate_template()?)?;
+        let existing = find(
+            &session,
+            self.token().module(),
+            &self.certificate_template()?,
+        )?;
         if existing.is_empty() || replace {
             return Ok(());
         }
@@ -372,7 +336,7 @@ impl KeySigner {
         let token = self.token();
         let session = token.open_rw()?;
         let mut template = self.certificate_template()?;
-        let old = find(token, &session, &template)?;
+        let old = find(&session, token.module(), &template)?;
         template.extend([
             Attribute::CertificateType(CertificateType::X_509),
             Attribute::Token(true),
@@ -395,23 +359,5 @@ impl KeySigner {
                 .map_err(|e| store_err(token, "delete the replaced certificate", &e))?;
         }
         Ok(())
-    }
-
-    /// The certificate objects that belong to this key: same id, or same label for a key
-    /// without an id. A key with neither has none that can be told apart from others'.
-    pub(super) fn certificate_template(&self) -> Result<Vec<Attribute>, Error> {
-        let mut template = vec![Attribute::Class(ObjectClass::CERTIFICATE)];
-        match (self.id().is_empty(), self.label()) {
-            (false, _) => template.push(Attribute::Id(self.id().to_vec())),
-            (true, Some(label)) => template.push(Attribute::Label(label.as_bytes().to_vec())),
-            (true, None) => {
-                return Err(Error::KeyAttributes {
-                    key: self.uri().to_owned(),
-                    token: self.token().label().to_owned(),
-                    problem: "it has neither id nor label, so a certificate cannot be stored beside it; give it a CKA_ID with the token's tools".into(),
-                });
-            }
-        }
-        Ok(template)
     }
 }

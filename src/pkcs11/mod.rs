@@ -3,27 +3,56 @@
 //! Nothing here knows about NetSuite or JWTs beyond [`crate::jose::Alg`]; nothing outside sees a
 //! cryptoki type. Every cryptoki call is wrapped once and its return value becomes an [`Error`]
 //! that says what failed and what to do.
+//!
+//! One concept per file, each using only those listed before it:
+//!
+//! | file | holds |
+//! | --- | --- |
+//! | `uri` | RFC 7512 PKCS#11 URIs |
+//! | `rv` | PKCS#11 return values, typed: their names and what they say of a session or token |
+//! | `pin`, `prompt` | where a PIN comes from; the terminal prompt |
+//! | `lock` | taking turns at a token across processes (an advisory lock file per token) |
+//! | `registry` | the one process-wide registry: loaded modules with their generation, and per token the login lock and the PINs it refused |
+//! | `module` | loading a module once per process, reinitializing it under its users |
+//! | `token` | slots and tokens, choosing the one a URI names, opening sessions |
+//! | `session` | `KeptSession`: a session of an older module generation is never closed |
+//! | `login` | credentials and `C_Login`, guarding the token's few PIN tries |
+//! | `mechanism` | which mechanism and hashing plan for which algorithm; keygen mechanisms; module limits |
+//! | `objects` | finding objects, reading attributes (EC params and points), the inventory for `list` |
+//! | `key` | opening the key a URI names, with retries that may pass |
+//! | `signer` | [`KeySigner`]: the [`crate::jose::Signer`], and reopening a lost session |
+//! | `single_part` | the one `unsafe` call: single-part `C_Sign` after a context-specific login |
+//! | `keygen` | making key pairs, storing certificates beside them |
 
-pub mod key;
-pub mod keygen;
+mod key;
+mod keygen;
 mod lock;
 mod login;
+mod mechanism;
 mod module;
+mod objects;
 pub mod pin;
 mod prompt;
 mod registry;
 mod rv;
-pub mod support;
-pub mod token;
+mod session;
+mod signer;
+#[allow(unsafe_code)]
+mod single_part;
+mod token;
 pub mod uri;
 
-pub use key::{CertSummary, CredentialFor, Key, KeySigner, KeySummary};
+pub use key::{CredentialFor, Key};
+pub use keygen::KeygenPlan;
 pub use login::Credential;
+pub use mechanism::{AlgSupport, KeySpec, support, token_algs};
 pub use module::{Module, resolve_module};
+pub use objects::{CertSummary, KeySummary, hex, inventory};
 pub use pin::Pin;
 pub use prompt::{cancelled_by_signal, leave_signals_to_caller};
 pub use registry::TokenId;
 pub use rv::ReturnValue;
+pub use signer::KeySigner;
 pub use token::{SlotSummary, Token, TokenSummary};
 pub use uri::Pkcs11Uri;
 
