@@ -72,8 +72,8 @@ fn find_module_by_name(name: &str) -> Result<PathBuf, Error> {
         })
 }
 
-/// A loaded and initialized PKCS#11 module: a handle on the one this process shares (see
-/// [`registry`]).
+/// A loaded and initialized PKCS#11 module: a handle on the one copy this process shares,
+/// kept in the process-wide registry.
 #[derive(Clone)]
 pub struct Module {
     loaded: Arc<Loaded>,

@@ -288,3 +288,48 @@ impl PinDigest {
         PinDigest(hasher.finalize().into())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reinitializations_are_rationed_with_a_doubling_wait_up_to_ten_minutes() {
+        let mut budget = ReinitBudget::default();
+        let start = Instant::now();
+        assert!(budget.take(start), "the first one runs at once");
+        assert!(!budget.take(start + REINIT_FIRST_WAIT / 2));
+        let mut now = start + REINIT_FIRST_WAIT;
+        let mut waits = Vec::new();
+        for _ in 0..10 {
+            assert!(budget.take(now));
+            waits.push(budget.wait);
+            now += budget.wait;
+        }
+        assert_eq!(waits[0], REINIT_FIRST_WAIT * 2);
+        assert_eq!(waits[1], REINIT_FIRST_WAIT * 4);
+        assert_eq!(waits.last(), Some(&REINIT_MAX_WAIT));
+    }
+
+    #[test]
+    fn a_refused_pin_is_remembered_per_token_and_is_no_longer_the_accepted_one() {
+        let id = |label: &str| TokenId::new(Path::new("/m.so"), "1", label);
+        let (right, wrong) = (
+            PinDigest::of(&Pin::from("1234")),
+            PinDigest::of(&Pin::from("0000")),
+        );
+        let state = token(&id("refusals-test-a"));
+        state.record_accepted(Some(wrong));
+        state.record_refused(wrong);
+        assert!(state.refused(&wrong) && !state.refused(&right));
+        assert!(state.accepted().is_none());
+        state.record_accepted(Some(right));
+        state.record_accepted(None);
+        assert!(
+            state.accepted() == Some(right),
+            "a PIN pad login keeps the PIN known"
+        );
+        assert!(Arc::ptr_eq(&state, &token(&id("refusals-test-a"))));
+        assert!(!token(&id("refusals-test-b")).refused(&wrong));
+    }
+}
