@@ -10,7 +10,7 @@ use cryptoki::mechanism::MechanismType;
 use cryptoki::slot::Slot;
 
 use super::Error;
-use super::registry::{self, Generation, Hold, Loaded};
+use super::registry::{self, Exclusive, Generation, Hold, Loaded};
 use super::rv::{ReturnValue, describe, rv_of};
 use super::uri::{Pkcs11Uri, escaped_path};
 
@@ -129,17 +129,13 @@ impl Module {
     /// again). The budget allows one at once, then one per wait, the wait doubling from 10 s
     /// to 10 min until [`Module::token_found`].
     pub(crate) fn reinitialize(&self, seen: Generation) -> Result<bool, Error> {
-        let lifecycle = &self.loaded.lifecycle;
-        let calls = lifecycle.exclusive();
-        if calls.generation != seen {
-            return Ok(true);
-        }
-        if !lifecycle.take_budget() {
-            return Ok(false);
-        }
-        tracing::warn!(module = %self.shown_path(), "reinitializing the module to look for its lost tokens again");
-        lifecycle.next_generation(&calls);
-        self.restart().map(|()| true)
+        self.restart_since(seen, || {
+            let due = self.loaded.lifecycle.take_budget();
+            if due {
+                tracing::warn!(module = %self.shown_path(), "reinitializing the module to look for its lost tokens again");
+            }
+            due
+        })
     }
 
     /// Looks at the module's tokens afresh (`C_Finalize` + `C_Initialize`) before another try
@@ -148,24 +144,34 @@ impl Module {
     /// agent's first profile on it): a reinitialization ends every other signer's session and
     /// login, which only a lost key's recovery may cost them, rationed ([`Module::reinitialize`]).
     pub(crate) fn refresh_tokens(&self, seen: Generation) -> Result<bool, Error> {
-        // The registry's reference and this one: no other user of the module in this process.
+        // This handle is the only one: no other user of the module in this process.
         if registry::users(&self.loaded) > 1 {
             return Ok(false);
         }
-        let lifecycle = &self.loaded.lifecycle;
-        let calls = lifecycle.exclusive();
+        self.restart_since(seen, || {
+            tracing::debug!(module = %self.shown_path(), "reinitializing the module to see its tokens afresh");
+            true
+        })
+    }
+
+    /// Waits for the calls in flight to end, then: `Ok(true)` at once when the module was
+    /// restarted since generation `seen` (look again); else a restart if `due()` says so
+    /// (`Ok(true)`), or nothing (`Ok(false)`).
+    fn restart_since(&self, seen: Generation, due: impl FnOnce() -> bool) -> Result<bool, Error> {
+        let calls = self.loaded.lifecycle.exclusive();
         if calls.generation != seen {
             return Ok(true);
         }
-        tracing::debug!(module = %self.shown_path(), "reinitializing the module to see its tokens afresh");
-        lifecycle.next_generation(&calls);
-        self.restart().map(|()| true)
+        if !due() {
+            return Ok(false);
+        }
+        self.restart(&calls).map(|()| true)
     }
 
-    /// `C_Finalize` + `C_Initialize`, the caller holding the module exclusively and having
-    /// started a new generation: every session of the module is void from here on, whatever
-    /// `C_Finalize` answers.
-    fn restart(&self) -> Result<(), Error> {
+    /// `C_Finalize` + `C_Initialize` in a new generation, under the exclusive hold `calls`:
+    /// every session of the module is void from here on, whatever `C_Finalize` answers.
+    fn restart(&self, calls: &Exclusive<'_>) -> Result<(), Error> {
+        self.loaded.lifecycle.next_generation(calls);
         match self.loaded.ctx.clone().finalize() {
             Err(e) if rv_of(&e) != Some(RvError::CryptokiNotInitialized) => {
                 tracing::warn!(module = %self.shown_path(), "C_Finalize returned {}", describe(&e));
