@@ -4,7 +4,7 @@
 //! cryptoki type. Every cryptoki call is wrapped once and its return value becomes an [`Error`]
 //! that says what failed and what to do.
 //!
-//! One concept per file, each using only those listed before it:
+//! One concept per file, each using only those listed before it (and this file's [`Error`]):
 //!
 //! | file | holds |
 //! | --- | --- |
@@ -19,9 +19,9 @@
 //! | `login` | credentials and `C_Login`, guarding the token's few PIN tries |
 //! | `mechanism` | which mechanism and hashing plan for which algorithm; keygen mechanisms; module limits |
 //! | `objects` | finding objects, reading attributes (EC params and points), the inventory for `list` |
+//! | `single_part` | the one `unsafe` call: single-part `C_Sign` after a context-specific login |
 //! | `key` | opening the key a URI names, with retries that may pass |
 //! | `signer` | [`KeySigner`]: the [`crate::jose::Signer`], and reopening a lost session |
-//! | `single_part` | the one `unsafe` call: single-part `C_Sign` after a context-specific login |
 //! | `keygen` | making key pairs, storing certificates beside them |
 
 mod key;
