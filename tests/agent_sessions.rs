@@ -166,6 +166,14 @@ fn a_lost_session_is_reopened_once_and_a_pin_refused_at_relogin_stops_every_prof
     assert_eq!(logins_so_far(), 3, "the refused PIN was sent exactly once");
 
     profiles_stopped_by_a_refused_pin_report_it_and_stay_failed_across_a_reload(&ctx, slot);
+    // Like the agent at exit: every worker closes its session before the process ends (a
+    // module called while the process tears down can crash).
+    drop(handle);
+    assert_eq!(
+        suitekey::agent::signers::wait_for_workers(std::time::Duration::from_secs(5)),
+        0,
+        "every signing worker ended"
+    );
 }
 
 /// The same through the agent's profiles: the stop shows as the profile's failure, costs no
