@@ -342,7 +342,7 @@ impl Key {
     /// Opens the one private key the URI names and logs in to its token with the credential
     /// `credential_for` gives (asked for once, outside the token's lock: it may prompt).
     ///
-    /// Takes its turn at the token (see [`TokenLock`]) while it loads the module, opens a
+    /// Takes its turn at the token (see `TokenLock`) while it loads the module, opens a
     /// session, logs in and finds the key, and tries again, a few times with growing jittered
     /// pauses, when that fails in a way that may pass ([`Error::is_transient`]): a token read
     /// while another process rewrote it, or not seen at all. A PIN problem ends it at once: a

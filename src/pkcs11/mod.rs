@@ -4,18 +4,18 @@
 //! cryptoki type. Every cryptoki call is wrapped once and its return value becomes an [`Error`]
 //! that says what failed and what to do.
 
-pub mod key;
-pub mod keygen;
+pub(crate) mod key;
+pub(crate) mod keygen;
 mod lock;
-pub mod pin;
+pub(crate) mod pin;
 mod prompt;
-pub mod support;
-pub mod token;
-pub mod uri;
+pub(crate) mod support;
+pub(crate) mod token;
+pub(crate) mod uri;
 
 use cryptoki::error::{Error as CkError, RvError};
 
-pub use key::{CertSummary, CredentialFor, Key, KeySigner, KeySummary};
+pub use key::{CredentialFor, Key, KeySigner};
 pub use pin::Pin;
 pub use prompt::{cancelled_by_signal, leave_signals_to_caller};
 pub use token::{Credential, Module, Token, TokenId};

@@ -392,7 +392,7 @@ impl Module {
         &self.path
     }
 
-    /// The module's file for messages and logs, escaped (see [`escaped_path`]).
+    /// The module's file for messages and logs, escaped (see `escaped_path`).
     pub fn shown_path(&self) -> String {
         escaped_path(&self.path)
     }
