@@ -28,6 +28,8 @@
 //! gathers every layer's error and gives the exit code. The fuzzing entry points are behind
 //! the `fuzzing` feature, for the targets in `fuzz/`.
 #![deny(unsafe_code)]
+// No panicking shortcuts outside tests: every failure is an error a user can act on.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 #![warn(missing_docs)]
 
 pub mod agent;
