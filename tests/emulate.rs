@@ -200,10 +200,6 @@ impl Emulator {
         self.post_form(&form(assertion))
     }
 
-    fn stats(&self) -> Value {
-        serde_json::from_str(&self.request("GET", "/_emulator/stats", &[], "").body).unwrap()
-    }
-
     /// A valid assertion for this emulator, with `change` applied to header and claims.
     fn assertion(&self, keys: &Keys, change: impl FnOnce(&mut Value, &mut Value)) -> String {
         let alg = if keys.rsa { "PS256" } else { "ES256" };

@@ -82,6 +82,15 @@ impl Emulator {
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap()
     }
+
+    /// Its counters (`/_emulator/stats`), fetched with curl.
+    pub fn stats(&self) -> serde_json::Value {
+        let out = Command::new("curl")
+            .args(["-s", &format!("{}/_emulator/stats", self.base)])
+            .output()
+            .expect("curl");
+        serde_json::from_slice(&out.stdout).expect("stats JSON")
+    }
 }
 
 impl Drop for Emulator {

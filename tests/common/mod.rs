@@ -20,9 +20,11 @@ use der::{Decode as _, DecodePem as _};
 use sha2::Digest as _;
 
 pub mod agent;
+pub mod certified;
 pub mod emulator;
 pub mod fault_proxy;
 pub mod modules;
+pub mod profile;
 pub mod readme_examples;
 pub mod secrets;
 
@@ -336,6 +338,37 @@ impl Fixture {
     pub fn new_key_uri(&self, object: &str) -> String {
         self.uri(object).replace(";type=private", "")
     }
+
+    /// A certificate for fixture key `label`, made on a fresh token copy and written to
+    /// `DIR/LABEL.pem`: its file and certificate id.
+    pub fn cert_for(&self, label: &str, dir: &Path) -> (PathBuf, String) {
+        let pem = dir.join(format!("{label}.pem"));
+        let id = make_cert(&self.token_copy(None), &self.uri(label), &pem);
+        (pem, id)
+    }
+}
+
+/// `suitekey cert --replace --force --key KEY --out PEM` on the token of `conf`: a new
+/// certificate for the key, stored beside it and written to `pem`; returns its certificate id.
+pub fn make_cert(conf: &Path, key: &str, pem: &Path) -> String {
+    let out = suitekey_with_conf(conf)
+        .args(["cert", "--replace", "--force", "--key", key, "--out"])
+        .arg(pem)
+        .output()
+        .expect("run suitekey cert");
+    let (id, stderr) = texts(&out);
+    assert!(out.status.success(), "cert for {key}: {stderr}");
+    id.trim().to_owned()
+}
+
+/// A temp dir under the target dir, removed when dropped.
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir")
+}
+
+/// Whether the tests run as root (some need it to act as another user).
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
 }
 
 /// The `suitekey` binary with `SOFTHSM2_CONF` set and no inherited SUITEKEY_* settings.
