@@ -247,6 +247,9 @@ fn assertion_refuses_a_wrong_pin() {
     let dir = temp_dir();
     let wrong = dir.path().join("wrong.pin");
     std::fs::write(&wrong, "not-the-PIN-31337\n").expect("write");
+    // Readable by others whatever the umask, so the warning about it is always there.
+    std::fs::set_permissions(&wrong, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .expect("chmod");
     let f = fixture();
     let key = f.uri("p256").replace(
         &f.pin_file.display().to_string(),
