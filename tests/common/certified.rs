@@ -78,6 +78,12 @@ impl CertifiedCopy {
         write_config(&self.dir.path().join("config.toml"), &named)
     }
 
+    /// An agent on the token copy serving profile `prod` (the key) against `emu`.
+    pub fn agent_for(&self, emu: &Emulator) -> Agent {
+        let config = self.config(&emu.token_url(), &[("prod", &self.uri())]);
+        self.agent(&config, &[])
+    }
+
     /// An agent on the token copy serving `config`, with `args`.
     pub fn agent(&self, config: &Path, args: &[&str]) -> Agent {
         Agent::start(&self.conf, config, args, &[])

@@ -27,6 +27,7 @@ pub mod modules;
 pub mod profile;
 pub mod readme_examples;
 pub mod secrets;
+pub mod terminal;
 
 /// A recognizable user PIN, so tests can assert it never appears in any output.
 pub const PIN: &str = "fixture-PIN-50318";
@@ -366,6 +367,21 @@ pub fn temp_dir() -> tempfile::TempDir {
     tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir")
 }
 
+/// libfaketime's preload library (the `faketime` package), wherever this machine's multiarch
+/// directory is.
+pub fn libfaketime() -> PathBuf {
+    let candidates = fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|arch| arch.path().join("faketime/libfaketime.so.1"))
+        .chain([PathBuf::from("/usr/local/lib/faketime/libfaketime.so.1")]);
+    candidates
+        .into_iter()
+        .find(|p| p.exists())
+        .expect("libfaketime.so.1 (the faketime package; scripts/install-deps.sh installs it)")
+}
+
 /// Whether the tests run as root (some need it to act as another user).
 pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
@@ -586,6 +602,27 @@ pub fn decode_jws(jws: &str) -> Jws {
         signature: dec(parts[2]),
         signing_input: format!("{}.{}", parts[0], parts[1]),
     }
+}
+
+/// The compact JWS a command printed, decoded; the command must succeed.
+pub fn signed_jws(cmd: &mut assert_cmd::Command) -> Jws {
+    let out = cmd.assert().success().get_output().stdout.clone();
+    decode_jws(&String::from_utf8(out).expect("UTF-8"))
+}
+
+/// A shell script for `exec … -- sh -c SCRIPT`: prints the command's environment and the
+/// length of the access token it was given.
+pub const SHOW_ENV: &str = "env; echo \"token=${#NETSUITE_ACCESS_TOKEN}\"";
+
+/// `exec … -- sh -c SHOW_ENV` succeeded, and the command got an access token but no PIN.
+pub fn assert_exec_got_the_token_and_no_pin(out: &std::process::Output) {
+    let (stdout, stderr) = texts(out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("token=43"), "{stdout}");
+    assert!(
+        !stdout.contains(PIN),
+        "the PIN reached the command's environment"
+    );
 }
 
 /// Verifies a JWS with RustCrypto (not the token's OpenSSL), by the header's `alg`. For PS*,
