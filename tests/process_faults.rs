@@ -39,7 +39,7 @@ fn an_agent_killed_mid_refresh_is_replaced_on_its_stale_socket_and_service_resum
     );
     assert!(socket.exists(), "SIGKILL leaves the socket file behind");
 
-    let mut second = Agent::start_at(Some(&socket), &conf, &config, &[], &[]);
+    let mut second = Agent::start_at(Some(&socket), conf, &config, &[], &[]);
     assert!(
         second.stderr().contains("stale socket"),
         "{}",
