@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs what CI runs, in the repository root: install-deps and the token modules, rustfmt check,
-# clippy, tests (the matrix on SoftHSM2, tpm2-pkcs11 and kryoptic included).
+# clippy (unwrap/expect denied outside tests, see src/lib.rs), the API docs (no warnings), tests
+# (the matrix on SoftHSM2, tpm2-pkcs11 and kryoptic included).
 #
 # Usage: scripts/test.sh [CARGO_TEST_ARGS...]   (e.g. scripts/test.sh -- --nocapture)
 # Stops at the first failing step with its exit status.
@@ -37,4 +38,9 @@ for module in "${modules[@]}"; do
 done
 step "cargo fmt --all -- --check" cargo fmt --all -- --check
 step "cargo clippy --all-targets -- -D warnings" cargo clippy --all-targets -- -D warnings
+# The fuzzing entry points (src/fuzzing.rs) exist only with the `fuzzing` feature (fuzz/ turns
+# it on): lint them too, unwrap/expect rules included.
+step "cargo clippy --lib --features fuzzing -- -D warnings" cargo clippy --lib --features fuzzing -- -D warnings
+# Broken or private intra-doc links and stray HTML in doc comments fail the run.
+step "cargo doc --no-deps (warnings denied)" env RUSTDOCFLAGS="-D warnings" cargo doc --no-deps
 step "cargo test${*:+ $*}" cargo test "$@"

@@ -235,6 +235,8 @@ pub struct AgentArgs {
 /// The flags shared by `keygen` and `cert`: the certificate to make and where it goes.
 #[derive(Debug, Args)]
 pub struct CertOutArgs {
+    // The doc comment is clap's help text, shown as written: rustdoc must not read it as HTML.
+    #[allow(rustdoc::invalid_html_tags)]
     /// Subject of the certificate, RFC 4514 (e.g. 'CN=NetSuite M2M prod,O=Acme') [default: CN=<key label>].
     #[arg(long, value_name = "DN")]
     pub subject: Option<String>,
@@ -318,10 +320,14 @@ pub struct CheckArgs {
 /// `suitekey emulate`: a strict NetSuite token endpoint on loopback.
 #[derive(Debug, Args)]
 pub struct EmulateArgs {
+    // The doc comments are clap's help text, shown as written: rustdoc must not read their
+    // brackets as links.
+    #[allow(rustdoc::broken_intra_doc_links)]
     /// Loopback IP and port to listen on (127.0.0.0/8 or [::1]; port 0 picks a free one). The
     /// base URL is printed as stdout's only line, the full token URL on stderr.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
     pub listen: String,
+    #[allow(rustdoc::broken_intra_doc_links)]
     /// A certificate uploaded to the emulated account (repeatable):
     /// client-id=ID,cert=FILE[,scopes=restlets+rest_webservices][,account=ACCT][,certificate-id=ID]
     #[arg(long, value_name = "SPEC", required = true)]

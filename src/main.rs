@@ -1,4 +1,6 @@
 //! The `suitekey` binary: parse, run, print the error chain, exit with its code.
+// No panicking shortcuts outside tests: every failure is an error a user can act on.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 use std::io::IsTerminal as _;
 use std::process::ExitCode;

@@ -10,90 +10,20 @@ use std::process::Command;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use common::agent::{Agent, http_get};
+use common::agent::{Agent, http_get, metric};
+use common::certified::CertifiedCopy;
 use common::emulator::Emulator;
-use common::{PIN, fixture, suitekey_with_conf, texts};
+use common::profile::{ACCOUNT, CLIENT, Profile, write_config};
+use common::{PIN, fixture, is_root, libfaketime, suitekey_with_conf, texts};
 use serde_json::Value;
 
-const CLIENT: &str = "161c761646ff925cafb93a8de1b5a06be9be365f994d446c62c02e53dae488cf";
-const ACCOUNT: &str = "1234567";
 const CATALOG: &str = "/services/rest/record/v1/metadata-catalog";
 const TOKEN_PATH: &str = "/v1/profiles/prod/token";
 
 /// A token copy for one agent, with a certificate for the `p256` key stored on it (so the
 /// agent can watch its expiry) and written to a file for the emulator.
-struct Setup {
-    conf: PathBuf,
-    pem: PathBuf,
-    kid: String,
-    dir: tempfile::TempDir,
-}
-
-fn setup() -> Setup {
-    let f = fixture();
-    let conf = f.token_copy(None);
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");
-    let pem = dir.path().join("p256.pem");
-    let out = suitekey_with_conf(&conf)
-        .args([
-            "cert",
-            "--replace",
-            "--force",
-            "--key",
-            &f.uri("p256"),
-            "--out",
-        ])
-        .arg(&pem)
-        .output()
-        .expect("run cert");
-    let (kid, stderr) = texts(&out);
-    assert!(out.status.success(), "cert: {stderr}");
-    Setup {
-        conf,
-        pem,
-        kid: kid.trim().to_owned(),
-        dir,
-    }
-}
-
-impl Setup {
-    fn emulator(&self, listen: &str, flags: &[&str]) -> Emulator {
-        let spec = format!(
-            "client-id={CLIENT},cert={},account={ACCOUNT}",
-            self.pem.display()
-        );
-        let mut args = vec!["--register", &spec];
-        args.extend_from_slice(flags);
-        Emulator::start_on(listen, &args)
-    }
-
-    /// Writes a config with these (profile, key URI) pairs, all using the emulator at `url`.
-    fn config(&self, url: &str, profiles: &[(&str, &str)]) -> PathBuf {
-        let mut text = String::new();
-        for (name, key) in profiles {
-            text.push_str(&format!(
-                "[profiles.{name}]\nkey = \"{key}\"\nclient-id = \"{CLIENT}\"\ncertificate-id = \"{}\"\naccount = \"{ACCOUNT}\"\ntoken-url = \"{url}\"\n\n",
-                self.kid
-            ));
-        }
-        let path = self.dir.path().join("config.toml");
-        std::fs::write(&path, text).expect("write config");
-        path
-    }
-
-    /// An agent serving profile `prod` (the p256 key) against `emu`.
-    fn agent(&self, emu: &Emulator) -> Agent {
-        let config = self.config(&emu.token_url(), &[("prod", &fixture().uri("p256"))]);
-        Agent::start(&self.conf, &config, &[], &[])
-    }
-}
-
-fn stats(emu: &Emulator) -> Value {
-    let out = Command::new("curl")
-        .args(["-s", &format!("{}/_emulator/stats", emu.base)])
-        .output()
-        .expect("curl");
-    serde_json::from_slice(&out.stdout).expect("stats JSON")
+fn setup() -> CertifiedCopy {
+    CertifiedCopy::new()
 }
 
 /// Whether the emulator accepts `token` for its protected resource.
@@ -113,13 +43,6 @@ fn token_of(body: &str) -> String {
         .as_str()
         .expect("access_token")
         .to_owned()
-}
-
-/// The value of a metric line `name{labels} value`, if present.
-fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name_and_labels)?.strip_prefix(' '))
-        .and_then(|v| v.parse().ok())
 }
 
 fn burst(socket: &Path, n: usize) -> Vec<(u16, String)> {
@@ -185,8 +108,8 @@ fn check_profile_listing(agent: &Agent, kid: &str) {
 #[test]
 fn two_hundred_concurrent_cold_requests_share_one_exchange_and_then_the_cache() {
     let s = setup();
-    let emu = s.emulator("127.0.0.1:0", &[]);
-    let agent = s.agent(&emu);
+    let emu = s.emulator(&[]);
+    let agent = s.agent_for(&emu);
     assert_eq!(agent.json("/v1/health")["status"], "ok");
 
     let first = burst(&agent.socket, 200);
@@ -201,7 +124,7 @@ fn two_hundred_concurrent_cold_requests_share_one_exchange_and_then_the_cache() 
         "200 identical tokens"
     );
     assert_eq!(
-        stats(&emu)["token_requests"],
+        emu.stats()["token_requests"],
         1,
         "exactly one upstream exchange"
     );
@@ -214,7 +137,7 @@ fn two_hundred_concurrent_cold_requests_share_one_exchange_and_then_the_cache() 
             .all(|(s, b)| *s == 200 && token_of(b) == token)
     );
     assert_eq!(
-        stats(&emu)["token_requests"],
+        emu.stats()["token_requests"],
         1,
         "the second burst is served from the cache"
     );
@@ -237,8 +160,8 @@ fn two_hundred_concurrent_cold_requests_share_one_exchange_and_then_the_cache() 
 #[test]
 fn the_api_answers_unknown_profiles_and_bad_paths_with_json_errors() {
     let s = setup();
-    let emu = s.emulator("127.0.0.1:0", &[]);
-    let agent = s.agent(&emu);
+    let emu = s.emulator(&[]);
+    let agent = s.agent_for(&emu);
     let (status, body) = agent.get("/v1/profiles/nope/token");
     assert_eq!(status, 404, "{body}");
     let json: Value = serde_json::from_str(&body).unwrap();
@@ -261,14 +184,14 @@ fn the_api_answers_unknown_profiles_and_bad_paths_with_json_errors() {
         assert_eq!(reply.json()["error"], "method_not_allowed");
         assert_eq!(reply.header("allow"), Some("GET, HEAD"));
     }
-    assert_eq!(stats(&emu)["token_requests"], 0);
+    assert_eq!(emu.stats()["token_requests"], 0);
 }
 
 #[test]
 fn token_and_exec_ask_the_agent_when_suitekey_auth_sock_is_set() {
     let s = setup();
-    let emu = s.emulator("127.0.0.1:0", &[]);
-    let agent = s.agent(&emu);
+    let emu = s.emulator(&[]);
+    let agent = s.agent_for(&emu);
     let config = s.dir.path().join("config.toml");
     let served = token_of(&agent.get(TOKEN_PATH).1);
 
@@ -301,7 +224,7 @@ fn token_and_exec_ask_the_agent_when_suitekey_auth_sock_is_set() {
         .output()
         .unwrap();
     assert_eq!(texts(&out).0, served);
-    assert_eq!(stats(&emu)["token_requests"], 1);
+    assert_eq!(emu.stats()["token_requests"], 1);
 
     // --no-agent signs and exchanges here: a new token.
     let out = client()
@@ -311,7 +234,7 @@ fn token_and_exec_ask_the_agent_when_suitekey_auth_sock_is_set() {
     let (stdout, stderr) = texts(&out);
     assert!(out.status.success(), "{stderr}");
     assert_ne!(stdout.trim_end(), served);
-    assert_eq!(stats(&emu)["token_requests"], 2);
+    assert_eq!(emu.stats()["token_requests"], 2);
 
     check_client_errors(&agent, client);
 }
@@ -349,8 +272,8 @@ fn check_client_errors(agent: &Agent, client: impl Fn() -> assert_cmd::Command) 
 #[test]
 fn tokens_are_renewed_ahead_of_expiry_and_no_client_gets_an_expired_one() {
     let s = setup();
-    let emu = s.emulator("127.0.0.1:0", &["--token-lifetime", "6"]);
-    let agent = s.agent(&emu);
+    let emu = s.emulator(&["--token-lifetime", "6"]);
+    let agent = s.agent_for(&emu);
     // token → (first seen, expiry estimated from expires_in at first sight)
     let mut seen: HashMap<String, (Instant, Instant)> = HashMap::new();
     let mut order = Vec::new();
@@ -389,7 +312,7 @@ fn tokens_are_renewed_ahead_of_expiry_and_no_client_gets_an_expired_one() {
             "the next token was there before the old one expired"
         );
     }
-    let issued = stats(&emu)["tokens_issued"].as_u64().unwrap();
+    let issued = emu.stats()["tokens_issued"].as_u64().unwrap();
     assert!(
         issued as usize <= order.len() + 1,
         "no renewal storm: {issued} for {}",
@@ -436,17 +359,17 @@ fn poll_short_tokens(agent: &Agent, lifetime: Duration, window: Duration) {
 
 /// With no client at all for `window`, the agent's exchanges (counted by the emulator).
 fn idle_exchanges(emu: &Emulator, window: Duration) -> u64 {
-    let before = stats(emu)["token_requests"].as_u64().unwrap();
+    let before = emu.stats()["token_requests"].as_u64().unwrap();
     std::thread::sleep(window);
-    stats(emu)["token_requests"].as_u64().unwrap() - before
+    emu.stats()["token_requests"].as_u64().unwrap() - before
 }
 
 #[test]
 fn short_lived_tokens_keep_the_documented_margin_and_idle_renewals_are_spaced() {
     let check = |secs: &str| {
         let s = setup();
-        let emu = s.emulator("127.0.0.1:0", &["--token-lifetime", secs]);
-        let agent = s.agent(&emu);
+        let emu = s.emulator(&["--token-lifetime", secs]);
+        let agent = s.agent_for(&emu);
         let lifetime = Duration::from_secs(secs.parse().unwrap());
         poll_short_tokens(&agent, lifetime, Duration::from_secs(8));
         // Background renewals are at least 4 s apart: at most 3 in 12 s.
@@ -466,8 +389,8 @@ fn short_lived_tokens_keep_the_documented_margin_and_idle_renewals_are_spaced() 
 #[test]
 fn tokens_too_short_for_the_margin_are_refused_clearly() {
     let s = setup();
-    let emu = s.emulator("127.0.0.1:0", &["--token-lifetime", "1"]);
-    let agent = s.agent(&emu);
+    let emu = s.emulator(&["--token-lifetime", "1"]);
+    let agent = s.agent_for(&emu);
     let reply = agent.request("GET", TOKEN_PATH);
     assert_eq!(reply.status, 502, "{}", reply.body);
     let json = reply.json();
@@ -478,25 +401,15 @@ fn tokens_too_short_for_the_margin_are_refused_clearly() {
         "{message}"
     );
     assert!(reply.header("retry-after").is_some(), "{}", reply.head);
-    assert_eq!(stats(&emu)["token_requests"], 1, "no exchange per request");
+    assert_eq!(emu.stats()["token_requests"], 1, "no exchange per request");
     assert_eq!(agent.request("GET", TOKEN_PATH).status, 502);
-    assert_eq!(stats(&emu)["token_requests"], 1);
-}
-
-/// libfaketime's preload library, wherever this machine's multiarch directory is.
-fn libfaketime() -> PathBuf {
-    std::fs::read_dir("/usr/lib")
-        .expect("/usr/lib")
-        .flatten()
-        .map(|e| e.path().join("faketime/libfaketime.so.1"))
-        .find(|p| p.is_file())
-        .expect("libfaketime (the faketime package, scripts/install-deps.sh)")
+    assert_eq!(emu.stats()["token_requests"], 1);
 }
 
 #[test]
 fn a_backward_wall_clock_step_never_serves_a_token_past_its_real_expiry() {
     let s = setup();
-    let emu = s.emulator("127.0.0.1:0", &["--token-lifetime", "5"]);
+    let emu = s.emulator(&["--token-lifetime", "5"]);
     let lifetime = Duration::from_secs(5);
     let config = s.config(&emu.token_url(), &[("prod", &fixture().uri("p256"))]);
     // The agent's wall clock follows this file at run time; its monotonic clock is left alone.
@@ -555,15 +468,15 @@ fn a_backward_wall_clock_step_never_serves_a_token_past_its_real_expiry() {
 fn an_upstream_outage_serves_the_cached_token_and_shows_in_metrics_and_logs() {
     let s = setup();
     // Renewal is due 4-5 s before expiry; a failed exchange (3 attempts) takes up to 1.5 s.
-    let emu = s.emulator("127.0.0.1:0", &["--token-lifetime", "16"]);
+    let emu = s.emulator(&["--token-lifetime", "16"]);
     let listen = emu.base.trim_start_matches("http://").to_owned();
-    let agent = s.agent(&emu);
+    let agent = s.agent_for(&emu);
     let token = token_of(&agent.get(TOKEN_PATH).1);
     let got_at = Instant::now();
 
     // The same endpoint now fails every request.
     drop(emu);
-    let _down = s.emulator(&listen, &["--fail-first", "100000"]);
+    let _down = s.emulator_on(&listen, &["--fail-first", "100000"]);
     let mut failures = None;
     while failures.is_none() {
         assert!(
@@ -613,8 +526,8 @@ fn an_upstream_outage_serves_the_cached_token_and_shows_in_metrics_and_logs() {
 fn a_failed_exchange_is_answered_with_retry_after_and_retried_in_the_background() {
     let s = setup();
     // The first exchange (three attempts) fails, the next one succeeds.
-    let emu = s.emulator("127.0.0.1:0", &["--fail-first", "3"]);
-    let agent = s.agent(&emu);
+    let emu = s.emulator(&["--fail-first", "3"]);
+    let agent = s.agent_for(&emu);
     let check_refusal = |reply: &common::agent::Reply| {
         assert_eq!(reply.status, 502, "{}", reply.body);
         assert_eq!(reply.json()["error"], "upstream");
@@ -625,10 +538,10 @@ fn a_failed_exchange_is_answered_with_retry_after_and_retried_in_the_background(
         assert!((1..=60).contains(&retry_after), "{}", reply.head);
     };
     check_refusal(&agent.request("GET", TOKEN_PATH));
-    assert_eq!(stats(&emu)["token_requests"], 3);
+    assert_eq!(emu.stats()["token_requests"], 3);
     // Until the backoff ends, requests get that failure without an exchange of their own.
     check_refusal(&agent.request("GET", TOKEN_PATH));
-    assert_eq!(stats(&emu)["token_requests"], 3, "no exchange per request");
+    assert_eq!(emu.stats()["token_requests"], 3, "no exchange per request");
 
     // No client asks again: the agent retries the cold profile by itself.
     let start = Instant::now();
@@ -643,18 +556,18 @@ fn a_failed_exchange_is_answered_with_retry_after_and_retried_in_the_background(
     let (status, body) = agent.get(TOKEN_PATH);
     assert_eq!(status, 200, "{body}");
     assert!(opens_catalog(&emu, &token_of(&body)));
-    assert_eq!(stats(&emu)["token_requests"], 4);
+    assert_eq!(emu.stats()["token_requests"], 4);
 }
 
 /// The emulator's token requests so far.
 fn token_requests(emu: &Emulator) -> u64 {
-    stats(emu)["token_requests"].as_u64().unwrap()
+    emu.stats()["token_requests"].as_u64().unwrap()
 }
 
 #[test]
 fn a_refused_client_is_retried_rarely_shown_failed_and_retried_at_once_on_sighup() {
     let s = setup();
-    let emu = s.emulator("127.0.0.1:0", &[]);
+    let emu = s.emulator(&[]);
     let config = s.config(&emu.token_url(), &[("prod", &fixture().uri("p256"))]);
     // A certificate id the emulator does not know: NetSuite answers invalid_grant (MissingKey).
     let unknown = "A".repeat(43);
@@ -745,21 +658,17 @@ fn health_reports_an_expired_expiring_or_mismatched_certificate_stored_with_the_
     let expired = common::cert_at_clock(&s.conf, &f.uri("p256"), "-37d", 1, &dir.join("a.pem"));
     let soon = common::cert_at_clock(&s.conf, &f.uri("p384"), "-721d", 730, &dir.join("b.pem"));
     let fine = common::cert_at_clock(&s.conf, &f.uri("p521"), "+0", 730, &dir.join("c.pem"));
-    let profile = |name: &str, key: &str, kid: &str| {
-        format!(
-            "[profiles.{name}]\nkey = \"{}\"\nclient-id = \"{CLIENT}\"\ncertificate-id = \"{kid}\"\naccount = \"{ACCOUNT}\"\ntoken-url = \"http://127.0.0.1:9/token\"\n\n",
-            f.uri(key)
-        )
-    };
-    let config = dir.join("config.toml");
-    let text = [
-        profile("expired", "p256", &expired),
-        profile("mismatch", "p256", &fine),
-        profile("soon", "p384", &soon),
-        profile("fine", "p521", &fine),
-    ]
-    .concat();
-    std::fs::write(&config, text).unwrap();
+    let profile =
+        |key: &str, kid: &str| Profile::new(f.uri(key), kid).token_url("http://127.0.0.1:9/token");
+    let config = write_config(
+        &dir.join("config.toml"),
+        &[
+            ("expired", &profile("p256", &expired)),
+            ("mismatch", &profile("p256", &fine)),
+            ("soon", &profile("p384", &soon)),
+            ("fine", &profile("p521", &fine)),
+        ],
+    );
     let agent = Agent::start(&s.conf, &config, &[], &[]);
 
     let profiles = agent.json("/v1/profiles");
@@ -801,10 +710,6 @@ fn health_reports_an_expired_expiring_or_mismatched_certificate_stored_with_the_
     }
 }
 
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
-}
-
 fn as_nobody_curl(socket: &Path) -> std::process::Output {
     Command::new("setpriv")
         .args([
@@ -842,8 +747,8 @@ fn other_users_cannot_connect_and_are_refused_by_uid_unless_allowed() {
         return;
     }
     let s = setup();
-    let emu = s.emulator("127.0.0.1:0", &[]);
-    let agent = s.agent(&emu);
+    let emu = s.emulator(&[]);
+    let agent = s.agent_for(&emu);
     // The socket's directory is 0700: another user cannot even reach the socket.
     let out = as_nobody_curl(&agent.socket);
     assert!(
@@ -889,8 +794,7 @@ fn other_users_cannot_connect_and_are_refused_by_uid_unless_allowed() {
 
 #[test]
 fn the_agent_is_not_dumpable_so_same_user_processes_cannot_read_its_memory() {
-    use std::io::BufRead as _;
-    use std::os::unix::fs::{MetadataExt as _, chown};
+    use std::os::unix::fs::MetadataExt as _;
     if !is_root() {
         eprintln!("skipped: needs root to run the agent as another user (setpriv)");
         return;
@@ -899,36 +803,12 @@ fn the_agent_is_not_dumpable_so_same_user_processes_cannot_read_its_memory() {
     // (and so may any process of its user open it), a non-dumpable one's belongs to root.
     // No token needed: the profile fails.
     let dir = common::agent::socket_dir();
-    chown(dir.path(), Some(65534), Some(65534)).unwrap();
-    let config = dir.path().join("config.toml");
-    std::fs::write(&config, "[profiles.p]\nkey = \"pkcs11:object=none\"\n").unwrap();
-    let socket = dir.path().join("agent.sock");
-    let mut child = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(env!("CARGO_BIN_EXE_suitekey"))
-        .arg("--config")
-        .arg(&config)
-        .args(["agent", "--socket"])
-        .arg(&socket)
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("setpriv suitekey agent");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let (mut child, _socket) = agent_as_nobody(dir.path(), &[]);
     let proc_dir = PathBuf::from(format!("/proc/{}", child.id()));
     let status = std::fs::read_to_string(proc_dir.join("status")).unwrap();
     let owner = std::fs::metadata(proc_dir.join("mem")).map(|m| m.uid());
     let _ = child.kill();
     let _ = child.wait();
-    assert_eq!(
-        line.trim_end(),
-        socket.display().to_string(),
-        "agent started"
-    );
     assert!(
         status.lines().any(|l| l.starts_with("Uid:\t65534")),
         "{status}"
@@ -943,10 +823,10 @@ fn the_agent_is_not_dumpable_so_same_user_processes_cannot_read_its_memory() {
 #[test]
 fn sighup_adds_a_profile_keeping_cached_tokens_and_sigterm_removes_the_socket() {
     let s = setup();
-    let emu = s.emulator("127.0.0.1:0", &[]);
-    let mut agent = s.agent(&emu);
+    let emu = s.emulator(&[]);
+    let mut agent = s.agent_for(&emu);
     let token = token_of(&agent.get(TOKEN_PATH).1);
-    assert_eq!(stats(&emu)["token_requests"], 1);
+    assert_eq!(emu.stats()["token_requests"], 1);
 
     let key = fixture().uri("p256");
     s.config(&emu.token_url(), &[("prod", &key), ("added", &key)]);
@@ -970,7 +850,7 @@ fn sighup_adds_a_profile_keeping_cached_tokens_and_sigterm_removes_the_socket() 
         token,
         "unchanged profile keeps its token"
     );
-    assert_eq!(stats(&emu)["token_requests"], 1);
+    assert_eq!(emu.stats()["token_requests"], 1);
     let (status, body) = agent.get("/v1/profiles/added/token");
     assert_eq!(status, 200, "{body}");
     assert!(opens_catalog(&emu, &token_of(&body)));
@@ -1036,7 +916,7 @@ fn request_in_background(socket: &Path) -> std::thread::JoinHandle<String> {
 #[test]
 fn signals_during_startup_neither_kill_the_agent_nor_leave_its_socket() {
     let s = setup();
-    let emu = s.emulator("127.0.0.1:0", &[]);
+    let emu = s.emulator(&[]);
     // The PIN "file" is a FIFO: opening the profile blocks until the test writes the PIN,
     // after the socket is bound.
     let fifo = s.dir.path().join("pin.fifo");
@@ -1081,11 +961,11 @@ fn signals_during_startup_neither_kill_the_agent_nor_leave_its_socket() {
 #[test]
 fn sigterm_finishes_the_request_in_flight_and_spares_a_successors_socket() {
     let s = setup();
-    let emu = s.emulator("127.0.0.1:0", &["--delay-ms", "1500"]);
-    let mut agent = s.agent(&emu);
+    let emu = s.emulator(&["--delay-ms", "1500"]);
+    let mut agent = s.agent_for(&emu);
     let in_flight = request_in_background(&agent.socket);
     wait_until(&agent, "exchange under way", || {
-        stats(&emu)["token_requests"] == 1
+        emu.stats()["token_requests"] == 1
     });
     agent.signal("TERM");
     wait_until(&agent, "signal noticed", || {
@@ -1118,12 +998,12 @@ fn sigterm_finishes_the_request_in_flight_and_spares_a_successors_socket() {
 #[test]
 fn a_drain_longer_than_drain_timeout_is_cut_short() {
     let s = setup();
-    let emu = s.emulator("127.0.0.1:0", &["--delay-ms", "25000"]);
+    let emu = s.emulator(&["--delay-ms", "25000"]);
     let config = s.config(&emu.token_url(), &[("prod", &fixture().uri("p256"))]);
     let mut agent = Agent::start(&s.conf, &config, &["--drain-timeout", "1"], &[]);
     let in_flight = request_in_background(&agent.socket);
     wait_until(&agent, "exchange under way", || {
-        stats(&emu)["token_requests"] == 1
+        emu.stats()["token_requests"] == 1
     });
     agent.signal("TERM");
     // Well before the emulator answers (25 s).
@@ -1144,8 +1024,8 @@ fn a_drain_longer_than_drain_timeout_is_cut_short() {
 #[test]
 fn a_live_agent_is_not_replaced_but_a_stale_socket_is() {
     let s = setup();
-    let emu = s.emulator("127.0.0.1:0", &[]);
-    let agent = s.agent(&emu);
+    let emu = s.emulator(&[]);
+    let agent = s.agent_for(&emu);
     let config = s.dir.path().join("config.toml");
     let out = suitekey_with_conf(&s.conf)
         .arg("--config")
@@ -1197,7 +1077,7 @@ fn spied(pin_file: &Path, log: &Path) -> (String, [(&'static str, String); 2]) {
     (uri, env)
 }
 
-fn start_spied(s: &Setup, config: &Path, env: &[(&'static str, String); 2]) -> Agent {
+fn start_spied(s: &CertifiedCopy, config: &Path, env: &[(&'static str, String); 2]) -> Agent {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     Agent::start(&s.conf, config, &[], &env)
 }
@@ -1233,7 +1113,7 @@ fn assert_pin_failure(agent: &Agent, profile: &str, wanted: &str) {
 fn a_wrong_pin_costs_one_login_stops_only_its_profile_and_is_never_retried() {
     let s = setup();
     let f = fixture();
-    let emu = s.emulator("127.0.0.1:0", &[]);
+    let emu = s.emulator(&[]);
     let wrong = s.dir.path().join("wrong.pin");
     std::fs::write(&wrong, "not-the-PIN-31415\n").unwrap();
     let log = s.dir.path().join("spy.log");
@@ -1306,7 +1186,7 @@ fn a_wrong_pin_costs_one_login_stops_only_its_profile_and_is_never_retried() {
 fn a_second_profile_on_a_token_shares_its_login_and_a_different_pin_source_is_refused() {
     let s = setup();
     let f = fixture();
-    let emu = s.emulator("127.0.0.1:0", &[]);
+    let emu = s.emulator(&[]);
     let log = s.dir.path().join("spy.log");
     let (good, env) = spied(&f.pin_file, &log);
     let wrong = s.dir.path().join("wrong.pin");
@@ -1505,9 +1385,9 @@ fn a_multi_line_message_from_the_agent_keeps_its_lines() {
     );
 }
 
-/// A `suitekey agent` run as nobody (uid 65534), serving root's client (`--allow-uid 0`) a
-/// profile that cannot open: it answers every token request with its error.
-fn agent_as_nobody(dir: &Path) -> (std::process::Child, PathBuf) {
+/// A `suitekey agent ARGS` run as nobody (uid 65534) in `dir`, serving a profile that cannot
+/// open (with `--allow-uid 0`, it answers root's every token request with its error).
+fn agent_as_nobody(dir: &Path, args: &[&str]) -> (std::process::Child, PathBuf) {
     use std::io::BufRead as _;
     std::os::unix::fs::chown(dir, Some(65534), Some(65534)).unwrap();
     let config = dir.join("config.toml");
@@ -1518,7 +1398,9 @@ fn agent_as_nobody(dir: &Path) -> (std::process::Child, PathBuf) {
         .arg(env!("CARGO_BIN_EXE_suitekey"))
         .arg("--config")
         .arg(&config)
-        .args(["agent", "--allow-uid", "0", "--socket"])
+        .arg("agent")
+        .args(args)
+        .arg("--socket")
         .arg(&socket)
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::piped())
@@ -1544,7 +1426,7 @@ fn an_agent_of_another_uid_is_refused_unless_suitekey_agent_uid_names_it() {
         return;
     }
     let dir = common::agent::socket_dir();
-    let (mut child, socket) = agent_as_nobody(dir.path());
+    let (mut child, socket) = agent_as_nobody(dir.path(), &["--allow-uid", "0"]);
     let client = |agent_uid: Option<&str>| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_suitekey"));
         cmd.env("SUITEKEY_AUTH_SOCK", &socket)
@@ -1589,7 +1471,7 @@ fn an_agent_of_another_uid_is_refused_unless_suitekey_agent_uid_names_it() {
 #[test]
 fn exec_through_the_agent_gives_the_command_no_pin_variable() {
     let s = setup();
-    let emu = s.emulator("127.0.0.1:0", &[]);
+    let emu = s.emulator(&[]);
     let key = fixture().uri("p256").replace(
         &format!("pin-source=file:{}", fixture().pin_file.display()),
         "pin-source=env:MY_TOKEN_PIN",
@@ -1604,17 +1486,11 @@ fn exec_through_the_agent_gives_the_command_no_pin_variable() {
         .arg("--config")
         .arg(&config)
         .args(["--profile", "prod", "exec", "--", "sh", "-c"])
-        .arg("env; echo \"token=${#NETSUITE_ACCESS_TOKEN}\"")
+        .arg(common::SHOW_ENV)
         .output()
         .unwrap();
-    let (stdout, stderr) = texts(&out);
-    assert!(out.status.success(), "{stderr}");
-    assert!(stdout.contains("token=43"), "{stdout}");
-    assert!(
-        !stdout.contains(PIN),
-        "the PIN reached the command's environment"
-    );
-    assert_eq!(stats(&emu)["token_requests"], 1, "answered by the agent");
+    common::assert_exec_got_the_token_and_no_pin(&out);
+    assert_eq!(emu.stats()["token_requests"], 1, "answered by the agent");
 }
 
 /// README's agent examples (`token --format curl-config | curl -K -` and `exec -- sh -c
@@ -1623,8 +1499,8 @@ fn exec_through_the_agent_gives_the_command_no_pin_variable() {
 fn the_readme_agent_curl_examples_send_the_token_and_keep_it_out_of_every_argv() {
     use common::readme_examples::{readme_line, run_traced};
     let s = setup();
-    let emu = s.emulator("127.0.0.1:0", &[]);
-    let agent = s.agent(&emu);
+    let emu = s.emulator(&[]);
+    let agent = s.agent_for(&emu);
     let config = s.dir.path().join("config.toml");
     for prefix in [
         "suitekey --profile prod token --format curl-config |",
@@ -1640,5 +1516,5 @@ fn the_readme_agent_curl_examples_send_the_token_and_keep_it_out_of_every_argv()
         assert!(stdout.contains("metadata-catalog"), "{line}: {stdout}");
         traced.assert_token_sent_but_in_no_argv();
     }
-    assert_eq!(stats(&emu)["token_requests"], 1, "answered by the agent");
+    assert_eq!(emu.stats()["token_requests"], 1, "answered by the agent");
 }

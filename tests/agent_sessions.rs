@@ -18,9 +18,8 @@ use suitekey::agent::signers::{SignError, SignerHandle};
 use suitekey::config::Profile;
 use suitekey::netsuite::{AccountId, AssertionRequest};
 
+use common::profile::{CLIENT, Profile as TestProfile, write_config};
 use common::{PIN, fixture};
-
-const CLIENT: &str = "161c761646ff925cafb93a8de1b5a06be9be365f994d446c62c02e53dae488cf";
 
 fn spy_log() -> PathBuf {
     std::env::temp_dir().join(format!("suitekey-spy-{}.log", std::process::id()))
@@ -271,14 +270,10 @@ fn config_with_pin(dir: &std::path::Path, pin: &str) -> suitekey::config::Config
         &fixture().pin_file.display().to_string(),
         &pin_file.display().to_string(),
     );
-    let config_file = dir.join("config.toml");
-    std::fs::write(
-        &config_file,
-        format!(
-            "[profiles.prod]\nkey = \"{key}\"\nclient-id = \"{CLIENT}\"\ncertificate-id = \"kid-1\"\naccount = \"1234567\"\n"
-        ),
-    )
-    .unwrap();
+    let config_file = write_config(
+        &dir.join("config.toml"),
+        &[("prod", &TestProfile::new(key, "kid-1"))],
+    );
     suitekey::config::Config::open(Some(&config_file))
         .unwrap()
         .unwrap()

@@ -8,8 +8,9 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::agent::{Agent, socket_dir};
-use common::texts;
+use common::agent::{Agent, metric, socket_dir};
+use common::certified::CertifiedCopy;
+use common::{is_root, texts};
 
 /// A config with one profile whose key does not exist: the agent starts and serves it as
 /// failed, which is all the socket tests need.
@@ -116,66 +117,32 @@ fn a_socket_directory_in_a_world_writable_parent_is_refused_unless_it_is_sticky(
     );
 }
 
-const CLIENT: &str = "161c761646ff925cafb93a8de1b5a06be9be365f994d446c62c02e53dae488cf";
-const ACCOUNT: &str = "1234567";
-
 /// A token copy with a certificate for the fixture's p256 key, an emulator that knows it, and
 /// a config serving `profiles` (all on that key) from it.
 struct Serving {
-    conf: PathBuf,
+    copy: CertifiedCopy,
     config: PathBuf,
     /// Kept running for the agent.
     _emu: common::emulator::Emulator,
-    _dir: tempfile::TempDir,
 }
 
 impl Serving {
     fn new(profiles: &[&str], emulator_flags: &[&str]) -> Serving {
-        let f = common::fixture();
-        let conf = f.token_copy(None);
-        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-        let pem = dir.path().join("p256.pem");
-        let out = common::suitekey_with_conf(&conf)
-            .args(["cert", "--replace", "--force", "--key", &f.uri("p256")])
-            .arg("--out")
-            .arg(&pem)
-            .output()
-            .unwrap();
-        let (kid, stderr) = texts(&out);
-        assert!(out.status.success(), "cert: {stderr}");
-        let spec = format!(
-            "client-id={CLIENT},cert={},account={ACCOUNT}",
-            pem.display()
-        );
-        let mut args = vec!["--register", &spec];
-        args.extend_from_slice(emulator_flags);
-        let emu = common::emulator::Emulator::start(&args);
-        let config = dir.path().join("config.toml");
-        let mut text = String::new();
-        for name in profiles {
-            text.push_str(&format!(
-                "[profiles.{name}]\nkey = \"{}\"\nclient-id = \"{CLIENT}\"\ncertificate-id = \"{}\"\naccount = \"{ACCOUNT}\"\ntoken-url = \"{}\"\n\n",
-                f.uri("p256"),
-                kid.trim(),
-                emu.token_url()
-            ));
-        }
-        std::fs::write(&config, text).unwrap();
+        let copy = CertifiedCopy::new();
+        let emu = copy.emulator(emulator_flags);
+        let key = copy.uri();
+        let named: Vec<(&str, &str)> = profiles.iter().map(|n| (*n, key.as_str())).collect();
+        let config = copy.config(&emu.token_url(), &named);
         Serving {
-            conf,
+            copy,
             config,
             _emu: emu,
-            _dir: dir,
         }
     }
 
     fn agent(&self, args: &[&str]) -> Agent {
-        Agent::start(&self.conf, &self.config, args, &[])
+        self.copy.agent(&self.config, args)
     }
-}
-
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
 }
 
 /// `curl` as `uid` for `path` on the agent's socket: (curl's exit code, HTTP status, body).
@@ -255,13 +222,6 @@ fn allowed_uids_from_the_config_open_the_socket_and_a_reload_without_them_closes
     );
 }
 
-/// The value of the metric line `name{labels}` in Prometheus text, if present.
-fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name_and_labels)?.strip_prefix(' '))
-        .and_then(|v| v.parse().ok())
-}
-
 /// `curl` (its own process) for `path` on the agent's socket: the body when the answer was
 /// 200, else what went wrong.
 fn curl(socket: &Path, path: &str) -> Result<String, String> {
@@ -316,7 +276,7 @@ fn two_thousand_idle_connections_from_one_process_starve_no_other_client() {
     let s = Serving::new(&names, &[]);
     let agent = Agent::start_under(
         &["prlimit", "--nofile=1024:1024"],
-        &s.conf,
+        &s.copy.conf,
         &s.config,
         &[],
         &[],

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{KEYS, PIN, decode_jws, fixture, verify};
+use common::{KEYS, PIN, decode_jws, fixture, signed_jws, verify};
 
 const CLIENT_ID: &str = "1c34f6a7b5e2d8c9f0a1b2c3d4e5f60718293a4b5c6d7e8f9a0b1c2d3e4fe3e2";
 const CERT_ID: &str = "NPMnRyPg-4F2mZ8r7kTq1xYv9bWc3dLsE0aHjUoNiQp";
@@ -169,19 +169,14 @@ fn each_assertion_has_a_fresh_jti() {
 #[test]
 fn profile_values_can_come_from_the_environment() {
     let f = fixture();
-    let out = f
-        .suitekey()
-        .arg("assertion")
-        .env("SUITEKEY_KEY", f.uri("p256"))
-        .env("SUITEKEY_CLIENT_ID", CLIENT_ID)
-        .env("SUITEKEY_CERTIFICATE_ID", CERT_ID)
-        .env("SUITEKEY_ACCOUNT", "7654321")
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let jws = decode_jws(&String::from_utf8(out).unwrap());
+    let jws = signed_jws(
+        f.suitekey()
+            .arg("assertion")
+            .env("SUITEKEY_KEY", f.uri("p256"))
+            .env("SUITEKEY_CLIENT_ID", CLIENT_ID)
+            .env("SUITEKEY_CERTIFICATE_ID", CERT_ID)
+            .env("SUITEKEY_ACCOUNT", "7654321"),
+    );
     assert_eq!(
         jws.claims["aud"],
         "https://7654321.suitetalk.api.netsuite.com/services/rest/auth/oauth2/v1/token"
@@ -192,27 +187,22 @@ fn profile_values_can_come_from_the_environment() {
 fn pin_from_suitekey_pin_and_module_from_suitekey_module() {
     let f = fixture();
     let uri = format!("pkcs11:token={};object=p256", common::TOKEN);
-    let out = f
-        .suitekey()
-        .args([
-            "assertion",
-            "--key",
-            &uri,
-            "--client-id",
-            CLIENT_ID,
-            "--certificate-id",
-            CERT_ID,
-            "--account",
-            "1",
-        ])
-        .env("SUITEKEY_PIN", PIN)
-        .env("SUITEKEY_MODULE", common::module_path())
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let jws = decode_jws(&String::from_utf8(out).unwrap());
+    let jws = signed_jws(
+        f.suitekey()
+            .args([
+                "assertion",
+                "--key",
+                &uri,
+                "--client-id",
+                CLIENT_ID,
+                "--certificate-id",
+                CERT_ID,
+                "--account",
+                "1",
+            ])
+            .env("SUITEKEY_PIN", PIN)
+            .env("SUITEKEY_MODULE", common::module_path()),
+    );
     verify(&jws, &f.public_key(id_of("p256"))).expect("verifies");
 }
 

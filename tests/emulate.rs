@@ -200,10 +200,6 @@ impl Emulator {
         self.post_form(&form(assertion))
     }
 
-    fn stats(&self) -> Value {
-        serde_json::from_str(&self.request("GET", "/_emulator/stats", &[], "").body).unwrap()
-    }
-
     /// A valid assertion for this emulator, with `change` applied to header and claims.
     fn assertion(&self, keys: &Keys, change: impl FnOnce(&mut Value, &mut Value)) -> String {
         let alg = if keys.rsa { "PS256" } else { "ES256" };
@@ -886,20 +882,6 @@ fn expired_and_not_yet_valid_certificates_are_refused() {
     }
 }
 
-/// libfaketime's preload library (from the `faketime` package).
-fn libfaketime() -> PathBuf {
-    let candidates = std::fs::read_dir("/usr/lib")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|arch| arch.path().join("faketime/libfaketime.so.1"))
-        .chain([PathBuf::from("/usr/local/lib/faketime/libfaketime.so.1")]);
-    candidates
-        .into_iter()
-        .find(|p| p.exists())
-        .expect("libfaketime.so.1 (the faketime package; scripts/install-deps.sh installs it)")
-}
-
 /// The certificate's validity is checked at each token request: one registered while valid is
 /// refused once the emulator's clock passes its end.
 #[test]
@@ -908,7 +890,7 @@ fn a_certificate_that_expires_while_the_emulator_runs_is_refused_from_then_on() 
     let dir = tempfile::tempdir().unwrap();
     let clock = dir.path().join("faketime");
     std::fs::write(&clock, "+0\n").unwrap();
-    let preload = libfaketime();
+    let preload = common::libfaketime();
     let spec = format!("client-id={CLIENT},cert={}", keys.cert());
     let emu = Emulator::start_with_env(
         "127.0.0.1:0",

@@ -13,53 +13,31 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use common::agent::Agent;
+use common::certified::CertifiedCopy;
 use common::emulator::Emulator;
 use common::fault_proxy::{FaultProxy, Mode, TestCa};
+use common::profile::{Profile, registration, write_config};
 use common::{PIN, fixture, texts};
 use serde_json::Value;
 
-const CLIENT: &str = "161c761646ff925cafb93a8de1b5a06be9be365f994d446c62c02e53dae488cf";
-const ACCOUNT: &str = "1234567";
+/// A certificate for the fixture's p256 key (for the emulator), its id and a temp dir.
+struct Setup(CertifiedCopy);
 
-/// A certificate for the fixture's p256 key (for the emulator) and its id.
-struct Setup {
-    pem: PathBuf,
-    kid: String,
-    dir: tempfile::TempDir,
+impl std::ops::Deref for Setup {
+    type Target = CertifiedCopy;
+    fn deref(&self) -> &CertifiedCopy {
+        &self.0
+    }
 }
 
 fn setup() -> Setup {
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");
-    let pem = dir.path().join("p256.pem");
-    let out = fixture()
-        .suitekey()
-        .args([
-            "cert",
-            "--replace",
-            "--force",
-            "--key",
-            &fixture().uri("p256"),
-        ])
-        .arg("--out")
-        .arg(&pem)
-        .output()
-        .expect("run cert");
-    let (kid, stderr) = texts(&out);
-    assert!(out.status.success(), "cert: {stderr}");
-    Setup {
-        pem,
-        kid: kid.trim().to_owned(),
-        dir,
-    }
+    Setup(CertifiedCopy::new())
 }
 
 impl Setup {
     /// An emulator that also accepts the proxies' token URLs as `aud`, with `flags`.
     fn emulator(&self, proxies: &[&FaultProxy], flags: &[&str]) -> Emulator {
-        let spec = format!(
-            "client-id={CLIENT},cert={},account={ACCOUNT}",
-            self.pem.display()
-        );
+        let spec = registration(&self.pem);
         let urls: Vec<String> = proxies.iter().map(|p| p.token_url()).collect();
         let mut args = vec!["--register", &spec];
         for url in &urls {
@@ -75,11 +53,10 @@ impl Setup {
 
     /// `suitekey token --no-agent` for the p256 key at `url`, with `extra` arguments.
     fn token(&self, url: &str, extra: &[&str]) -> Output {
-        let f = fixture();
-        f.suitekey()
-            .args(["token", "--no-agent", "--key", &f.uri("p256")])
-            .args(["--client-id", CLIENT, "--certificate-id", &self.kid])
-            .args(["--account", ACCOUNT, "--token-url", url])
+        fixture()
+            .suitekey()
+            .args(["token", "--no-agent"])
+            .args(self.profile().token_url(url).flags())
             .args(extra)
             .output()
             .expect("run suitekey token")
@@ -220,9 +197,8 @@ fn an_unknown_ca_is_refused_and_ca_file_trusts_a_private_one() {
     let out = f
         .suitekey()
         .env("SUITEKEY_CA_FILE", &ca.ca_pem)
-        .args(["token", "--no-agent", "--key", &f.uri("p256")])
-        .args(["--client-id", CLIENT, "--certificate-id", &s.kid])
-        .args(["--account", ACCOUNT, "--token-url", &url])
+        .args(["token", "--no-agent"])
+        .args(s.profile().token_url(&url).flags())
         .output()
         .expect("run");
     assert_token(&out);
@@ -291,17 +267,8 @@ fn plain_http_is_refused_off_loopback() {
 
 /// A config whose profile `p` has `token_url`; the account is ACCOUNT.
 fn config_with_url(s: &Setup, token_url: &str) -> PathBuf {
-    let path = s.dir.path().join("foreign.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[profiles.p]\nkey = \"{}\"\nclient-id = \"{CLIENT}\"\ncertificate-id = \"{}\"\naccount = \"{ACCOUNT}\"\ntoken-url = \"{token_url}\"\n",
-            fixture().uri("p256"),
-            s.kid
-        ),
-    )
-    .unwrap();
-    path
+    let profile = s.profile().token_url(token_url);
+    write_config(&s.dir.path().join("foreign.toml"), &[("p", &profile)])
 }
 
 #[test]
@@ -380,26 +347,19 @@ fn agent_config(s: &Setup, proxies: &[FaultProxy], ca: &TestCa) -> PathBuf {
         s.dir.path().join("private-ca.pem"),
         "beside the config"
     );
-    let mut text = String::new();
-    let mut profile = |name: &str, url: &str, extra: &str| {
-        text.push_str(&format!(
-            "[profiles.{name}]\nkey = \"{}\"\nclient-id = \"{CLIENT}\"\ncertificate-id = \"{}\"\naccount = \"{ACCOUNT}\"\ntoken-url = \"{url}\"\n{extra}\n",
-            fixture().uri("p256"),
-            s.kid
-        ));
-    };
+    let mut profiles: Vec<(&str, Profile)> = Vec::new();
     for ((name, mode, ..), proxy) in AGENT_FAULTS.iter().zip(proxies) {
         let extra = match mode {
             Mode::Slow => "timeout = 1\n",
             Mode::UntrustedTls => "ca-file = \"private-ca.pem\"\n",
             _ => "",
         };
-        profile(name, &proxy.token_url(), extra);
+        profiles.push((name, s.profile().token_url(&proxy.token_url()).with(extra)));
     }
-    profile("foreign", "https://attacker.example/token", "");
-    let path = s.dir.path().join("agent.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    let foreign = s.profile().token_url("https://attacker.example/token");
+    profiles.push(("foreign", foreign));
+    let named: Vec<(&str, &Profile)> = profiles.iter().map(|(n, p)| (*n, p)).collect();
+    write_config(&s.dir.path().join("agent.toml"), &named)
 }
 
 /// The emulator's token lifetime in the agent test. A token is renewed a quarter of its life

@@ -20,7 +20,7 @@ use common::{
 
 /// A temp dir for output files, removed at the end of the test.
 fn out_dir() -> tempfile::TempDir {
-    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir")
+    common::temp_dir()
 }
 
 /// `openssl x509 -text` of a certificate file: the independent parser.
@@ -475,7 +475,7 @@ fn keygen_on_a_read_only_token_fails_clearly_and_leaves_no_file() {
         &format!("pin-source=file:{}", f.pin_file.display()),
         &format!("pin-source=file:{}", pin_file.display()),
     );
-    let root = rustix_is_root();
+    let root = common::is_root();
     let mut cmd = if root {
         for p in [&copy, &pin_file] {
             std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
@@ -511,14 +511,6 @@ fn keygen_on_a_read_only_token_fails_clearly_and_leaves_no_file() {
     assert!(stderr.contains("writable"), "{stderr}");
     assert!(stdout.is_empty() && !out.exists());
     assert!(!stderr.contains(PIN));
-}
-
-fn rustix_is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout.starts_with(b"0\n"))
-        .unwrap_or(false)
 }
 
 fn chmod_tree(dir: &Path, dir_mode: u32, file_mode: u32) {

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{PIN, TOKEN, decode_jws, fixture, verify};
+use common::{PIN, TOKEN, fixture, signed_jws, verify};
 
 fn list(args: &[&str]) -> (String, String) {
     let f = fixture();
@@ -86,25 +86,17 @@ fn a_uri_printed_by_list_signs_once_a_pin_source_is_added() {
         .expect("a p384 URI");
     let f = fixture();
     let key = format!("{uri}&pin-source=file:{}", f.pin_file.display());
-    let out = f
-        .suitekey()
-        .args([
-            "assertion",
-            "--key",
-            &key,
-            "--client-id",
-            "abc123",
-            "--certificate-id",
-            "kid",
-            "--account",
-            "1234567",
-        ])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let jws = decode_jws(&String::from_utf8(out).unwrap());
+    let jws = signed_jws(f.suitekey().args([
+        "assertion",
+        "--key",
+        &key,
+        "--client-id",
+        "abc123",
+        "--certificate-id",
+        "kid",
+        "--account",
+        "1234567",
+    ]));
     verify(&jws, &f.public_key(0x02)).expect("verifies");
 }
 

@@ -12,10 +12,8 @@ use common::modules::{
     ALGS, Cell, KEY_TYPES, LABEL, MODULES, ModuleToken, VersionFrom, render_table, selected,
     selected_from,
 };
+use common::profile::{ACCOUNT, CLIENT};
 use common::{PIN, cert_public_key, decode_jws, expected_certificate_id, texts, verify};
-
-const CLIENT: &str = "b6a1c0b1f7e24c8e9f3a5d2c4e6f8a0b1c3d5e7f9a2b4c6d8e0f1a3b5c7d9e1f";
-const ACCOUNT: &str = "1234567";
 
 #[test]
 fn softhsm2() {
@@ -84,7 +82,7 @@ fn matrix(name: &str) {
         return;
     };
     let token = spec.start();
-    let work = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");
+    let work = common::temp_dir();
     check_mechanisms_listing(&token);
     for (i, alg) in ALGS.iter().enumerate() {
         match (spec.keygen[i], spec.sign[i]) {

@@ -4,77 +4,24 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use common::agent::Agent;
+use common::certified::CertifiedCopy;
 use common::emulator::Emulator;
 use common::{fixture, suitekey_with_conf, texts};
-use serde_json::Value;
-
-const CLIENT: &str = "161c761646ff925cafb93a8de1b5a06be9be365f994d446c62c02e53dae488cf";
-const ACCOUNT: &str = "1234567";
-
-fn stats(emu: &Emulator) -> Value {
-    let out = Command::new("curl")
-        .args(["-s", &format!("{}/_emulator/stats", emu.base)])
-        .output()
-        .expect("curl");
-    serde_json::from_slice(&out.stdout).expect("stats JSON")
-}
-
-/// A certificate for the fixture's p256 key on the token copy `conf`, for the emulator.
-fn cert(conf: &Path, dir: &Path) -> (PathBuf, String) {
-    let pem = dir.join("p256.pem");
-    let out = suitekey_with_conf(conf)
-        .args([
-            "cert",
-            "--replace",
-            "--force",
-            "--key",
-            &fixture().uri("p256"),
-            "--out",
-        ])
-        .arg(&pem)
-        .output()
-        .unwrap();
-    let (kid, stderr) = texts(&out);
-    assert!(out.status.success(), "cert: {stderr}");
-    (pem, kid.trim().to_owned())
-}
 
 #[test]
 fn an_agent_killed_mid_refresh_is_replaced_on_its_stale_socket_and_service_resumes() {
-    let f = fixture();
-    let conf = f.token_copy(None);
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let (pem, kid) = cert(&conf, dir.path());
-    let spec = format!(
-        "client-id={CLIENT},cert={},account={ACCOUNT}",
-        pem.display()
-    );
+    let s = CertifiedCopy::new();
+    let conf = &s.conf;
     // 5-second tokens, each answer held 1.5 s: the agent renews over a second before expiry, so
     // a renewal is in flight for 1.5 s a few seconds after the first token.
-    let emu = Emulator::start(&[
-        "--register",
-        &spec,
-        "--delay-ms",
-        "1500",
-        "--token-lifetime",
-        "5",
-    ]);
-    let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[profiles.prod]\nkey = \"{}\"\nclient-id = \"{CLIENT}\"\ncertificate-id = \"{kid}\"\naccount = \"{ACCOUNT}\"\ntoken-url = \"{}\"\n",
-            f.uri("p256"),
-            emu.token_url()
-        ),
-    )
-    .unwrap();
-    let mut first = Agent::start(&conf, &config, &[], &[]);
+    let emu = s.emulator(&["--delay-ms", "1500", "--token-lifetime", "5"]);
+    let config = s.config(&emu.token_url(), &[("prod", &s.uri())]);
+    let mut first = Agent::start(conf, &config, &[], &[]);
     let socket = first.socket.clone();
     let (status, body) = first.get("/v1/profiles/prod/token");
     assert_eq!(status, 200, "{body}");
@@ -86,13 +33,13 @@ fn an_agent_killed_mid_refresh_is_replaced_on_its_stale_socket_and_service_resum
         Some(9)
     );
     assert_eq!(
-        stats(&emu)["tokens_issued"],
+        emu.stats()["tokens_issued"],
         1,
         "the renewal was cut off before its token was issued"
     );
     assert!(socket.exists(), "SIGKILL leaves the socket file behind");
 
-    let mut second = Agent::start_at(Some(&socket), &conf, &config, &[], &[]);
+    let mut second = Agent::start_at(Some(&socket), conf, &config, &[], &[]);
     assert!(
         second.stderr().contains("stale socket"),
         "{}",
@@ -101,11 +48,11 @@ fn an_agent_killed_mid_refresh_is_replaced_on_its_stale_socket_and_service_resum
     let (status, body) = second.get("/v1/profiles/prod/token");
     assert_eq!(status, 200, "{body}");
     assert_eq!(
-        stats(&emu)["token_requests"],
+        emu.stats()["token_requests"],
         3,
         "the new agent made its own exchange"
     );
-    assert!(stats(&emu)["tokens_issued"].as_u64() >= Some(1));
+    assert!(emu.stats()["tokens_issued"].as_u64() >= Some(1));
     second.signal("TERM");
     assert!(second.wait_exit(Duration::from_secs(10)).success());
     let mut left: Vec<String> = std::fs::read_dir(socket.parent().unwrap())
@@ -121,11 +68,11 @@ fn an_agent_killed_mid_refresh_is_replaced_on_its_stale_socket_and_service_resum
 /// emulator, which holds it for 1.5 s.
 fn wait_for_renewal_in_flight(emu: &Emulator) {
     let start = std::time::Instant::now();
-    while stats(emu)["token_requests"] != 2 {
+    while emu.stats()["token_requests"] != 2 {
         assert!(
             start.elapsed() < Duration::from_secs(20),
             "no renewal started: {}",
-            stats(emu)
+            emu.stats()
         );
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -238,7 +185,7 @@ echo "old=$(cat "$DIR/old.pem")"
 fn a_full_disk_leaves_the_old_pem_intact_and_no_temp_file_and_keygen_says_the_key_exists() {
     let f = fixture();
     let conf = f.token_copy(None);
-    let base = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let base = common::temp_dir();
     let dir = base.path().join("out");
     std::fs::create_dir(&dir).unwrap();
     let target = format!("{}/old.pem", dir.display());
@@ -298,7 +245,7 @@ fn a_full_disk_leaves_the_old_pem_intact_and_no_temp_file_and_keygen_says_the_ke
 fn a_pem_over_the_file_size_limit_is_not_left_half_written() {
     let f = fixture();
     let conf = f.token_copy(None);
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let dir = common::temp_dir();
     let target = dir.path().join("cert.pem");
     std::fs::write(&target, "OLD").unwrap();
     // 400 bytes: SoftHSM2's 320-byte token.object (rewritten at login) fits, a PEM does not.

@@ -6,18 +6,17 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::agent::Agent;
+use common::profile::{ACCOUNT, CLIENT, Profile};
 use common::secrets::{Secrets, scan_memory};
 use common::{PIN, TOKEN, fixture, module_path, texts};
 use serde_json::Value;
 
-const CLIENT: &str = "161c761646ff925cafb93a8de1b5a06be9be365f994d446c62c02e53dae488cf";
-const ACCOUNT: &str = "1234567";
 /// A wrong PIN, as recognizable as the right one: it must not leak either.
 const WRONG_PIN: &str = "wrong-PIN-91733";
 
@@ -34,7 +33,7 @@ struct TracedEmulator {
 
 impl TracedEmulator {
     fn start(args: &[String]) -> TracedEmulator {
-        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");
+        let dir = common::temp_dir();
         let log = dir.path().join("emulator.log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_suitekey"))
             .args(["emulate", "--exit-on-stdin-eof", "--listen", "127.0.0.1:0"])
@@ -66,11 +65,7 @@ impl TracedEmulator {
     }
 
     fn stats(&self) -> Value {
-        let out = Command::new("curl")
-            .args(["-s", &format!("{}/_emulator/stats", self.base)])
-            .output()
-            .expect("curl");
-        serde_json::from_slice(&out.stdout).expect("stats JSON")
+        common::emulator::stats_at(&self.base)
     }
 
     fn log(&self) -> Vec<u8> {
@@ -109,7 +104,7 @@ impl Audit {
         Audit {
             secrets,
             runs: Vec::new(),
-            dir: tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir"),
+            dir: common::temp_dir(),
         }
     }
 
@@ -206,9 +201,8 @@ fn key(object: &str, pin: Option<&str>) -> String {
 /// `suitekey CMD --key KEY` plus the profile flags for `kid` at `url`, on a fresh token copy.
 fn profile_cmd(cmd: &str, key: &str, kid: &str, url: &str) -> assert_cmd::Command {
     let mut c = fixture().suitekey();
-    c.args([cmd, "--key", key, "--client-id", CLIENT])
-        .args(["--certificate-id", kid, "--account", ACCOUNT])
-        .args(["--token-url", url]);
+    c.arg(cmd)
+        .args(Profile::new(key, kid).token_url(url).flags());
     c
 }
 
@@ -237,10 +231,7 @@ fn cert(audit: &mut Audit, label: &str) -> (PathBuf, String) {
 fn registration(pem: &Path, extra: &str) -> [String; 2] {
     [
         "--register".to_owned(),
-        format!(
-            "client-id={CLIENT},cert={},account={ACCOUNT}{extra}",
-            pem.display()
-        ),
+        format!("{}{extra}", common::profile::registration(pem)),
     ]
 }
 
@@ -359,8 +350,7 @@ fn local_commands(audit: &mut Audit, pin_file: &str, pem: &Path) {
 
     let assertion = |key: &str| {
         let mut cmd = f.suitekey();
-        cmd.args(["assertion", "--key", key, "--client-id", CLIENT])
-            .args(["--certificate-id", "kid", "--account", ACCOUNT]);
+        cmd.arg("assertion").args(Profile::new(key, "kid").flags());
         cmd
     };
     audit.run("assertion", assertion(&key("p256", Some(pin_file))), 0);
@@ -467,30 +457,15 @@ fn token_at_a_prompt(audit: &mut Audit, kid: &str, url: &str) {
         .collect();
     let stderr = audit.dir.path().join("prompt.stderr");
     let shell = format!("'{program}' {} 2>'{}'", args.join(" "), stderr.display());
-    let mut child = Command::new("timeout")
-        .args(["30", "script", "-qec", &shell, "/dev/null"])
-        .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))))
-        .env("RUST_LOG", "trace")
-        .env_remove("SUITEKEY_PIN")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("coreutils timeout and util-linux script");
-    let mut stdout = child.stdout.take().expect("stdout");
-    let mut screen = Vec::new();
-    let mut buf = [0u8; 256];
-    while !String::from_utf8_lossy(&screen).contains("PIN for token") {
-        let n = stdout.read(&mut buf).expect("read the terminal");
-        assert!(n > 0, "no prompt: {}", String::from_utf8_lossy(&screen));
-        screen.extend_from_slice(&buf[..n]);
-    }
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin
-        .write_all(format!("{PIN}\n").as_bytes())
-        .expect("type");
-    stdout.read_to_end(&mut screen).expect("read the terminal");
-    drop(stdin);
-    assert!(child.wait().expect("script").success());
+    let typed = format!("{PIN}\n");
+    let (status, screen) = common::terminal::type_at_prompt(
+        &cmd,
+        &shell,
+        &[("RUST_LOG", "trace")],
+        "PIN for token",
+        typed.as_bytes(),
+    );
+    assert!(status.success());
     let text = String::from_utf8_lossy(&screen).into_owned();
     let token = text
         .lines()
@@ -551,15 +526,8 @@ fn refusals_and_failures(
         audit.run(&format!("token, {label}"), cmd, 6);
     }
     let mut cmd = fixture().suitekey();
-    cmd.args(["token", "--key", &p256, "--client-id", "0000"])
-        .args([
-            "--certificate-id",
-            kid,
-            "--account",
-            ACCOUNT,
-            "--token-url",
-            &url,
-        ]);
+    let wrong_issuer = Profile::new(p256.as_str(), kid).client("0000");
+    cmd.arg("token").args(wrong_issuer.token_url(&url).flags());
     audit.run("token, wrong issuer (invalid_client)", cmd, 6);
     // A 500 and then a 429 (Retry-After) before the token.
     let cmd = token(&p256, kid, &faulty.token_url(), &[]);
@@ -635,13 +603,11 @@ fn exec_keeps_secrets_out_of_argv(audit: &mut Audit, kid: &str, url: &str) {
 
 /// A config file with these `(name, key URI, certificate id, token URL)` profiles.
 fn agent_config(audit: &Audit, name: &str, profiles: &[(&str, &str, &str, &str)]) -> PathBuf {
-    let mut text = String::new();
-    for (profile, key, kid, url) in profiles {
-        text.push_str(&format!(
-            "[profiles.{profile}]\nkey = \"{key}\"\nclient-id = \"{CLIENT}\"\ncertificate-id = \"{kid}\"\naccount = \"{ACCOUNT}\"\ntoken-url = \"{url}\"\n\n"
-        ));
-    }
-    audit.file(name, &text)
+    let sections: Vec<String> = profiles
+        .iter()
+        .map(|(name, key, kid, url)| Profile::new(*key, *kid).token_url(url).section(name))
+        .collect();
+    audit.file(name, &sections.join("\n"))
 }
 
 /// Asks `agent` every route; collects the tokens it hands out and scans everything else.

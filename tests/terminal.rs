@@ -25,32 +25,7 @@ fn on_terminal(keys: &[u8]) -> (i32, String) {
     let shell = format!(
         "trap '' INT; '{suitekey}' assertion --key '{key}' --client-id abc --certificate-id kid --account 1; echo \"exit=$?\"; stty -a"
     );
-    // coreutils `timeout` bounds the test should the prompt never come.
-    let mut child = Command::new("timeout")
-        .args(["30", "script", "-qec", &shell, "/dev/null"])
-        .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))))
-        .env_remove("SUITEKEY_PIN")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("coreutils timeout and util-linux script");
-    let mut stdout = child.stdout.take().expect("stdout");
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 256];
-    while !String::from_utf8_lossy(&seen).contains(PROMPT) {
-        let n = stdout.read(&mut buf).expect("read the terminal");
-        assert!(
-            n > 0,
-            "no prompt before EOF: {}",
-            String::from_utf8_lossy(&seen)
-        );
-        seen.extend_from_slice(&buf[..n]);
-    }
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin.write_all(keys).expect("type");
-    stdout.read_to_end(&mut seen).expect("read the terminal");
-    drop(stdin);
-    let status = child.wait().expect("script exits");
+    let (status, seen) = common::terminal::type_at_prompt(&cmd, &shell, &[], PROMPT, keys);
     (
         status.code().unwrap_or(-1),
         String::from_utf8(seen).expect("utf-8"),

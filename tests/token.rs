@@ -4,39 +4,17 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use common::emulator::Emulator;
 use common::fault_proxy::{FaultProxy, Mode};
+use common::profile::{ACCOUNT, CLIENT, Profile, registration, write_config};
 use common::readme_examples::{readme_line, run_traced, with_suitekey_on_path};
 use common::{PIN, fixture, texts};
 use serde_json::Value;
 
-const CLIENT: &str = "161c761646ff925cafb93a8de1b5a06be9be365f994d446c62c02e53dae488cf";
-const ACCOUNT: &str = "1234567";
 const CATALOG: &str = "/services/rest/record/v1/metadata-catalog";
-
-/// A certificate for fixture key `label`, made by `suitekey cert`; returns its file and id.
-fn cert_for(dir: &Path, label: &str) -> (PathBuf, String) {
-    let pem = dir.join(format!("{label}.pem"));
-    let out = fixture()
-        .suitekey()
-        .args([
-            "cert",
-            "--replace",
-            "--force",
-            "--key",
-            &fixture().uri(label),
-            "--out",
-        ])
-        .arg(&pem)
-        .output()
-        .expect("run cert");
-    let (id, stderr) = texts(&out);
-    assert!(out.status.success(), "cert for {label}: {stderr}");
-    (pem, id.trim().to_owned())
-}
 
 /// An emulator with the certificates of `labels` registered for CLIENT (extra spec fields per
 /// registration appended), plus `flags`.
@@ -49,12 +27,9 @@ fn emulator(
     let mut args: Vec<String> = Vec::new();
     let mut ids = Vec::new();
     for label in labels {
-        let (pem, id) = cert_for(dir, label);
+        let (pem, id) = fixture().cert_for(label, dir);
         args.push("--register".into());
-        args.push(format!(
-            "client-id={CLIENT},cert={},account={ACCOUNT}{spec_extra}",
-            pem.display()
-        ));
+        args.push(format!("{}{spec_extra}", registration(&pem)));
         ids.push(id);
     }
     args.extend(flags.iter().map(|s| (*s).to_owned()));
@@ -62,27 +37,34 @@ fn emulator(
     (Emulator::start(&args), ids)
 }
 
+/// `suitekey COMMAND` with the profile flags for fixture key `label` and this emulator.
+fn command(emu: &Emulator, label: &str, kid: &str, command: &str) -> assert_cmd::Command {
+    let f = fixture();
+    let mut cmd = f.suitekey();
+    cmd.arg(command).args(
+        Profile::new(f.uri(label), kid)
+            .token_url(&emu.token_url())
+            .flags(),
+    );
+    cmd
+}
+
 /// `suitekey COMMAND` with the profile flags for fixture key `label` and this emulator, then
 /// `rest`.
 fn suitekey(emu: &Emulator, label: &str, kid: &str, args: &[&str]) -> Output {
-    let f = fixture();
-    let (command, rest) = args.split_first().expect("a command");
-    let mut cmd = f.suitekey();
-    cmd.arg(command)
-        .args(["--key", &f.uri(label), "--client-id", CLIENT])
-        .args(["--certificate-id", kid, "--account", ACCOUNT])
-        .args(["--token-url", &emu.token_url()])
-        .args(rest);
-    cmd.output().expect("run suitekey")
+    let (first, rest) = args.split_first().expect("a command");
+    command(emu, label, kid, first)
+        .args(rest)
+        .output()
+        .expect("run suitekey")
 }
 
 /// `suitekey token` for fixture key `label` with this client id, kid and token URL.
 fn token_cmd(label: &str, client: &str, kid: &str, token_url: &str) -> assert_cmd::Command {
     let f = fixture();
     let mut cmd = f.suitekey();
-    cmd.args(["token", "--key", &f.uri(label), "--client-id", client])
-        .args(["--certificate-id", kid, "--account", ACCOUNT])
-        .args(["--token-url", token_url]);
+    let profile = Profile::new(f.uri(label), kid).client(client);
+    cmd.arg("token").args(profile.token_url(token_url).flags());
     cmd
 }
 
@@ -102,19 +84,9 @@ fn get(emu: &Emulator, path: &str, token: Option<&str>) -> (u16, String) {
     (status.parse().expect("status"), body.to_owned())
 }
 
-fn stats(emu: &Emulator) -> Value {
-    let (status, body) = get(emu, "/_emulator/stats", None);
-    assert_eq!(status, 200);
-    serde_json::from_str(&body).expect("stats JSON")
-}
-
-fn temp() -> tempfile::TempDir {
-    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir")
-}
-
 #[test]
 fn every_algorithm_gets_a_token_that_opens_the_protected_resource_in_every_format() {
-    let dir = temp();
+    let dir = common::temp_dir();
     let (emu, ids) = emulator(dir.path(), &["p256", "p384", "p521", "rsa3072"], "", &[]);
     let cases = [
         ("p256", &ids[0], "ES256", "raw"),
@@ -161,7 +133,7 @@ fn every_algorithm_gets_a_token_that_opens_the_protected_resource_in_every_forma
         assert_eq!(status, 200, "{alg}: {body}");
         assert!(body.contains("metadata-catalog"), "{body}");
     }
-    assert_eq!(stats(&emu)["tokens_issued"], 6);
+    assert_eq!(emu.stats()["tokens_issued"], 6);
     let (status, _) = get(&emu, CATALOG, Some("not-a-token"));
     assert_eq!(status, 401);
 }
@@ -182,7 +154,7 @@ fn profile_env(cmd: &mut Command, conf: &Path, kid: &str, token_url: &str) {
 /// given by `SUITEKEY_*` variables.
 #[test]
 fn the_readme_curl_examples_send_the_token_and_keep_it_out_of_every_argv() {
-    let dir = temp();
+    let dir = common::temp_dir();
     let (emu, ids) = emulator(dir.path(), &["p256"], "", &[]);
     let conf = fixture().token_copy(None);
     for prefix in [
@@ -206,8 +178,8 @@ fn the_readme_curl_examples_send_the_token_and_keep_it_out_of_every_argv() {
 /// `eval "$(suitekey token --format env)"`, and a valid one must come out of it unchanged.
 #[test]
 fn a_token_with_shell_syntax_from_the_endpoint_is_refused_and_env_output_is_quoted() {
-    let dir = temp();
-    let (_, kid) = cert_for(dir.path(), "p256");
+    let dir = common::temp_dir();
+    let (_, kid) = fixture().cert_for("p256", dir.path());
     let proxy = FaultProxy::http();
     let conf = fixture().token_copy(None);
     let sh = |script: &str| {
@@ -247,7 +219,7 @@ fn a_token_with_shell_syntax_from_the_endpoint_is_refused_and_env_output_is_quot
 
 #[test]
 fn exec_runs_the_command_with_the_token_in_its_environment_and_returns_its_status() {
-    let dir = temp();
+    let dir = common::temp_dir();
     let (emu, ids) = emulator(dir.path(), &["p256"], "", &[]);
     let script = format!(
         "curl -s -H \"Authorization: Bearer $NETSUITE_ACCESS_TOKEN\" {}{CATALOG}; exit 7",
@@ -290,31 +262,16 @@ fn exec_runs_the_command_with_the_token_in_its_environment_and_returns_its_statu
         .suitekey()
         .env("SUITEKEY_PIN", PIN)
         .env("MY_TOKEN_PIN", PIN)
-        .args([
-            "exec",
-            "--key",
-            &key,
-            "--client-id",
-            CLIENT,
-            "--certificate-id",
-            &ids[0],
-        ])
-        .args(["--account", ACCOUNT, "--token-url", &emu.token_url()])
-        .args([
-            "--",
-            "sh",
-            "-c",
-            "env; echo \"token=${#NETSUITE_ACCESS_TOKEN}\"",
-        ])
+        .arg("exec")
+        .args(
+            Profile::new(key, &ids[0])
+                .token_url(&emu.token_url())
+                .flags(),
+        )
+        .args(["--", "sh", "-c", common::SHOW_ENV])
         .output()
         .expect("run");
-    let (stdout, stderr) = texts(&out);
-    assert!(out.status.success(), "{stderr}");
-    assert!(stdout.contains("token=43"), "{stdout}");
-    assert!(
-        !stdout.contains(PIN),
-        "the PIN reached the command's environment"
-    );
+    common::assert_exec_got_the_token_and_no_pin(&out);
 
     let out = suitekey(
         &emu,
@@ -351,7 +308,7 @@ fn assert_refused(out: &Output, code: &str, cause: &str) -> String {
 
 #[test]
 fn refusals_exit_6_with_the_netsuite_code_and_what_to_check() {
-    let dir = temp();
+    let dir = common::temp_dir();
     let (emu, ids) = emulator(dir.path(), &["p256", "p384"], ",scopes=restlets", &[]);
     // Unknown kid: a certificate id the account does not have.
     let out = suitekey(
@@ -400,14 +357,14 @@ fn refusals_exit_6_with_the_netsuite_code_and_what_to_check() {
 
 /// The emulator saw `requests` token requests and issued `issued` tokens.
 fn assert_counts(emu: &Emulator, requests: u64, issued: u64) {
-    let stats = stats(emu);
+    let stats = emu.stats();
     assert_eq!(stats["token_requests"], requests, "{stats}");
     assert_eq!(stats["tokens_issued"], issued, "{stats}");
 }
 
 #[test]
 fn rs256_is_refused_before_anything_is_sent() {
-    let dir = temp();
+    let dir = common::temp_dir();
     let (emu, ids) = emulator(dir.path(), &["rsa3072"], "", &[]);
     let out = suitekey(&emu, "rsa3072", &ids[0], &["token", "--alg", "RS256"]);
     let (_, stderr) = texts(&out);
@@ -416,7 +373,7 @@ fn rs256_is_refused_before_anything_is_sent() {
         stderr.contains("refused by NetSuite since 1 March 2025"),
         "{stderr}"
     );
-    assert_eq!(stats(&emu)["token_requests"], 0);
+    assert_eq!(emu.stats()["token_requests"], 0);
 }
 
 /// The `jti`s of the attempts, from suitekey's debug log.
@@ -438,13 +395,8 @@ fn attempt_jtis(stderr: &str) -> Vec<String> {
 /// `token` at an emulator started with `flags`, logging at debug; (output, emulator).
 fn token_with_faults(dir: &Path, flags: &[&str]) -> (Output, Emulator) {
     let (emu, ids) = emulator(dir, &["p256"], "", flags);
-    let f = fixture();
-    let out = f
-        .suitekey()
+    let out = command(&emu, "p256", &ids[0], "token")
         .env("RUST_LOG", "suitekey=debug")
-        .args(["token", "--key", &f.uri("p256"), "--client-id", CLIENT])
-        .args(["--certificate-id", &ids[0], "--account", ACCOUNT])
-        .args(["--token-url", &emu.token_url()])
         .output()
         .expect("run");
     (out, emu)
@@ -460,25 +412,25 @@ fn assert_distinct(jtis: &[String], stderr: &str) {
 
 #[test]
 fn server_errors_are_retried_with_fresh_assertions_at_most_three_times() {
-    let dir = temp();
+    let dir = common::temp_dir();
     let (out, emu) = token_with_faults(dir.path(), &["--fail-first", "2"]);
     let (stdout, stderr) = texts(&out);
     assert!(out.status.success(), "third attempt succeeds: {stderr}");
     assert!(!stdout.trim().is_empty());
-    assert_eq!(stats(&emu)["token_requests"], 3);
+    assert_eq!(emu.stats()["token_requests"], 3);
     assert_distinct(&attempt_jtis(&stderr), &stderr);
 
     let (out, emu) = token_with_faults(dir.path(), &["--fail-first", "5"]);
     let (_, stderr) = texts(&out);
     assert_eq!(out.status.code(), Some(6), "{stderr}");
     assert!(stderr.contains("server_error"), "{stderr}");
-    assert_eq!(stats(&emu)["token_requests"], 3, "gave up after 3 attempts");
+    assert_eq!(emu.stats()["token_requests"], 3, "gave up after 3 attempts");
     assert_distinct(&attempt_jtis(&stderr), &stderr);
 }
 
 #[test]
 fn rate_limits_are_waited_out() {
-    let dir = temp();
+    let dir = common::temp_dir();
     let (emu, ids) = emulator(dir.path(), &["p256"], "", &["--rate-limit", "1"]);
     let out = suitekey(&emu, "p256", &ids[0], &["token"]);
     let (_, stderr) = texts(&out);
@@ -488,29 +440,22 @@ fn rate_limits_are_waited_out() {
 
 #[test]
 fn neither_the_pin_nor_the_access_token_reaches_stderr_at_trace_level() {
-    let dir = temp();
+    let dir = common::temp_dir();
     let (emu, ids) = emulator(dir.path(), &["p256"], "", &["--fail-first", "1"]);
+    let key = fixture().uri("p256").replace(
+        &format!("&pin-source=file:{}", fixture().pin_file.display()),
+        "",
+    );
     let out = fixture()
         .suitekey()
         .env("RUST_LOG", "trace")
         .env("SUITEKEY_PIN", PIN)
-        .args([
-            "token",
-            "--key",
-            &fixture().uri("p256").replace(
-                &format!("&pin-source=file:{}", fixture().pin_file.display()),
-                "",
-            ),
-        ])
-        .args([
-            "--client-id",
-            CLIENT,
-            "--certificate-id",
-            &ids[0],
-            "--account",
-            ACCOUNT,
-        ])
-        .args(["--token-url", &emu.token_url()])
+        .arg("token")
+        .args(
+            Profile::new(key, &ids[0])
+                .token_url(&emu.token_url())
+                .flags(),
+        )
         .output()
         .expect("run");
     let (stdout, stderr) = texts(&out);
@@ -528,20 +473,13 @@ fn neither_the_pin_nor_the_access_token_reaches_stderr_at_trace_level() {
 
 #[test]
 fn a_profile_from_the_config_file_is_used_and_flags_override_it() {
-    let dir = temp();
+    let dir = common::temp_dir();
     let (emu, ids) = emulator(dir.path(), &["p256", "p384"], "", &[]);
     let f = fixture();
-    let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[profiles.test]\nkey = \"{}\"\nclient-id = \"{CLIENT}\"\ncertificate-id = \"{}\"\naccount = \"{ACCOUNT}\"\ntoken-url = \"{}\"\nscope = [\"restlets\"]\n",
-            f.uri("p256"),
-            ids[0],
-            emu.token_url()
-        ),
-    )
-    .expect("write config");
+    let profile = Profile::new(f.uri("p256"), &ids[0])
+        .token_url(&emu.token_url())
+        .with("scope = [\"restlets\"]\n");
+    let config = write_config(&dir.path().join("config.toml"), &[("test", &profile)]);
     let run = |extra: &[&str]| {
         f.suitekey()
             .arg("--config")
@@ -555,7 +493,7 @@ fn a_profile_from_the_config_file_is_used_and_flags_override_it() {
     assert!(out.status.success(), "{}", texts(&out).1);
     let out = run(&["--key", &f.uri("p384"), "--certificate-id", &ids[1]]);
     assert!(out.status.success(), "flags override: {}", texts(&out).1);
-    assert_eq!(stats(&emu)["tokens_issued"], 2);
+    assert_eq!(emu.stats()["tokens_issued"], 2);
 
     std::fs::write(
         &config,
@@ -598,9 +536,12 @@ fn token_at_clock(emu: &Emulator, kid: &str, offset: &str) -> Output {
     let mut cmd = Command::new("faketime");
     cmd.args(["-f", offset])
         .arg(env!("CARGO_BIN_EXE_suitekey"))
-        .args(["token", "--key", &f.uri("p256"), "--client-id", CLIENT])
-        .args(["--certificate-id", kid, "--account", ACCOUNT])
-        .args(["--token-url", &emu.token_url()])
+        .arg("token")
+        .args(
+            Profile::new(f.uri("p256"), kid)
+                .token_url(&emu.token_url())
+                .flags(),
+        )
         // Timeouts and backoff run on the monotonic clock: leave it alone.
         .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
         .env("SOFTHSM2_CONF", f.token_copy(None))
@@ -611,7 +552,7 @@ fn token_at_clock(emu: &Emulator, kid: &str, offset: &str) -> Output {
 
 #[test]
 fn a_clock_off_by_hours_is_refused_and_the_skew_reported() {
-    let dir = temp();
+    let dir = common::temp_dir();
     let (emu, ids) = emulator(dir.path(), &["p256"], "", &[]);
     // Behind: the assertion expired long ago. Ahead: its iat is in the future.
     for (offset, audit) in [("-2h", "TokenExpired"), ("+1h", "TokenNotAcceptable")] {
@@ -628,23 +569,17 @@ fn a_clock_off_by_hours_is_refused_and_the_skew_reported() {
 
 /// `suitekey COMMAND` for the p256 key on the token of `conf`, with this kid and token URL.
 fn on_token(conf: &Path, command: &str, kid: &str, token_url: &str) -> Output {
+    let profile = Profile::new(fixture().uri("p256"), kid).token_url(token_url);
     common::suitekey_with_conf(conf)
-        .args([
-            command,
-            "--key",
-            &fixture().uri("p256"),
-            "--client-id",
-            CLIENT,
-        ])
-        .args(["--certificate-id", kid, "--account", ACCOUNT])
-        .args(["--token-url", token_url])
+        .arg(command)
+        .args(profile.flags())
         .output()
         .expect("run suitekey")
 }
 
 #[test]
 fn token_and_assertion_warn_about_the_certificate_stored_with_the_key() {
-    let dir = temp();
+    let dir = common::temp_dir();
     let conf = fixture().token_copy(None);
     let key = fixture().uri("p256");
     let pem = dir.path().join("stored.pem");
@@ -657,10 +592,7 @@ fn token_and_assertion_warn_about_the_certificate_stored_with_the_key() {
     let register = |kid: &str| {
         Emulator::start(&[
             "--register",
-            &format!(
-                "client-id={CLIENT},cert={},account={ACCOUNT},certificate-id={kid}",
-                pem.display()
-            ),
+            &format!("{},certificate-id={kid}", registration(&pem)),
         ])
     };
 
@@ -744,20 +676,15 @@ fn store_certificate_with_id(conf: &Path, pem: &Path, id: &str) {
 
 #[test]
 fn loopback_http_never_goes_through_a_proxy() {
-    let dir = temp();
+    let dir = common::temp_dir();
     let (emu, ids) = emulator(dir.path(), &["p256"], "", &[]);
-    let f = fixture();
     // A proxy that would see the assertion in clear text (port 9 refuses connections).
-    let out = f
-        .suitekey()
+    let out = command(&emu, "p256", &ids[0], "token")
         .env("HTTP_PROXY", "http://127.0.0.1:9")
         .env("http_proxy", "http://127.0.0.1:9")
         .env("ALL_PROXY", "http://127.0.0.1:9")
         .env_remove("NO_PROXY")
         .env_remove("no_proxy")
-        .args(["token", "--key", &f.uri("p256"), "--client-id", CLIENT])
-        .args(["--certificate-id", &ids[0], "--account", ACCOUNT])
-        .args(["--token-url", &emu.token_url()])
         .output()
         .expect("run");
     assert!(out.status.success(), "{}", texts(&out).1);
@@ -793,16 +720,15 @@ impl Drop for BusyCore {
 fn four_parallel_loops_of_fifty_token_runs_on_one_softhsm2_token_all_succeed() {
     const LOOPS: usize = 4;
     const RUNS: usize = 50;
-    let dir = temp();
+    let dir = common::temp_dir();
     let (emu, ids) = emulator(dir.path(), &["p256"], "", &[]);
     let f = fixture();
     let conf = f.token_copy(None);
     let url = emu.token_url();
     let run = || {
         common::suitekey_with_conf(&conf)
-            .args(["token", "--key", &f.uri("p256"), "--client-id", CLIENT])
-            .args(["--certificate-id", &ids[0], "--account", ACCOUNT])
-            .args(["--token-url", &url])
+            .arg("token")
+            .args(Profile::new(f.uri("p256"), &ids[0]).token_url(&url).flags())
             .output()
             .expect("run suitekey")
     };
@@ -832,5 +758,5 @@ fn four_parallel_loops_of_fifty_token_runs_on_one_softhsm2_token_all_succeed() {
         LOOPS * RUNS,
         failures.join("")
     );
-    assert_eq!(stats(&emu)["tokens_issued"], (LOOPS * RUNS) as u64);
+    assert_eq!(emu.stats()["tokens_issued"], (LOOPS * RUNS) as u64);
 }

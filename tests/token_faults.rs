@@ -17,12 +17,11 @@ use std::time::{Duration, Instant};
 
 use common::agent::{Agent, http_get};
 use common::emulator::Emulator;
-use common::{fixture, module_path, suitekey_with_conf, texts};
+use common::profile::{CLIENT as OTHER_CLIENT, Profile, registration_for, write_config};
+use common::{fixture, make_cert, module_path, suitekey_with_conf, texts};
 use serde_json::Value;
 
-const OTHER_CLIENT: &str = "161c761646ff925cafb93a8de1b5a06be9be365f994d446c62c02e53dae488cf";
 const VICTIM_CLIENT: &str = "0f9d6a2b1c3e4d5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7";
-const ACCOUNT: &str = "1234567";
 const VICTIM_PIN: &str = "victim-PIN-6021";
 const VICTIM_SO_PIN: &str = "victim-SO-4410";
 
@@ -69,7 +68,7 @@ fn setup() -> Setup {
     let f = fixture();
     let conf = f.token_copy(None);
     let tokens = conf.parent().unwrap().join("tokens");
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");
+    let dir = common::temp_dir();
     let key_pem = dir.path().join("victim-key.pem");
     let status = Command::new("openssl")
         .args([
@@ -139,29 +138,41 @@ impl Setup {
         );
     }
 
-    /// `suitekey cert` for `key`, written to `NAME.pem`; returns its path and certificate id.
-    fn cert(&self, key: &str, name: &str) -> (PathBuf, String) {
-        let pem = self.dir.path().join(format!("{name}.pem"));
-        let out = suitekey_with_conf(&self.conf)
-            .args(["cert", "--replace", "--force", "--key", key, "--out"])
-            .arg(&pem)
-            .output()
-            .expect("run cert");
-        let (kid, stderr) = texts(&out);
-        assert!(out.status.success(), "cert: {stderr}");
-        (pem, kid.trim().to_owned())
+    /// An emulator issuing `lifetime`-second tokens to `other` (the p256 key) and `victim`,
+    /// each with a new certificate: (emulator, other's certificate id, victim's).
+    fn emulator(&self, lifetime: &str) -> (Emulator, String, String) {
+        let certify = |key: &str, name: &str| {
+            let pem = self.dir.path().join(format!("{name}.pem"));
+            let kid = make_cert(&self.conf, key, &pem);
+            (pem, kid)
+        };
+        let (other_pem, other_kid) = certify(&fixture().uri("p256"), "other");
+        let (victim_pem, victim_kid) = certify(&self.victim_uri, "victim");
+        let (r1, r2) = (
+            registration_for(OTHER_CLIENT, &other_pem),
+            registration_for(VICTIM_CLIENT, &victim_pem),
+        );
+        let emu = Emulator::start(&[
+            "--register",
+            &r1,
+            "--register",
+            &r2,
+            "--token-lifetime",
+            lifetime,
+        ]);
+        (emu, other_kid, victim_kid)
     }
 
     fn config(&self, url: &str, profiles: &[(&str, &str, &str, &str)]) -> PathBuf {
-        let mut text = String::new();
-        for (name, key, client, kid) in profiles {
-            text.push_str(&format!(
-                "[profiles.{name}]\nkey = \"{key}\"\nclient-id = \"{client}\"\ncertificate-id = \"{kid}\"\naccount = \"{ACCOUNT}\"\ntoken-url = \"{url}\"\n\n"
-            ));
-        }
-        let path = self.dir.path().join("config.toml");
-        std::fs::write(&path, text).expect("write config");
-        path
+        let profiles: Vec<(&str, Profile)> = profiles
+            .iter()
+            .map(|(name, key, client, kid)| {
+                let profile = Profile::new(*key, *kid).client(client).token_url(url);
+                (*name, profile)
+            })
+            .collect();
+        let named: Vec<(&str, &Profile)> = profiles.iter().map(|(n, p)| (*n, p)).collect();
+        write_config(&self.dir.path().join("config.toml"), &named)
     }
 }
 
@@ -271,27 +282,8 @@ fn check_victim_recovers(agent: &Agent, emu: &Emulator) {
 fn a_lost_token_fails_only_its_profile_clearly_and_recovers_by_itself_when_the_key_is_back() {
     let s = setup();
     let f = fixture();
-    let (other_pem, other_kid) = s.cert(&f.uri("p256"), "other");
-    let (victim_pem, victim_kid) = s.cert(&s.victim_uri, "victim");
-    let register = |client: &str, pem: &Path| {
-        format!(
-            "client-id={client},cert={},account={ACCOUNT}",
-            pem.display()
-        )
-    };
-    let (r1, r2) = (
-        register(OTHER_CLIENT, &other_pem),
-        register(VICTIM_CLIENT, &victim_pem),
-    );
     // Short tokens: both profiles sign every few seconds.
-    let emu = Emulator::start(&[
-        "--register",
-        &r1,
-        "--register",
-        &r2,
-        "--token-lifetime",
-        "4",
-    ]);
+    let (emu, other_kid, victim_kid) = s.emulator("4");
     let config = s.config(
         &emu.token_url(),
         &[
@@ -388,37 +380,21 @@ fn a_module_path_that_is_no_pkcs11_library_is_named_with_what_to_do() {
         let key = f
             .uri("p256")
             .replace(&module_path().display().to_string(), &shown);
-        let runs: [(&str, Vec<&str>); 3] = [
-            ("list", vec!["list", "--module", &shown]),
+        let profile = Profile::new(key.as_str(), "kid");
+        let with = |command: &str, profile: &Profile| {
+            let mut args = vec![command.to_owned()];
+            args.extend(profile.flags());
+            args
+        };
+        let runs: [(&str, Vec<String>); 3] = [
             (
-                "assertion",
-                vec![
-                    "assertion",
-                    "--key",
-                    &key,
-                    "--client-id",
-                    OTHER_CLIENT,
-                    "--certificate-id",
-                    "kid",
-                    "--account",
-                    ACCOUNT,
-                ],
+                "list",
+                vec!["list".to_owned(), "--module".to_owned(), shown.clone()],
             ),
+            ("assertion", with("assertion", &profile)),
             (
                 "token",
-                vec![
-                    "token",
-                    "--key",
-                    &key,
-                    "--client-id",
-                    OTHER_CLIENT,
-                    "--certificate-id",
-                    "kid",
-                    "--account",
-                    ACCOUNT,
-                    "--token-url",
-                    "http://127.0.0.1:9/t",
-                ],
+                with("token", &profile.clone().token_url("http://127.0.0.1:9/t")),
             ),
         ];
         for (name, args) in runs {
@@ -443,7 +419,6 @@ fn an_agent_profile_with_a_bad_module_fails_alone(conf: &Path, dir: &Path) {
     let f = fixture();
     // No exchange is made: the profiles are only opened.
     let url = "http://127.0.0.1:9/services/rest/auth/oauth2/v1/token";
-    let mut text = String::new();
     let mut profiles = vec![("good".to_owned(), f.uri("p256"))];
     for (i, (path, _)) in not_modules(dir).into_iter().enumerate() {
         let key = f.uri("p256").replace(
@@ -452,13 +427,16 @@ fn an_agent_profile_with_a_bad_module_fails_alone(conf: &Path, dir: &Path) {
         );
         profiles.push((format!("bad{i}"), key));
     }
-    for (name, key) in &profiles {
-        text.push_str(&format!(
-            "[profiles.{name}]\nkey = \"{key}\"\nclient-id = \"{OTHER_CLIENT}\"\ncertificate-id = \"kid\"\naccount = \"{ACCOUNT}\"\ntoken-url = \"{url}\"\n\n"
-        ));
-    }
+    let sections: Vec<String> = profiles
+        .iter()
+        .map(|(name, key)| {
+            Profile::new(key.as_str(), "kid")
+                .token_url(url)
+                .section(name)
+        })
+        .collect();
     let config = dir.join("config.toml");
-    std::fs::write(&config, text).unwrap();
+    std::fs::write(&config, sections.join("\n")).unwrap();
     let agent = Agent::start(conf, &config, &[], &[]);
     let health = agent.json("/v1/health");
     assert_eq!(health["failed"], profiles.len() - 1, "{health}");
@@ -506,27 +484,7 @@ fn crowded_profiles(
 /// An emulator issuing 2-second tokens to `other` and the victims, and an agent serving the
 /// crowded profiles (`victims` on the victim token, `missing` whose key does not exist).
 fn crowded_agent(s: &Setup, victims: usize, missing: usize) -> (Emulator, Agent) {
-    let f = fixture();
-    let (other_pem, other_kid) = s.cert(&f.uri("p256"), "other");
-    let (victim_pem, victim_kid) = s.cert(&s.victim_uri, "victim");
-    let (r1, r2) = (
-        format!(
-            "client-id={OTHER_CLIENT},cert={},account={ACCOUNT}",
-            other_pem.display()
-        ),
-        format!(
-            "client-id={VICTIM_CLIENT},cert={},account={ACCOUNT}",
-            victim_pem.display()
-        ),
-    );
-    let emu = Emulator::start(&[
-        "--register",
-        &r1,
-        "--register",
-        &r2,
-        "--token-lifetime",
-        "2",
-    ]);
+    let (emu, other_kid, victim_kid) = s.emulator("2");
     let profiles = crowded_profiles(s, victims, missing);
     let rows: Vec<(&str, &str, &str, &str)> = profiles
         .iter()
@@ -635,9 +593,8 @@ fn a_token_that_stays_gone_reinitializes_its_module_rarely() {
 /// `suitekey assertion` for fixture key p256 on the token copy `conf` (no exchange is made).
 fn assertion_on(conf: &Path) -> std::process::Output {
     suitekey_with_conf(conf)
-        .args(["assertion", "--key", &fixture().uri("p256")])
-        .args(["--client-id", OTHER_CLIENT, "--certificate-id", "kid"])
-        .args(["--account", ACCOUNT])
+        .arg("assertion")
+        .args(Profile::new(fixture().uri("p256"), "kid").flags())
         .output()
         .expect("run suitekey")
 }
@@ -689,9 +646,8 @@ fn a_forgotten_softhsm2_conf_is_named_instead_of_advice_to_initialize() {
     let conf = f.token_copy(None);
     let mut cmd = suitekey_with_conf(&conf);
     cmd.env_remove("SOFTHSM2_CONF")
-        .args(["assertion", "--key", &f.uri("p256")])
-        .args(["--client-id", OTHER_CLIENT, "--certificate-id", "kid"])
-        .args(["--account", ACCOUNT]);
+        .arg("assertion")
+        .args(Profile::new(f.uri("p256"), "kid").flags());
     let out = cmd.output().expect("run suitekey");
     let (stdout, stderr) = texts(&out);
     assert!(!out.status.success() && stdout.is_empty(), "{stderr}");

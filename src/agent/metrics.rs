@@ -50,7 +50,7 @@ impl ProfileMetrics {
     }
 }
 
-/// Why a connection was closed at once (see [`super::connections`]).
+/// Why a connection was closed at once (see `agent::connections`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Refusal {
     /// The agent held as many connections as it may.

@@ -4,24 +4,24 @@
 //!
 //! | module | owns |
 //! | --- | --- |
-//! | [`socket`] | the socket's path, binding (0700 directory, 0600 socket, stale socket), peer uid check |
+//! | `socket` | the socket's path, binding (0700 directory, 0600 socket, stale socket), peer uid check |
 //! | [`profiles`] | the profiles served: opened from the config, reloaded on SIGHUP |
 //! | [`signers`] | one blocking worker per profile owning its PKCS#11 session; reopen and log in once |
-//! | [`cache`] | per-profile token cache, single flight, renewal ahead of expiry |
-//! | [`api`] | the HTTP routes and JSON errors |
-//! | [`connections`] | how many connections are held (in all, per client process) and for how long |
+//! | `cache` | per-profile token cache, single flight, renewal ahead of expiry |
+//! | `api` | the HTTP routes and JSON errors |
+//! | `connections` | how many connections are held (in all, per client process) and for how long |
 //! | [`metrics`] | counters and their Prometheus text |
-//! | [`client`] | what `token` and `exec` use when `SUITEKEY_AUTH_SOCK` is set |
+//! | `client` | what `token` and `exec` use when `SUITEKEY_AUTH_SOCK` is set |
 
-pub mod api;
-pub mod cache;
-pub mod client;
-pub mod connections;
+pub(crate) mod api;
+pub(crate) mod cache;
+pub(crate) mod client;
+pub(crate) mod connections;
 pub mod logins;
 pub mod metrics;
 pub mod profiles;
 pub mod signers;
-pub mod socket;
+pub(crate) mod socket;
 
 use std::future::IntoFuture as _;
 use std::io::Write;
@@ -33,7 +33,7 @@ use tokio::sync::watch;
 
 use crate::error::{EXIT_IO, EXIT_USAGE};
 
-pub use profiles::{Opener, Options};
+pub use profiles::Options;
 
 /// The environment variable that names the agent's socket for clients.
 pub const SOCKET_ENV: &str = "SUITEKEY_AUTH_SOCK";

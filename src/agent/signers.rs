@@ -35,7 +35,7 @@ pub enum SignError {
     #[error(transparent)]
     Assertion(#[from] AssertionError<pkcs11::Error>),
     /// The token lost the session and the key could not be found again. What to do depends
-    /// on what was seen (see [`lost_advice`]); never "initialize the token", which would
+    /// on what was seen (see `lost_advice`); never "initialize the token", which would
     /// destroy the keys of a token that is only unreadable for a moment.
     #[error(
         "key '{key}' cannot be used: the token lost it ({source}); {advice}: the agent looks for it again by itself, with backoff, no reload needed",

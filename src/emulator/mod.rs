@@ -19,7 +19,7 @@ pub mod rules;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -260,6 +260,7 @@ async fn serve_shared(
 
 /// An emulator on `127.0.0.1:<free port>` in a thread of its own, for tests (sync or async);
 /// it stops when dropped.
+#[cfg(test)]
 pub struct Emulator {
     base_url: String,
     shared: Arc<Shared>,
@@ -267,6 +268,7 @@ pub struct Emulator {
     thread: Option<std::thread::JoinHandle<Result<(), Error>>>,
 }
 
+#[cfg(test)]
 impl Emulator {
     /// Binds and starts serving; returns once the port is bound.
     pub fn start(config: Config) -> Result<Emulator, Error> {
@@ -278,7 +280,7 @@ impl Emulator {
                 .build()
                 .map_err(Error::Io)?;
             runtime.block_on(async move {
-                let bound = bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+                let bound = bind(SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0)))
                     .await
                     .and_then(|l| Ok((l.local_addr().map_err(Error::Io)?, l)));
                 let (addr, listener) = match bound {
@@ -326,6 +328,7 @@ impl Emulator {
     }
 }
 
+#[cfg(test)]
 impl Drop for Emulator {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {

@@ -263,3 +263,10 @@ pub fn parse_response(response: &str) -> (u16, String) {
         .unwrap_or_else(|| panic!("no status in {head:?}"));
     (status, body.to_owned())
 }
+
+/// The value of a metric line `name{labels} value` in the agent's `/metrics` text, if present.
+pub fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+}

@@ -82,6 +82,26 @@ impl Emulator {
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap()
     }
+
+    /// Its counters (`/_emulator/stats`).
+    pub fn stats(&self) -> serde_json::Value {
+        stats_at(&self.base)
+    }
+}
+
+/// The counters (`/_emulator/stats`) of the emulator at `base`, fetched with curl (which fails
+/// on an HTTP error status).
+pub fn stats_at(base: &str) -> serde_json::Value {
+    let out = Command::new("curl")
+        .args(["-sf", &format!("{base}/_emulator/stats")])
+        .output()
+        .expect("curl");
+    assert!(
+        out.status.success(),
+        "GET /_emulator/stats: {:?}",
+        out.status
+    );
+    serde_json::from_slice(&out.stdout).expect("stats JSON")
 }
 
 impl Drop for Emulator {

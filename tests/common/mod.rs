@@ -20,11 +20,14 @@ use der::{Decode as _, DecodePem as _};
 use sha2::Digest as _;
 
 pub mod agent;
+pub mod certified;
 pub mod emulator;
 pub mod fault_proxy;
 pub mod modules;
+pub mod profile;
 pub mod readme_examples;
 pub mod secrets;
+pub mod terminal;
 
 /// A recognizable user PIN, so tests can assert it never appears in any output.
 pub const PIN: &str = "fixture-PIN-50318";
@@ -336,6 +339,52 @@ impl Fixture {
     pub fn new_key_uri(&self, object: &str) -> String {
         self.uri(object).replace(";type=private", "")
     }
+
+    /// A certificate for fixture key `label`, made on a fresh token copy and written to
+    /// `DIR/LABEL.pem`: its file and certificate id.
+    pub fn cert_for(&self, label: &str, dir: &Path) -> (PathBuf, String) {
+        let pem = dir.join(format!("{label}.pem"));
+        let id = make_cert(&self.token_copy(None), &self.uri(label), &pem);
+        (pem, id)
+    }
+}
+
+/// `suitekey cert --replace --force --key KEY --out PEM` on the token of `conf`: a new
+/// certificate for the key, stored beside it and written to `pem`; returns its certificate id.
+pub fn make_cert(conf: &Path, key: &str, pem: &Path) -> String {
+    let out = suitekey_with_conf(conf)
+        .args(["cert", "--replace", "--force", "--key", key, "--out"])
+        .arg(pem)
+        .output()
+        .expect("run suitekey cert");
+    let (id, stderr) = texts(&out);
+    assert!(out.status.success(), "cert for {key}: {stderr}");
+    id.trim().to_owned()
+}
+
+/// A temp dir under the target dir, removed when dropped.
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir")
+}
+
+/// libfaketime's preload library (the `faketime` package), wherever this machine's multiarch
+/// directory is.
+pub fn libfaketime() -> PathBuf {
+    let candidates = fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|arch| arch.path().join("faketime/libfaketime.so.1"))
+        .chain([PathBuf::from("/usr/local/lib/faketime/libfaketime.so.1")]);
+    candidates
+        .into_iter()
+        .find(|p| p.exists())
+        .expect("libfaketime.so.1 (the faketime package; scripts/install-deps.sh installs it)")
+}
+
+/// Whether the tests run as root (some need it to act as another user).
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
 }
 
 /// The `suitekey` binary with `SOFTHSM2_CONF` set and no inherited SUITEKEY_* settings.
@@ -553,6 +602,27 @@ pub fn decode_jws(jws: &str) -> Jws {
         signature: dec(parts[2]),
         signing_input: format!("{}.{}", parts[0], parts[1]),
     }
+}
+
+/// The compact JWS a command printed, decoded; the command must succeed.
+pub fn signed_jws(cmd: &mut assert_cmd::Command) -> Jws {
+    let out = cmd.assert().success().get_output().stdout.clone();
+    decode_jws(&String::from_utf8(out).expect("UTF-8"))
+}
+
+/// A shell script for `exec … -- sh -c SCRIPT`: prints the command's environment and the
+/// length of the access token it was given.
+pub const SHOW_ENV: &str = "env; echo \"token=${#NETSUITE_ACCESS_TOKEN}\"";
+
+/// `exec … -- sh -c SHOW_ENV` succeeded, and the command got an access token but no PIN.
+pub fn assert_exec_got_the_token_and_no_pin(out: &std::process::Output) {
+    let (stdout, stderr) = texts(out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("token=43"), "{stdout}");
+    assert!(
+        !stdout.contains(PIN),
+        "the PIN reached the command's environment"
+    );
 }
 
 /// Verifies a JWS with RustCrypto (not the token's OpenSSL), by the header's `alg`. For PS*,
