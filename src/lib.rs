@@ -19,5 +19,6 @@ pub mod fuzzing;
 pub mod jose;
 pub mod netsuite;
 pub mod pkcs11;
+pub mod report;
 
 pub use error::Error;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Parser as _;
 use std::io::Write as _;
 use suitekey::cli::{Cli, Command};
+use suitekey::report::{chain, printable};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -27,7 +28,7 @@ fn main() -> ExitCode {
         Err(err) => {
             // stderr may be closed too; `eprintln!` would panic then.
             // Printable: a message may quote a device's label or a file name.
-            let message = suitekey::error::printable(&suitekey::error::chain(&err));
+            let message = printable(&chain(&err));
             let _ = writeln!(std::io::stderr(), "error: {message}");
             ExitCode::from(err.exit_code())
         }

@@ -79,7 +79,7 @@ fn spawn(
     let open = suitekey::commands::open_signer_with;
     SignerHandle::spawn(name, profile, (open, login), Arc::clone(metrics))
         .map(|(h, _)| h)
-        .map_err(|e| suitekey::error::chain(&e))
+        .map_err(|e| suitekey::report::chain(&e))
 }
 
 fn counter(metrics: &ProfileMetrics, name: &str) -> String {
@@ -130,7 +130,7 @@ fn a_lost_session_is_reopened_once_and_a_pin_refused_at_relogin_stops_every_prof
     session.logout().unwrap();
     match sign(&handle) {
         Err(e) => {
-            let text = suitekey::error::chain(&e);
+            let text = suitekey::report::chain(&e);
             assert!(e.is_pin() && text.contains("PIN rejected"), "{text}")
         }
         Ok(_) => panic!("signed with a PIN the token no longer has"),

@@ -160,7 +160,7 @@ impl Fetcher {
             .await;
         result.map_err(|e| {
             let (kind, code) = classify(&e);
-            let message = crate::error::chain(&e);
+            let message = crate::report::chain(&e);
             let advice = RetryAdvice {
                 refused: e.is_permanent(),
                 retry_after: e.retry_after(),

@@ -171,7 +171,7 @@ async fn ask(
     let stream = connect_trusted(socket, named).await?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
-        .map_err(|e| unreachable(crate::error::chain(&e)))?;
+        .map_err(|e| unreachable(crate::report::chain(&e)))?;
     // Drives the connection while the request is sent and its answer read; it ends with them.
     let driver = tokio::spawn(connection);
     let request = hyper::Request::get(format!(
@@ -184,7 +184,7 @@ async fn ask(
     let response = sender
         .send_request(request)
         .await
-        .map_err(|e| unreachable(crate::error::chain(&e)))?;
+        .map_err(|e| unreachable(crate::report::chain(&e)))?;
     let status = response.status();
     let body = read_capped(response.into_body()).await.map_err(protocol);
     driver.abort();

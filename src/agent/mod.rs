@@ -369,7 +369,7 @@ fn spawn_reloader(
                 Ok(Ok(())) => tracing::info!("config reloaded"),
                 Ok(Err(e)) => tracing::error!(
                     "reload failed, keeping the profiles as they were: {}",
-                    crate::error::chain(&e)
+                    crate::report::chain(&e)
                 ),
                 Err(e) => tracing::error!("reload failed: {e}"),
             }

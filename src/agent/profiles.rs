@@ -14,11 +14,12 @@ use super::metrics::ProfileMetrics;
 use super::signers::SignerHandle;
 use crate::cert::{Certificate, Finding, Severity, StoredWithKey};
 use crate::config::{self, Config, Profile, ProfileOverrides, ProfileTable};
-use crate::error::{EXIT_PIN, EXIT_USAGE, chain};
+use crate::error::{EXIT_PIN, EXIT_USAGE};
 use crate::exchange::TokenClient;
 use crate::jose::Alg;
 use crate::netsuite::{CertificateId, Lifetime};
 use crate::pkcs11::{CredentialFor, KeySigner};
+use crate::report::chain;
 
 /// Opens a profile's key and a signer for it (the same as `token` does), logging in with the
 /// credential the second argument gives for the key's token.

@@ -241,7 +241,7 @@ fn work(
         if let Err(e) = &result
             && e.pkcs11().is_some_and(pkcs11::Error::is_pin)
         {
-            let reason = crate::error::chain(e);
+            let reason = crate::report::chain(e);
             tracing::error!(key = signer.uri(), "{reason}; this profile stops signing");
             *stopped.lock().unwrap_or_else(PoisonError::into_inner) = Some(reason);
         }

@@ -4,13 +4,14 @@ use std::io::Write;
 
 use crate::cert::Certificate;
 use crate::cli::ListArgs;
-use crate::error::{Error, printable};
+use crate::error::Error;
 use crate::jose::{Alg, AlgError};
 use crate::pkcs11::key::{self, CertSummary, KeySummary};
 use crate::pkcs11::support;
 use crate::pkcs11::token::{self, SlotSummary, TokenSummary};
 use crate::pkcs11::uri::ObjectType;
 use crate::pkcs11::{Module, Pkcs11Uri, Token};
+use crate::report::printable;
 
 pub(super) fn run(args: &ListArgs, out: &mut dyn Write) -> Result<(), Error> {
     let path = token::resolve_module(&Pkcs11Uri::default(), args.module.path.as_deref())?;
