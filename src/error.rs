@@ -113,9 +113,6 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// `exec`'s command exited with this non-zero status (not an error of ours; not printed).
-    #[error("the command exited with status {0}")]
-    Child(u8),
     /// Writing to stdout failed.
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),
@@ -153,7 +150,6 @@ impl Error {
             },
             Error::Client(_) | Error::Runtime(_) => EXIT_EXCHANGE,
             Error::Spawn { .. } => EXIT_NOT_STARTED,
-            Error::Child(code) => *code,
         }
     }
 }
