@@ -17,6 +17,7 @@ pub mod exchange;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod jose;
+pub mod kind;
 pub mod netsuite;
 pub mod pkcs11;
 pub mod report;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Parser as _;
 use std::io::Write as _;
 use suitekey::cli::{Cli, Command};
+use suitekey::kind::HasKind as _;
 use suitekey::report::{chain, printable};
 use tracing_subscriber::EnvFilter;
 
@@ -29,7 +30,7 @@ fn main() -> ExitCode {
             // Printable: a message may quote a device's label or a file name.
             let message = printable(&chain(&err));
             let _ = writeln!(std::io::stderr(), "error: {message}");
-            ExitCode::from(err.exit_code())
+            ExitCode::from(err.kind().exit_code())
         }
     }
 }

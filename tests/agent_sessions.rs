@@ -227,7 +227,7 @@ fn profiles_stopped_by_a_refused_pin_report_it_and_stay_failed_across_a_reload(
     assert!(runtime.block_on(cache.get()).is_err());
     assert_eq!(logins_so_far(), before + 1, "one re-login");
     let failure = prod.failure().expect("the stopped profile reports it");
-    assert_eq!(failure.kind.code(), "pin");
+    assert_eq!(failure.kind.name(), "pin");
     let counters = metrics::render([("p", &*prod.metrics, None)].into_iter());
     for zero in ["signatures_total", "upstream_exchanges_total"] {
         assert!(
