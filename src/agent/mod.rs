@@ -33,7 +33,8 @@ use tokio::sync::watch;
 
 use crate::kind::{HasKind, Kind};
 
-pub use profiles::{Opener, Options};
+pub use profiles::Options;
+pub use signers::Opener;
 
 /// The environment variable that names the agent's socket for clients.
 pub const SOCKET_ENV: &str = "SUITEKEY_AUTH_SOCK";

@@ -11,19 +11,14 @@ use super::Error;
 use super::cache::{Failure, Fetcher, TokenCache};
 use super::logins::Logins;
 use super::metrics::ProfileMetrics;
-use super::signers::SignerHandle;
+use super::signers::{Opener, SignerHandle};
 use crate::cert::{Certificate, Finding, Severity, StoredWithKey};
 use crate::config::{self, Config, Profile, ProfileOverrides, ProfileTable};
 use crate::exchange::TokenClient;
 use crate::jose::Alg;
 use crate::kind::{HasKind, Kind};
 use crate::netsuite::{CertificateId, Lifetime};
-use crate::pkcs11::{CredentialFor, KeySigner};
 use crate::report::chain;
-
-/// Opens a profile's key and a signer for it (the same as `token` does), logging in with the
-/// credential the second argument gives for the key's token.
-pub type Opener = fn(&Profile, CredentialFor<'_>) -> Result<KeySigner, crate::Error>;
 
 /// How the agent was started.
 pub struct Options {

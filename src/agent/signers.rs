@@ -18,13 +18,16 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::oneshot;
 
 use super::metrics::ProfileMetrics;
-use super::profiles::Opener;
 use crate::cert::{Certificate, StoredWithKey};
 use crate::config::Profile;
 use crate::jose::{Alg, JwsError, Signer as _, SigningError};
 use crate::kind::{HasKind, Kind};
 use crate::netsuite::{AssertionError, AssertionRequest, CertificateId, ClientAssertion};
-use crate::pkcs11::{self, Credential, KeySigner, Token};
+use crate::pkcs11::{self, Credential, CredentialFor, KeySigner, Token};
+
+/// Opens a profile's key and a signer for it (the same as `token` does), logging in with the
+/// credential the second argument gives for the key's token.
+pub type Opener = fn(&Profile, CredentialFor<'_>) -> Result<KeySigner, crate::Error>;
 
 /// Where a worker gets the credential for its key's token (see [`super::logins::Logins`]).
 pub type LoginFor = Box<dyn Fn(&Token) -> Result<Arc<Credential>, pkcs11::Error> + Send>;
