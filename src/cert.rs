@@ -22,7 +22,10 @@ use x509_cert::spki::{
 };
 use x509_cert::time::{Time, Validity};
 
-use crate::jose::{Alg, Curve, Hash, KeyKind, PublicKey, Scheme, SignatureForm, VerifyError};
+use crate::jose::{
+    Alg, Curve, Hash, KeyKind, PublicKey, Scheme, SignatureForm, SigningError, VerifyError,
+};
+use crate::kind::{HasKind, Kind};
 use crate::netsuite::{CertificateId, ValidityDays};
 
 /// Largest certificate file suitekey reads; real ones are a few KiB.
@@ -74,6 +77,13 @@ pub enum Error {
         /// The parser's complaint.
         reason: String,
     },
+}
+
+impl HasKind for Error {
+    /// A certificate file is the user's input.
+    fn kind(&self) -> Kind {
+        Kind::Usage
+    }
 }
 
 /// A parsed X.509 certificate together with its exact DER bytes (which the certificate id
@@ -337,13 +347,13 @@ pub struct CertRequest {
 
 /// Why a certificate could not be made.
 #[derive(Debug, thiserror::Error)]
-pub enum BuildError<E: std::error::Error + 'static> {
+pub enum BuildError {
     /// Encoding the certificate failed.
     #[error("cannot encode the certificate: {0}")]
     Encode(String),
     /// The token could not sign it.
     #[error("the token could not sign the certificate")]
-    Sign(#[source] E),
+    Sign(#[source] SigningError),
     /// The token's signature does not verify with its own public key: never hand that out.
     #[error(
         "the certificate's signature made by the token does not verify with the key's public key ({0}); the token's public key object may not belong to the private key"
@@ -351,14 +361,24 @@ pub enum BuildError<E: std::error::Error + 'static> {
     Verify(VerifyError),
 }
 
+impl HasKind for BuildError {
+    /// The signer's kind when it failed; otherwise the token's key or objects are at fault.
+    fn kind(&self) -> Kind {
+        match self {
+            BuildError::Sign(e) => e.kind(),
+            BuildError::Encode(_) | BuildError::Verify(_) => Kind::Token,
+        }
+    }
+}
+
 /// Builds a self-signed X.509 v3 leaf certificate for `key`, signing the to-be-signed part
 /// with `sign` (the token), which returns the signature in X.509 form (DER for ECDSA).
-pub fn build<E: std::error::Error + 'static>(
+pub fn build<E: std::error::Error + HasKind + Send + Sync + 'static>(
     request: &CertRequest,
     key: &PublicKey,
     now: SystemTime,
     sign: impl FnOnce(&[u8]) -> Result<Vec<u8>, E>,
-) -> Result<Certificate, BuildError<E>> {
+) -> Result<Certificate, BuildError> {
     let enc = |e: &dyn std::fmt::Display| BuildError::Encode(e.to_string());
     let signer = TokenKeyInfo {
         spki: spki_of(key).map_err(|e| enc(&e))?,
@@ -381,7 +401,7 @@ pub fn build<E: std::error::Error + 'static>(
     )
     .map_err(|e| enc(&e))?;
     let tbs = builder.finalize(&signer).map_err(|e| enc(&e))?;
-    let signature = sign(&tbs).map_err(BuildError::Sign)?;
+    let signature = sign(&tbs).map_err(|e| BuildError::Sign(SigningError::new(e)))?;
     key.verify(request.signature.form(), &tbs, &signature)
         .map_err(BuildError::Verify)?;
     let bits = der::asn1::BitString::from_bytes(&signature).map_err(|e| enc(&e))?;

@@ -216,6 +216,13 @@ pub enum ConfigError {
     },
 }
 
+impl crate::kind::HasKind for ConfigError {
+    /// The config file and the flags are the user's input.
+    fn kind(&self) -> crate::kind::Kind {
+        crate::kind::Kind::Usage
+    }
+}
+
 fn list_or_none(names: &[String]) -> String {
     if names.is_empty() {
         "none".to_owned()

@@ -1,25 +1,9 @@
-//! The top-level error: every layer's error converted at the boundary, and the exit codes.
+//! The top-level error: every layer's error converted at the boundary. What kind of failure
+//! each is (and so the exit code) is asked of the layer's error ([`crate::kind`]); how it is
+//! printed is [`crate::report`]'s.
 
+use crate::kind::{HasKind, Kind};
 use crate::{agent, cert, config, emulator, exchange, jose, netsuite, pkcs11};
-
-/// Exit status: success.
-pub const EXIT_OK: u8 = 0;
-/// Exit status: `check` found the certificate unfit to upload.
-pub const EXIT_UNFIT: u8 = 1;
-/// Exit status: bad command-line input (flags, URI, account, scope, lifetime, token URL).
-pub const EXIT_USAGE: u8 = 2;
-/// Exit status: the module, token or key cannot do what was asked.
-pub const EXIT_TOKEN: u8 = 3;
-/// Exit status: no usable PIN, or the token refused it.
-pub const EXIT_PIN: u8 = 4;
-/// Exit status: writing the output failed.
-pub const EXIT_IO: u8 = 5;
-/// Exit status: the token endpoint refused the assertion or could not be reached.
-pub const EXIT_EXCHANGE: u8 = 6;
-/// Exit status: the agent named by `SUITEKEY_AUTH_SOCK` cannot be reached or misbehaved.
-pub const EXIT_AGENT: u8 = 7;
-/// Exit status of `exec` when the command cannot be started (as shells report it).
-pub const EXIT_NOT_STARTED: u8 = 127;
 
 /// Anything a command can fail with; `main` prints it with its causes.
 #[derive(Debug, thiserror::Error)]
@@ -50,13 +34,13 @@ pub enum Error {
     Pkcs11(#[from] pkcs11::Error),
     /// Assembling the assertion failed.
     #[error(transparent)]
-    Assertion(#[from] netsuite::AssertionError<pkcs11::Error>),
+    Assertion(#[from] netsuite::AssertionError),
     /// A certificate file could not be read or parsed.
     #[error(transparent)]
     Cert(#[from] cert::Error),
     /// A certificate could not be made.
     #[error(transparent)]
-    CertBuild(Box<cert::BuildError<Error>>),
+    CertBuild(Box<cert::BuildError>),
     /// `keygen` made the key but a later step failed; the key stays in the token.
     #[error(
         "the key pair was made and stays in the token ({key}), but its certificate was not finished: {source}\nafter fixing that, make the certificate with: suitekey cert --key '{key}' --out FILE (add --force to overwrite FILE, --replace to replace a certificate already on the token)"
@@ -90,7 +74,7 @@ pub enum Error {
     Config(#[from] config::ConfigError),
     /// The token endpoint refused the assertion, failed, or could not be reached.
     #[error(transparent)]
-    Exchange(Box<exchange::ExchangeError<netsuite::AssertionError<pkcs11::Error>>>),
+    Exchange(Box<exchange::ExchangeError>),
     /// The agent cannot start or stopped.
     #[error(transparent)]
     Agent(#[from] agent::Error),
@@ -112,107 +96,98 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// `exec`'s command exited with this non-zero status (not an error of ours; not printed).
-    #[error("the command exited with status {0}")]
-    Child(u8),
     /// Writing to stdout failed.
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),
 }
 
-impl Error {
-    /// The process exit status for this error (documented in the README).
-    pub fn exit_code(&self) -> u8 {
+impl HasKind for Error {
+    /// The wrapped layer's kind, or what the variant itself says.
+    fn kind(&self) -> Kind {
         match self {
-            Error::Uri(_) | Error::NetSuite(_) | Error::Alg(_) | Error::Usage(_) => EXIT_USAGE,
-            Error::KeyRefused { .. } => EXIT_TOKEN,
-            Error::Pkcs11(e) => pkcs11_exit_code(e),
-            Error::Assertion(netsuite::AssertionError::Jws(jose::JwsError::Sign(e))) => {
-                pkcs11_exit_code(e)
-            }
-            Error::Assertion(_) => EXIT_TOKEN,
-            Error::Output(_) | Error::OutputFile { .. } => EXIT_IO,
-            Error::Cert(_) => EXIT_USAGE,
-            Error::CertBuild(e) => match e.as_ref() {
-                cert::BuildError::Sign(inner) => inner.exit_code(),
-                _ => EXIT_TOKEN,
-            },
-            Error::AfterKeygen { source, .. } => source.exit_code(),
-            Error::Unfit { .. } => EXIT_UNFIT,
-            Error::Emulator(e) => e.exit_code(),
-            Error::Agent(e) => e.exit_code(),
-            Error::AgentClient(e) => e.exit_code(),
-            Error::Config(_) => EXIT_USAGE,
-            Error::Exchange(e) => match e.as_ref() {
-                exchange::ExchangeError::Assertion(netsuite::AssertionError::Jws(
-                    jose::JwsError::Sign(inner),
-                )) => pkcs11_exit_code(inner),
-                exchange::ExchangeError::Assertion(_) => EXIT_TOKEN,
-                _ => EXIT_EXCHANGE,
-            },
-            Error::Client(_) | Error::Runtime(_) => EXIT_EXCHANGE,
-            Error::Spawn { .. } => EXIT_NOT_STARTED,
-            Error::Child(code) => *code,
+            Error::Uri(e) => e.kind(),
+            Error::NetSuite(e) => e.kind(),
+            Error::Alg(e) => e.kind(),
+            Error::Config(e) => e.kind(),
+            Error::Cert(e) => e.kind(),
+            Error::Pkcs11(e) => e.kind(),
+            Error::Assertion(e) => e.kind(),
+            Error::CertBuild(e) => e.kind(),
+            Error::Exchange(e) => e.kind(),
+            Error::Client(e) => e.kind(),
+            Error::Emulator(e) => e.kind(),
+            Error::Agent(e) => e.kind(),
+            Error::AgentClient(e) => e.kind(),
+            Error::AfterKeygen { source, .. } => source.kind(),
+            Error::Usage(_) => Kind::Usage,
+            // The key was found and read: NetSuite's rules refuse what the token holds.
+            Error::KeyRefused { .. } => Kind::Token,
+            Error::Unfit { .. } => Kind::Unfit,
+            Error::Output(_) | Error::OutputFile { .. } => Kind::Output,
+            // Without a runtime no token request can be made.
+            Error::Runtime(_) => Kind::Endpoint,
+            Error::Spawn { .. } => Kind::NotStarted,
         }
-    }
-}
-
-/// The error and its causes, one per line, skipping a cause whose text the lines above
-/// already carry.
-pub fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let line = cause.to_string();
-        if !text.contains(&line) {
-            text.push_str("\n  caused by: ");
-            text.push_str(&line);
-        }
-        source = cause.source();
-    }
-    text
-}
-
-/// `text` with every control character but the line feed shown as `%XX` (as a URI would), so
-/// text that came from a device, a file name or a server (token and key labels, paths, an
-/// agent's message) cannot move the cursor, recolour or retitle the terminal it is printed on.
-#[must_use]
-pub fn printable(text: &str) -> String {
-    let mut shown = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c.is_control() && c != '\n' {
-            shown.push_str(&format!("%{:02X}", u32::from(c)));
-        } else {
-            shown.push(c);
-        }
-    }
-    shown
-}
-
-fn pkcs11_exit_code(e: &pkcs11::Error) -> u8 {
-    use pkcs11::Error as E;
-    match e {
-        e if e.is_pin() => EXIT_PIN,
-        E::NoModule
-        | E::PinSourceConflict { .. }
-        | E::ModuleName { .. }
-        | E::NotAPrivateKey { .. }
-        | E::NoObject(_)
-        | E::VendorAttribute { .. } => EXIT_USAGE,
-        _ => EXIT_TOKEN,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jose::{JwsError, SigningError};
+    use crate::netsuite::AssertionError;
+
+    fn refused_pin() -> pkcs11::Error {
+        pkcs11::Error::PinIncorrect {
+            token: "acc".into(),
+            origin: "SUITEKEY_PIN".into(),
+        }
+    }
+
+    fn unknown_object() -> pkcs11::Error {
+        pkcs11::Error::NoObject("pkcs11:token=acc;object=gone".into())
+    }
+
+    /// What `token` fails with when the key cannot sign: the key's error in the assertion, in
+    /// the exchange.
+    fn exchange_failing_with(e: pkcs11::Error) -> Error {
+        let assertion = AssertionError::Jws(JwsError::Sign(SigningError::new(e)));
+        Error::Exchange(Box::new(exchange::ExchangeError::Assertion(
+            SigningError::new(assertion),
+        )))
+    }
 
     #[test]
-    fn control_characters_but_line_feeds_are_shown_percent_encoded() {
+    fn a_refused_pin_exits_4_through_every_layer_and_reads_as_before() {
+        assert_eq!(Error::Pkcs11(refused_pin()).kind().exit_code(), 4);
+        let assertion = AssertionError::Jws(JwsError::Sign(SigningError::new(refused_pin())));
+        assert_eq!(Error::Assertion(assertion).kind().exit_code(), 4);
+        let exchanged = exchange_failing_with(refused_pin());
+        assert_eq!(exchanged.kind().exit_code(), 4);
+        let after_keygen = Error::AfterKeygen {
+            key: "pkcs11:token=acc;object=k".into(),
+            source: Box::new(Error::CertBuild(Box::new(cert::BuildError::Sign(
+                SigningError::new(Error::Pkcs11(refused_pin())),
+            )))),
+        };
+        assert_eq!(after_keygen.kind().exit_code(), 4);
+        // Carried as a signing error, the key's error is shown exactly as it was.
         assert_eq!(
-            printable("token '\u{1b}]0;x\u{7}'\n  caused by: a\rb\tc\u{9b}d"),
-            "token '%1B]0;x%07'\n  caused by: a%0Db%09c%9Bd"
+            crate::report::chain(&exchanged),
+            format!("signing the JWS failed\n  caused by: {}", refused_pin())
         );
-        assert_eq!(printable("plain 'acc' ü"), "plain 'acc' ü");
+    }
+
+    #[test]
+    fn the_keys_other_failures_keep_their_kinds_through_the_layers() {
+        assert_eq!(exchange_failing_with(unknown_object()).kind(), Kind::Usage);
+        let call = pkcs11::Error::Call {
+            call: "C_Sign".into(),
+            module: "/usr/lib/softhsm/libsofthsm2.so".into(),
+            rv: cryptoki::error::RvError::DeviceError.into(),
+        };
+        assert_eq!(exchange_failing_with(call).kind(), Kind::Token);
+        let clock = exchange::ExchangeError::Assertion(SigningError::new(AssertionError::Clock));
+        assert_eq!(Error::Exchange(Box::new(clock)).kind().exit_code(), 3);
     }
 }

@@ -16,6 +16,8 @@ use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
+use crate::jose::SigningError;
+use crate::kind::{HasKind, Kind};
 use crate::netsuite::{AccountId, CertificateId, ClientAssertion, ClientId, Scopes, TokenUrl};
 
 /// Responses larger than this are refused: NetSuite's answers are a few hundred bytes, and a
@@ -178,6 +180,13 @@ impl ClientOptions {
     "cannot set up the HTTPS client (no usable CA certificates in the system store? install the ca-certificates package, or pass --ca-file FILE)"
 )]
 pub struct ClientBuildError(#[source] reqwest::Error);
+
+impl HasKind for ClientBuildError {
+    /// No way to reach the token endpoint.
+    fn kind(&self) -> Kind {
+        Kind::Endpoint
+    }
+}
 
 /// A CA file larger than this is refused: a bundle of every public CA is about 200 KiB.
 const MAX_CA_FILE: u64 = 1024 * 1024;
@@ -413,10 +422,10 @@ pub const PERMANENT_CODES: [&str; 4] = [
 
 /// Why no access token was obtained.
 #[derive(Debug, thiserror::Error)]
-pub enum ExchangeError<E: std::error::Error + 'static> {
+pub enum ExchangeError {
     /// Signing the client assertion failed.
     #[error(transparent)]
-    Assertion(E),
+    Assertion(SigningError),
     /// No connection to the token endpoint, on any attempt.
     #[error(
         "cannot connect to {url} ({attempts} attempts); check the token URL, the network and any proxy (HTTPS_PROXY)"
@@ -505,7 +514,17 @@ pub enum ExchangeError<E: std::error::Error + 'static> {
     },
 }
 
-impl<E: std::error::Error + 'static> ExchangeError<E> {
+impl HasKind for ExchangeError {
+    /// The signer's kind when the assertion could not be signed; otherwise the endpoint's.
+    fn kind(&self) -> Kind {
+        match self {
+            ExchangeError::Assertion(e) => e.kind(),
+            _ => Kind::Endpoint,
+        }
+    }
+}
+
+impl ExchangeError {
     /// Whether another attempt, with a fresh assertion, may succeed: connection failures,
     /// HTTP 429 and 5xx. A 4xx is NetSuite's verdict on the request and would only repeat.
     pub fn is_retryable(&self) -> bool {
@@ -557,9 +576,9 @@ impl<E: std::error::Error + 'static> ExchangeError<E> {
 }
 
 /// What to do after a failed attempt.
-enum Next<E: std::error::Error + 'static> {
+enum Next {
     Retry(Duration),
-    Stop(ExchangeError<E>),
+    Stop(ExchangeError),
 }
 
 /// Exchanges client assertions for access tokens.
@@ -596,14 +615,13 @@ impl TokenClient {
     /// Obtains an access token, calling `assertion` once per attempt so that each attempt sends
     /// a fresh `jti` and `iat`. Signing returns a future so that it can wait for a token
     /// session owned by another thread (the agent) without blocking the runtime.
-    pub async fn fetch<E, F>(
+    pub async fn fetch<F>(
         &self,
         ctx: &ExchangeContext,
         mut assertion: impl FnMut() -> F,
-    ) -> Result<AccessToken, ExchangeError<E>>
+    ) -> Result<AccessToken, ExchangeError>
     where
-        E: std::error::Error + 'static,
-        F: std::future::Future<Output = Result<ClientAssertion, E>>,
+        F: std::future::Future<Output = Result<ClientAssertion, SigningError>>,
     {
         let max = self.options.max_attempts.max(1);
         let mut attempt = 1;
@@ -626,12 +644,7 @@ impl TokenClient {
     }
 
     /// Whether and when to try again after `err` on attempt `attempt` of `max`.
-    fn next<E: std::error::Error + 'static>(
-        &self,
-        err: ExchangeError<E>,
-        attempt: u32,
-        max: u32,
-    ) -> Next<E> {
+    fn next(&self, err: ExchangeError, attempt: u32, max: u32) -> Next {
         if !err.is_retryable() || attempt >= max {
             return Next::Stop(err);
         }
@@ -663,11 +676,11 @@ impl TokenClient {
     }
 
     /// One POST and its answer.
-    async fn attempt<E: std::error::Error + 'static>(
+    async fn attempt(
         &self,
         ctx: &ExchangeContext,
         signed: &ClientAssertion,
-    ) -> Result<AccessToken, ExchangeError<E>> {
+    ) -> Result<AccessToken, ExchangeError> {
         let url = ctx.token_url.as_str();
         let mut response = self
             .http
@@ -712,11 +725,7 @@ impl TokenClient {
         })))
     }
 
-    fn transport_error<E: std::error::Error + 'static>(
-        &self,
-        url: &str,
-        source: reqwest::Error,
-    ) -> ExchangeError<E> {
+    fn transport_error(&self, url: &str, source: reqwest::Error) -> ExchangeError {
         let url = url.to_owned();
         if let Some(tls) = tls_cause(&source) {
             return ExchangeError::Tls {
@@ -829,11 +838,7 @@ fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
-fn redirect_error<E: std::error::Error + 'static>(
-    ctx: &ExchangeContext,
-    status: StatusCode,
-    headers: &HeaderMap,
-) -> ExchangeError<E> {
+fn redirect_error(ctx: &ExchangeContext, status: StatusCode, headers: &HeaderMap) -> ExchangeError {
     // Only the host: the rest of a location may carry anything.
     let location = headers
         .get(LOCATION)
@@ -1127,13 +1132,7 @@ mod tests {
 
     /// Runs a fetch against `script`; returns the result, the assertions signed, and the
     /// requests the server saw.
-    async fn run(
-        script: Vec<String>,
-    ) -> (
-        Result<AccessToken, ExchangeError<std::io::Error>>,
-        u32,
-        Vec<Seen>,
-    ) {
+    async fn run(script: Vec<String>) -> (Result<AccessToken, ExchangeError>, u32, Vec<Seen>) {
         let (url, seen) = serve(script).await;
         let mut signed = 0;
         let result = client()
@@ -1274,7 +1273,7 @@ mod tests {
     fn refusals_of_the_client_are_permanent_and_other_failures_are_not() {
         let url: TokenUrl = "http://127.0.0.1:9/token".parse().unwrap();
         let status = |status: StatusCode, code: Option<&str>, retry_after| {
-            ExchangeError::<std::io::Error>::Status(Box::new(StatusError {
+            ExchangeError::Status(Box::new(StatusError {
                 status,
                 code: code.map(str::to_owned),
                 description: None,
@@ -1311,7 +1310,7 @@ mod tests {
         let ExchangeError::Status(last) = limited else {
             unreachable!()
         };
-        let too_long = ExchangeError::<std::io::Error>::RetryAfterTooLong {
+        let too_long = ExchangeError::RetryAfterTooLong {
             last,
             wait,
             limit: Duration::from_secs(60),
@@ -1415,7 +1414,7 @@ mod tests {
         let err = client()
             .fetch(&ctx(url), || {
                 signed += 1;
-                std::future::ready(Ok::<_, std::io::Error>(ClientAssertion {
+                std::future::ready(Ok(ClientAssertion {
                     jws: "a.b.c".into(),
                     jti: "j".into(),
                     expires_at: 0,
@@ -1471,12 +1470,22 @@ mod tests {
         );
     }
 
+    #[derive(Debug, thiserror::Error)]
+    #[error("token unplugged")]
+    struct Unplugged;
+
+    impl HasKind for Unplugged {
+        fn kind(&self) -> Kind {
+            Kind::Token
+        }
+    }
+
     #[tokio::test]
     async fn assertion_failure_stops_before_any_request() {
         let (url, seen) = serve(vec![good()]).await;
         let err = client()
             .fetch(&ctx(url), || {
-                std::future::ready(Err(std::io::Error::other("token unplugged")))
+                std::future::ready(Err(SigningError::new(Unplugged)))
             })
             .await
             .unwrap_err();

@@ -12,6 +12,8 @@ use der::asn1::ObjectIdentifier;
 use serde::Serialize;
 use sha2::Digest as _;
 
+use crate::kind::{HasKind, Kind};
+
 /// A hash function used by a JWS algorithm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Hash {
@@ -275,6 +277,14 @@ pub enum AlgError {
     },
 }
 
+impl HasKind for AlgError {
+    /// Bad input: an algorithm name, or `--alg` for the wrong key. (A key NetSuite refuses is
+    /// the token's problem, which the layer that opened the key says.)
+    fn kind(&self) -> Kind {
+        Kind::Usage
+    }
+}
+
 const RULE_KEYS: &str =
     "NetSuite accepts RSA keys of 3072 or 4096 bits and EC keys on P-256, P-384 or P-521";
 
@@ -447,8 +457,9 @@ pub enum PublicKey {
 /// The PKCS#11 key is the implementation that matters; keeping the trait this small is what
 /// lets the NetSuite layer stay ignorant of tokens and sessions.
 pub trait Signer {
-    /// Why a signature could not be made.
-    type Error: std::error::Error + Send + Sync + 'static;
+    /// Why a signature could not be made; its kind (a refused PIN, a failing token) is what
+    /// the layers above keep when they carry it as a [`SigningError`].
+    type Error: std::error::Error + HasKind + Send + Sync + 'static;
 
     /// The algorithm every signature is made with.
     fn alg(&self) -> Alg;
@@ -460,9 +471,52 @@ pub trait Signer {
     fn sign(&self, signing_input: &[u8]) -> Result<Vec<u8>, Self::Error>;
 }
 
+/// Why a signer could not sign, carried by layers that do not know the signer's error type
+/// (the assertion, the exchange, a certificate): its kind, and the signer's own error, which it
+/// shows as (display and causes) and which [`SigningError::downcast_ref`] gives back to a
+/// layer that knows the signer (the agent, which tells a lost session from a refused PIN).
+#[derive(Debug)]
+pub struct SigningError {
+    kind: Kind,
+    source: Box<dyn std::error::Error + Send + Sync + 'static>,
+}
+
+impl SigningError {
+    /// Carries `error`, keeping its kind.
+    pub fn new<E: std::error::Error + HasKind + Send + Sync + 'static>(error: E) -> SigningError {
+        SigningError {
+            kind: error.kind(),
+            source: Box::new(error),
+        }
+    }
+
+    /// The signer's error, if it is a `T`.
+    pub fn downcast_ref<T: std::error::Error + 'static>(&self) -> Option<&T> {
+        self.source.downcast_ref()
+    }
+}
+
+impl fmt::Display for SigningError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.source.fmt(f)
+    }
+}
+
+impl std::error::Error for SigningError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.source()
+    }
+}
+
+impl HasKind for SigningError {
+    fn kind(&self) -> Kind {
+        self.kind
+    }
+}
+
 /// Why a compact JWS could not be assembled.
 #[derive(Debug, thiserror::Error)]
-pub enum JwsError<E: std::error::Error + 'static> {
+pub enum JwsError {
     /// The header or claims could not be serialized (a bug, not bad input).
     #[error("cannot serialize the JWS {part} as JSON")]
     Json {
@@ -474,7 +528,7 @@ pub enum JwsError<E: std::error::Error + 'static> {
     },
     /// The signer failed.
     #[error("signing the JWS failed")]
-    Sign(#[source] E),
+    Sign(#[source] SigningError),
     /// The signer returned a signature of the wrong size for the algorithm.
     #[error(
         "the {alg} signature is {got} bytes, expected {expected}; the PKCS#11 module returned a malformed signature"
@@ -494,13 +548,15 @@ pub fn compact_jws<S: Signer>(
     header: &impl Serialize,
     claims: &impl Serialize,
     signer: &S,
-) -> Result<String, JwsError<S::Error>> {
+) -> Result<String, JwsError> {
     let mut out = format!(
         "{}.{}",
         b64url(&to_json("header", header)?),
         b64url(&to_json("claims", claims)?)
     );
-    let signature = signer.sign(out.as_bytes()).map_err(JwsError::Sign)?;
+    let signature = signer
+        .sign(out.as_bytes())
+        .map_err(|e| JwsError::Sign(SigningError::new(e)))?;
     let expected = signer.alg().fixed_signature_len();
     if let Some(expected) = expected.filter(|e| *e != signature.len()) {
         return Err(JwsError::SignatureLength {
@@ -514,10 +570,17 @@ pub fn compact_jws<S: Signer>(
     Ok(out)
 }
 
-fn to_json<E: std::error::Error>(
-    part: &'static str,
-    value: &impl Serialize,
-) -> Result<Vec<u8>, JwsError<E>> {
+impl HasKind for JwsError {
+    /// The signer's kind; anything else here is the token's (a malformed signature) or a bug.
+    fn kind(&self) -> Kind {
+        match self {
+            JwsError::Sign(e) => e.kind(),
+            JwsError::Json { .. } | JwsError::SignatureLength { .. } => Kind::Token,
+        }
+    }
+}
+
+fn to_json(part: &'static str, value: &impl Serialize) -> Result<Vec<u8>, JwsError> {
     serde_json::to_vec(value).map_err(|source| JwsError::Json { part, source })
 }
 
@@ -830,14 +893,25 @@ mod tests {
         assert_eq!(ecdsa_to_raw(&der, Curve::P521).unwrap(), raw521);
     }
 
+    /// A signer's failure in tests.
+    #[derive(Debug, thiserror::Error)]
+    #[error("no key")]
+    struct NoKey;
+
+    impl HasKind for NoKey {
+        fn kind(&self) -> Kind {
+            Kind::Token
+        }
+    }
+
     struct Fixed(Vec<u8>, Alg);
     impl Signer for Fixed {
-        type Error = std::io::Error;
+        type Error = NoKey;
         fn alg(&self) -> Alg {
             self.1
         }
         fn public_key(&self) -> Result<PublicKey, Self::Error> {
-            Err(std::io::Error::other("no key"))
+            Err(NoKey)
         }
         fn sign(&self, _: &[u8]) -> Result<Vec<u8>, Self::Error> {
             Ok(self.0.clone())

@@ -44,7 +44,9 @@ pub(crate) mod exchange;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod jose;
+pub mod kind;
 pub mod netsuite;
 pub mod pkcs11;
+pub mod report;
 
 pub use error::Error;

@@ -8,6 +8,8 @@ use std::process::ExitCode;
 use clap::Parser as _;
 use std::io::Write as _;
 use suitekey::cli::{Cli, Command};
+use suitekey::kind::HasKind as _;
+use suitekey::report::{chain, printable};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -15,7 +17,8 @@ fn main() -> ExitCode {
     init_logging(&cli);
     let mut stdout = std::io::stdout().lock();
     match suitekey::commands::run(&cli, &mut stdout) {
-        Ok(()) => ExitCode::SUCCESS,
+        // 0, or `exec`'s command's own status: it has spoken for itself, add nothing.
+        Ok(status) => ExitCode::from(status),
         // `suitekey list | head`: the reader has all it wanted. Not so for a credential that
         // was never delivered: that stays an error.
         Err(suitekey::Error::Output(e))
@@ -24,14 +27,12 @@ fn main() -> ExitCode {
         {
             ExitCode::SUCCESS
         }
-        // `exec`: the command has spoken for itself; pass its status on, add nothing.
-        Err(suitekey::Error::Child(code)) => ExitCode::from(code),
         Err(err) => {
             // stderr may be closed too; `eprintln!` would panic then.
             // Printable: a message may quote a device's label or a file name.
-            let message = suitekey::error::printable(&suitekey::error::chain(&err));
+            let message = printable(&chain(&err));
             let _ = writeln!(std::io::stderr(), "error: {message}");
-            ExitCode::from(err.exit_code())
+            ExitCode::from(err.kind().exit_code())
         }
     }
 }

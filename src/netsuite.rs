@@ -11,6 +11,7 @@ use serde::Serialize;
 use url::Url;
 
 use crate::jose::{self, Alg, JwsError, Signer};
+use crate::kind::{HasKind, Kind};
 
 /// Why a NetSuite value given by the user is not acceptable.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -73,6 +74,13 @@ pub enum Error {
         "token URL '{0}' uses http:// on a non-loopback host; assertions and access tokens must travel over https:// (http:// is allowed only for 127.0.0.1, ::1 or localhost)"
     )]
     InsecureTokenUrl(String),
+}
+
+impl HasKind for Error {
+    /// Every NetSuite value comes from the user.
+    fn kind(&self) -> Kind {
+        Kind::Usage
+    }
 }
 
 /// A NetSuite account id such as `1234567` or `1234567_SB1`.
@@ -497,7 +505,7 @@ impl fmt::Debug for ClientAssertion {
 
 /// Why an assertion could not be made.
 #[derive(Debug, thiserror::Error)]
-pub enum AssertionError<E: std::error::Error + 'static> {
+pub enum AssertionError {
     /// The clock is before 1970, so `iat` cannot be written.
     #[error(
         "the system clock is before 1970; fix the clock (NetSuite refuses assertions from the future or the past)"
@@ -508,7 +516,18 @@ pub enum AssertionError<E: std::error::Error + 'static> {
     Random(String),
     /// Assembling or signing the JWS failed.
     #[error(transparent)]
-    Jws(#[from] JwsError<E>),
+    Jws(#[from] JwsError),
+}
+
+impl HasKind for AssertionError {
+    /// The signer's kind when it failed; a clock or randomness failure is the machine's, told
+    /// as the token's (as a failure to sign).
+    fn kind(&self) -> Kind {
+        match self {
+            AssertionError::Jws(e) => e.kind(),
+            AssertionError::Clock | AssertionError::Random(_) => Kind::Token,
+        }
+    }
 }
 
 impl AssertionRequest {
@@ -517,7 +536,7 @@ impl AssertionRequest {
         &self,
         signer: &S,
         now: SystemTime,
-    ) -> Result<ClientAssertion, AssertionError<S::Error>> {
+    ) -> Result<ClientAssertion, AssertionError> {
         let iat = now
             .duration_since(UNIX_EPOCH)
             .map_err(|_| AssertionError::Clock)?
@@ -712,14 +731,24 @@ mod tests {
         assert!("a\"b".parse::<CertificateId>().is_err());
     }
 
+    #[derive(Debug, thiserror::Error)]
+    #[error("no key")]
+    struct NoKey;
+
+    impl HasKind for NoKey {
+        fn kind(&self) -> Kind {
+            Kind::Token
+        }
+    }
+
     struct Zeros;
     impl Signer for Zeros {
-        type Error = std::io::Error;
+        type Error = NoKey;
         fn alg(&self) -> Alg {
             Alg::ES256
         }
         fn public_key(&self) -> Result<crate::jose::PublicKey, Self::Error> {
-            Err(std::io::Error::other("no key"))
+            Err(NoKey)
         }
         fn sign(&self, _: &[u8]) -> Result<Vec<u8>, Self::Error> {
             Ok(vec![0; 64])

@@ -78,7 +78,7 @@ fn spawn(
     let open = suitekey::commands::open_signer_with;
     SignerHandle::spawn(name, profile, (open, login), Arc::clone(metrics))
         .map(|(h, _)| h)
-        .map_err(|e| suitekey::error::chain(&e))
+        .map_err(|e| suitekey::report::chain(&e))
 }
 
 fn counter(metrics: &ProfileMetrics, name: &str) -> String {
@@ -129,7 +129,7 @@ fn a_lost_session_is_reopened_once_and_a_pin_refused_at_relogin_stops_every_prof
     session.logout().unwrap();
     match sign(&handle) {
         Err(e) => {
-            let text = suitekey::error::chain(&e);
+            let text = suitekey::report::chain(&e);
             assert!(e.is_pin() && text.contains("PIN rejected"), "{text}")
         }
         Ok(_) => panic!("signed with a PIN the token no longer has"),
@@ -234,7 +234,7 @@ fn profiles_stopped_by_a_refused_pin_report_it_and_stay_failed_across_a_reload(
     assert!(runtime.block_on(cache.get()).is_err());
     assert_eq!(logins_so_far(), before + 1, "one re-login");
     let failure = prod.failure().expect("the stopped profile reports it");
-    assert_eq!(failure.kind.code(), "pin");
+    assert_eq!(failure.kind.name(), "pin");
     let counters = metrics::render([("p", &*prod.metrics, None)].into_iter());
     for zero in ["signatures_total", "upstream_exchanges_total"] {
         assert!(

@@ -618,7 +618,7 @@ fn backdated_cert(dir: &Path, name: &str, start: SystemTime, days: &str) -> Path
     let cert = suitekey::cert::build(&request, &key, start, |tbs| {
         use p256::ecdsa::signature::Signer as _;
         let sig: p256::ecdsa::Signature = signing.sign(tbs);
-        Ok::<_, std::io::Error>(sig.to_der().as_bytes().to_vec())
+        Ok::<_, suitekey::jose::SigningError>(sig.to_der().as_bytes().to_vec())
     })
     .expect("build");
     let file = dir.join(format!("{name}.pem"));

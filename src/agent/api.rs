@@ -32,12 +32,20 @@ use serde_json::{Value, json};
 
 use axum::extract::ConnectInfo;
 
-use super::cache::{Failure, FailureKind};
+use super::cache::Failure;
 use super::connections::{Activity, Connections};
 use super::metrics;
 use super::profiles::{ProfileMap, Served, Status};
 use super::socket::AllowedUids;
 use crate::cert::rfc3339;
+
+/// The `error` name of the answer to a request for a profile the agent does not serve.
+/// Like the other refusals of a request itself (`bad_request`, `method_not_allowed`,
+/// `uri_too_long`, `headers_too_large`, `body_too_large`, `forbidden`), it is the HTTP
+/// protocol's answer, not a [`crate::kind::Kind`] of failure: no profile failed.
+pub const UNKNOWN_PROFILE: &str = "unknown_profile";
+/// The `error` name of the answer to a path that is none of the API's.
+pub const BAD_REQUEST: &str = "bad_request";
 
 /// The longest request target (path and query) the agent reads: its paths are a few dozen
 /// bytes, profile names included.
@@ -188,15 +196,9 @@ pub fn error(status: StatusCode, code: &str, message: &str) -> Response {
 }
 
 fn failure_response(name: &str, f: &Failure) -> Response {
-    let status = match f.kind {
-        FailureKind::Upstream => StatusCode::BAD_GATEWAY,
-        FailureKind::Config | FailureKind::Pin | FailureKind::Token => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
-    };
     error(
-        status,
-        f.kind.code(),
+        f.kind.http_status(),
+        f.kind.name(),
         &format!("profile '{name}': {}", f.message),
     )
 }
@@ -222,7 +224,7 @@ async fn token(
         let known: Vec<String> = agent.profiles().keys().cloned().collect();
         return error(
             StatusCode::NOT_FOUND,
-            "unknown_profile",
+            UNKNOWN_PROFILE,
             &format!(
                 "no profile '{name}' in the agent's config (known: {}); add it and reload the agent (SIGHUP)",
                 if known.is_empty() {
@@ -291,7 +293,7 @@ fn profile_view(p: &Served, now: SystemTime) -> Value {
         .as_ref()
         .ok()
         .and_then(|active| active.cache.last_failure())
-        .map(|f| json!({ "error": f.kind.code(), "message": f.message }));
+        .map(|f| json!({ "error": f.kind.name(), "message": f.message }));
     json!({
         "name": p.name,
         "key": p.key,
@@ -361,7 +363,7 @@ async fn metrics(State(agent): State<Arc<Agent>>) -> Response {
 async fn bad_path() -> Response {
     error(
         StatusCode::BAD_REQUEST,
-        "bad_request",
+        BAD_REQUEST,
         "unknown path; the API is GET /v1/profiles, /v1/profiles/NAME/token, /v1/health and /metrics",
     )
 }

@@ -21,6 +21,8 @@ use tokio::sync::{Mutex, watch};
 use super::metrics::ProfileMetrics;
 use super::signers::{SignError, SignerHandle};
 use crate::exchange::{AccessToken, ExchangeContext, ExchangeError, TokenClient};
+use crate::jose::SigningError;
+use crate::kind::{HasKind, Kind};
 use crate::netsuite::AssertionRequest;
 
 /// Renew when less than this remains (NetSuite tokens live 60 minutes) …
@@ -46,37 +48,13 @@ pub fn min_remaining(lifetime: Duration) -> Duration {
     (lifetime / 10).clamp(MIN_REMAINING_FLOOR, MIN_REMAINING)
 }
 
-/// What kind of failure kept a profile from a token; decides the HTTP status and the client's
-/// exit code.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FailureKind {
-    /// The profile's config is not usable.
-    Config,
-    /// No usable PIN, or the token refused it (never retried).
-    Pin,
-    /// The module, token or key failed.
-    Token,
-    /// The token endpoint refused, failed or could not be reached.
-    Upstream,
-}
-
-impl FailureKind {
-    /// The `error` field of the JSON answer.
-    pub fn code(self) -> &'static str {
-        match self {
-            FailureKind::Config => "profile_config",
-            FailureKind::Pin => "pin",
-            FailureKind::Token => "token",
-            FailureKind::Upstream => "upstream",
-        }
-    }
-}
-
 /// Why no token could be had, with the full explanation (it never holds a secret).
 #[derive(Clone, Debug)]
 pub struct Failure {
-    /// What failed.
-    pub kind: FailureKind,
+    /// What kind of failure (the profile's config, its PIN, its token, or the token
+    /// endpoint): it decides the answer's HTTP status and `error` name, and so the client's
+    /// exit code.
+    pub kind: Kind,
     /// The error and its causes.
     pub message: String,
 }
@@ -150,7 +128,7 @@ impl Fetcher {
                 let (signer, request) = (self.signer.clone(), self.request.clone());
                 let (counted, metrics) = (&counted, &self.metrics);
                 async move {
-                    let signed = signer.sign(request).await;
+                    let signed = signer.sign(request).await.map_err(SigningError::new);
                     if signed.is_ok() && !counted.swap(true, Relaxed) {
                         metrics.exchange();
                     }
@@ -160,7 +138,7 @@ impl Fetcher {
             .await;
         result.map_err(|e| {
             let (kind, code) = classify(&e);
-            let message = crate::error::chain(&e);
+            let message = crate::report::chain(&e);
             let advice = RetryAdvice {
                 refused: e.is_permanent(),
                 retry_after: e.retry_after(),
@@ -170,7 +148,7 @@ impl Fetcher {
     }
 
     /// Counts and logs a failed exchange.
-    fn failed(&self, kind: FailureKind, code: &str, message: String) -> Failure {
+    fn failed(&self, kind: Kind, code: &str, message: String) -> Failure {
         self.metrics.failure(code);
         tracing::warn!(profile = %self.name, code, "no access token: {message}");
         Failure { kind, message }
@@ -187,30 +165,31 @@ impl Fetcher {
             lifetime.as_secs(),
             min_remaining(lifetime).as_secs()
         );
-        self.failed(FailureKind::Upstream, "short_lifetime", message)
+        self.failed(Kind::Endpoint, "short_lifetime", message)
     }
 }
 
-/// The failure's kind and its label in the metrics: NetSuite's error code where it sent one.
-fn classify(e: &ExchangeError<SignError>) -> (FailureKind, String) {
+/// The failure's kind (a signing worker's is its PIN's or its token's, see
+/// [`SignError`]'s kind) and its label in the metrics: NetSuite's error code where it sent one.
+fn classify(e: &ExchangeError) -> (Kind, String) {
     let status = |s: &crate::exchange::StatusError| {
         s.code
             .clone()
             .unwrap_or_else(|| format!("http_{}", s.status.as_u16()))
     };
-    let upstream = |code: &str| (FailureKind::Upstream, code.to_owned());
-    match e {
-        ExchangeError::Assertion(s) if s.is_pin() => (FailureKind::Pin, "pin".into()),
-        ExchangeError::Assertion(_) => (FailureKind::Token, "signing".into()),
-        ExchangeError::Status(s) => (FailureKind::Upstream, status(s)),
-        ExchangeError::RetryAfterTooLong { last, .. } => (FailureKind::Upstream, status(last)),
-        ExchangeError::Connect { .. } => upstream("connect"),
-        ExchangeError::Timeout { .. } => upstream("timeout"),
-        ExchangeError::Tls { .. } => upstream("tls"),
-        ExchangeError::Http { .. } => upstream("http"),
-        ExchangeError::Redirect { .. } => upstream("redirect"),
-        ExchangeError::Malformed { .. } => upstream("malformed"),
-    }
+    let code = match e {
+        ExchangeError::Assertion(s) if s.kind() == Kind::Pin => "pin".into(),
+        ExchangeError::Assertion(_) => "signing".into(),
+        ExchangeError::Status(s) => status(s),
+        ExchangeError::RetryAfterTooLong { last, .. } => status(last),
+        ExchangeError::Connect { .. } => "connect".into(),
+        ExchangeError::Timeout { .. } => "timeout".into(),
+        ExchangeError::Tls { .. } => "tls".into(),
+        ExchangeError::Http { .. } => "http".into(),
+        ExchangeError::Redirect { .. } => "redirect".into(),
+        ExchangeError::Malformed { .. } => "malformed".into(),
+    };
+    (e.kind(), code)
 }
 
 /// The last exchange failed: its failure is the answer until `retry_at`, when a request or
@@ -298,7 +277,7 @@ impl TokenCache {
     /// Why the profile's signer stopped, if a refused PIN stopped it.
     pub fn stopped(&self) -> Option<Failure> {
         self.fetcher.signer.stopped().map(|reason| Failure {
-            kind: FailureKind::Pin,
+            kind: Kind::Pin,
             message: SignError::Stopped(reason).to_string(),
         })
     }
@@ -315,7 +294,7 @@ impl TokenCache {
     /// still served.
     pub fn token_failure(&self) -> Option<Failure> {
         self.last_failure()
-            .filter(|f| f.kind == FailureKind::Token)
+            .filter(|f| f.kind == Kind::Token)
             .map(|f| (*f).clone())
     }
 
@@ -337,7 +316,7 @@ impl TokenCache {
         let Some(backoff) = failed.as_mut() else {
             return;
         };
-        if backoff.failure.kind == FailureKind::Pin {
+        if backoff.failure.kind == Kind::Pin {
             return;
         }
         backoff.retry_at = Instant::now();
@@ -469,7 +448,7 @@ impl TokenCache {
     fn due(&self) -> Option<Instant> {
         let failed = self.failed.read().unwrap_or_else(PoisonError::into_inner);
         match failed.as_ref() {
-            Some(b) if b.failure.kind == FailureKind::Pin => None,
+            Some(b) if b.failure.kind == Kind::Pin => None,
             Some(b) => Some(b.retry_at),
             None => self.current().map(|c| c.refresh_at),
         }
@@ -518,6 +497,54 @@ impl TokenCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jose::JwsError;
+    use crate::netsuite::AssertionError;
+    use crate::pkcs11;
+
+    /// The exchange's failure when the signing worker could not sign for `e`.
+    fn worker_failed(e: SignError) -> ExchangeError {
+        ExchangeError::Assertion(SigningError::new(e))
+    }
+
+    fn key_failed(e: pkcs11::Error) -> ExchangeError {
+        worker_failed(SignError::Assertion(AssertionError::Jws(JwsError::Sign(
+            SigningError::new(e),
+        ))))
+    }
+
+    #[test]
+    fn signing_failures_are_the_pins_or_the_tokens_whatever_the_keys_error() {
+        let pin = pkcs11::Error::PinIncorrect {
+            token: "acc".into(),
+            origin: "SUITEKEY_PIN".into(),
+        };
+        assert_eq!(classify(&key_failed(pin)), (Kind::Pin, "pin".into()));
+        let stopped = worker_failed(SignError::Stopped("PIN rejected".into()));
+        assert_eq!(classify(&stopped), (Kind::Pin, "pin".into()));
+        // A mistake in the key URI is the user's at the command line, the token's in a profile
+        // that was opened with it.
+        let gone = pkcs11::Error::NoObject("pkcs11:token=acc;object=k".into());
+        assert_eq!(classify(&key_failed(gone)), (Kind::Token, "signing".into()));
+        let worker = worker_failed(SignError::WorkerGone);
+        assert_eq!(classify(&worker), (Kind::Token, "signing".into()));
+        // As the agent answers them, and as a client reads them back.
+        let answers: Vec<(u16, &str, Option<u8>)> = [Kind::Pin, Kind::Token, Kind::Endpoint]
+            .into_iter()
+            .map(|k| {
+                let name = k.name();
+                let read = Kind::from_name(name).map(Kind::exit_code);
+                (k.http_status().as_u16(), name, read)
+            })
+            .collect();
+        assert_eq!(
+            answers,
+            [
+                (503, "pin", Some(4)),
+                (503, "token", Some(3)),
+                (502, "upstream", Some(6))
+            ]
+        );
+    }
 
     const fn secs(s: u64) -> Duration {
         Duration::from_secs(s)

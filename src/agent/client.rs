@@ -18,8 +18,9 @@ use serde::Deserialize;
 use tokio::net::UnixStream;
 use zeroize::Zeroizing;
 
-use crate::error::{EXIT_AGENT, EXIT_EXCHANGE, EXIT_PIN, EXIT_TOKEN, EXIT_USAGE};
+use super::api::{BAD_REQUEST, UNKNOWN_PROFILE};
 use crate::exchange::{self, AccessToken};
+use crate::kind::{HasKind, Kind};
 
 /// Longer than the agent's own worst case: three attempts at the token endpoint.
 const TIMEOUT: Duration = Duration::from_secs(120);
@@ -81,23 +82,21 @@ pub enum ClientError {
     },
 }
 
-impl ClientError {
-    /// The exit status: what the agent reported maps to the code the command would have
-    /// used itself (PIN 4, token 3, endpoint 6, profile 2); an unreachable, untrusted or
-    /// misbehaving agent is 7, a bad `SUITEKEY_AGENT_UID` 2.
-    pub fn exit_code(&self) -> u8 {
+impl HasKind for ClientError {
+    /// What the agent reported keeps the kind (and so the exit code) the command would have
+    /// had itself; a profile it does not serve, or a name it cannot route, is the user's
+    /// input; an unreachable, untrusted or misbehaving agent (or a name no agent sends) is the
+    /// agent's; a bad `SUITEKEY_AGENT_UID` is the user's input.
+    fn kind(&self) -> Kind {
         match self {
             ClientError::Refused { code, .. } => match code.as_str() {
-                "unknown_profile" | "profile_config" | "bad_request" => EXIT_USAGE,
-                "pin" => EXIT_PIN,
-                "token" => EXIT_TOKEN,
-                "upstream" => EXIT_EXCHANGE,
-                _ => EXIT_AGENT,
+                UNKNOWN_PROFILE | BAD_REQUEST => Kind::Usage,
+                name => Kind::from_name(name).unwrap_or(Kind::Agent),
             },
-            ClientError::AgentUid => EXIT_USAGE,
+            ClientError::AgentUid => Kind::Usage,
             ClientError::Unreachable { .. }
             | ClientError::UntrustedPeer { .. }
-            | ClientError::Protocol { .. } => EXIT_AGENT,
+            | ClientError::Protocol { .. } => Kind::Agent,
         }
     }
 }
@@ -171,7 +170,7 @@ async fn ask(
     let stream = connect_trusted(socket, named).await?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
-        .map_err(|e| unreachable(crate::error::chain(&e)))?;
+        .map_err(|e| unreachable(crate::report::chain(&e)))?;
     // Drives the connection while the request is sent and its answer read; it ends with them.
     let driver = tokio::spawn(connection);
     let request = hyper::Request::get(format!(
@@ -184,7 +183,7 @@ async fn ask(
     let response = sender
         .send_request(request)
         .await
-        .map_err(|e| unreachable(crate::error::chain(&e)))?;
+        .map_err(|e| unreachable(crate::report::chain(&e)))?;
     let status = response.status();
     let body = read_capped(response.into_body()).await.map_err(protocol);
     driver.abort();
@@ -293,7 +292,7 @@ mod tests {
         assert_eq!(agent_uid(Some("998".into())).unwrap(), Some(998));
         for bad in ["nobody", "-1", "4294967296", "1,2"] {
             let err = agent_uid(Some(bad.into())).unwrap_err();
-            assert_eq!(err.exit_code(), EXIT_USAGE);
+            assert_eq!(err.kind().exit_code(), 2);
             assert!(!err.to_string().contains(bad), "{err}");
         }
     }
@@ -305,16 +304,16 @@ mod tests {
             code: code.into(),
             message: String::new(),
         };
-        assert_eq!(refused("pin").exit_code(), EXIT_PIN);
-        assert_eq!(refused("upstream").exit_code(), EXIT_EXCHANGE);
-        assert_eq!(refused("unknown_profile").exit_code(), EXIT_USAGE);
-        assert_eq!(refused("forbidden").exit_code(), EXIT_AGENT);
+        assert_eq!(refused("pin").kind().exit_code(), 4);
+        assert_eq!(refused("upstream").kind().exit_code(), 6);
+        assert_eq!(refused("unknown_profile").kind().exit_code(), 2);
+        assert_eq!(refused("forbidden").kind().exit_code(), 7);
         let untrusted = ClientError::UntrustedPeer {
             socket: "/tmp/x/agent.sock".into(),
             uid: 1001,
             own: 1000,
         };
-        assert_eq!(untrusted.exit_code(), EXIT_AGENT);
+        assert_eq!(untrusted.kind().exit_code(), 7);
         let text = untrusted.to_string();
         assert!(
             text.contains("/tmp/x/agent.sock")
@@ -326,7 +325,7 @@ mod tests {
             socket: "/run/x.sock".into(),
             reason: "connection refused".into(),
         };
-        assert_eq!(gone.exit_code(), EXIT_AGENT);
+        assert_eq!(gone.kind().exit_code(), 7);
         let text = gone.to_string();
         assert!(
             text.contains("/run/x.sock") && text.contains("--no-agent"),

@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::error::{EXIT_IO, EXIT_USAGE};
+use crate::kind::{HasKind, Kind};
 
 pub use profiles::Options;
 
@@ -120,17 +120,18 @@ pub enum Error {
     Io(#[source] std::io::Error),
 }
 
-impl Error {
-    /// The process exit status: 2 for bad input, 5 for socket and runtime failures.
-    pub fn exit_code(&self) -> u8 {
+impl HasKind for Error {
+    /// A socket path or config to change is the user's input; socket and runtime failures are
+    /// output failures.
+    fn kind(&self) -> Kind {
         match self {
-            Error::NoSocketPath | Error::NoConfig(_) | Error::Config(_) => EXIT_USAGE,
+            Error::NoSocketPath | Error::NoConfig(_) | Error::Config(_) => Kind::Usage,
             Error::AlreadyRunning(_)
             | Error::NotASocket(_)
             | Error::SocketDirOwner { .. }
             | Error::SocketDirSymlink(_)
-            | Error::SocketPathUnsafe { .. } => EXIT_USAGE,
-            Error::SocketDir { .. } | Error::Bind { .. } | Error::Io(_) => EXIT_IO,
+            | Error::SocketPathUnsafe { .. } => Kind::Usage,
+            Error::SocketDir { .. } | Error::Bind { .. } | Error::Io(_) => Kind::Output,
         }
     }
 }
@@ -369,7 +370,7 @@ fn spawn_reloader(
                 Ok(Ok(())) => tracing::info!("config reloaded"),
                 Ok(Err(e)) => tracing::error!(
                     "reload failed, keeping the profiles as they were: {}",
-                    crate::error::chain(&e)
+                    crate::report::chain(&e)
                 ),
                 Err(e) => tracing::error!("reload failed: {e}"),
             }

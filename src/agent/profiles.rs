@@ -8,21 +8,17 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::Error;
-use super::cache::{Failure, FailureKind, Fetcher, TokenCache};
+use super::cache::{Failure, Fetcher, TokenCache};
 use super::logins::Logins;
 use super::metrics::ProfileMetrics;
-use super::signers::SignerHandle;
+use super::signers::{Opener, SignerHandle};
 use crate::cert::{Certificate, Finding, Severity, StoredWithKey};
 use crate::config::{self, Config, Profile, ProfileOverrides, ProfileTable};
-use crate::error::{EXIT_PIN, EXIT_USAGE, chain};
 use crate::exchange::TokenClient;
 use crate::jose::Alg;
+use crate::kind::{HasKind, Kind};
 use crate::netsuite::{CertificateId, Lifetime};
-use crate::pkcs11::{CredentialFor, KeySigner};
-
-/// Opens a profile's key and a signer for it (the same as `token` does), logging in with the
-/// credential the second argument gives for the key's token.
-pub type Opener = fn(&Profile, CredentialFor<'_>) -> Result<KeySigner, crate::Error>;
+use crate::report::chain;
 
 /// How the agent was started.
 pub struct Options {
@@ -124,12 +120,12 @@ impl Served {
     /// will refuse its certificate (error `certificate`); warning when the certificate needs
     /// attention; else ok.
     pub fn status(&self, now: SystemTime) -> Status {
-        let mut error = self.failure().map(|f| (f.kind.code(), f.message));
+        let mut error = self.failure().map(|f| (f.kind.name(), f.message));
         let mut warnings = Vec::new();
         for finding in self.certificate_findings(now) {
             match finding.severity {
                 Severity::Failed if error.is_none() => {
-                    error = Some(("certificate", finding.message));
+                    error = Some((Kind::Unfit.name(), finding.message));
                 }
                 _ => warnings.push(finding.message),
             }
@@ -249,7 +245,7 @@ fn open_one(
         certificate: None,
         stored: StoredWithKey::default(),
         state: Err(Failure {
-            kind: FailureKind::Config,
+            kind: Kind::Usage,
             message: "not opened yet".into(),
         }),
     };
@@ -258,7 +254,7 @@ fn open_one(
         ..ProfileOverrides::default()
     };
     served.state = config::resolve(Some(table), overrides)
-        .map_err(|e| failure(FailureKind::Config, &e))
+        .map_err(|e| failure(&e))
         .and_then(|profile| activate(&mut served, &profile, options, logins, runtime));
     match &served.state {
         Ok(_) => tracing::info!(profile = name, "profile ready"),
@@ -267,9 +263,9 @@ fn open_one(
     served
 }
 
-fn failure(kind: FailureKind, e: &dyn std::error::Error) -> Failure {
+fn failure(e: &(impl std::error::Error + HasKind)) -> Failure {
     Failure {
-        kind,
+        kind: e.kind(),
         message: chain(e),
     }
 }
@@ -284,9 +280,7 @@ fn activate(
     served.key = Some(profile.key.redacted());
     served.certificate_id = Some(profile.certificate_id.clone());
     served.alg = profile.alg;
-    let context = profile
-        .exchange_context()
-        .map_err(|e| failure(FailureKind::Config, &e))?;
+    let context = profile.exchange_context().map_err(|e| failure(&e))?;
     let (logins, name, uri) = (Arc::clone(logins), served.name.clone(), profile.key.clone());
     let login = Box::new(move |token: &crate::pkcs11::Token| logins.credential(&name, &uri, token));
     let (signer, opened) = SignerHandle::spawn(
@@ -295,13 +289,16 @@ fn activate(
         (options.open, login),
         Arc::clone(&served.metrics),
     )
-    .map_err(|e| {
-        let kind = match e.exit_code() {
-            EXIT_PIN => FailureKind::Pin,
-            EXIT_USAGE => FailureKind::Config,
-            _ => FailureKind::Token,
-        };
-        failure(kind, &e)
+    .map_err(|e| match failure(&e) {
+        // A key that cannot be opened is its PIN's or its config's fault, else its token's.
+        f @ Failure {
+            kind: Kind::Pin | Kind::Usage,
+            ..
+        } => f,
+        f => Failure {
+            kind: Kind::Token,
+            ..f
+        },
     })?;
     served.alg = Some(opened.alg);
     served.certificate = opened.certificate;
@@ -312,8 +309,8 @@ fn activate(
             Severity::Warning => tracing::warn!(profile = %served.name, "{}", finding.message),
         }
     }
-    let client = TokenClient::new(profile.client_options(&context.token_url))
-        .map_err(|e| failure(FailureKind::Upstream, &e))?;
+    let client =
+        TokenClient::new(profile.client_options(&context.token_url)).map_err(|e| failure(&e))?;
     let request = profile.assertion_request(context.token_url.clone(), Lifetime::default());
     let cache = Arc::new(TokenCache::new(Fetcher {
         name: served.name.clone(),

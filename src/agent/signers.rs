@@ -18,12 +18,16 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::oneshot;
 
 use super::metrics::ProfileMetrics;
-use super::profiles::Opener;
 use crate::cert::{Certificate, StoredWithKey};
 use crate::config::Profile;
-use crate::jose::{Alg, JwsError, Signer as _};
+use crate::jose::{Alg, JwsError, Signer as _, SigningError};
+use crate::kind::{HasKind, Kind};
 use crate::netsuite::{AssertionError, AssertionRequest, CertificateId, ClientAssertion};
-use crate::pkcs11::{self, Credential, KeySigner, Token};
+use crate::pkcs11::{self, Credential, CredentialFor, KeySigner, Token};
+
+/// Opens a profile's key and a signer for it (the same as `token` does), logging in with the
+/// credential the second argument gives for the key's token.
+pub type Opener = fn(&Profile, CredentialFor<'_>) -> Result<KeySigner, crate::Error>;
 
 /// Where a worker gets the credential for its key's token (see [`super::logins::Logins`]).
 pub type LoginFor = Box<dyn Fn(&Token) -> Result<Arc<Credential>, pkcs11::Error> + Send>;
@@ -33,7 +37,7 @@ pub type LoginFor = Box<dyn Fn(&Token) -> Result<Arc<Credential>, pkcs11::Error>
 pub enum SignError {
     /// The token (or the assertion around the signature) failed.
     #[error(transparent)]
-    Assertion(#[from] AssertionError<pkcs11::Error>),
+    Assertion(#[from] AssertionError),
     /// The token lost the session and the key could not be found again. What to do depends
     /// on what was seen (see `lost_advice`); never "initialize the token", which would
     /// destroy the keys of a token that is only unreadable for a moment.
@@ -76,17 +80,34 @@ fn lost_advice(source: &pkcs11::Error) -> &'static str {
 }
 
 impl SignError {
+    /// The key's signing failure as the assertion carries it.
+    fn signing(e: pkcs11::Error) -> SignError {
+        SignError::Assertion(AssertionError::Jws(JwsError::Sign(SigningError::new(e))))
+    }
+
     /// The PKCS#11 error underneath, if any.
     pub fn pkcs11(&self) -> Option<&pkcs11::Error> {
         match self {
-            SignError::Assertion(AssertionError::Jws(JwsError::Sign(e))) => Some(e),
+            SignError::Assertion(AssertionError::Jws(JwsError::Sign(e))) => e.downcast_ref(),
             _ => None,
         }
     }
 
     /// Whether a PIN problem is the cause (so the client's exit code says so).
     pub fn is_pin(&self) -> bool {
-        matches!(self, SignError::Stopped(_)) || self.pkcs11().is_some_and(pkcs11::Error::is_pin)
+        self.kind() == Kind::Pin
+    }
+}
+
+impl HasKind for SignError {
+    /// A PIN problem (now or the one that stopped the profile), else the token's: a profile
+    /// whose signing fails otherwise is told as failing in its token, whatever the cause.
+    fn kind(&self) -> Kind {
+        match self {
+            SignError::Stopped(_) => Kind::Pin,
+            SignError::Assertion(e) if e.kind() == Kind::Pin => Kind::Pin,
+            SignError::Assertion(_) | SignError::Lost { .. } | SignError::WorkerGone => Kind::Token,
+        }
     }
 }
 
@@ -241,7 +262,7 @@ fn work(
         if let Err(e) = &result
             && e.pkcs11().is_some_and(pkcs11::Error::is_pin)
         {
-            let reason = crate::error::chain(e);
+            let reason = crate::report::chain(e);
             tracing::error!(key = signer.uri(), "{reason}; this profile stops signing");
             *stopped.lock().unwrap_or_else(PoisonError::into_inner) = Some(reason);
         }
@@ -258,14 +279,17 @@ fn sign_recovering(
 ) -> Result<ClientAssertion, SignError> {
     let signed = match request.sign(&*signer, SystemTime::now()) {
         // A lost token (CKR_GENERAL_ERROR, CKR_DEVICE_ERROR, …) is looked for again too.
-        Err(AssertionError::Jws(JwsError::Sign(e))) if e.is_session_lost() || e.is_token_lost() => {
+        Err(AssertionError::Jws(JwsError::Sign(e)))
+            if e.downcast_ref::<pkcs11::Error>()
+                .is_some_and(|e| e.is_session_lost() || e.is_token_lost()) =>
+        {
             tracing::warn!(
                 key = signer.uri(),
                 "the token lost the session ({e}); opening a new one and logging in again"
             );
             signer.reopen().map_err(|e| {
                 if e.is_pin() {
-                    SignError::Assertion(AssertionError::Jws(JwsError::Sign(e)))
+                    SignError::signing(e)
                 } else {
                     SignError::Lost {
                         key: signer.uri().to_owned(),

@@ -4,11 +4,12 @@ use std::io::Write;
 
 use crate::cert::Certificate;
 use crate::cli::ListArgs;
-use crate::error::{Error, printable};
+use crate::error::Error;
 use crate::jose::{Alg, AlgError};
 use crate::pkcs11::uri::ObjectType;
 use crate::pkcs11::{self, CertSummary, KeySummary, Module, Pkcs11Uri, Token};
 use crate::pkcs11::{SlotSummary, TokenSummary, resolve_module};
+use crate::report::printable;
 
 pub(super) fn run(args: &ListArgs, out: &mut dyn Write) -> Result<(), Error> {
     let path = resolve_module(&Pkcs11Uri::default(), args.module.path.as_deref())?;

@@ -21,19 +21,21 @@ use crate::error::Error;
 use crate::jose::{Alg, Signer as _};
 use crate::pkcs11::{Key, KeySigner, Pkcs11Uri};
 
-/// Runs the command, writing its result (and only its result) to `out`.
-pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
+/// Runs the command, writing its result (and only its result) to `out`. Done, it gives the
+/// process's exit status: 0, or for `exec` its command's own (not an error of ours).
+pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<u8, Error> {
     match &cli.command {
+        Command::Exec(args) => return exec::run(cli, args),
         Command::List(args) => list::run(args, out),
         Command::Assertion(args) => assertion::run(cli, args, out),
         Command::Token(args) => token::run(cli, args, out),
-        Command::Exec(args) => exec::run(cli, args),
         Command::Keygen(args) => keygen::run(args, cli.quiet, out),
         Command::Cert(args) => cert::run(args, cli.quiet, out),
         Command::Check(args) => check::run(args, cli.quiet, out),
         Command::Emulate(args) => emulate::run(args, cli.quiet, out),
         Command::Agent(args) => agent::run(cli, args, out),
-    }
+    }?;
+    Ok(0)
 }
 
 /// Parses a `--key` URI, refusing a `pin-value`: on a command line it would sit in the process

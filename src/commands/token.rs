@@ -10,6 +10,7 @@ use crate::cli::{Cli, ProfileArgs, TokenArgs, TokenFormat};
 use crate::config::Profile;
 use crate::error::Error;
 use crate::exchange::{AccessToken, TokenClient};
+use crate::jose::SigningError;
 use crate::netsuite::Lifetime;
 use crate::pkcs11::uri::PinSource;
 
@@ -102,7 +103,11 @@ pub(super) fn fetch(
         .map_err(Error::Runtime)?;
     let token = runtime
         .block_on(client.fetch(&context, || {
-            std::future::ready(request.sign(&signer, SystemTime::now()))
+            std::future::ready(
+                request
+                    .sign(&signer, SystemTime::now())
+                    .map_err(SigningError::new),
+            )
         }))
         .map_err(|e| Error::Exchange(Box::new(e)))?;
     tracing::info!(expires_at = %crate::cert::rfc3339(token.expires_at()), "access token received");

@@ -36,7 +36,7 @@ pub use registration::parse_registration;
 pub use rules::Registration;
 use rules::{Context, Grant, ReplayLog, TokenRequest};
 
-use crate::error::{EXIT_IO, EXIT_USAGE};
+use crate::kind::{HasKind, Kind};
 use crate::netsuite::Scope;
 
 /// The token endpoint's path, as on NetSuite.
@@ -94,15 +94,15 @@ pub enum Error {
     Io(#[source] std::io::Error),
 }
 
-impl Error {
-    /// The process exit status: 2 for bad flags, 5 for socket and runtime failures.
-    pub fn exit_code(&self) -> u8 {
+impl HasKind for Error {
+    /// Bad flags are the user's input; socket and runtime failures are output failures.
+    fn kind(&self) -> Kind {
         match self {
             Error::Register { .. }
             | Error::Certificate { .. }
             | Error::DuplicateCertificateId(_)
-            | Error::Listen { .. } => EXIT_USAGE,
-            Error::Bind { .. } | Error::Io(_) => EXIT_IO,
+            | Error::Listen { .. } => Kind::Usage,
+            Error::Bind { .. } | Error::Io(_) => Kind::Output,
         }
     }
 }
@@ -575,7 +575,7 @@ mod tests {
             "127.0.0.1",
         ] {
             let err = parse_listen(bad).unwrap_err();
-            assert_eq!(err.exit_code(), EXIT_USAGE, "{bad}");
+            assert_eq!(err.kind().exit_code(), 2, "{bad}");
         }
         assert_eq!(base_url("[::1]:8080".parse().unwrap()), "http://[::1]:8080");
     }

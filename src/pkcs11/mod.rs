@@ -378,6 +378,23 @@ pub enum Error {
     },
 }
 
+impl crate::kind::HasKind for Error {
+    /// A PIN problem; a module, key or object the user named wrongly; else the token's.
+    fn kind(&self) -> crate::kind::Kind {
+        use crate::kind::Kind;
+        match self {
+            e if e.is_pin() => Kind::Pin,
+            Error::NoModule
+            | Error::PinSourceConflict { .. }
+            | Error::ModuleName { .. }
+            | Error::NotAPrivateKey { .. }
+            | Error::NoObject(_)
+            | Error::VendorAttribute { .. } => Kind::Usage,
+            _ => Kind::Token,
+        }
+    }
+}
+
 impl Error {
     /// Whether the PIN is the problem: missing, refused, locked or not to be risked. Never
     /// worth an automatic retry.

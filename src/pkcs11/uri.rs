@@ -378,6 +378,13 @@ pub enum UriError {
     },
 }
 
+impl crate::kind::HasKind for UriError {
+    /// A key URI is the user's input.
+    fn kind(&self) -> crate::kind::Kind {
+        crate::kind::Kind::Usage
+    }
+}
+
 impl UriComponent {
     fn separator(self) -> char {
         match self {
