@@ -26,7 +26,7 @@
 //!   `/abs/path` as p11-kit writes it, and `env:NAME` (our extension; `NAME` is
 //!   `[A-Za-z_][A-Za-z0-9_]*`). The value is percent-decoded once, as every query value is; the
 //!   `file:` URI inside it is not decoded a second time.
-//! * **`pin-value`** is read into a [`SecretString`] and is never written back: not by
+//! * **`pin-value`** is read into a [`PinValue`] and is never written back: not by
 //!   `Display` (URIs end up in logs and `list` output), not by `Debug`, not in errors.
 //! * Attribute names and the `type` value are matched ignoring ASCII case (RFC 5234 quoted
 //!   strings are case-insensitive), so `PIN-VALUE=` is held to the rules of `pin-value=`.
@@ -36,16 +36,17 @@
 mod error;
 mod format;
 mod parse;
+mod pin_value;
 
 use std::fmt;
 use std::path::PathBuf;
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
-use secrecy::{ExposeSecret, SecretString};
 
 pub use error::UriError;
 pub use format::escaped_path;
 use parse::check_library_version;
+pub use pin_value::PinValue;
 
 /// The longest URI string accepted; anything longer is refused before it is looked at.
 pub const MAX_URI_LEN: usize = 8 * 1024;
@@ -82,9 +83,10 @@ const EVERY_BYTE: &AsciiSet = &AsciiSet::EMPTY.complement();
 /// A parsed RFC 7512 PKCS#11 URI naming a token and optionally an object in it.
 ///
 /// `Display` writes the canonical form (attributes in a fixed order, minimal percent-encoding,
-/// `id` fully encoded) and **never writes `pin-value`**; `Debug` shows it as `<redacted>`.
-/// Parsing what `Display` wrote gives back an equal value, except that `pin_value` is gone.
-#[derive(Clone, Default)]
+/// `id` fully encoded) and **never writes `pin-value`**; `Debug` shows it as `<redacted>`
+/// (see [`PinValue`]). Parsing what `Display` wrote gives back an equal value, except that
+/// `pin_value` is gone.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Pkcs11Uri {
     /// `token`: the token label (`CK_TOKEN_INFO.label`).
     pub token: Option<String>,
@@ -121,7 +123,7 @@ pub struct Pkcs11Uri {
     /// `pin-source`: where to read the user PIN from.
     pub pin_source: Option<PinSource>,
     /// `pin-value`: the user PIN itself; never formatted, logged or shown in errors.
-    pub pin_value: Option<SecretString>,
+    pub pin_value: Option<PinValue>,
     /// Query attributes this module does not interpret (`x-…` and other unknown names), in the
     /// order given; kept so that they round-trip.
     pub vendor_query: Vec<(String, String)>,
@@ -334,116 +336,6 @@ impl Pkcs11Uri {
             || self.slot_description.is_some()
             || self.slot_manufacturer.is_some()
     }
-}
-
-struct Redacted;
-
-impl fmt::Debug for Redacted {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-/// All fields, with `pin_value` shown as `<redacted>`.
-impl fmt::Debug for Pkcs11Uri {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Destructured so that a new field cannot be forgotten here.
-        let Self {
-            token,
-            manufacturer,
-            serial,
-            model,
-            library_manufacturer,
-            library_description,
-            library_version,
-            slot_description,
-            slot_manufacturer,
-            slot_id,
-            object,
-            id,
-            object_type,
-            vendor_path,
-            module_path,
-            module_name,
-            pin_source,
-            pin_value,
-            vendor_query,
-        } = self;
-        f.debug_struct("Pkcs11Uri")
-            .field("token", token)
-            .field("manufacturer", manufacturer)
-            .field("serial", serial)
-            .field("model", model)
-            .field("library_manufacturer", library_manufacturer)
-            .field("library_description", library_description)
-            .field("library_version", library_version)
-            .field("slot_description", slot_description)
-            .field("slot_manufacturer", slot_manufacturer)
-            .field("slot_id", slot_id)
-            .field("object", object)
-            .field("id", id)
-            .field("object_type", object_type)
-            .field("vendor_path", vendor_path)
-            .field("module_path", module_path)
-            .field("module_name", module_name)
-            .field("pin_source", pin_source)
-            .field("pin_value", &pin_value.as_ref().map(|_| Redacted))
-            .field("vendor_query", vendor_query)
-            .finish()
-    }
-}
-
-/// Field by field; PINs are compared by their exposed text.
-impl PartialEq for Pkcs11Uri {
-    fn eq(&self, other: &Self) -> bool {
-        // Destructured so that a new field cannot be forgotten here.
-        let Self {
-            token,
-            manufacturer,
-            serial,
-            model,
-            library_manufacturer,
-            library_description,
-            library_version,
-            slot_description,
-            slot_manufacturer,
-            slot_id,
-            object,
-            id,
-            object_type,
-            vendor_path,
-            module_path,
-            module_name,
-            pin_source,
-            pin_value,
-            vendor_query,
-        } = self;
-        *token == other.token
-            && *manufacturer == other.manufacturer
-            && *serial == other.serial
-            && *model == other.model
-            && *library_manufacturer == other.library_manufacturer
-            && *library_description == other.library_description
-            && *library_version == other.library_version
-            && *slot_description == other.slot_description
-            && *slot_manufacturer == other.slot_manufacturer
-            && *slot_id == other.slot_id
-            && *object == other.object
-            && *id == other.id
-            && *object_type == other.object_type
-            && *vendor_path == other.vendor_path
-            && *module_path == other.module_path
-            && *module_name == other.module_name
-            && *pin_source == other.pin_source
-            && exposed(pin_value.as_ref()) == exposed(other.pin_value.as_ref())
-            && *vendor_query == other.vendor_query
-    }
-}
-
-impl Eq for Pkcs11Uri {}
-
-fn exposed(pin: Option<&SecretString>) -> Option<&str> {
-    pin.map(ExposeSecret::expose_secret)
 }
 
 #[cfg(test)]

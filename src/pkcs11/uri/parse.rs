@@ -9,8 +9,8 @@ use secrecy::SecretString;
 use zeroize::Zeroize;
 
 use super::{
-    EVERY_BYTE, MAX_URI_LEN, ObjectType, PIN_VALUE, PathField, PinSource, Pkcs11Uri, QueryAttr,
-    SCHEME, UriComponent, UriError, find_path_attr,
+    EVERY_BYTE, MAX_URI_LEN, ObjectType, PIN_VALUE, PathField, PinSource, PinValue, Pkcs11Uri,
+    QueryAttr, SCHEME, UriComponent, UriError, find_path_attr,
 };
 
 impl FromStr for ObjectType {
@@ -251,11 +251,11 @@ impl Attr<'_> {
         })
     }
 
-    fn decode_secret(self, raw: &str) -> Result<SecretString, UriError> {
+    fn decode_secret(self, raw: &str) -> Result<PinValue, UriError> {
         let mut text = self.decode_text(raw)?;
         let secret = SecretString::from(text.as_str());
         text.zeroize();
-        Ok(secret)
+        Ok(PinValue::new(secret))
     }
 }
 

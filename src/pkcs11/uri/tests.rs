@@ -1,7 +1,13 @@
 use std::path::Path;
 
+use secrecy::ExposeSecret as _;
+
 use super::parse::mentions_pin;
 use super::*;
+
+fn exposed(pin: Option<&PinValue>) -> Option<&str> {
+    pin.map(|p| p.pin().expose_secret())
+}
 
 #[test]
 fn a_pin_pasted_into_pin_source_is_not_echoed() {
