@@ -46,7 +46,7 @@ use crate::netsuite::{
     self, AccountId, AssertionRequest, CertificateId, ClientId, Lifetime, Scopes, TokenUrl,
 };
 use crate::pkcs11::Pkcs11Uri;
-use crate::pkcs11::uri::UriError;
+use crate::pkcs11::uri::{KeyRef, UriError};
 
 /// The largest config file read: a profile is a few hundred bytes, so even thousands of them
 /// fit. A bigger file (a log or a device given to `--config` by mistake) is refused before
@@ -214,6 +214,10 @@ pub enum ConfigError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A key URI, from a flag or the file, that does not name one private key. Its message
+    /// names the URI, as it did when the key was opened.
+    #[error(transparent)]
+    Key(crate::pkcs11::Error),
 }
 
 fn list_or_none(names: &[String]) -> String {
@@ -565,7 +569,7 @@ pub struct ProfileOverrides {
 #[derive(Clone, Debug)]
 pub struct Profile {
     /// The private key (never with a `pin-value`).
-    pub key: Pkcs11Uri,
+    pub key: KeyRef,
     /// The integration record's client id.
     pub client_id: ClientId,
     /// The certificate id NetSuite shows.
@@ -658,6 +662,7 @@ pub fn resolve(
         Some(raw) => key_uri(raw.as_str()).map_err(|e| flag_error(&KEY, e))?,
         None => merge.required(&KEY, key_uri)?,
     };
+    let key = KeyRef::new(key).map_err(ConfigError::Key)?;
     let token_url_from_file = flags.token_url.is_none();
     let token_url: Option<TokenUrl> = match flags.token_url {
         Some(raw) => Some(parse(raw.as_str()).map_err(|e| flag_error(&TOKEN_URL, e))?),

@@ -87,10 +87,12 @@ fn profile(cli: &Cli, flags: &ProfileArgs) -> Result<Profile, Error> {
     Ok(config::resolve(table, overrides)?)
 }
 
-/// Opens the profile's key and a signer for its algorithm, or for the key's own default.
+/// Opens the profile's key and a signer for its algorithm, or for the key's own default,
+/// logging in with the PIN the key URI's source gives (or a prompt).
 fn open_signer(profile: &Profile) -> Result<KeySigner, Error> {
-    let key = Key::open(&profile.key, profile.module.as_deref())?;
-    signer_for(key, profile.alg)
+    open_signer_with(profile, &|token| {
+        token.credential(&profile.key).map(std::sync::Arc::new)
+    })
 }
 
 /// [`open_signer`] logging in with the credential `credential_for` gives for the key's token

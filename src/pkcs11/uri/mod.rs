@@ -35,6 +35,7 @@
 
 mod error;
 mod format;
+mod key_ref;
 mod parse;
 mod pin_value;
 
@@ -45,6 +46,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 
 pub use error::UriError;
 pub use format::escaped_path;
+pub use key_ref::{KeyRef, KeyRefError};
 use parse::check_library_version;
 pub use pin_value::PinValue;
 

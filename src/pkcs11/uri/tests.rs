@@ -871,3 +871,31 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_key_ref_names_one_private_key() {
+    for (text, expected) in [
+        ("pkcs11:token=a;object=k;type=cert", "names a cert object"),
+        ("pkcs11:token=a;type=private", "names no key"),
+        (
+            "pkcs11:token=a;object=k;x-slot-hint=3",
+            "the vendor attribute 'x-slot-hint'",
+        ),
+        (
+            "pkcs11:token=a;object=k;objetc=j",
+            "unknown PKCS#11 URI path attribute",
+        ),
+    ] {
+        let err = text.parse::<KeyRef>().unwrap_err().to_string();
+        assert!(err.contains(expected), "{text}: {err}");
+    }
+    for text in [
+        "pkcs11:object=k",
+        "pkcs11:id=%01;type=private?pin-value=1234",
+        "pkcs11:token=a;object=k;type=PRIVATE",
+    ] {
+        let key: KeyRef = text.parse().unwrap();
+        assert_eq!(key.to_string(), parse(text).to_string());
+        assert_eq!(*key, parse(text));
+    }
+}
