@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+pub use crate::config::RawArg;
+use crate::config::Timeout;
 use crate::jose::Alg;
 use crate::netsuite::{AccountId, CertificateId, ClientId, Lifetime, Scopes, ValidityDays};
 
@@ -153,7 +155,7 @@ pub struct ProfileArgs {
     /// Seconds each attempt at the token endpoint may take, from connecting to the answer's
     /// last byte (1 to 300) [default: 30]; a retry has a limit of its own.
     #[arg(long, env = "SUITEKEY_TIMEOUT", value_name = "SECS")]
-    pub timeout: Option<crate::config::Timeout>,
+    pub timeout: Option<Timeout>,
     /// The PKCS#11 module.
     #[command(flatten)]
     pub module: ModuleArg,
@@ -375,30 +377,6 @@ pub struct ModuleArg {
         hide_env_values = true
     )]
     pub path: Option<PathBuf>,
-}
-
-/// A value as typed, parsed by the command rather than by clap: clap's errors quote the whole
-/// value, and these may carry secrets (a key URI's `pin-value`, a URL's `user:password@`).
-#[derive(Clone)]
-pub struct RawArg(pub zeroize::Zeroizing<String>);
-
-impl From<String> for RawArg {
-    fn from(s: String) -> Self {
-        RawArg(zeroize::Zeroizing::new(s))
-    }
-}
-
-impl std::fmt::Debug for RawArg {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RawArg(<not shown>)")
-    }
-}
-
-impl RawArg {
-    /// The value as typed.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
 #[cfg(test)]
