@@ -3,8 +3,6 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use super::PROFILE_KEYS;
-
 /// Where a profile came from: a file and a profile name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Origin {
@@ -37,7 +35,7 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    /// The file is larger than [`MAX_CONFIG_LEN`].
+    /// The file is larger than [`MAX_CONFIG_LEN`](super::MAX_CONFIG_LEN).
     #[error(
         "config '{}' is larger than {max} bytes, the most suitekey reads; check that --config \
          names the config file, or split the profiles over several files",
@@ -87,12 +85,14 @@ pub enum ConfigError {
         known: Vec<String>,
     },
     /// A key a profile table may not have.
-    #[error("{origin}: unknown key '{key}' (known: {})", PROFILE_KEYS.join(", "))]
+    #[error("{origin}: unknown key '{key}' (known: {})", .known.join(", "))]
     UnknownKey {
         /// The file and profile.
         origin: Origin,
         /// The key found.
         key: String,
+        /// The keys a profile table may have.
+        known: &'static [&'static str],
     },
     /// A required field given neither in the profile nor by flag or environment.
     #[error("{}", missing_message(.origin.as_ref(), .field, .flag, .env))]
@@ -154,8 +154,3 @@ fn missing_message(
         ),
     }
 }
-
-/// A text error, for refusals that have no error type of their own.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Refusal(pub(super) String);

@@ -31,18 +31,27 @@
 //! loopback): whoever can edit the file must not be able to send assertions elsewhere
 //! unnoticed; `--token-url` (or `SUITEKEY_TOKEN_URL`) overrides that deliberately. A relative
 //! `ca-file` is relative to the config file's directory.
+//!
+//! The rooms: `fields` declares each profile field once (flag, variable, file key, type);
+//! `file` finds and reads the file within its size limit; `schema` reads its layout into
+//! tables of text; `values` holds the fields' value types and how each is read; `resolve`
+//! merges flags over a table into a [`Profile`], and `profile` derives what a token request
+//! needs from it.
 
 mod error;
+mod fields;
 mod file;
+mod profile;
 mod resolve;
 mod schema;
 mod values;
 
-pub use error::{ConfigError, Origin, Refusal};
+pub use error::{ConfigError, Origin};
+pub use fields::{ModuleArg, Profile, ProfileOverrides};
 pub use file::{MAX_CONFIG_LEN, read_limited};
-pub use resolve::{Profile, ProfileOverrides, resolve};
-pub use schema::{Config, PROFILE_KEYS, ProfileTable};
-pub use values::{RawArg, Timeout};
+pub use resolve::resolve;
+pub use schema::{Config, ProfileTable};
+pub use values::{RawArg, Refusal, Timeout};
 
 #[cfg(test)]
 mod tests;

@@ -1,244 +1,128 @@
-//! Merging a profile: the file's table under flags and `SUITEKEY_*` variables, each value
-//! checked, into one [`Profile`].
+//! Merging a profile: the file's table under flags and `SUITEKEY_*` variables (which win),
+//! each value checked, into one [`Profile`].
 
-use std::path::{Path, PathBuf};
-use std::str::FromStr;
-
-use super::schema::{
-    ACCOUNT, ALG, CA_FILE, CERTIFICATE_ID, CLIENT_ID, Field, KEY, MODULE, SCOPE, TIMEOUT, TOKEN_URL,
-};
-use super::values::key_uri;
-use super::{ConfigError, ProfileTable, RawArg, Refusal, Timeout};
-use crate::exchange::{CaFile, ClientOptions, ExchangeContext};
-use crate::jose::Alg;
-use crate::netsuite::{
-    self, AccountId, AssertionRequest, CertificateId, ClientId, Lifetime, Scopes, TokenUrl,
-};
-use crate::pkcs11::uri::KeyRef;
-
-/// Values from flags and `SUITEKEY_*` variables (clap gives both); each one present wins over
-/// the profile's.
-#[derive(Clone, Debug, Default)]
-pub struct ProfileOverrides {
-    /// `--key` / `SUITEKEY_KEY`, as typed.
-    pub key: Option<RawArg>,
-    /// `--client-id` / `SUITEKEY_CLIENT_ID`.
-    pub client_id: Option<ClientId>,
-    /// `--certificate-id` / `SUITEKEY_CERTIFICATE_ID`.
-    pub certificate_id: Option<CertificateId>,
-    /// `--account` / `SUITEKEY_ACCOUNT`.
-    pub account: Option<AccountId>,
-    /// `--alg`.
-    pub alg: Option<Alg>,
-    /// `--scope`.
-    pub scopes: Option<Scopes>,
-    /// `--token-url` / `SUITEKEY_TOKEN_URL`, as typed.
-    pub token_url: Option<RawArg>,
-    /// `--module` / `SUITEKEY_MODULE`.
-    pub module: Option<PathBuf>,
-    /// `--ca-file` / `SUITEKEY_CA_FILE`.
-    pub ca_file: Option<PathBuf>,
-    /// `--timeout` / `SUITEKEY_TIMEOUT`.
-    pub timeout: Option<Timeout>,
-}
-
-/// A complete, validated profile: everything a command needs to sign and exchange.
-#[derive(Clone, Debug)]
-pub struct Profile {
-    /// The private key (never with a `pin-value`).
-    pub key: KeyRef,
-    /// The integration record's client id.
-    pub client_id: ClientId,
-    /// The certificate id NetSuite shows.
-    pub certificate_id: CertificateId,
-    /// The NetSuite account.
-    pub account: AccountId,
-    /// The algorithm, when given; otherwise the key's default.
-    pub alg: Option<Alg>,
-    /// The scopes to request (`restlets,rest_webservices` unless given).
-    pub scopes: Scopes,
-    /// An explicit token endpoint, when given.
-    pub token_url: Option<TokenUrl>,
-    /// The PKCS#11 module, when the key URI names none.
-    pub module: Option<PathBuf>,
-    /// The private CA the token endpoint's certificate must chain to, when given.
-    pub ca_file: Option<CaFile>,
-    /// The limit for one token request, when given.
-    pub timeout: Option<Timeout>,
-}
-
-impl Profile {
-    /// The token endpoint: the explicit one, else the account's.
-    pub fn endpoint(&self) -> Result<TokenUrl, netsuite::Error> {
-        match &self.token_url {
-            Some(url) => Ok(url.clone()),
-            None => self.account.token_url(),
-        }
-    }
-
-    /// The client assertion this profile signs, sent to `token_url` and valid for `lifetime`.
-    pub fn assertion_request(&self, token_url: TokenUrl, lifetime: Lifetime) -> AssertionRequest {
-        AssertionRequest {
-            client_id: self.client_id.clone(),
-            certificate_id: self.certificate_id.clone(),
-            token_url,
-            scopes: self.scopes.clone(),
-            lifetime,
-        }
-    }
-
-    /// The HTTP client settings for this profile's endpoint: its CA file and timeout.
-    pub fn client_options(&self, token_url: &TokenUrl) -> ClientOptions {
-        let mut options = ClientOptions::for_endpoint(token_url);
-        options.ca_file = self.ca_file.clone();
-        if let Some(Timeout(limit)) = self.timeout {
-            options.total_timeout = limit;
-            options.connect_timeout = options.connect_timeout.min(limit);
-        }
-        options
-    }
-
-    /// What a token request made with this profile uses, for [`crate::exchange`]'s messages.
-    pub fn exchange_context(&self) -> Result<ExchangeContext, netsuite::Error> {
-        Ok(ExchangeContext {
-            certificate_id: self.certificate_id.clone(),
-            client_id: self.client_id.clone(),
-            account: Some(self.account.clone()),
-            scopes: self.scopes.clone(),
-            token_url: self.endpoint()?,
-        })
-    }
-}
+use super::fields::{FieldSource, Resolved, names};
+use super::values::{Refused, Setting};
+use super::{ConfigError, Profile, ProfileOverrides, ProfileTable};
 
 /// Merges a profile from the file (if any) with flags and environment, which win, and
-/// validates the result. Errors name the file, profile and field, or the flag.
+/// validates the result. Errors name the file, profile and field, or the flag; of several,
+/// the one suitekey always checked first is told.
 pub fn resolve(
     file: Option<&ProfileTable>,
     flags: ProfileOverrides,
 ) -> Result<Profile, ConfigError> {
-    let merge = Merge { file };
-    let key = match flags.key {
-        Some(raw) => key_uri(raw.as_str()).map_err(|e| flag_error(&KEY, e))?,
-        None => merge.required(&KEY, key_uri)?,
-    };
-    let key = KeyRef::new(key).map_err(ConfigError::Key)?;
     let token_url_from_file = flags.token_url.is_none();
-    let token_url: Option<TokenUrl> = match flags.token_url {
-        Some(raw) => Some(parse(raw.as_str()).map_err(|e| flag_error(&TOKEN_URL, e))?),
-        None => merge.optional(&TOKEN_URL, parse)?,
+    let resolved = flags.resolve_each(&Merge { file });
+    let foreign_url = file
+        .filter(|_| token_url_from_file)
+        .and_then(|table| foreign_url(&resolved, table));
+    let mut refused = resolved.refused();
+    refused.extend(foreign_url.is_some().then_some(FOREIGN_URL));
+    let first = first_told(&refused);
+    if let (Some(FOREIGN_URL), Some(e)) = (first, foreign_url) {
+        return Err(e);
+    }
+    resolved.into_profile(first)
+}
+
+/// Why the token URL the file gives is refused: it is not on one of the account's hosts (nor
+/// loopback). Whoever can edit the file must not be able to send assertions elsewhere
+/// unnoticed; a flag (or `SUITEKEY_TOKEN_URL`) overrides this deliberately.
+fn foreign_url(resolved: &Resolved<ConfigError>, table: &ProfileTable) -> Option<ConfigError> {
+    let (Ok(Some(url)), Ok(account)) = (&resolved.token_url, &resolved.account) else {
+        return None;
     };
-    let account: AccountId = or_else(flags.account, || merge.required(&ACCOUNT, parse))?;
-    if let (true, Some(url), Some(table)) = (token_url_from_file, &token_url, file) {
-        account
-            .check_token_url(url)
-            .map_err(|e| merge.field_error(table, &TOKEN_URL, e))?;
-    }
-    let ca_file = match flags.ca_file {
-        Some(path) => Some(CaFile::load(&path).map_err(|e| flag_error(&CA_FILE, e))?),
-        None => merge.optional(&CA_FILE, |s| CaFile::load(&merge.relative_to_file(s)))?,
+    let e = account.check_token_url(url).err()?;
+    Some(field_error(table, "token_url", Refused::Value(Box::new(e))))
+}
+
+/// A token URL from the file on another host than the account's, among the refused fields.
+pub(super) const FOREIGN_URL: &str = "token URL host";
+
+/// Which problem is told when a profile has several (the order suitekey always checked them
+/// in); fields not listed come after, in the order declared.
+pub(super) const REPORT_ORDER: [&str; 7] = [
+    "key",
+    "token_url",
+    "account",
+    FOREIGN_URL,
+    "ca_file",
+    "client_id",
+    "certificate_id",
+];
+
+/// The problem told of those `refused` (fields in the order declared).
+fn first_told(refused: &[&'static str]) -> Option<&'static str> {
+    let rank = |field: &&str| {
+        REPORT_ORDER
+            .iter()
+            .position(|f| f == field)
+            .unwrap_or(REPORT_ORDER.len())
     };
-    Ok(Profile {
-        key,
-        client_id: or_else(flags.client_id, || merge.required(&CLIENT_ID, parse))?,
-        certificate_id: or_else(flags.certificate_id, || {
-            merge.required(&CERTIFICATE_ID, parse)
-        })?,
-        account,
-        alg: or_else(flags.alg.map(Some), || merge.optional(&ALG, parse))?,
-        scopes: or_else(flags.scopes, || {
-            merge.optional(&SCOPE, parse).map(Option::unwrap_or_default)
-        })?,
-        token_url,
-        module: or_else(flags.module.map(Some), || {
-            merge.optional(&MODULE, |s| Ok::<_, Refusal>(PathBuf::from(s)))
-        })?,
-        ca_file,
-        timeout: or_else(flags.timeout.map(Some), || merge.optional(&TIMEOUT, parse))?,
-    })
+    // `min_by_key` keeps the first of equals: unlisted fields keep their order.
+    refused.iter().copied().min_by_key(rank)
 }
 
-fn or_else<T>(
-    flag: Option<T>,
-    file: impl FnOnce() -> Result<T, ConfigError>,
-) -> Result<T, ConfigError> {
-    match flag {
-        Some(value) => Ok(value),
-        None => file(),
-    }
-}
-
-fn parse<T: FromStr>(s: &str) -> Result<T, T::Err> {
-    s.parse()
-}
-
-fn flag_error<E: std::error::Error + Send + Sync + 'static>(field: &Field, e: E) -> ConfigError {
-    ConfigError::Flag {
-        flag: field.flag,
-        source: Box::new(e),
-    }
-}
-
-/// Reads fields from the profile table, if there is one.
+/// Takes the fields the flags leave out from the profile table, if there is one.
 struct Merge<'a> {
     file: Option<&'a ProfileTable>,
 }
 
-impl Merge<'_> {
-    fn optional<T, E>(
+impl FieldSource for Merge<'_> {
+    type Error = ConfigError;
+
+    fn required<T: Setting<G>, G>(
         &self,
-        field: &Field,
-        parse: impl FnOnce(&str) -> Result<T, E>,
-    ) -> Result<Option<T>, ConfigError>
-    where
-        E: std::error::Error + Send + Sync + 'static,
-    {
+        field: &'static str,
+        given: Option<G>,
+    ) -> Result<T, ConfigError> {
+        self.optional(field, given)?.ok_or_else(|| {
+            let names = names(field);
+            ConfigError::Missing {
+                origin: self.file.map(|t| t.origin.clone()),
+                field: names.key,
+                flag: names.flag,
+                env: names.env,
+            }
+        })
+    }
+
+    fn optional<T: Setting<G>, G>(
+        &self,
+        field: &'static str,
+        given: Option<G>,
+    ) -> Result<Option<T>, ConfigError> {
+        if let Some(given) = given {
+            return T::from_flag(given)
+                .map(Some)
+                .map_err(|refused| match refused {
+                    Refused::Value(source) => ConfigError::Flag {
+                        flag: names(field).flag,
+                        source,
+                    },
+                    Refused::Key(e) => ConfigError::Key(e),
+                });
+        }
         let Some(table) = self.file else {
             return Ok(None);
         };
-        let Some(text) = table.get(field) else {
+        let Some(text) = table.get(names(field).key) else {
             return Ok(None);
         };
-        parse(text)
+        T::from_file(text, &table.origin.path)
             .map(Some)
-            .map_err(|e| self.field_error(table, field, e))
+            .map_err(|refused| field_error(table, field, refused))
     }
+}
 
-    fn field_error<E>(&self, table: &ProfileTable, field: &Field, e: E) -> ConfigError
-    where
-        E: std::error::Error + Send + Sync + 'static,
-    {
-        ConfigError::Field {
+fn field_error(table: &ProfileTable, field: &'static str, refused: Refused) -> ConfigError {
+    match refused {
+        Refused::Value(source) => ConfigError::Field {
             origin: table.origin.clone(),
-            field: field.key,
-            source: Box::new(e),
-        }
-    }
-
-    /// A path from the file, relative to the file's directory unless absolute.
-    fn relative_to_file(&self, path: &str) -> PathBuf {
-        let dir = self
-            .file
-            .and_then(|t| t.origin.path.parent().map(Path::to_owned));
-        match dir {
-            Some(dir) => dir.join(path),
-            None => PathBuf::from(path),
-        }
-    }
-
-    fn required<T, E>(
-        &self,
-        field: &Field,
-        parse: impl FnOnce(&str) -> Result<T, E>,
-    ) -> Result<T, ConfigError>
-    where
-        E: std::error::Error + Send + Sync + 'static,
-    {
-        self.optional(field, parse)?
-            .ok_or_else(|| ConfigError::Missing {
-                origin: self.file.map(|t| t.origin.clone()),
-                field: field.key,
-                flag: field.flag,
-                env: field.env,
-            })
+            field: names(field).key,
+            source,
+        },
+        Refused::Key(e) => ConfigError::Key(e),
     }
 }

@@ -7,47 +7,9 @@ use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
 
-use super::{ConfigError, Origin, Refusal};
-
-/// A profile field: its key in the file, its flag and its environment variable.
-pub(super) struct Field {
-    pub(super) key: &'static str,
-    pub(super) flag: &'static str,
-    pub(super) env: Option<&'static str>,
-}
-
-pub(super) const KEY: Field = field("key", "--key", Some("SUITEKEY_KEY"));
-pub(super) const CLIENT_ID: Field = field("client-id", "--client-id", Some("SUITEKEY_CLIENT_ID"));
-pub(super) const CERTIFICATE_ID: Field = field(
-    "certificate-id",
-    "--certificate-id",
-    Some("SUITEKEY_CERTIFICATE_ID"),
-);
-pub(super) const ACCOUNT: Field = field("account", "--account", Some("SUITEKEY_ACCOUNT"));
-pub(super) const ALG: Field = field("alg", "--alg", None);
-pub(super) const SCOPE: Field = field("scope", "--scope", None);
-pub(super) const TOKEN_URL: Field = field("token-url", "--token-url", Some("SUITEKEY_TOKEN_URL"));
-pub(super) const MODULE: Field = field("module", "--module", Some("SUITEKEY_MODULE"));
-pub(super) const CA_FILE: Field = field("ca-file", "--ca-file", Some("SUITEKEY_CA_FILE"));
-pub(super) const TIMEOUT: Field = field("timeout", "--timeout", Some("SUITEKEY_TIMEOUT"));
-
-const fn field(key: &'static str, flag: &'static str, env: Option<&'static str>) -> Field {
-    Field { key, flag, env }
-}
-
-/// The keys a profile table may have, in the order the documentation lists them.
-pub const PROFILE_KEYS: [&str; 10] = [
-    KEY.key,
-    CLIENT_ID.key,
-    CERTIFICATE_ID.key,
-    ACCOUNT.key,
-    ALG.key,
-    SCOPE.key,
-    TOKEN_URL.key,
-    MODULE.key,
-    CA_FILE.key,
-    TIMEOUT.key,
-];
+use super::fields::keys;
+use super::values::Refusal;
+use super::{ConfigError, Origin};
 
 /// One profile table as written in the file: present keys only, not yet validated. Two are
 /// equal when they come from the same file and profile with the same values (the agent keeps
@@ -74,18 +36,21 @@ impl ProfileTable {
         &self.origin
     }
 
-    pub(super) fn get(&self, field: &Field) -> Option<&str> {
-        self.values.get(field.key).map(|v| v.as_str())
+    /// The value written for `key`, if any.
+    pub(super) fn get(&self, key: &str) -> Option<&str> {
+        self.values.get(key).map(|v| v.as_str())
     }
 
-    /// Reads a `[profiles.NAME]` table, refusing unknown keys and values of the wrong type.
+    /// Reads a `[profiles.NAME]` table, refusing unknown keys and values of the wrong type
+    /// (a string, but a number of seconds for `timeout`, and a list for `scope`).
     fn from_toml(origin: Origin, table: &toml::Table) -> Result<ProfileTable, ConfigError> {
         let mut values = BTreeMap::new();
         for (key, value) in table {
-            let Some(&known) = PROFILE_KEYS.iter().find(|k| **k == key.as_str()) else {
+            let Some(&known) = keys().iter().find(|k| **k == key.as_str()) else {
                 return Err(ConfigError::UnknownKey {
                     origin,
                     key: key.clone(),
+                    known: keys(),
                 });
             };
             let text = match (known, value) {

@@ -500,3 +500,45 @@ proptest! {
         prop_assert!(refused, "{:?}", err.map(|_| ()));
     }
 }
+
+#[test]
+fn of_several_problems_the_one_checked_first_is_told() {
+    // The key, then the endpoint and account (and whether the file's token URL is the
+    // account's), then the CA file, then the claims, then the rest as declared.
+    let key_only = ProfileOverrides {
+        key: Some(RawArg::from("pkcs11:object=k".to_owned())),
+        ..ProfileOverrides::default()
+    };
+    let err = resolve(None, key_only.clone()).unwrap_err().to_string();
+    assert!(err.starts_with("missing --account"), "{err}");
+    let with_account = ProfileOverrides {
+        account: Some("1".parse().unwrap()),
+        ..key_only
+    };
+    let err = resolve(None, with_account).unwrap_err().to_string();
+    assert!(err.starts_with("missing --client-id"), "{err}");
+    let text = FULL
+        .replace("http://127.0.0.1:8080/token", "https://evil.example/token")
+        .replace("client-id = \"abc123\"\n", "")
+        .replace(
+            "alg = \"ES256\"",
+            "alg = \"RS256\"\nca-file = \"/nonexistent/ca.pem\"",
+        );
+    let err = resolve_text(&text, "prod", ProfileOverrides::default()).unwrap_err();
+    assert!(err.contains("field 'token-url'"), "{err}");
+    let text = text.replace("https://evil.example/token", "http://127.0.0.1:1/t");
+    let err = resolve_text(&text, "prod", ProfileOverrides::default()).unwrap_err();
+    assert!(err.contains("field 'ca-file'"), "{err}");
+    let text = text.replace("ca-file = \"/nonexistent/ca.pem\"", "");
+    let err = resolve_text(&text, "prod", ProfileOverrides::default()).unwrap_err();
+    assert!(err.contains("missing field 'client-id'"), "{err}");
+}
+
+#[test]
+fn the_report_order_names_declared_fields() {
+    use super::fields::{keys, names};
+    use super::resolve::{FOREIGN_URL, REPORT_ORDER};
+    for field in REPORT_ORDER.iter().filter(|f| **f != FOREIGN_URL) {
+        assert!(keys().contains(&names(field).key), "{field}");
+    }
+}

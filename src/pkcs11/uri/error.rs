@@ -5,7 +5,7 @@ use super::{UriComponent, known_path_names};
 /// Why a string is not a PKCS#11 URI this program accepts. Messages never contain a PIN.
 #[derive(Debug, thiserror::Error)]
 pub enum UriError {
-    /// The input is longer than [`MAX_URI_LEN`].
+    /// The input is longer than [`MAX_URI_LEN`](super::MAX_URI_LEN).
     #[error(
         "the PKCS#11 URI is {len} bytes long, more than the {max} accepted; \
          name the key with fewer or shorter attributes"
