@@ -83,7 +83,7 @@ fn open_signer(profile: &Profile) -> Result<KeySigner, Error> {
     })
 }
 
-/// [`open_signer`] logging in with the credential `credential_for` gives for the key's token
+/// `open_signer` logging in with the credential `credential_for` gives for the key's token
 /// (the agent's: one per token).
 pub fn open_signer_with(
     profile: &Profile,

@@ -36,7 +36,7 @@ impl Profile {
         options
     }
 
-    /// What a token request made with this profile uses, for [`crate::exchange`]'s messages.
+    /// What a token request made with this profile uses, for `exchange`'s messages.
     pub fn exchange_context(&self) -> Result<ExchangeContext, netsuite::Error> {
         Ok(ExchangeContext {
             certificate_id: self.certificate_id.clone(),
