@@ -5,8 +5,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::config::ProfileOverrides;
+pub use crate::config::{ModuleArg, RawArg};
 use crate::jose::Alg;
-use crate::netsuite::{AccountId, CertificateId, ClientId, Lifetime, Scopes, ValidityDays};
+use crate::netsuite::{CertificateId, Lifetime, ValidityDays};
 
 /// NetSuite machine-to-machine access with the private key kept inside a PKCS#11 token.
 #[derive(Debug, Parser)]
@@ -100,63 +102,28 @@ pub struct ListArgs {
 /// from the `--profile` table of the config file; a flag or SUITEKEY_* variable wins.
 #[derive(Debug, Args)]
 pub struct ProfileArgs {
-    /// The private key, as an RFC 7512 URI: pkcs11:token=…;object=…?module-path=…&pin-source=file:…
-    #[arg(long, env = "SUITEKEY_KEY", value_name = "URI", hide_env_values = true)]
-    pub key: Option<RawArg>,
-    /// The integration record's client id (consumer key): the assertion's iss.
-    #[arg(
-        long,
-        env = "SUITEKEY_CLIENT_ID",
-        value_name = "ID",
-        hide_env_values = true
-    )]
-    pub client_id: Option<ClientId>,
-    /// The certificate id NetSuite shows for the uploaded certificate: the assertion's kid.
-    #[arg(
-        long,
-        env = "SUITEKEY_CERTIFICATE_ID",
-        value_name = "ID",
-        hide_env_values = true,
-        allow_hyphen_values = true
-    )]
-    pub certificate_id: Option<CertificateId>,
-    /// The NetSuite account id, e.g. 1234567 or 1234567_SB1.
-    #[arg(
-        long,
-        env = "SUITEKEY_ACCOUNT",
-        value_name = "ACCOUNT",
-        hide_env_values = true
-    )]
-    pub account: Option<AccountId>,
-    /// ES256, ES384, ES512, PS256, PS384 or PS512 [default: from the key].
-    #[arg(long, value_name = "ALG")]
-    pub alg: Option<Alg>,
-    /// Scopes, comma-separated: restlets, rest_webservices, suite_analytics [default: restlets,rest_webservices].
-    #[arg(long, value_name = "SCOPES")]
-    pub scope: Option<Scopes>,
-    /// Token endpoint (and aud) instead of the account's NetSuite URL; http:// only on loopback.
-    #[arg(
-        long,
-        env = "SUITEKEY_TOKEN_URL",
-        value_name = "URL",
-        hide_env_values = true
-    )]
-    pub token_url: Option<RawArg>,
-    /// PEM file of the private CA the token endpoint's certificate must chain to; it replaces the operating system's roots (like curl --cacert).
-    #[arg(
-        long,
-        env = "SUITEKEY_CA_FILE",
-        value_name = "FILE",
-        hide_env_values = true
-    )]
-    pub ca_file: Option<PathBuf>,
-    /// Seconds each attempt at the token endpoint may take, from connecting to the answer's
-    /// last byte (1 to 300) [default: 30]; a retry has a limit of its own.
-    #[arg(long, env = "SUITEKEY_TIMEOUT", value_name = "SECS")]
-    pub timeout: Option<crate::config::Timeout>,
-    /// The PKCS#11 module.
+    /// The profile's fields (declared in `config`, which reads them from the file too), but
+    /// `--module`, which comes next.
+    #[command(flatten)]
+    pub fields: ProfileOverrides,
+    /// The PKCS#11 module: every command's flag, a profile field too.
     #[command(flatten)]
     pub module: ModuleArg,
+}
+
+impl ProfileArgs {
+    /// The profile fields these flags (and `SUITEKEY_*` variables) give.
+    pub fn overrides(&self) -> ProfileOverrides {
+        ProfileOverrides {
+            module: self.module.path.clone(),
+            ..self.fields.clone()
+        }
+    }
+
+    /// Whether any profile field but `--module` is given.
+    pub fn changes_the_profile(&self) -> bool {
+        !self.fields.is_empty()
+    }
 }
 
 /// `suitekey assertion`.
@@ -370,43 +337,6 @@ pub struct EmulateArgs {
     pub exit_on_stdin_eof: bool,
 }
 
-/// `--module`: the PKCS#11 module to load when a key URI names none.
-#[derive(Debug, Args)]
-pub struct ModuleArg {
-    /// PKCS#11 module, when the key URI has no module-path (SoftHSM2: /usr/lib/softhsm/libsofthsm2.so).
-    #[arg(
-        long = "module",
-        env = "SUITEKEY_MODULE",
-        value_name = "PATH",
-        hide_env_values = true
-    )]
-    pub path: Option<PathBuf>,
-}
-
-/// A value as typed, parsed by the command rather than by clap: clap's errors quote the whole
-/// value, and these may carry secrets (a key URI's `pin-value`, a URL's `user:password@`).
-#[derive(Clone)]
-pub struct RawArg(pub zeroize::Zeroizing<String>);
-
-impl From<String> for RawArg {
-    fn from(s: String) -> Self {
-        RawArg(zeroize::Zeroizing::new(s))
-    }
-}
-
-impl std::fmt::Debug for RawArg {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RawArg(<not shown>)")
-    }
-}
-
-impl RawArg {
-    /// The value as typed.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -418,6 +348,9 @@ mod tests {
         let Command::Token(args) = cli.command else {
             panic!("not token")
         };
-        assert_eq!(args.profile.certificate_id.unwrap().to_string(), "-iXyZ");
+        assert_eq!(
+            args.profile.fields.certificate_id.unwrap().to_string(),
+            "-iXyZ"
+        );
     }
 }

@@ -24,7 +24,7 @@ impl PinSpec {
     fn of(uri: &Pkcs11Uri) -> PinSpec {
         PinSpec {
             source: uri.pin_source.clone(),
-            value: uri.pin_value.clone(),
+            value: uri.pin_value.as_ref().map(|v| v.pin().clone()),
         }
     }
 

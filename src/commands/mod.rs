@@ -16,7 +16,7 @@ use std::time::SystemTime;
 
 use crate::cert::StoredWithKey;
 use crate::cli::{Cli, Command, ProfileArgs, RawArg};
-use crate::config::{self, Config, Profile, ProfileOverrides};
+use crate::config::{self, Config, Profile};
 use crate::error::Error;
 use crate::jose::{Alg, Signer as _};
 use crate::pkcs11::{Key, KeySigner, Pkcs11Uri};
@@ -74,25 +74,15 @@ fn profile(cli: &Cli, flags: &ProfileArgs) -> Result<Profile, Error> {
             )));
         }
     };
-    let overrides = ProfileOverrides {
-        key: flags.key.clone(),
-        client_id: flags.client_id.clone(),
-        certificate_id: flags.certificate_id.clone(),
-        account: flags.account.clone(),
-        alg: flags.alg,
-        scopes: flags.scope.clone(),
-        token_url: flags.token_url.clone(),
-        module: flags.module.path.clone(),
-        ca_file: flags.ca_file.clone(),
-        timeout: flags.timeout,
-    };
-    Ok(config::resolve(table, overrides)?)
+    Ok(config::resolve(table, flags.overrides())?)
 }
 
-/// Opens the profile's key and a signer for its algorithm, or for the key's own default.
+/// Opens the profile's key and a signer for its algorithm, or for the key's own default,
+/// logging in with the PIN the key URI's source gives (or a prompt).
 fn open_signer(profile: &Profile) -> Result<KeySigner, Error> {
-    let key = Key::open(&profile.key, profile.module.as_deref())?;
-    signer_for(key, profile.alg)
+    open_signer_with(profile, &|token| {
+        token.credential(&profile.key).map(std::sync::Arc::new)
+    })
 }
 
 /// `open_signer` logging in with the credential `credential_for` gives for the key's token

@@ -145,16 +145,7 @@ fn agent_profile<'a>(cli: &'a Cli, flags: &ProfileArgs) -> Result<&'a str, Error
             agent::SOCKET_ENV
         )));
     };
-    let overridden = flags.key.is_some()
-        || flags.client_id.is_some()
-        || flags.certificate_id.is_some()
-        || flags.account.is_some()
-        || flags.alg.is_some()
-        || flags.scope.is_some()
-        || flags.token_url.is_some()
-        || flags.ca_file.is_some()
-        || flags.timeout.is_some();
-    if overridden {
+    if flags.changes_the_profile() {
         return Err(Error::Usage(format!(
             "the agent serves profile '{name}' as its config file defines it; drop the profile flags (and SUITEKEY_KEY, SUITEKEY_CLIENT_ID, … variables), or pass --no-agent to sign here"
         )));

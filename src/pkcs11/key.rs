@@ -16,7 +16,7 @@ use super::module::{Module, resolve_module};
 use super::objects::{self, Attrs, hex};
 use super::session::KeptSession;
 use super::token::{Token, token_selector};
-use super::uri::{ObjectType, Pkcs11Uri};
+use super::uri::{KeyRef, Pkcs11Uri};
 use crate::jose::KeyKind;
 
 /// A private key found in a token, with the session that found it (logged in as needed).
@@ -76,12 +76,13 @@ impl Key {
     /// Opens the one private key the URI names and logs in to its token with the PIN the
     /// URI's source gives (or a prompt).
     pub fn open(uri: &Pkcs11Uri, module_fallback: Option<&Path>) -> Result<Key, Error> {
-        Key::open_with(uri, module_fallback, &|token| {
-            token.credential(uri).map(Arc::new)
+        let key = KeyRef::new(uri.clone())?;
+        Key::open_with(&key, module_fallback, &|token| {
+            token.credential(&key).map(Arc::new)
         })
     }
 
-    /// Opens the one private key the URI names and logs in to its token with the credential
+    /// Opens the private key `key` names and logs in to its token with the credential
     /// `credential_for` gives (asked for once, outside the token's lock: it may prompt).
     ///
     /// Takes its turn at the token (see `TokenLock`) while it loads the module, opens a
@@ -90,26 +91,11 @@ impl Key {
     /// while another process rewrote it, or not seen at all. A PIN problem ends it at once: a
     /// PIN the token refused is never sent again.
     pub fn open_with(
-        uri: &Pkcs11Uri,
+        key: &KeyRef,
         module_fallback: Option<&Path>,
         credential_for: CredentialFor<'_>,
     ) -> Result<Key, Error> {
-        let uri_text = uri.redacted();
-        if let Some(kind) = uri.object_type.filter(|t| *t != ObjectType::Private) {
-            return Err(Error::NotAPrivateKey {
-                key: uri_text,
-                kind: kind.to_string(),
-            });
-        }
-        if uri.object.is_none() && uri.id.is_none() {
-            return Err(Error::NoObject(uri_text));
-        }
-        if let Some((name, _)) = uri.vendor_path.first() {
-            return Err(Error::VendorAttribute {
-                key: uri_text,
-                name: name.clone(),
-            });
-        }
+        let uri = key.uri();
         let path = resolve_module(uri, module_fallback)?;
         let lock = TokenLock::new(&path, &token_selector(uri));
         let mut credential = None;

@@ -58,7 +58,10 @@ impl Token {
             });
         }
         Ok(
-            match pin::from_sources(uri.pin_source.as_ref(), uri.pin_value.as_ref())? {
+            match pin::from_sources(
+                uri.pin_source.as_ref(),
+                uri.pin_value.as_ref().map(|v| v.pin()),
+            )? {
                 Some((pin, origin)) => Credential::Pin(pin, origin),
                 None if self.summary().protected_auth_path => Credential::PinPad,
                 None => {
