@@ -13,7 +13,8 @@
 # characters; 8 random digits unless there) and the management key in DIR/management.key (48
 # hex digits, 3DES; random unless there), through yubico-piv-tool's standard input, never argv.
 # Keys are made by the caller (yubico-piv-tool, or a PKCS#11 module). A card already in DIR is
-# kept, keys and all.
+# kept, keys and all. A LABEL argument is ignored: each module names the token itself (ykcs11
+# "YubiKey PIV #SERIAL", OpenSC the first certificate's common name).
 #
 # One pcscd per machine: its socket, /run/pcscd/pcscd.comm, is fixed (Debian's pcscd ignores
 # PCSCLITE_CSOCK_NAME), so it needs root, and cards of two DIRs cannot run at once. `start` takes
@@ -196,7 +197,6 @@ initialize_card() {
 }
 
 start_module() {
-  [[ -x $CARD ]] || die "the virtual PIV card $CARD is missing: run scripts/tokens/$PROG install"
   local ykcs11 opensc
   ykcs11=$(module_path libykcs11.so)
   opensc=$(module_path opensc-pkcs11.so)
