@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Runs what CI runs, in the repository root: install-deps and the token modules, rustfmt check,
-# clippy (unwrap/expect denied outside tests, see src/lib.rs), the API docs (no warnings), tests
-# (the matrix on SoftHSM2, tpm2-pkcs11 and kryoptic included).
+# Runs what CI runs, in the repository root: install-deps, the token modules and the virtual PIV
+# card, rustfmt check, clippy (unwrap/expect denied outside tests, see src/lib.rs), the API docs
+# (no warnings), tests (the matrix on SoftHSM2, tpm2-pkcs11 and kryoptic included).
 #
 # Usage: scripts/test.sh [CARGO_TEST_ARGS...]   (e.g. scripts/test.sh -- --nocapture)
 # Stops at the first failing step with its exit status.
@@ -36,6 +36,9 @@ for module in "${modules[@]}"; do
   }
   step "token module $module" bash "scripts/tokens/$module.sh" install
 done
+# The virtual PIV card behind pcscd (tests/piv_card.rs, which fails under CI without it): its
+# Debian packages, and the card, built once and cached under the cargo target directory.
+step "virtual PIV card" bash scripts/tokens/piv.sh install
 step "cargo fmt --all -- --check" cargo fmt --all -- --check
 step "cargo clippy --all-targets -- -D warnings" cargo clippy --all-targets -- -D warnings
 # The fuzzing entry points (src/fuzzing.rs) exist only with the `fuzzing` feature (fuzz/ turns

@@ -152,6 +152,86 @@ stop_daemons() {
   done
 }
 
+# Runs a daemon in the background, detached from our stdout, its PID in DIR/N-NAME.pid (N counts
+# up, so that stop_daemons stops them in reverse order).
+#   daemon NAME COMMAND...
+STARTED=0
+daemon() {
+  local name=$1
+  shift
+  setsid "$@" </dev/null >"$DIR/$name.log" 2>&1 &
+  STARTED=$((STARTED + 1))
+  printf '%s\n' "$!" >"$DIR/$STARTED-$name.pid"
+}
+
+# Waits until CHECK succeeds (up to 10 s), else shows the daemon's log and stops.
+#   await NAME CHECK...
+await() {
+  local name=$1 i
+  shift
+  for ((i = 0; i < 100; i++)); do
+    "$@" >/dev/null 2>&1 && return 0
+    alive "$(<"$DIR/$STARTED-$name.pid")" || break
+    sleep 0.1
+  done
+  cat -- "$DIR/$name.log" >&2 2>/dev/null || true
+  stop_daemons "$DIR"
+  die "$name did not come up (its log above)"
+}
+
+# With SUITEKEY_TOKEN_OWNER_PID set (the tests set their own PID), a watcher stops the daemons
+# once that process is gone, even if it was killed before it could stop them itself.
+watch_owner() {
+  local owner=${SUITEKEY_TOKEN_OWNER_PID:-}
+  [[ -n $owner ]] || return 0
+  [[ $owner =~ ^[0-9]+$ ]] || die "SUITEKEY_TOKEN_OWNER_PID is not a process id: '$owner'"
+  # shellcheck disable=SC2016 # expanded by the watcher's own shell
+  daemon watcher bash -c 'PROG=$1; source "$2"; while alive "$3"; do sleep 1; done
+    stop_daemons "$4" "$5"; rm -f -- "$5"' \
+    _ "$PROG" "$REPO/scripts/tokens/lib.sh" "$owner" "$DIR" "$DIR/$((STARTED + 1))-watcher.pid"
+}
+
+# A digest of every file of crate directory $1 (names and contents; not a target/ inside it):
+# what a cached build is checked against.
+crate_digest() {
+  (
+    cd -- "$1" &&
+      find . -path ./target -prune -o -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
+  ) | sha256sum | cut -d' ' -f1
+}
+
+# True when file $2 is there and was built from crate $1 as it is now.
+built_from() {
+  [[ -f $2 && -f $2.digest && "$(<"$2.digest")" == "$(crate_digest "$1")" ]]
+}
+
+# Builds crate CRATE (release, --locked) in CACHE/build when OUTPUT is missing or older than the
+# crate, and copies its ARTIFACT (a file name in the release directory) to OUTPUT; one build at
+# a time (parallel test processes may all ask for it). With CHECK_ONLY=1 (in `start`) it only
+# says what to run.
+#   build_crate WHAT CRATE CACHE ARTIFACT OUTPUT
+build_crate() {
+  local what=$1 crate=$2 cache=$3 artifact=$4 output=$5
+  built_from "$crate" "$output" && return 0
+  ((CHECK_ONLY == 0)) ||
+    die "$what in $cache is missing or older than $crate: run scripts/tokens/$PROG install"
+  command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust with rustup (https://rustup.rs)"
+  mkdir -p -- "$cache"
+  exec 8>"$cache/.build.lock"
+  flock 8
+  built_from "$crate" "$output" && return 0
+  printf '%s: building %s (once; cached in %s)\n' "$PROG" "$what" "$cache" >&2
+  local log=$cache/build.log
+  if ! cargo build --release --locked --manifest-path "$crate/Cargo.toml" \
+    --target-dir "$cache/build" >"$log" 2>&1; then
+    tail -n 30 -- "$log" >&2
+    die "building $what failed (log above, all of it in $log)"
+  fi
+  cp -f -- "$cache/build/release/$artifact" "$output.tmp"
+  mv -f -- "$output.tmp" "$output"
+  crate_digest "$crate" >"$output.digest"
+}
+
 # Dispatches the three subcommands to the caller's install_module and start_module.
 main() {
   case ${1:-} in

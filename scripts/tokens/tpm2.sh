@@ -43,33 +43,6 @@ write_dbus_config() {
 XML
 }
 
-# Runs a daemon in the background, detached from our stdout, its PID in DIR/N-NAME.pid (N counts
-# up, so that stop_daemons stops them in reverse order).
-#   daemon NAME COMMAND...
-STARTED=0
-daemon() {
-  local name=$1
-  shift
-  setsid "$@" </dev/null >"$DIR/$name.log" 2>&1 &
-  STARTED=$((STARTED + 1))
-  printf '%s\n' "$!" >"$DIR/$STARTED-$name.pid"
-}
-
-# Waits until CHECK succeeds (up to 10 s), else shows the daemon's log and stops.
-#   await NAME CHECK...
-await() {
-  local name=$1 i
-  shift
-  for ((i = 0; i < 100; i++)); do
-    "$@" >/dev/null 2>&1 && return 0
-    alive "$(<"$DIR/$STARTED-$name.pid")" || break
-    sleep 0.1
-  done
-  cat -- "$DIR/$name.log" >&2 2>/dev/null || true
-  stop_daemons "$DIR"
-  die "$name did not come up (its log above)"
-}
-
 start_module() {
   local module tcti
   module=$(module_path)
@@ -107,18 +80,6 @@ start_module() {
   printf 'export %s=%q\n' DBUS_SESSION_BUS_ADDRESS "$DBUS_SESSION_BUS_ADDRESS" \
     TPM2_PKCS11_TCTI "$tcti" TPM2TOOLS_TCTI "$tcti" TPM2_PKCS11_STORE "$DIR/store" \
     TPM2_PKCS11_LOG_LEVEL 0 SUITEKEY_MODULE "$module"
-}
-
-# With SUITEKEY_TOKEN_OWNER_PID set (the tests set their own PID), a watcher stops the daemons
-# once that process is gone, even if it was killed before it could stop them itself.
-watch_owner() {
-  local owner=${SUITEKEY_TOKEN_OWNER_PID:-}
-  [[ -n $owner ]] || return 0
-  [[ $owner =~ ^[0-9]+$ ]] || die "SUITEKEY_TOKEN_OWNER_PID is not a process id: '$owner'"
-  # shellcheck disable=SC2016 # expanded by the watcher's own shell
-  daemon watcher bash -c 'PROG=tpm2.sh; source "$1"; while alive "$2"; do sleep 1; done
-    stop_daemons "$3" "$4"; rm -f -- "$4"' \
-    _ "$REPO/scripts/tokens/lib.sh" "$owner" "$DIR" "$DIR/$((STARTED + 1))-watcher.pid"
 }
 
 # The Python that runs tpm2_ptool (its #! line), which has the tpm2_pkcs11 package.
