@@ -6,6 +6,8 @@ use std::time::{Duration, SystemTime};
 use p256::ecdsa::signature::Signer as _;
 use serde_json::{Value, json};
 
+use super::jws::MAX_ASSERTION_LEN;
+use super::refusal::{AuditReason, ErrorCode};
 use super::*;
 use crate::jose::{Curve, b64url};
 
