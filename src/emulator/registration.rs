@@ -6,7 +6,7 @@ use std::path::Path;
 use super::Error;
 use super::rules::Registration;
 use crate::cert::Certificate;
-use crate::jose::Alg;
+use crate::jose::{Alg, PublicKey};
 use crate::netsuite::{AccountId, CertificateId, ClientId, Scopes};
 
 /// The keys a spec may have.
@@ -23,39 +23,23 @@ pub fn parse_registration(spec: &str) -> Result<Registration, Error> {
         spec: spec.to_owned(),
         reason,
     };
-    let mut client_id = None;
-    let mut cert = None;
-    let mut scopes = None;
-    let mut account = None;
-    let mut certificate_id = None;
-    for item in spec.split(',') {
-        let (key, value) = item
-            .split_once('=')
-            .ok_or_else(|| bad(format!("'{item}' is not key=value (keys: {KEYS})")))?;
-        let slot = match key.trim() {
-            "client-id" => &mut client_id,
-            "cert" => &mut cert,
-            "scopes" => &mut scopes,
-            "account" => &mut account,
-            "certificate-id" => &mut certificate_id,
-            other => return Err(bad(format!("unknown key '{other}' (keys: {KEYS})"))),
-        };
-        if slot.replace(value.trim()).is_some() {
-            return Err(bad(format!("'{}' is given twice", key.trim())));
-        }
-    }
-    let client_id: ClientId = client_id
+    let items = Items::parse(spec).map_err(bad)?;
+    let client_id: ClientId = items
+        .client_id
         .ok_or_else(|| bad("client-id=ID is missing".into()))?
         .parse()
         .map_err(|e: crate::netsuite::Error| bad(e.to_string()))?;
-    let path = cert.ok_or_else(|| bad("cert=FILE is missing".into()))?;
-    let scopes = match scopes {
+    let path = items
+        .cert
+        .ok_or_else(|| bad("cert=FILE is missing".into()))?;
+    let scopes = match items.scopes {
         Some(s) => s
             .parse::<Scopes>()
             .map_err(|e| bad(format!("{e} (separate scopes with '+')")))?,
         None => Scopes::all(),
     };
-    let account = account
+    let account = items
+        .account
         .map(str::parse::<AccountId>)
         .transpose()
         .map_err(|e| bad(e.to_string()))?;
@@ -63,15 +47,8 @@ pub fn parse_registration(spec: &str) -> Result<Registration, Error> {
         spec: spec.to_owned(),
         source,
     })?;
-    // NetSuite refuses the upload of a certificate whose key it cannot use; so does this.
-    let usable = |key: &crate::jose::PublicKey| !Alg::usable_with(&key.kind()).is_empty();
-    let public_key = certificate.public_key().ok().filter(usable).ok_or_else(|| {
-        bad(format!(
-            "NetSuite refuses certificates with a {} key; it accepts RSA 3072/4096 and EC P-256, P-384, P-521",
-            certificate.key_kind()
-        ))
-    })?;
-    let certificate_id = match certificate_id {
+    let public_key = usable_key(&certificate).map_err(bad)?;
+    let certificate_id = match items.certificate_id {
         Some(id) => id
             .parse::<CertificateId>()
             .map_err(|e| bad(e.to_string()))?,
@@ -85,6 +62,52 @@ pub fn parse_registration(spec: &str) -> Result<Registration, Error> {
         account,
         valid_from: certificate.not_before(),
         valid_until: certificate.not_after(),
+    })
+}
+
+/// The values of a spec's items, each given at most once, not yet checked.
+#[derive(Default)]
+struct Items<'a> {
+    client_id: Option<&'a str>,
+    cert: Option<&'a str>,
+    scopes: Option<&'a str>,
+    account: Option<&'a str>,
+    certificate_id: Option<&'a str>,
+}
+
+impl<'a> Items<'a> {
+    /// Splits a spec into its `key=value` items; `Err` says what is wrong with one.
+    fn parse(spec: &'a str) -> Result<Items<'a>, String> {
+        let mut items = Items::default();
+        for item in spec.split(',') {
+            let (key, value) = item
+                .split_once('=')
+                .ok_or_else(|| format!("'{item}' is not key=value (keys: {KEYS})"))?;
+            let slot = match key.trim() {
+                "client-id" => &mut items.client_id,
+                "cert" => &mut items.cert,
+                "scopes" => &mut items.scopes,
+                "account" => &mut items.account,
+                "certificate-id" => &mut items.certificate_id,
+                other => return Err(format!("unknown key '{other}' (keys: {KEYS})")),
+            };
+            if slot.replace(value.trim()).is_some() {
+                return Err(format!("'{}' is given twice", key.trim()));
+            }
+        }
+        Ok(items)
+    }
+}
+
+/// The certificate's public key, when NetSuite would accept its upload: it refuses a
+/// certificate whose key it cannot use, and so does the emulator.
+fn usable_key(certificate: &Certificate) -> Result<PublicKey, String> {
+    let usable = |key: &PublicKey| !Alg::usable_with(&key.kind()).is_empty();
+    certificate.public_key().ok().filter(usable).ok_or_else(|| {
+        format!(
+            "NetSuite refuses certificates with a {} key; it accepts RSA 3072/4096 and EC P-256, P-384, P-521",
+            certificate.key_kind()
+        )
     })
 }
 
