@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 use crate::agent::api::{self, Agent};
 use crate::agent::connections::{Connections, Limits};
 use crate::agent::profiles::{self, Options};
+use crate::agent::signers::OpenError;
 use crate::agent::socket::AllowedUids;
 use crate::config::{self, Config, ProfileOverrides};
 use crate::emulator::rules::{self, Context, Registration, ReplayLog, TokenRequest};
@@ -199,7 +200,11 @@ impl AgentHttp {
             socket: None,
             allow_uids: Vec::new(),
             module: None,
-            open: |_, _| Err(crate::Error::Usage("no token while fuzzing".into())),
+            open: |_, _| {
+                Err(OpenError::new(crate::Error::Usage(
+                    "no token while fuzzing".into(),
+                )))
+            },
             drain_timeout: Duration::from_secs(1),
         };
         let served = profiles::open_all(

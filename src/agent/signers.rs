@@ -27,7 +27,56 @@ use crate::pkcs11::{self, Credential, CredentialFor, KeySigner, Token};
 
 /// Opens a profile's key and a signer for it (the same as `token` does), logging in with the
 /// credential the second argument gives for the key's token.
-pub type Opener = fn(&Profile, CredentialFor<'_>) -> Result<KeySigner, crate::Error>;
+pub type Opener = fn(&Profile, CredentialFor<'_>) -> Result<KeySigner, OpenError>;
+
+/// Why a profile's key could not be opened, carried without the agent knowing the opener's
+/// error type (the command layer's): its kind, and the opener's error, which it shows as
+/// (display and causes).
+#[derive(Debug)]
+pub struct OpenError {
+    kind: Kind,
+    source: Box<dyn std::error::Error + Send + Sync + 'static>,
+}
+
+impl OpenError {
+    /// Carries `error`, keeping its kind.
+    pub fn new<E: std::error::Error + HasKind + Send + Sync + 'static>(error: E) -> OpenError {
+        OpenError {
+            kind: error.kind(),
+            source: Box::new(error),
+        }
+    }
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.source.fmt(f)
+    }
+}
+
+impl std::error::Error for OpenError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.source()
+    }
+}
+
+impl HasKind for OpenError {
+    fn kind(&self) -> Kind {
+        self.kind
+    }
+}
+
+/// The signing worker could not start, or ended before its key was open.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start the async runtime: {0}")]
+struct WorkerFailed(#[source] std::io::Error);
+
+impl HasKind for WorkerFailed {
+    /// As for the async runtime: without its worker, a profile makes no token request.
+    fn kind(&self) -> Kind {
+        Kind::Endpoint
+    }
+}
 
 /// Where a worker gets the credential for its key's token (see [`super::logins::Logins`]).
 pub type LoginFor = Box<dyn Fn(&Token) -> Result<Arc<Credential>, pkcs11::Error> + Send>;
@@ -145,7 +194,7 @@ impl SignerHandle {
         profile: Profile,
         (open, login): (Opener, LoginFor),
         metrics: Arc<ProfileMetrics>,
-    ) -> Result<(SignerHandle, Opened), crate::Error> {
+    ) -> Result<(SignerHandle, Opened), OpenError> {
         let (jobs, queue) = mpsc::channel();
         let (ready, opened) = mpsc::channel();
         let stopped = Stopped::default();
@@ -158,11 +207,11 @@ impl SignerHandle {
                 // Only now: everything the worker owned, the credential included, is dropped.
                 drop(live);
             })
-            .map_err(crate::Error::Runtime)?;
+            .map_err(|e| OpenError::new(WorkerFailed(e)))?;
         let gone = || {
-            crate::Error::Runtime(std::io::Error::other(
+            OpenError::new(WorkerFailed(std::io::Error::other(
                 "the signing worker ended while opening the key",
-            ))
+            )))
         };
         let opened = opened.recv().map_err(|_| gone())??;
         Ok((SignerHandle { jobs, stopped }, opened))
@@ -192,7 +241,7 @@ impl SignerHandle {
 fn run_worker(
     profile: Profile,
     (open, login): (Opener, LoginFor),
-    ready: mpsc::Sender<Result<Opened, crate::Error>>,
+    ready: mpsc::Sender<Result<Opened, OpenError>>,
     queue: mpsc::Receiver<Job>,
     metrics: Arc<ProfileMetrics>,
     stop: Stopped,
@@ -358,6 +407,26 @@ mod tests {
                 module: "/usr/lib/softhsm/libsofthsm2.so".into(),
             },
         ]
+    }
+
+    #[test]
+    fn an_open_error_reads_and_kinds_as_the_openers_error() {
+        let refused = || pkcs11::Error::PinIncorrect {
+            token: "t".into(),
+            origin: "SUITEKEY_PIN".into(),
+        };
+        let carried = OpenError::new(refused());
+        assert_eq!(
+            crate::report::chain(&carried),
+            crate::report::chain(&refused())
+        );
+        assert_eq!(carried.kind(), Kind::Pin);
+        let gone = OpenError::new(WorkerFailed(std::io::Error::other("no thread")));
+        assert_eq!(
+            crate::report::chain(&gone),
+            "cannot start the async runtime: no thread"
+        );
+        assert_eq!(gone.kind(), Kind::Endpoint);
     }
 
     #[test]

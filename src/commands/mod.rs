@@ -14,6 +14,7 @@ mod token;
 use std::io::Write;
 use std::time::SystemTime;
 
+use crate::agent::signers::OpenError;
 use crate::cert::StoredWithKey;
 use crate::cli::{Cli, Command, ProfileArgs, RawArg};
 use crate::config::{self, Config, Profile};
@@ -80,14 +81,24 @@ fn profile(cli: &Cli, flags: &ProfileArgs) -> Result<Profile, Error> {
 /// Opens the profile's key and a signer for its algorithm, or for the key's own default,
 /// logging in with the PIN the key URI's source gives (or a prompt).
 fn open_signer(profile: &Profile) -> Result<KeySigner, Error> {
-    open_signer_with(profile, &|token| {
+    open_key_signer(profile, &|token| {
         token.credential(&profile.key).map(std::sync::Arc::new)
     })
 }
 
 /// `open_signer` logging in with the credential `credential_for` gives for the key's token
-/// (the agent's: one per token).
+/// (the agent's: one per token): the agent's [`Opener`](crate::agent::signers::Opener), whose
+/// error carries this layer's with its kind.
 pub fn open_signer_with(
+    profile: &Profile,
+    credential_for: crate::pkcs11::CredentialFor<'_>,
+) -> Result<KeySigner, OpenError> {
+    open_key_signer(profile, credential_for).map_err(OpenError::new)
+}
+
+/// Opens the profile's key, logging in with the credential `credential_for` gives for its
+/// token, and a signer for it.
+fn open_key_signer(
     profile: &Profile,
     credential_for: crate::pkcs11::CredentialFor<'_>,
 ) -> Result<KeySigner, Error> {
