@@ -585,9 +585,12 @@ pub fn check(cert: &Certificate, now: SystemTime) -> Report {
     let mut report = Report::default();
     let kind = cert.key_kind();
     report.facts.push(("subject", cert.subject()));
-    match Alg::default_for(&kind) {
+    match crate::netsuite::default_alg(&kind) {
         Ok(_) => {
-            let algs: Vec<&str> = Alg::usable_with(&kind).iter().map(|a| a.name()).collect();
+            let algs: Vec<&str> = crate::netsuite::usable_algs(&kind)
+                .iter()
+                .map(|a| a.name())
+                .collect();
             report
                 .facts
                 .push(("key", format!("{kind} (assertions: {})", algs.join(", "))));

@@ -4,7 +4,6 @@
 //! the program asks the table instead of matching on algorithm names.
 
 use std::fmt;
-use std::str::FromStr;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -151,9 +150,6 @@ pub fn curve_name(oid: &ObjectIdentifier) -> String {
         .map_or_else(|| format!("curve {oid}"), |(_, n)| (*n).to_owned())
 }
 
-/// The smallest RSA modulus NetSuite accepts.
-pub const MIN_RSA_BITS: usize = 3072;
-
 /// A JWS algorithm NetSuite accepts for client assertions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Alg {
@@ -242,52 +238,6 @@ const TABLE: [(Alg, AlgSpec); 6] = [
     ),
 ];
 
-/// Why a key cannot be used, or an algorithm name is not one NetSuite accepts.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum AlgError {
-    /// The name is not one of the six algorithms.
-    #[error(
-        "unknown algorithm '{0}'; NetSuite accepts ES256, ES384, ES512, PS256, PS384 and PS512"
-    )]
-    Unknown(String),
-    /// RS256/384/512 (PKCS#1 v1.5) were accepted once.
-    #[error(
-        "{0} (RSASSA-PKCS1-v1_5) is refused by NetSuite since 1 March 2025; use PS256, PS384 or PS512 with the same RSA key"
-    )]
-    Pkcs1(String),
-    /// The key's type does not fit the algorithm.
-    #[error("{alg} needs {needs}, but the key is {key}; {hint}")]
-    Mismatch {
-        /// The algorithm asked for.
-        alg: Alg,
-        /// The key type the algorithm needs.
-        needs: String,
-        /// The key found.
-        key: KeyKind,
-        /// What to do instead.
-        hint: String,
-    },
-    /// The key itself breaks NetSuite's certificate rules.
-    #[error("{key} keys cannot be used with NetSuite: {rule}")]
-    Refused {
-        /// The key found.
-        key: KeyKind,
-        /// NetSuite's rule that refuses it.
-        rule: &'static str,
-    },
-}
-
-impl HasKind for AlgError {
-    /// Bad input: an algorithm name, or `--alg` for the wrong key. (A key NetSuite refuses is
-    /// the token's problem, which the layer that opened the key says.)
-    fn kind(&self) -> Kind {
-        Kind::Usage
-    }
-}
-
-const RULE_KEYS: &str =
-    "NetSuite accepts RSA keys of 3072 or 4096 bits and EC keys on P-256, P-384 or P-521";
-
 impl Alg {
     /// All six algorithms, EC first.
     pub const ALL: [Alg; 6] = [
@@ -320,16 +270,12 @@ impl Alg {
         self.spec().scheme
     }
 
-    /// The algorithm used when the user names none: by curve for EC, PS256 for RSA.
-    pub fn default_for(key: &KeyKind) -> Result<Alg, AlgError> {
-        check_key_rules(key)?;
-        let alg = match key {
-            KeyKind::Ec(Curve::P256) => Alg::ES256,
-            KeyKind::Ec(Curve::P384) => Alg::ES384,
-            KeyKind::Ec(Curve::P521) => Alg::ES512,
-            _ => Alg::PS256,
-        };
-        Ok(alg)
+    /// The algorithm with this JWS name, in any case and with surrounding spaces ignored, if it
+    /// is one of the six. (A name the user gives is parsed by `Alg`'s `FromStr`, in
+    /// `netsuite`, which explains NetSuite's refusals.)
+    pub fn from_name(name: &str) -> Option<Alg> {
+        let upper = name.trim().to_ascii_uppercase();
+        Alg::ALL.into_iter().find(|a| a.name() == upper)
     }
 
     /// Whether the key's type suits the algorithm's scheme (the right curve, or any RSA key),
@@ -342,36 +288,6 @@ impl Alg {
         }
     }
 
-    /// Refuses a key this algorithm cannot sign with, citing NetSuite's rule.
-    pub fn check_key(self, key: &KeyKind) -> Result<(), AlgError> {
-        check_key_rules(key)?;
-        if self.fits(key) {
-            return Ok(());
-        }
-        let needs = match self.scheme() {
-            Scheme::Ecdsa(curve) => format!("an EC {} key", curve.name()),
-            Scheme::Pss => "an RSA key of 3072 or 4096 bits".to_owned(),
-        };
-        let hint = match Alg::default_for(key) {
-            Ok(alg) => format!("use --alg {alg} for this key, or {needs}"),
-            Err(e) => e.to_string(),
-        };
-        Err(AlgError::Mismatch {
-            alg: self,
-            needs,
-            key: key.clone(),
-            hint,
-        })
-    }
-
-    /// The algorithms a key can sign, by NetSuite's rules (empty when NetSuite refuses the key).
-    pub fn usable_with(key: &KeyKind) -> Vec<Alg> {
-        Alg::ALL
-            .into_iter()
-            .filter(|a| a.check_key(key).is_ok())
-            .collect()
-    }
-
     /// Length of a JWS signature for this algorithm, when it does not depend on the key.
     pub fn fixed_signature_len(self) -> Option<usize> {
         match self.scheme() {
@@ -381,44 +297,9 @@ impl Alg {
     }
 }
 
-fn check_key_rules(key: &KeyKind) -> Result<(), AlgError> {
-    let refused = |rule| {
-        Err(AlgError::Refused {
-            key: key.clone(),
-            rule,
-        })
-    };
-    match key {
-        KeyKind::Ec(_) => Ok(()),
-        KeyKind::Rsa { bits: 3072 | 4096 } => Ok(()),
-        KeyKind::Rsa { bits } if *bits > MIN_RSA_BITS => refused(
-            "NetSuite accepts RSA keys of exactly 3072 or 4096 bits; make a new RSA 3072/4096 or EC key",
-        ),
-        KeyKind::Rsa { .. } => {
-            refused("NetSuite refuses RSA keys below 3072 bits; make a new RSA 3072/4096 or EC key")
-        }
-        KeyKind::EcOther(_) | KeyKind::Other(_) => refused(RULE_KEYS),
-    }
-}
-
 impl fmt::Display for Alg {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
-    }
-}
-
-impl FromStr for Alg {
-    type Err = AlgError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let upper = s.trim().to_ascii_uppercase();
-        if let Some(alg) = Alg::ALL.into_iter().find(|a| a.name() == upper) {
-            return Ok(alg);
-        }
-        if matches!(upper.as_str(), "RS256" | "RS384" | "RS512") {
-            return Err(AlgError::Pkcs1(upper));
-        }
-        Err(AlgError::Unknown(s.to_owned()))
     }
 }
 
@@ -807,69 +688,6 @@ mod tests {
             assert_eq!(alg.name(), format!("{alg:?}"));
             assert_eq!(alg.name().parse::<Alg>(), Ok(alg));
         }
-    }
-
-    #[test]
-    fn names_parse_case_insensitively_and_rs256_is_explained() {
-        assert_eq!("es384".parse::<Alg>(), Ok(Alg::ES384));
-        let err = "RS256".parse::<Alg>().unwrap_err().to_string();
-        assert!(
-            err.contains("1 March 2025") && err.contains("PS256"),
-            "{err}"
-        );
-        assert!(
-            "HS256"
-                .parse::<Alg>()
-                .unwrap_err()
-                .to_string()
-                .contains("ES256, ES384")
-        );
-    }
-
-    #[test]
-    fn default_alg_follows_the_key() {
-        assert_eq!(Alg::default_for(&KeyKind::Ec(Curve::P384)), Ok(Alg::ES384));
-        assert_eq!(Alg::default_for(&KeyKind::Ec(Curve::P521)), Ok(Alg::ES512));
-        assert_eq!(
-            Alg::default_for(&KeyKind::Rsa { bits: 4096 }),
-            Ok(Alg::PS256)
-        );
-    }
-
-    #[test]
-    fn netsuite_key_rules_are_enforced_with_the_rule_in_the_message() {
-        let rsa2048 = KeyKind::Rsa { bits: 2048 };
-        let msg = Alg::PS256.check_key(&rsa2048).unwrap_err().to_string();
-        assert!(msg.contains("3072"), "{msg}");
-        let p224 = KeyKind::EcOther("1.3.132.0.33".into());
-        let msg = Alg::default_for(&p224).unwrap_err().to_string();
-        assert!(msg.contains("P-256, P-384 or P-521"), "{msg}");
-        assert!(Alg::usable_with(&rsa2048).is_empty());
-        assert_eq!(
-            Alg::usable_with(&KeyKind::Rsa { bits: 3072 }),
-            vec![Alg::PS256, Alg::PS384, Alg::PS512]
-        );
-        assert_eq!(
-            Alg::usable_with(&KeyKind::Ec(Curve::P256)),
-            vec![Alg::ES256]
-        );
-    }
-
-    #[test]
-    fn mismatch_names_both_sides_and_a_fix() {
-        let msg = Alg::ES384
-            .check_key(&KeyKind::Ec(Curve::P256))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            msg.contains("ES384 needs an EC P-384 key") && msg.contains("--alg ES256"),
-            "{msg}"
-        );
-        let msg = Alg::PS256
-            .check_key(&KeyKind::Ec(Curve::P256))
-            .unwrap_err()
-            .to_string();
-        assert!(msg.contains("RSA") && msg.contains("--alg ES256"), "{msg}");
     }
 
     #[test]

@@ -6,8 +6,7 @@ use std::path::Path;
 use super::Error;
 use super::rules::Registration;
 use crate::cert::Certificate;
-use crate::jose::Alg;
-use crate::netsuite::{AccountId, CertificateId, ClientId, Scopes};
+use crate::netsuite::{AccountId, CertificateId, ClientId, Scopes, usable_algs};
 
 /// The keys a spec may have.
 const KEYS: &str = "client-id, cert, scopes, account, certificate-id";
@@ -64,7 +63,7 @@ pub fn parse_registration(spec: &str) -> Result<Registration, Error> {
         source,
     })?;
     // NetSuite refuses the upload of a certificate whose key it cannot use; so does this.
-    let usable = |key: &crate::jose::PublicKey| !Alg::usable_with(&key.kind()).is_empty();
+    let usable = |key: &crate::jose::PublicKey| !usable_algs(&key.kind()).is_empty();
     let public_key = certificate.public_key().ok().filter(usable).ok_or_else(|| {
         bad(format!(
             "NetSuite refuses certificates with a {} key; it accepts RSA 3072/4096 and EC P-256, P-384, P-521",

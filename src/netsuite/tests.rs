@@ -1,7 +1,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::*;
-use crate::jose::{Alg, Signer};
+use crate::jose::{Alg, Curve, KeyKind, Signer};
 use crate::kind::{HasKind, Kind};
 
 #[test]
@@ -278,4 +278,66 @@ fn certificate_ids_are_base64url_sha256_of_the_der() {
         CertificateId::of_certificate(b"").to_string(),
         "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU"
     );
+}
+
+#[test]
+fn names_parse_case_insensitively_and_rs256_is_explained() {
+    assert_eq!("es384".parse::<Alg>(), Ok(Alg::ES384));
+    let err = "RS256".parse::<Alg>().unwrap_err().to_string();
+    assert!(
+        err.contains("1 March 2025") && err.contains("PS256"),
+        "{err}"
+    );
+    assert!(
+        "HS256"
+            .parse::<Alg>()
+            .unwrap_err()
+            .to_string()
+            .contains("ES256, ES384")
+    );
+}
+
+#[test]
+fn default_alg_follows_the_key() {
+    assert_eq!(default_alg(&KeyKind::Ec(Curve::P384)), Ok(Alg::ES384));
+    assert_eq!(default_alg(&KeyKind::Ec(Curve::P521)), Ok(Alg::ES512));
+    assert_eq!(default_alg(&KeyKind::Rsa { bits: 4096 }), Ok(Alg::PS256));
+}
+
+#[test]
+fn netsuite_key_rules_are_enforced_with_the_rule_in_the_message() {
+    let rsa2048 = KeyKind::Rsa { bits: 2048 };
+    let msg = check_alg(Alg::PS256, &rsa2048).unwrap_err().to_string();
+    assert!(msg.contains("3072"), "{msg}");
+    let p224 = KeyKind::EcOther("1.3.132.0.33".into());
+    let msg = default_alg(&p224).unwrap_err().to_string();
+    assert!(msg.contains("P-256, P-384 or P-521"), "{msg}");
+    assert!(usable_algs(&rsa2048).is_empty());
+    assert_eq!(
+        usable_algs(&KeyKind::Rsa { bits: 3072 }),
+        vec![Alg::PS256, Alg::PS384, Alg::PS512]
+    );
+    assert_eq!(usable_algs(&KeyKind::Ec(Curve::P256)), vec![Alg::ES256]);
+}
+
+#[test]
+fn mismatch_names_both_sides_and_a_fix() {
+    let msg = check_alg(Alg::ES384, &KeyKind::Ec(Curve::P256))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("ES384 needs an EC P-384 key") && msg.contains("--alg ES256"),
+        "{msg}"
+    );
+    let msg = check_alg(Alg::PS256, &KeyKind::Ec(Curve::P256))
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("RSA") && msg.contains("--alg ES256"), "{msg}");
+}
+
+/// What `keygen` makes when no size is asked for is a key NetSuite accepts.
+#[test]
+fn the_default_rsa_size_of_new_keys_is_accepted() {
+    let bits = crate::pkcs11::KeySpec::DEFAULT_RSA_BITS as usize;
+    assert_eq!(check_key(&KeyKind::Rsa { bits }), Ok(()));
 }
