@@ -1,6 +1,7 @@
 //! NetSuite's side of the M2M flow: account ids and token URLs (`account`), scopes
 //! (`scope`), the client assertion and its lifetime (`assertion`), the certificate id and
-//! validity NetSuite uses (`certificate`), and the keys and algorithms it accepts (`keys`).
+//! validity NetSuite uses (`certificate`), the keys and algorithms it accepts (`keys`), and what
+//! its token endpoint's error codes mean (`error_codes`).
 //!
 //! Every value here is checked when it is built (`FromStr`), so an [`AssertionRequest`] that
 //! exists is one NetSuite's rules allow.
@@ -115,12 +116,14 @@ macro_rules! identifier {
 mod account;
 mod assertion;
 mod certificate;
+mod error_codes;
 mod keys;
 mod scope;
 
 pub use account::{AccountId, TokenUrl};
 pub use assertion::{AssertionError, AssertionRequest, ClientAssertion, ClientId, Lifetime};
 pub use certificate::{CertificateId, ValidityDays};
+pub(crate) use error_codes::{AUDIT_TRAIL, PERMANENT_CODES, explain};
 pub use keys::{AlgError, MIN_RSA_BITS, check_alg, check_key, default_alg, usable_algs};
 pub use scope::{Scope, Scopes};
 
