@@ -3,7 +3,7 @@
 //! printed is [`crate::report`]'s.
 
 use crate::kind::{HasKind, Kind};
-use crate::{agent, cert, config, emulator, exchange, jose, netsuite, pkcs11};
+use crate::{agent, cert, config, emulator, exchange, netsuite, pkcs11};
 
 /// Anything a command can fail with; `main` prints it with its causes.
 #[derive(Debug, thiserror::Error)]
@@ -16,7 +16,7 @@ pub enum Error {
     NetSuite(#[from] netsuite::Error),
     /// An algorithm name is not acceptable.
     #[error(transparent)]
-    Alg(#[from] jose::AlgError),
+    Alg(#[from] netsuite::AlgError),
     /// Other bad input, explained.
     #[error("{0}")]
     Usage(String),
@@ -27,7 +27,7 @@ pub enum Error {
         key: String,
         /// The rule that refuses it.
         #[source]
-        source: jose::AlgError,
+        source: netsuite::AlgError,
     },
     /// The token layer failed.
     #[error(transparent)]

@@ -2,7 +2,7 @@
 //! is fetched by a single exchange that every concurrent request shares (single flight); a
 //! background task renews the token ahead of its expiry. A failed exchange is remembered with a
 //! backoff (1 s doubling to 60 s; 15 min doubling to 6 h after NetSuite refused the client
-//! itself, see [`crate::exchange::PERMANENT_CODES`]; longer if the server's `Retry-After` says
+//! itself, see [`crate::netsuite::PERMANENT_CODES`]; longer if the server's `Retry-After` says
 //! so): until it ends, requests without a fresh token get that failure at once, and then the
 //! background task (or a request) tries again; a still valid cached token is served meanwhile.
 //! A reload ([`TokenCache::retry_now`]) ends the wait at once. Tokens live only in memory.

@@ -7,7 +7,6 @@ use std::time::SystemTime;
 use super::certificate::Certificate;
 use super::signature::CertSignature;
 use super::time::{rfc3339, signed_secs};
-use crate::jose::Alg;
 use crate::netsuite::ValidityDays;
 
 /// NetSuite mails administrators this many days before a certificate expires.
@@ -37,9 +36,9 @@ pub fn check(cert: &Certificate, now: SystemTime) -> Report {
     let mut report = Report::default();
     let kind = cert.key_kind();
     report.facts.push(("subject", cert.subject()));
-    match Alg::default_for(&kind) {
+    match crate::netsuite::default_alg(&kind) {
         Ok(_) => {
-            let algs: Vec<&str> = Alg::usable_with(&kind).iter().map(|a| a.name()).collect();
+            let algs: Vec<&str> = crate::netsuite::usable_algs(&kind).iter().map(|a| a.name()).collect();
             report
                 .facts
                 .push(("key", format!("{kind} (assertions: {})", algs.join(", "))));

@@ -9,7 +9,8 @@ use super::outfile::OutFile;
 use crate::cert::CertRequest;
 use crate::cli::KeygenArgs;
 use crate::error::Error;
-use crate::jose::{Alg, MIN_RSA_BITS, Scheme};
+use crate::jose::{Alg, KeyKind, Scheme};
+use crate::netsuite;
 use crate::pkcs11::{Key, KeySpec, KeygenPlan, Pkcs11Uri};
 
 pub(super) fn run(args: &KeygenArgs, quiet: bool, out: &mut dyn Write) -> Result<(), Error> {
@@ -51,12 +52,16 @@ fn key_spec(alg: Alg, rsa_bits: Option<u32>) -> Result<KeySpec, Error> {
         ))),
         (Scheme::Ecdsa(curve), None) => Ok(KeySpec::Ec(curve)),
         (Scheme::Pss, None) => Ok(KeySpec::Rsa {
-            bits: MIN_RSA_BITS as u32,
+            bits: KeySpec::DEFAULT_RSA_BITS,
         }),
-        (Scheme::Pss, Some(bits @ (3072 | 4096))) => Ok(KeySpec::Rsa { bits }),
-        (Scheme::Pss, Some(bits)) => Err(Error::Usage(format!(
-            "--rsa-bits {bits} is not allowed: NetSuite accepts RSA keys of 3072 or 4096 bits"
-        ))),
+        (Scheme::Pss, Some(bits)) => match netsuite::check_key(&KeyKind::Rsa {
+            bits: bits as usize,
+        }) {
+            Ok(()) => Ok(KeySpec::Rsa { bits }),
+            Err(_) => Err(Error::Usage(format!(
+                "--rsa-bits {bits} is not allowed: NetSuite accepts RSA keys of 3072 or 4096 bits"
+            ))),
+        },
     }
 }
 

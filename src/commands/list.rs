@@ -5,7 +5,8 @@ use std::io::Write;
 use crate::cert::Certificate;
 use crate::cli::ListArgs;
 use crate::error::Error;
-use crate::jose::{Alg, AlgError};
+use crate::jose::Alg;
+use crate::netsuite::{self, AlgError};
 use crate::pkcs11::uri::ObjectType;
 use crate::pkcs11::{self, CertSummary, KeySummary, Module, Pkcs11Uri, Token};
 use crate::pkcs11::{SlotSummary, TokenSummary, resolve_module};
@@ -124,11 +125,11 @@ fn print_key(
     token_algs: &[Alg],
     out: &mut dyn Write,
 ) -> Result<(), Error> {
-    let algs: Vec<Alg> = Alg::usable_with(&k.kind)
+    let algs: Vec<Alg> = netsuite::usable_algs(&k.kind)
         .into_iter()
         .filter(|a| token_algs.contains(a))
         .collect();
-    let netsuite = match Alg::default_for(&k.kind) {
+    let netsuite = match netsuite::default_alg(&k.kind) {
         Err(AlgError::Refused { rule, .. }) => format!("refused: {rule}"),
         Err(e) => format!("refused: {e}"),
         Ok(_) if algs.is_empty() => "this module cannot sign with it".to_owned(),

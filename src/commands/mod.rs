@@ -20,6 +20,7 @@ use crate::cli::{Cli, Command, ProfileArgs, RawArg};
 use crate::config::{self, Config, Profile};
 use crate::error::Error;
 use crate::jose::{Alg, Signer as _};
+use crate::netsuite;
 use crate::pkcs11::{Key, KeySigner, Pkcs11Uri};
 
 /// Runs the command, writing its result (and only its result) to `out`. Done, it gives the
@@ -121,8 +122,8 @@ fn warn_about_certificate(signer: &KeySigner, profile: &Profile) {
 fn signer_for(key: Key, alg: Option<Alg>) -> Result<KeySigner, Error> {
     let kind = key.kind();
     let alg = match alg {
-        Some(alg) => alg.check_key(&kind).map(|()| alg),
-        None => Alg::default_for(&kind),
+        Some(alg) => netsuite::check_alg(alg, &kind).map(|()| alg),
+        None => netsuite::default_alg(&kind),
     }
     .map_err(|source| Error::KeyRefused {
         key: key.uri().to_owned(),

@@ -6,8 +6,8 @@ use std::path::Path;
 use super::Error;
 use super::rules::Registration;
 use crate::cert::Certificate;
-use crate::jose::{Alg, PublicKey};
-use crate::netsuite::{AccountId, CertificateId, ClientId, Scopes};
+use crate::jose::PublicKey;
+use crate::netsuite::{AccountId, CertificateId, ClientId, Scopes, usable_algs};
 
 /// The keys a spec may have.
 const KEYS: &str = "client-id, cert, scopes, account, certificate-id";
@@ -102,7 +102,7 @@ impl<'a> Items<'a> {
 /// The certificate's public key, when NetSuite would accept its upload: it refuses a
 /// certificate whose key it cannot use, and so does the emulator.
 fn usable_key(certificate: &Certificate) -> Result<PublicKey, String> {
-    let usable = |key: &PublicKey| !Alg::usable_with(&key.kind()).is_empty();
+    let usable = |key: &PublicKey| !usable_algs(&key.kind()).is_empty();
     certificate.public_key().ok().filter(usable).ok_or_else(|| {
         format!(
             "NetSuite refuses certificates with a {} key; it accepts RSA 3072/4096 and EC P-256, P-384, P-521",

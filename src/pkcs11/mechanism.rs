@@ -13,7 +13,7 @@ use der::asn1::ObjectIdentifier;
 use super::Error;
 use super::module::Module;
 use super::token::Token;
-use crate::jose::{Alg, Curve, Hash, MIN_RSA_BITS, Scheme};
+use crate::jose::{Alg, Curve, Hash, Scheme};
 
 /// How a signature is made: the module hashes (preferred), or we hash and it signs the digest.
 #[derive(Debug)]
@@ -173,6 +173,10 @@ pub enum KeySpec {
 }
 
 impl KeySpec {
+    /// The RSA modulus size keys are made with when none is asked for (`--rsa-bits`'
+    /// default), and the size [`support`] tries: 3072 bits, the 128-bit security level.
+    pub const DEFAULT_RSA_BITS: u32 = 3072;
+
     /// The key-pair generation mechanism for this kind.
     pub(super) fn mechanism(self) -> Mechanism<'static> {
         match self {
@@ -275,8 +279,9 @@ fn rsa_limit(token: &Token, mech: MechanismType, bits: usize) -> Result<Option<S
     if max == 0 || (min..=max).contains(&bits) {
         return Ok(None);
     }
-    let instead = if (min..=max).contains(&MIN_RSA_BITS) {
-        format!("use --rsa-bits {MIN_RSA_BITS} (the default) or another token")
+    let default = KeySpec::DEFAULT_RSA_BITS;
+    let instead = if (min..=max).contains(&(default as usize)) {
+        format!("use --rsa-bits {default} (the default) or another token")
     } else {
         format!("use another token, or {PICK_ANOTHER}")
     };
@@ -362,7 +367,7 @@ pub fn support(token: &Token) -> Result<Vec<AlgSupport>, Error> {
             let spec = match alg.scheme() {
                 Scheme::Ecdsa(curve) => KeySpec::Ec(curve),
                 Scheme::Pss => KeySpec::Rsa {
-                    bits: MIN_RSA_BITS as u32,
+                    bits: KeySpec::DEFAULT_RSA_BITS,
                 },
             };
             Ok(AlgSupport {
