@@ -38,7 +38,10 @@ pub fn check(cert: &Certificate, now: SystemTime) -> Report {
     report.facts.push(("subject", cert.subject()));
     match crate::netsuite::default_alg(&kind) {
         Ok(_) => {
-            let algs: Vec<&str> = crate::netsuite::usable_algs(&kind).iter().map(|a| a.name()).collect();
+            let algs: Vec<&str> = crate::netsuite::usable_algs(&kind)
+                .iter()
+                .map(|a| a.name())
+                .collect();
             report
                 .facts
                 .push(("key", format!("{kind} (assertions: {})", algs.join(", "))));
