@@ -21,9 +21,15 @@ fn visible_commands() -> Vec<String> {
         .map(|c| c.get_name().to_owned())
         .collect();
     for known in ["list", "token", "agent", "completions"] {
-        assert!(names.iter().any(|n| n == known), "{known} missing: {names:?}");
+        assert!(
+            names.iter().any(|n| n == known),
+            "{known} missing: {names:?}"
+        );
     }
-    assert!(!names.iter().any(|n| n == "man"), "man is visible: {names:?}");
+    assert!(
+        !names.iter().any(|n| n == "man"),
+        "man is visible: {names:?}"
+    );
     names
 }
 
@@ -35,7 +41,10 @@ fn suitekey(args: &[&str]) -> String {
         .expect("suitekey");
     let (stdout, stderr) = common::texts(&out);
     assert!(out.status.success(), "suitekey {args:?}: {stderr}");
-    assert!(stderr.is_empty(), "suitekey {args:?} wrote on stderr: {stderr}");
+    assert!(
+        stderr.is_empty(),
+        "suitekey {args:?} wrote on stderr: {stderr}"
+    );
     stdout
 }
 
@@ -57,7 +66,10 @@ fn completions_for_every_shell_name_every_command() {
             );
         }
         // Flags of a command too.
-        assert!(script.contains("curl-config"), "{shell}: no --format values");
+        assert!(
+            script.contains("curl-config"),
+            "{shell}: no --format values"
+        );
     }
 }
 
@@ -70,7 +82,10 @@ fn an_unknown_shell_is_a_usage_error_naming_the_shells() {
     let (stdout, stderr) = common::texts(&out);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stdout.is_empty());
-    assert!(stderr.contains("bash, elvish, fish, powershell, zsh"), "{stderr}");
+    assert!(
+        stderr.contains("bash, elvish, fish, powershell, zsh"),
+        "{stderr}"
+    );
 }
 
 /// What bash's programmable completion offers for `words` (the last one being completed),
@@ -260,9 +275,13 @@ fn render(page: &Path) -> String {
 #[test]
 fn version_names_the_commit_of_the_checkout() {
     let version = suitekey(&["--version"]);
-    let re = regex::Regex::new(r"^suitekey (\d+\.\d+\.\d+) \(commit ([0-9a-f]{7,40}(-dirty)?|unknown)\)\n$")
-        .expect("regex");
-    let caps = re.captures(&version).unwrap_or_else(|| panic!("{version:?}"));
+    let re = regex::Regex::new(
+        r"^suitekey (\d+\.\d+\.\d+) \(commit ([0-9a-f]{7,40}(-dirty)?|unknown)\)\n$",
+    )
+    .expect("regex");
+    let caps = re
+        .captures(&version)
+        .unwrap_or_else(|| panic!("{version:?}"));
     assert_eq!(&caps[1], env!("CARGO_PKG_VERSION"));
     let root = env!("CARGO_MANIFEST_DIR");
     let git = |args: &[&str]| {

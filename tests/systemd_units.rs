@@ -34,7 +34,9 @@ fn the_agent_signs_and_serves_with_no_writable_executable_memory() {
         let token: serde_json::Value = serde_json::from_str(&body).expect("JSON");
         assert_eq!(token["token_type"], "Bearer", "{label}: {body}");
         assert!(
-            token["access_token"].as_str().is_some_and(|t| t.len() >= 32),
+            token["access_token"]
+                .as_str()
+                .is_some_and(|t| t.len() >= 32),
             "{label}: no access token"
         );
         // The token came from a signature the emulator verified against the certificate.

@@ -22,10 +22,8 @@ pub(super) fn run(args: &ManArgs, out: &mut dyn Write) -> Result<(), Error> {
         // Every page's footer names suitekey and its version (a command's page would show the
         // command's name and no version); the commit, which would not fit beside a long page
         // name, is in the VERSION section of suitekey.1.
-        let man = clap_mangen::Man::new(page).source(concat!(
-            "suitekey ",
-            env!("CARGO_PKG_VERSION")
-        ));
+        let man =
+            clap_mangen::Man::new(page).source(concat!("suitekey ", env!("CARGO_PKG_VERSION")));
         let path = dir.join(man.get_filename());
         let mut text = Vec::new();
         man.render(&mut text).map_err(|e| failed(&path, &e))?;
