@@ -157,12 +157,19 @@ for unit in system user; do
     die "systemd-analyze verify failed on the $unit unit: $(cat "$scratch/verify.log")"
   [[ ! -s $scratch/verify.log ]] || die "systemd-analyze verify warns about the $unit unit: $(cat "$scratch/verify.log")"
 done
+# The system unit's exposure as `systemd-analyze security` rates it, offline: the figure README
+# gives.
+score=$(systemd-analyze security --offline=yes "$root/usr/lib/systemd/system/suitekey-agent.service" 2>&1 |
+  sed -n 's/.*Overall exposure level for suitekey-agent.service: \([0-9.]*\) .*/\1/p')
+[[ -n $score ]] || die "systemd-analyze security gave no exposure level for the system unit"
+grep -q "rates it $score, " README.md ||
+  die "systemd-analyze security rates the system unit $score, which README.md does not say"
 # README's install line, simulated: apt resolves the package's dependencies, installs nothing.
 apt_line=$(readme_line 'sudo apt install ./target/debian/suitekey_')
 apt_line="apt-get install --simulate -q ${apt_line#sudo apt install }"
 sh -c "$apt_line" >"$scratch/apt.log" 2>&1 || die "'$apt_line' failed: $(tail -n 20 "$scratch/apt.log")"
 grep -q '^Inst suitekey ' "$scratch/apt.log" || die "'$apt_line' would not install suitekey: $(cat "$scratch/apt.log")"
-step "checked as unpacked: --version, man pages, completions, docs, units"
+step "checked as unpacked: --version, man pages, completions, docs, units (system unit's exposure $score)"
 
 # --- 3. the crate as crates.io would get it --------------------------------------------------
 cargo package --list --locked --allow-dirty >"$scratch/files" 2>"$scratch/package.log" ||
