@@ -315,3 +315,21 @@ fn version_names_the_commit_of_the_checkout() {
     };
     assert_eq!(&caps[2], expected, "{version}");
 }
+
+#[test]
+fn completions_into_a_closed_pipe_exit_quietly_like_list() {
+    // `suitekey completions bash | head -n1`: the reader stopped early, which is no error.
+    let mut child = Command::new(cargo_bin("suitekey"))
+        .args(["completions", "bash"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("suitekey");
+    // Close the reading end before suitekey (still starting) writes its script, so its write
+    // fails with EPIPE.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    let (_, stderr) = common::texts(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+}
