@@ -10,9 +10,18 @@ pub use crate::config::{ModuleArg, RawArg};
 use crate::jose::Alg;
 use crate::netsuite::{CertificateId, Lifetime, ValidityDays};
 
+/// The version `--version` and the man pages show: the crate's, and the git commit it was built
+/// from (`build.rs`: `-dirty` when the sources differed from it, `unknown` outside a checkout).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("SUITEKEY_COMMIT"),
+    ")"
+);
+
 /// NetSuite machine-to-machine access with the private key kept inside a PKCS#11 token.
 #[derive(Debug, Parser)]
-#[command(name = "suitekey", version, about, max_term_width = 100)]
+#[command(name = "suitekey", version = VERSION, about, max_term_width = 100)]
 #[command(
     after_help = "PINs come from the key URI's pin-source=file:PATH (or env:NAME), SUITEKEY_PIN, or a prompt; never from a flag.\nExit codes: 0 ok, 1 check: certificate unfit, 2 bad input, 3 module/token/key problem, 4 PIN problem, 5 output error, 6 token endpoint refused or failed, 7 agent unreachable; exec: the command's own status."
 )]
@@ -78,6 +87,29 @@ pub enum Command {
     /// Hold every profile's token session, cache access tokens and serve them on a Unix socket
     /// (foreground; prints the socket path; SIGHUP reloads the config).
     Agent(AgentArgs),
+    /// Print the shell completion script for SHELL on stdout (e.g. `suitekey completions bash >
+    /// ~/.local/share/bash-completion/completions/suitekey`).
+    Completions(CompletionsArgs),
+    /// Write the man pages (suitekey.1 and one suitekey-COMMAND.1 per command) into DIR; for
+    /// packaging.
+    #[command(hide = true)]
+    Man(ManArgs),
+}
+
+/// `suitekey completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell: bash, zsh, fish, elvish or powershell.
+    #[arg(value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}
+
+/// `suitekey man`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The directory to write the pages into (made if missing); pages there are replaced.
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
 }
 
 /// `suitekey list`.

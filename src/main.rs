@@ -19,11 +19,11 @@ fn main() -> ExitCode {
     match suitekey::commands::run(&cli, &mut stdout) {
         // 0, or `exec`'s command's own status: it has spoken for itself, add nothing.
         Ok(status) => ExitCode::from(status),
-        // `suitekey list | head`: the reader has all it wanted. Not so for a credential that
-        // was never delivered: that stays an error.
+        // `suitekey list | head`, `suitekey completions bash | head`: the reader has all it
+        // wanted. Not so for a credential that was never delivered: that stays an error.
         Err(suitekey::Error::Output(e))
             if e.kind() == std::io::ErrorKind::BrokenPipe
-                && matches!(cli.command, Command::List(_)) =>
+                && matches!(cli.command, Command::List(_) | Command::Completions(_)) =>
         {
             ExitCode::SUCCESS
         }

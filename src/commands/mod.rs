@@ -4,10 +4,12 @@ mod agent;
 mod assertion;
 mod cert;
 mod check;
+mod completions;
 mod emulate;
 mod exec;
 mod keygen;
 mod list;
+mod man;
 mod outfile;
 mod token;
 
@@ -36,6 +38,8 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<u8, Error> {
         Command::Check(args) => check::run(args, cli.quiet, out),
         Command::Emulate(args) => emulate::run(args, cli.quiet, out),
         Command::Agent(args) => agent::run(cli, args, out),
+        Command::Completions(args) => completions::run(args, out),
+        Command::Man(args) => man::run(args, out),
     }?;
     Ok(0)
 }
