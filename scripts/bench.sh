@@ -11,6 +11,9 @@
 #
 # Usage: scripts/bench.sh [--agent] [RUNS]   (runs per command, at least 15; default 50)
 #   --agent   only the agent's load levels (no hyperfine comparisons)
+# SUITEKEY_BASELINE=PATH adds that suitekey binary (another commit's release build) to the
+# signing comparison, in the same hyperfine run, and prints this build's ratio to it: how a change
+# shows it made nothing slower.
 # Uses target/bench/ (token created once, then reused); hyperfine's JSON is kept in
 # target/bench/hyperfine.json.
 set -euo pipefail
@@ -81,10 +84,16 @@ SUITEKEY_BENCH_PIN=$pin "${pkcs11_argv[@]}" -o "$BENCH_DIR/signature.bin" >"$BEN
 bench_signing() {
   printf -v suitekey_cmd '%q ' "${suitekey_argv[@]}"
   printf -v pkcs11_cmd '%q ' "${pkcs11_argv[@]}"
+  local baseline=()
+  if [[ -n ${SUITEKEY_BASELINE:-} ]]; then
+    [[ -x $SUITEKEY_BASELINE ]] || die "SUITEKEY_BASELINE names no executable: $SUITEKEY_BASELINE"
+    printf -v baseline_cmd '%q ' "$SUITEKEY_BASELINE" "${suitekey_argv[@]:1}"
+    baseline=(--command-name baseline "$baseline_cmd")
+  fi
   json=$BENCH_DIR/hyperfine.json
   if ! SUITEKEY_BENCH_PIN=$pin hyperfine --shell=none --style none --warmup "$WARMUP" --runs "$RUNS" \
     --export-json "$json" --command-name suitekey "$suitekey_cmd" --command-name pkcs11-tool "$pkcs11_cmd" \
-    >"$BENCH_DIR/hyperfine.log" 2>&1; then
+    "${baseline[@]}" >"$BENCH_DIR/hyperfine.log" 2>&1; then
     cat -- "$BENCH_DIR/hyperfine.log" >&2
     die "hyperfine failed (output above)"
   fi
@@ -95,14 +104,16 @@ bench_signing() {
   awk -F'\t' -v runs="$RUNS" -v warmup="$WARMUP" '
     { name[NR] = $1; median[NR] = $2; min[NR] = $3; max[NR] = $4; n[NR] = $5 }
     END {
-      if (NR != 2 || median[2] <= 0) { print "bench.sh: error: unexpected hyperfine results" > "/dev/stderr"; exit 1 }
+      if (NR < 2 || median[2] <= 0) { print "bench.sh: error: unexpected hyperfine results" > "/dev/stderr"; exit 1 }
       printf "ES256 on SoftHSM2, one process per signature (module load + login + sign); %d runs each after %d warmup runs\n\n", runs, warmup
       printf "%-40s %10s %10s %10s %6s\n", "command", "median", "min", "max", "runs"
       desc["suitekey"] = "suitekey assertion"
       desc["pkcs11-tool"] = "pkcs11-tool --sign -m ECDSA"
-      for (i = 1; i <= 2; i++)
+      desc["baseline"] = "baseline suitekey assertion"
+      for (i = 1; i <= NR; i++)
         printf "%-40s %7.2f ms %7.2f ms %7.2f ms %6d\n", desc[name[i]], median[i] * 1000, min[i] * 1000, max[i] * 1000, n[i]
       printf "%-40s %10.2f\n", "ratio of medians suitekey / pkcs11-tool", median[1] / median[2]
+      if (NR == 3) printf "%-40s %10.2f\n", "ratio of medians suitekey / baseline", median[1] / median[3]
     }' <<<"$stats"
 }
 ((AGENT_ONLY)) || bench_signing
