@@ -24,7 +24,9 @@ use crate::agent::profiles::{self, Options};
 use crate::agent::signers::OpenError;
 use crate::agent::socket::AllowedUids;
 use crate::config::{self, Config, ProfileOverrides};
-use crate::emulator::rules::{self, Context, Registration, ReplayLog, TokenRequest};
+use crate::emulator::rules::{
+    self, Context, Lifecycle, Mapping, Registration, ReplayLog, TokenRequest,
+};
 use crate::jose::{Curve, PublicKey, b64url};
 use crate::pkcs11::Pkcs11Uri;
 
@@ -113,6 +115,8 @@ fn emulator_registration() -> Registration {
         // Valid around EMULATOR_NOW, so that only the assertion decides.
         valid_from: SystemTime::UNIX_EPOCH,
         valid_until: SystemTime::UNIX_EPOCH + Duration::from_secs(2 * EMULATOR_NOW),
+        mapping: Mapping::default(),
+        lifecycle: Lifecycle::default(),
     }
 }
 

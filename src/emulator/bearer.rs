@@ -12,7 +12,7 @@ use super::state::{Issued, Mutable, token_hash};
 
 /// Why a request carries no usable access token; each is a 401.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Unauthenticated {
+pub(in crate::emulator) enum Unauthenticated {
     /// No `Authorization: Bearer` header.
     Missing,
     /// A bearer token this emulator never issued (or has forgotten since it expired).
@@ -23,7 +23,7 @@ pub(super) enum Unauthenticated {
 
 impl Unauthenticated {
     /// The reason for the log, as NetSuite's Login Audit Trail would record it.
-    pub(super) fn reason(self) -> &'static str {
+    pub(in crate::emulator) fn reason(self) -> &'static str {
         match self {
             Unauthenticated::Missing => "no Authorization: Bearer header",
             Unauthenticated::Unknown => "the bearer token was not issued by this emulator",
@@ -34,7 +34,7 @@ impl Unauthenticated {
 
 /// The record of the bearer token in `headers`, when the emulator issued it and it has not
 /// expired at `now`.
-pub(super) fn authenticate(
+pub(in crate::emulator) fn authenticate(
     state: &Mutable,
     headers: &HeaderMap,
     now: SystemTime,
@@ -55,7 +55,7 @@ pub(super) fn authenticate(
 
 /// NetSuite's REST answer to a missing or bad token: 401, `WWW-Authenticate`, and a
 /// problem-details body pointing at the Login Audit Trail.
-pub(super) fn unauthorized() -> Response {
+pub(in crate::emulator) fn unauthorized() -> Response {
     let mut response = json_response(
         StatusCode::UNAUTHORIZED,
         json!({

@@ -27,6 +27,7 @@
 
 mod bearer;
 mod catalog;
+mod certificates;
 #[cfg(test)]
 mod harness;
 mod inspect;
@@ -46,6 +47,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
+pub use certificates::{ApiOptions, CallFault, ListShape};
 #[cfg(test)]
 pub use harness::Emulator;
 pub use registration::parse_registration;
@@ -60,6 +62,8 @@ pub const TOKEN_PATH: &str = "/services/rest/auth/oauth2/v1/token";
 pub const CATALOG_PATH: &str = "/services/rest/record/v1/metadata-catalog";
 /// Counters for tests.
 pub const STATS_PATH: &str = "/_emulator/stats";
+/// The account's certificates and the certificate API's calls, for tests.
+pub const CERTIFICATES_STATE_PATH: &str = "/_emulator/certificates";
 /// Largest request body accepted; a token request is about 1 KiB (1.5 KiB with an RSA-4096
 /// signature), so a body this size is no token request and is refused before it is parsed.
 pub const MAX_BODY: usize = 16 * 1024;
@@ -83,6 +87,16 @@ pub enum Error {
         /// The certificate layer's error.
         #[source]
         source: crate::cert::Error,
+    },
+    /// A flag's value is malformed.
+    #[error("{flag} '{value}': {reason}")]
+    Flag {
+        /// The flag.
+        flag: &'static str,
+        /// Its value as given.
+        value: String,
+        /// What is wrong.
+        reason: String,
     },
     /// Two registrations share a certificate id, so a `kid` would be ambiguous.
     #[error("two --register specs use certificate id {0}; each certificate can be registered once")]
@@ -115,6 +129,7 @@ impl HasKind for Error {
         match self {
             Error::Register { .. }
             | Error::Certificate { .. }
+            | Error::Flag { .. }
             | Error::DuplicateCertificateId(_)
             | Error::Listen { .. } => Kind::Usage,
             Error::Bind { .. } | Error::Io(_) => Kind::Output,
@@ -164,6 +179,8 @@ pub struct Config {
     pub token_lifetime: Duration,
     /// Token URLs accepted as `aud` besides the emulator's own: proxies in front of it.
     pub also_accepted: Vec<String>,
+    /// The certificate API's faults, propagation delay and list shape.
+    pub certificate_api: ApiOptions,
 }
 
 impl Config {
@@ -185,6 +202,7 @@ impl Config {
             faults: Faults::default(),
             token_lifetime: Duration::from_secs(3600),
             also_accepted: Vec::new(),
+            certificate_api: ApiOptions::default(),
         })
     }
 }
@@ -222,6 +240,12 @@ async fn serve_shared(
     shared: Arc<Shared>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    let stopping = Arc::clone(&shared);
+    let shutdown = async move {
+        shutdown.await;
+        // Calls hanging on purpose end now, so the requests in flight can finish.
+        stopping.stopping.send_replace(true);
+    };
     axum::serve(listener, router(shared))
         .with_graceful_shutdown(shutdown)
         .await
@@ -233,6 +257,8 @@ fn router(shared: Arc<Shared>) -> Router {
         .route(TOKEN_PATH, post(token::token))
         .route(CATALOG_PATH, get(catalog::catalog))
         .route(STATS_PATH, get(inspect::stats))
+        .route(CERTIFICATES_STATE_PATH, get(inspect::certificates))
+        .merge(certificates::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(shared)
 }

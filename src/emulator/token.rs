@@ -65,7 +65,7 @@ fn decide(shared: &Shared, request: &TokenRequest<'_>) -> Response {
     let now = SystemTime::now();
     let mut state = shared.lock();
     let ctx = Context {
-        registrations: &shared.config.registrations,
+        registrations: state.certificates.registrations(),
         now,
         own_token_url: &shared.token_url,
         also_accepted: &shared.config.also_accepted,
@@ -102,6 +102,8 @@ fn issue(state: &mut Mutable, grant: &Grant, now: SystemTime, lifetime: Duration
         Issued {
             expires: now + lifetime,
             scopes: grant.scopes.clone(),
+            client_id: grant.client_id.clone(),
+            certificate_id: grant.certificate_id.clone(),
         },
     );
     state.stats.tokens_issued += 1;

@@ -35,6 +35,8 @@ fn registration(seed: u8) -> Registration {
         account: Some("1234567_SB1".parse().unwrap()),
         valid_from: now() - Duration::from_secs(86_400),
         valid_until: now() + Duration::from_secs(30 * 86_400),
+        mapping: Mapping::default(),
+        lifecycle: Lifecycle::default(),
     }
 }
 
