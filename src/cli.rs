@@ -327,7 +327,8 @@ pub struct EmulateArgs {
     pub delay_ms: u64,
     /// Make a certificate API call fail (repeatable): CALL:FAULT[:N], CALL one of list,
     /// upload, revoke; FAULT 500 (before it acts), 500-after (it acts, then answers 500) or
-    /// hang (no answer until the emulator stops); its first N requests, or all of them.
+    /// hang (no answer until the emulator stops, or for 10 minutes); its first N requests, or
+    /// all of them.
     #[arg(
         long,
         value_name = "CALL:FAULT[:N]",

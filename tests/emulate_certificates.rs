@@ -203,15 +203,25 @@ fn a_token_without_rest_webservices_is_403() {
     let copy = CertifiedCopy::new();
     let emu = emulator(&copy, MANAGE, &[]);
     let token = access_token(&copy, &emu, &["--scope", "restlets"]);
-    let answer = list(&emu, &token);
-    assert_refused(
-        &emu,
-        &answer,
-        403,
-        "INSUFFICIENT_PERMISSION",
-        "ScopeMismatched",
+    let pem = Keys::p256().pem();
+    for answer in [
+        list(&emu, &token),
+        upload(&emu, &token, &pem, json!(3), json!(-5)),
+        revoke(&emu, &token, &copy.kid),
+    ] {
+        assert_refused(
+            &emu,
+            &answer,
+            403,
+            "INSUFFICIENT_PERMISSION",
+            "ScopeMismatched",
+        );
+        assert!(detail(&answer).contains("rest_webservices"));
+    }
+    assert_eq!(
+        emu.certificates()["certificates"][0]["revoked"],
+        Value::Null
     );
-    assert!(detail(&answer).contains("rest_webservices"));
 }
 
 #[test]
@@ -638,4 +648,55 @@ fn bad_certificate_flags_are_usage_errors() {
             "{stderr}"
         );
     }
+}
+
+/// README's certificate API examples, run as written: the emulator started from its line, then
+/// the list, upload and revoke lines with the profile in `SUITEKEY_*` variables; curl gets the
+/// token on its stdin, never in an argv.
+#[test]
+fn the_readme_certificate_api_examples_run_as_written() {
+    use common::profile::ACCOUNT;
+    use common::readme_examples::{readme_line, run_traced};
+    let copy = CertifiedCopy::new();
+    let emulate = readme_line("suitekey emulate --register client-id=ID,cert=cert.pem,role=")
+        .replace("client-id=ID", &format!("client-id={CLIENT}"))
+        .replace("cert=cert.pem", &format!("cert={}", copy.pem.display()));
+    let args: Vec<&str> = emulate
+        .strip_prefix("suitekey emulate ")
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    let emu = Emulator::start(&args);
+    let (pem, kid) = token_cert(&copy, "p384");
+    let upload_json = copy.dir.path().join("upload.json");
+    let body = json!({"fileContent": pem, "role": 3, "entity": -5});
+    std::fs::write(&upload_json, body.to_string()).unwrap();
+    let url = "http://127.0.0.1:PORT/services/rest/auth/oauth2/v1/clients/ID/certificates";
+    let run = |prefix: &str| {
+        let line = readme_line(prefix)
+            .replace("[profile flags] ", "")
+            .replace("CERT-ID", &kid)
+            .replace("http://127.0.0.1:PORT", &emu.base)
+            .replace("/clients/ID/", &format!("/clients/{CLIENT}/"))
+            .replace("@upload.json", &format!("@{}", upload_json.display()));
+        let traced = run_traced(&line, copy.dir.path(), |cmd| {
+            cmd.env("SOFTHSM2_CONF", &copy.conf)
+                .env("SUITEKEY_KEY", copy.uri())
+                .env("SUITEKEY_CLIENT_ID", CLIENT)
+                .env("SUITEKEY_CERTIFICATE_ID", &copy.kid)
+                .env("SUITEKEY_ACCOUNT", ACCOUNT)
+                .env("SUITEKEY_TOKEN_URL", emu.token_url());
+        });
+        let (stdout, stderr) = texts(&traced.output);
+        assert!(traced.output.status.success(), "{line}: {stderr}");
+        traced.assert_token_sent_but_in_no_argv();
+        stdout
+    };
+    let token = "suitekey token [profile flags] --format curl-config | curl -K - ";
+    let listed: Value = serde_json::from_str(&run(&format!("{token}{url}"))).unwrap();
+    assert_eq!(listed[0]["certificate_id"], copy.kid.as_str());
+    let uploaded: Value = serde_json::from_str(&run(&format!("{token}-H 'Content-Type"))).unwrap();
+    assert_eq!(uploaded["certificate_id"], kid.as_str());
+    assert_eq!(run(&format!("{token}-X POST")), "Successfully revoked");
+    assert!(emu.certificates()["certificates"][1]["revoked"].is_string());
 }
