@@ -72,8 +72,8 @@ pub enum Command {
         after_help = "Exit codes: 0 fit to upload, 1 not fit (reasons on stderr), 2 bad input, 3 token/key problem, 4 PIN problem."
     )]
     Check(CheckArgs),
-    /// Serve a strict NetSuite token endpoint on loopback, for CI and demos (prints its base URL
-    /// on stdout, its token URL on stderr).
+    /// Serve a strict NetSuite token endpoint and certificate API on loopback, for CI and demos
+    /// (prints its base URL on stdout, its token URL on stderr).
     Emulate(EmulateArgs),
     /// Hold every profile's token session, cache access tokens and serve them on a Unix socket
     /// (foreground; prints the socket path; SIGHUP reloads the config).
@@ -284,7 +284,7 @@ pub struct CheckArgs {
     pub module: ModuleArg,
 }
 
-/// `suitekey emulate`: a strict NetSuite token endpoint on loopback.
+/// `suitekey emulate`: a strict NetSuite token endpoint and certificate API on loopback.
 #[derive(Debug, Args)]
 pub struct EmulateArgs {
     // The doc comments are clap's help text, shown as written: rustdoc must not read their

@@ -13,22 +13,19 @@ use common::certified::CertifiedCopy;
 use common::emulator::{Emulator, certificates_path, revoke_path};
 use common::http::{Response, http_within};
 use common::openssl::Keys;
-use common::profile::{CLIENT, Profile, registration, registration_for};
+use common::profile::{
+    CLIENT, MANAGE_CERTIFICATES as MANAGE, Profile, registration, registration_for,
+};
 use common::{fixture, make_cert, texts};
 use serde_json::{Value, json};
 
-/// What `--register` adds to give the role the permission the certificate API needs.
-const MANAGE: &str = ",role=3,entity=-5,permissions=manage-certificates";
 /// Another integration record.
 const OTHER_CLIENT: &str = "0ddba11000000000000000000000000000000000000000000000000000000000";
 
 /// An emulator that knows `copy`'s certificate for CLIENT, its spec ending with `extra`, and
 /// more `args`.
 fn emulator(copy: &CertifiedCopy, extra: &str, args: &[&str]) -> Emulator {
-    let spec = format!("{}{extra}", registration(&copy.pem));
-    let mut all = vec!["--register", &spec];
-    all.extend_from_slice(args);
-    Emulator::start(&all)
+    copy.emulator_with_spec("127.0.0.1:0", extra, args)
 }
 
 /// `suitekey token` on the copy's token with fixture key `label`, certificate `kid` and
@@ -283,7 +280,7 @@ fn a_token_of_another_integration_record_is_403() {
 #[test]
 fn an_uploaded_certificate_gets_tokens_for_its_mapping_beside_the_old_one() {
     let copy = CertifiedCopy::new();
-    let emu = emulator(&copy, MANAGE, &[]);
+    let emu = copy.emulator_managing_certificates(&[]);
     let token = access_token(&copy, &emu, &[]);
     let (pem, kid) = token_cert(&copy, "rsa3072");
     // Ids as numeric strings, as some clients send them.

@@ -1,4 +1,5 @@
-//! A strict NetSuite token endpoint on loopback, for CI and the demo (`suitekey emulate`).
+//! A strict NetSuite token endpoint and certificate API on loopback, for CI and the demo
+//! (`suitekey emulate`).
 //!
 //! It answers like NetSuite — the same status codes and bare `{"error": …}` bodies — and logs
 //! the real reason on stderr, as NetSuite's Login Audit Trail would. The rules themselves are
@@ -8,17 +9,21 @@
 //! | --- | --- |
 //! | `POST /services/rest/auth/oauth2/v1/token` | the token endpoint ([`TOKEN_PATH`]); other methods 405 |
 //! | `GET /services/rest/record/v1/metadata-catalog` | 200 with a `Bearer` token it issued (scope `rest_webservices`), else 401 |
+//! | `GET`, `POST /services/rest/auth/oauth2/v1/clients/<client-id>/certificates` | list, upload ([`certificates`]) |
+//! | `POST /services/rest/auth/oauth2/v1/clients/<client-id>/certificates/<id>/revoke` | revoke |
 //! | `GET /_emulator/stats` | [`state::Stats`] as JSON, for tests |
+//! | `GET /_emulator/certificates` | every certificate and the certificate API's calls, for tests |
 //! | anything else | 404 |
 //!
 //! | module | owns |
 //! | --- | --- |
 //! | `registration` | `--register` specs |
 //! | `rules` | the token request's rules, without I/O |
-//! | `state` | what changes while it runs: counters, used assertions, issued tokens |
+//! | `state` | what changes while it runs: counters, used assertions, issued tokens, certificates |
 //! | `token` | the token endpoint around the rules |
 //! | `bearer` | an issued token presented back, and the 401 |
 //! | `catalog` | the REST resource |
+//! | `certificates` | the certificate API: its store of certificates, access, uploads, faults |
 //! | `inspect` | the state read by tests |
 //! | `harness` | an in-process emulator for unit tests |
 //!

@@ -117,44 +117,50 @@ async fn upload(
         Call::Upload,
         &headers,
         &client,
-        |state, caller, now| {
-            let body = body.map_err(|rejection| {
-                ApiError::new(
-                    rejection.status(),
-                    "INVALID_CONTENT",
-                    Reason::InvalidContent,
-                    format!("the body cannot be read: {}", rejection.body_text()),
-                )
-            })?;
-            let upload = upload::read(content_type, &body)?;
-            let new = upload::admit(
-                &state.certificates,
-                caller,
-                upload,
-                now,
-                options.propagation,
-            )?;
-            tracing::info!(
-                client = %new.client_id,
-                kid = %new.certificate_id,
-                role = %new.mapping.role,
-                entity = %new.mapping.entity,
-                usable_in_ms = options.propagation.as_millis(),
-                "certificate uploaded"
-            );
-            let id = new.certificate_id.clone();
-            state.certificates.add(new);
-            let entry = state
-                .certificates
-                .find(&id)
-                .ok_or_else(|| ApiError::injected("the uploaded certificate is not stored"))?;
-            Ok(json_response(
-                StatusCode::OK,
-                options.list_shape.uploaded(&entry),
-            ))
-        },
+        |state, caller, now| store_upload(state, caller, now, options, content_type, body),
     )
     .await
+}
+
+/// Reads an upload, admits it by NetSuite's rules and stores it; the answer is the new
+/// certificate.
+fn store_upload(
+    state: &mut Mutable,
+    caller: &Caller,
+    now: SystemTime,
+    options: &ApiOptions,
+    content_type: Option<&str>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|rejection| {
+        ApiError::new(
+            rejection.status(),
+            "INVALID_CONTENT",
+            Reason::InvalidContent,
+            format!("the body cannot be read: {}", rejection.body_text()),
+        )
+    })?;
+    let upload = upload::read(content_type, &body)?;
+    let new = upload::admit(
+        &state.certificates,
+        caller,
+        upload,
+        now,
+        options.propagation,
+    )?;
+    tracing::info!(
+        client = %new.client_id,
+        kid = %new.certificate_id,
+        role = %new.mapping.role,
+        entity = %new.mapping.entity,
+        usable_in_ms = options.propagation.as_millis(),
+        "certificate uploaded"
+    );
+    let entry = state.certificates.add(new);
+    Ok(json_response(
+        StatusCode::OK,
+        options.list_shape.uploaded(&entry),
+    ))
 }
 
 async fn revoke(
@@ -167,40 +173,48 @@ async fn revoke(
         Call::Revoke,
         &headers,
         &client,
-        |state, caller, now| {
-            let unknown = || {
-                ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    "NONEXISTENT_ID",
-                    Reason::UnknownCertificate,
-                    "the integration record has no certificate with this id",
-                )
-            };
-            let id: CertificateId = certificate.parse().map_err(|_| unknown())?;
-            let client = &caller.registration.client_id;
-            state
-                .certificates
-                .revoke(client, &id, now)
-                .map_err(|e| match e {
-                    NotRevoked::Unknown => unknown(),
-                    NotRevoked::Already(at) => ApiError::user_error(
-                        Reason::AlreadyRevoked,
-                        format!(
-                            "the certificate {id} was revoked already, on {}",
-                            crate::cert::rfc3339(at)
-                        ),
-                    ),
-                })?;
-            tracing::info!(client = %client, kid = %id, "certificate revoked");
-            Ok((
-                StatusCode::OK,
-                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-                "Successfully revoked",
-            )
-                .into_response())
-        },
+        |state, caller, now| revoke_one(state, caller, now, &certificate),
     )
     .await
+}
+
+/// Revokes the caller's certificate `certificate`; the answer is NetSuite's plain text.
+fn revoke_one(
+    state: &mut Mutable,
+    caller: &Caller,
+    now: SystemTime,
+    certificate: &str,
+) -> Result<Response, ApiError> {
+    let unknown = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NONEXISTENT_ID",
+            Reason::UnknownCertificate,
+            "the integration record has no certificate with this id",
+        )
+    };
+    let id: CertificateId = certificate.parse().map_err(|_| unknown())?;
+    let client = &caller.registration.client_id;
+    state
+        .certificates
+        .revoke(client, &id, now)
+        .map_err(|e| match e {
+            NotRevoked::Unknown => unknown(),
+            NotRevoked::Already(at) => ApiError::user_error(
+                Reason::AlreadyRevoked,
+                format!(
+                    "the certificate {id} was revoked already, on {}",
+                    crate::cert::rfc3339(at)
+                ),
+            ),
+        })?;
+    tracing::info!(client = %client, kid = %id, "certificate revoked");
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        "Successfully revoked",
+    )
+        .into_response())
 }
 
 /// One call: counted, faulted when `--fail-certificates` says so, authorized, then `act`ed

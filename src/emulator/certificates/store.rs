@@ -98,14 +98,19 @@ impl Store {
             .filter(move |r| r.lifecycle.revoked.is_none() && now <= r.valid_until)
     }
 
-    /// Adds a certificate (its id must be new: the caller checks) and returns its entry's
-    /// mapping id.
-    pub fn add(&mut self, registration: Registration) -> InternalId {
+    /// Adds a certificate (its id must be new: the caller checks) and returns its entry.
+    pub fn add(&mut self, registration: Registration) -> Entry<'_> {
         if !self.clients.contains(&registration.client_id) {
             self.clients.push(registration.client_id.clone());
         }
         self.registrations.push(registration);
-        InternalId::from(self.registrations.len() as i64)
+        let position = self.registrations.len();
+        let registration = &self.registrations[position - 1];
+        Entry {
+            registration,
+            mapping_id: InternalId::from(position as i64),
+            application_id: self.application_id(&registration.client_id),
+        }
     }
 
     /// Marks the client's certificate `id` revoked at `now`; `Err` says why it cannot be.

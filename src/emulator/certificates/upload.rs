@@ -14,6 +14,7 @@ use super::problem::{ApiError, Reason};
 use super::store::{MAX_ACTIVE, Store};
 use crate::cert::{Certificate, Violation, rfc3339, violations};
 use crate::emulator::rules::{Lifecycle, Registration, clip};
+use crate::netsuite::{CertificateId, ClientId};
 
 /// The longest `fileContent` read: an RSA-4096 certificate is under 2 KiB of PEM, so 8 KiB is
 /// no certificate NetSuite takes.
@@ -129,44 +130,9 @@ pub fn admit(
         return Err(refusal(&first));
     }
     let id = cert.certificate_id();
-    if let Some(present) = store.find(&id) {
-        return Err(match present.registration.lifecycle.revoked {
-            Some(at) => ApiError::user_error(
-                Reason::PreviouslyRevoked,
-                format!(
-                    "the certificate {id} was revoked on {}; a revoked certificate cannot be uploaded again: make a new one",
-                    rfc3339(at)
-                ),
-            ),
-            None if present.registration.client_id != caller.registration.client_id => {
-                ApiError::user_error(
-                    Reason::Duplicate,
-                    format!(
-                        "the certificate {id} is already uploaded (to another integration record)"
-                    ),
-                )
-            }
-            None => ApiError::user_error(
-                Reason::Duplicate,
-                format!("the certificate {id} is already uploaded"),
-            ),
-        });
-    }
     let client = &caller.registration.client_id;
-    let active: Vec<String> = store
-        .active(client, now)
-        .map(|r| r.certificate_id.to_string())
-        .collect();
-    if active.len() >= MAX_ACTIVE {
-        return Err(ApiError::user_error(
-            Reason::TooManyActive,
-            format!(
-                "the integration record has {} active certificates ({}), the most allowed; revoke one first",
-                active.len(),
-                active.join(", ")
-            ),
-        ));
-    }
+    check_new(store, &id, client)?;
+    check_room(store, client, now)?;
     // The key rule above has passed, so the key is one the emulator can verify with.
     let public_key = cert.public_key().map_err(|kind| {
         ApiError::user_error(
@@ -193,6 +159,48 @@ pub fn admit(
             revoked: None,
         },
     })
+}
+
+/// The certificate must be new: neither revoked before (which is for good) nor uploaded.
+fn check_new(store: &Store, id: &CertificateId, client: &ClientId) -> Result<(), ApiError> {
+    let Some(present) = store.find(id) else {
+        return Ok(());
+    };
+    let detail = match present.registration.lifecycle.revoked {
+        Some(at) => {
+            return Err(ApiError::user_error(
+                Reason::PreviouslyRevoked,
+                format!(
+                    "the certificate {id} was revoked on {}; a revoked certificate cannot be uploaded again: make a new one",
+                    rfc3339(at)
+                ),
+            ));
+        }
+        None if present.registration.client_id != *client => {
+            format!("the certificate {id} is already uploaded (to another integration record)")
+        }
+        None => format!("the certificate {id} is already uploaded"),
+    };
+    Err(ApiError::user_error(Reason::Duplicate, detail))
+}
+
+/// The client must have fewer than [`MAX_ACTIVE`] active certificates; the refusal names them.
+fn check_room(store: &Store, client: &ClientId, now: SystemTime) -> Result<(), ApiError> {
+    let active: Vec<String> = store
+        .active(client, now)
+        .map(|r| r.certificate_id.to_string())
+        .collect();
+    if active.len() < MAX_ACTIVE {
+        return Ok(());
+    }
+    Err(ApiError::user_error(
+        Reason::TooManyActive,
+        format!(
+            "the integration record has {} active certificates ({}), the most allowed; revoke one first",
+            active.len(),
+            active.join(", ")
+        ),
+    ))
 }
 
 /// NetSuite's refusal of a certificate that breaks one of its rules.
