@@ -7,7 +7,7 @@
 mod common;
 
 use std::process::Output;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::certified::CertifiedCopy;
 use common::emulator::{Emulator, certificates_path, revoke_path};
@@ -486,12 +486,18 @@ fn malformed_uploads_are_refused() {
 
 #[test]
 fn with_a_propagation_window_a_new_certificate_works_only_after_it() {
+    const WINDOW: Duration = Duration::from_secs(5);
     let copy = CertifiedCopy::new();
-    let emu = emulator(&copy, MANAGE, &["--certificate-propagation-ms", "1500"]);
+    let emu = emulator(&copy, MANAGE, &["--certificate-propagation-ms", "5000"]);
     let token = access_token(&copy, &emu, &[]);
     let (pem, kid) = token_cert(&copy, "p384");
+    let uploaded = Instant::now();
     assert_eq!(upload(&emu, &token, &pem, json!(3), json!(-5)).status, 200);
     let early = suitekey_token(&copy, "p384", &kid, &emu, &[]);
+    assert!(
+        uploaded.elapsed() < WINDOW,
+        "the early token request took longer than the window; nothing was tested"
+    );
     assert!(
         !early.status.success(),
         "accepted during the propagation window"
@@ -501,7 +507,7 @@ fn with_a_propagation_window_a_new_certificate_works_only_after_it() {
         "{}",
         emu.stderr()
     );
-    std::thread::sleep(Duration::from_millis(1600));
+    std::thread::sleep((WINDOW + Duration::from_millis(200)).saturating_sub(uploaded.elapsed()));
     let late = suitekey_token(&copy, "p384", &kid, &emu, &[]);
     assert!(
         late.status.success(),

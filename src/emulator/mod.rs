@@ -52,6 +52,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
+#[cfg(any(test, feature = "fuzzing"))]
+pub use certificates::read_upload;
 pub use certificates::{ApiOptions, CallFault, ListShape};
 #[cfg(test)]
 pub use harness::Emulator;

@@ -47,6 +47,9 @@ pub use answer::{ListShape, algorithm};
 pub use calls::Call;
 pub use faults::{CallFault, Fault};
 
+#[cfg(any(test, feature = "fuzzing"))]
+pub use upload::read as read_upload;
+
 use access::Caller;
 use problem::{ApiError, Reason};
 use store::NotRevoked;

@@ -113,7 +113,7 @@ impl ApiError {
     }
 
     /// 401 `INVALID_LOGIN`: no usable access token.
-    pub fn unauthenticated(why: Unauthenticated) -> ApiError {
+    pub(in crate::emulator) fn unauthenticated(why: Unauthenticated) -> ApiError {
         let reason = match why {
             Unauthenticated::Expired => Reason::TokenExpired,
             Unauthenticated::Missing | Unauthenticated::Unknown => Reason::InvalidLogin,

@@ -303,11 +303,11 @@ fn no_or_a_foreign_or_an_expired_token_is_401() {
         managing(),
     )])
     .unwrap();
-    config.token_lifetime = Duration::from_millis(300);
+    config.token_lifetime = Duration::from_secs(1);
     let short = Emulator::start(config).unwrap();
     let bearer = client_token(&short);
     assert_eq!(list(&short, &bearer).status, 200);
-    std::thread::sleep(Duration::from_millis(400));
+    std::thread::sleep(Duration::from_millis(1100));
     assert_error(&list(&short, &bearer), 401, "INVALID_LOGIN");
 }
 

@@ -229,3 +229,58 @@ fn refusal(violation: &Violation) -> ApiError {
     };
     ApiError::user_error(reason, detail)
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+
+    fn read_json(body: &[u8]) -> Result<Upload, ApiError> {
+        read(Some("application/json; charset=utf-8"), body)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Arbitrary bytes are a 400 `INVALID_CONTENT`, never an upload or a panic.
+        #[test]
+        fn arbitrary_bytes_are_invalid_content(data in proptest::collection::vec(any::<u8>(), 0..4096)) {
+            let refused = read_json(&data).unwrap_err();
+            prop_assert_eq!((refused.status, refused.code), (StatusCode::BAD_REQUEST, "INVALID_CONTENT"));
+        }
+
+        /// Arbitrary field values, a PEM armour around arbitrary text included, are refused
+        /// as content, never read as a certificate.
+        #[test]
+        fn arbitrary_fields_are_invalid_content(
+            text in ".{0,300}",
+            role in prop_oneof![any::<i64>().prop_map(|n| json!(n)), ".{0,20}".prop_map(|s| json!(s))],
+            entity in any::<f64>(),
+        ) {
+            let pem = format!("-----BEGIN CERTIFICATE-----\n{text}\n-----END CERTIFICATE-----\n");
+            for body in [
+                json!({"fileContent": pem, "role": role, "entity": entity}),
+                json!({"fileContent": text, "role": role, "entity": -5}),
+            ] {
+                let refused = read_json(body.to_string().as_bytes()).unwrap_err();
+                prop_assert_eq!(refused.code, "INVALID_CONTENT");
+            }
+        }
+    }
+
+    #[test]
+    fn an_upload_is_read_with_ids_as_numbers_or_strings() {
+        let pem = crate::cert::testing::p256_certificate(1, "read", SystemTime::now(), 30)
+            .to_pem()
+            .unwrap();
+        for (role, entity) in [(json!(3), json!(-5)), (json!("3"), json!("-5"))] {
+            let body = json!({"fileContent": pem, "role": role, "entity": entity});
+            let upload = read_json(body.to_string().as_bytes()).unwrap();
+            assert_eq!((upload.role.get(), upload.entity.get()), (3, -5));
+        }
+        let refused = read(None, b"{}").unwrap_err();
+        assert_eq!(refused.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    }
+}
