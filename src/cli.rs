@@ -325,6 +325,7 @@ pub struct EmulateArgs {
         help_heading = "Fault injection (tests)"
     )]
     pub delay_ms: u64,
+    #[allow(rustdoc::broken_intra_doc_links)]
     /// Make a certificate API call fail (repeatable): CALL:FAULT[:N], CALL one of list,
     /// upload, revoke; FAULT 500 (before it acts), 500-after (it acts, then answers 500) or
     /// hang (no answer until the emulator stops, or for 10 minutes); its first N requests, or
