@@ -81,8 +81,8 @@ pub enum Command {
         after_help = "Exit codes: 0 fit to upload, 1 not fit (reasons on stderr), 2 bad input, 3 token/key problem, 4 PIN problem."
     )]
     Check(CheckArgs),
-    /// Serve a strict NetSuite token endpoint on loopback, for CI and demos (prints its base URL
-    /// on stdout, its token URL on stderr).
+    /// Serve a strict NetSuite token endpoint and certificate API on loopback, for CI and demos
+    /// (prints its base URL on stdout, its token URL on stderr).
     Emulate(EmulateArgs),
     /// Hold every profile's token session, cache access tokens and serve them on a Unix socket
     /// (foreground; prints the socket path; SIGHUP reloads the config).
@@ -316,7 +316,7 @@ pub struct CheckArgs {
     pub module: ModuleArg,
 }
 
-/// `suitekey emulate`: a strict NetSuite token endpoint on loopback.
+/// `suitekey emulate`: a strict NetSuite token endpoint and certificate API on loopback.
 #[derive(Debug, Args)]
 pub struct EmulateArgs {
     // The doc comments are clap's help text, shown as written: rustdoc must not read their
@@ -329,6 +329,8 @@ pub struct EmulateArgs {
     #[allow(rustdoc::broken_intra_doc_links)]
     /// A certificate uploaded to the emulated account (repeatable):
     /// client-id=ID,cert=FILE[,scopes=restlets+rest_webservices][,account=ACCT][,certificate-id=ID]
+    /// [,role=ID][,entity=ID][,permissions=manage-certificates] (role 3 and entity -5 unless
+    /// given; the permission lets the role use the certificate API)
     #[arg(long, value_name = "SPEC", required = true)]
     pub register: Vec<String>,
     /// Answer the first N token requests with HTTP 500 server_error.
@@ -355,6 +357,38 @@ pub struct EmulateArgs {
         help_heading = "Fault injection (tests)"
     )]
     pub delay_ms: u64,
+    #[allow(rustdoc::broken_intra_doc_links)]
+    /// Make a certificate API call fail (repeatable): CALL:FAULT[:N], CALL one of list,
+    /// upload, revoke; FAULT 500 (before it acts), 500-after (it acts, then answers 500) or
+    /// hang (no answer until the emulator stops, or for 10 minutes); its first N requests, or
+    /// all of them.
+    #[arg(
+        long,
+        value_name = "CALL:FAULT[:N]",
+        help_heading = "Fault injection (tests)"
+    )]
+    pub fail_certificates: Vec<String>,
+    /// Refuse a newly uploaded certificate at the token endpoint for this many milliseconds
+    /// after its upload, as NetSuite may take a while to make it usable.
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = 0,
+        help_heading = "Fault injection (tests)",
+        value_parser = clap::value_parser!(u64).range(0..=3_600_000)
+    )]
+    pub certificate_propagation_ms: u64,
+    /// Shape the certificate list differently, to test a client's leniency: comma-separated
+    /// object (an object holding the list under "items", not a bare array), string-ids (ids
+    /// as numeric strings), extra-field (an unknown field in each entry).
+    #[arg(
+        long,
+        value_name = "SHAPES",
+        default_value = "",
+        hide_default_value = true,
+        help_heading = "Fault injection (tests)"
+    )]
+    pub certificate_list_shape: String,
     /// Lifetime of issued access tokens in seconds (NetSuite: 3600); for tests of expiry.
     #[arg(long, value_name = "SECS", default_value_t = 3600, hide = true,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]

@@ -24,8 +24,8 @@
 //!
 //! Beside the flow: [`cert`] builds self-signed X.509 certificates with a token key and checks
 //! them against NetSuite's rules (`keygen`, `cert`, `check`); the emulator (`emulator`, run by
-//! `suitekey emulate`) is a strict NetSuite token endpoint for tests and the demo; [`error`]
-//! gathers every layer's error and gives the exit code. The fuzzing entry points are behind
+//! `suitekey emulate`) is a strict NetSuite token endpoint and certificate API for tests and the
+//! demo; [`error`] gathers every layer's error and gives the exit code. The fuzzing entry points are behind
 //! the `fuzzing` feature, for the targets in `fuzz/`.
 #![deny(unsafe_code)]
 // No panicking shortcuts outside tests: every failure is an error a user can act on.

@@ -40,15 +40,16 @@ fn table(doc: &str) -> BTreeMap<String, Row> {
         .collect()
 }
 
-/// The crate modules that `source` names (`crate::NAME`), outside its tests: a `#[cfg(test)]`
-/// module ends what is read, and another `#[cfg(test)]` item is skipped.
+/// The crate modules that `source` names (`crate::NAME`), outside its tests: an inline
+/// `#[cfg(test)]` module ends what is read, and another `#[cfg(test)]` item line is skipped.
 fn uses(source: &str) -> BTreeSet<String> {
     let mut found = BTreeSet::new();
     let mut lines = source.lines();
     while let Some(line) = lines.next() {
         if line.trim_start().starts_with("#[cfg(test)]") {
             match lines.next() {
-                Some(next) if next.trim_start().starts_with("mod ") => break,
+                // An inline test module (`mod tests {`) ends the code; `mod harness;` is one line.
+                Some(next) if next.trim_start().starts_with("mod ") && next.ends_with('{') => break,
                 _ => continue,
             }
         }

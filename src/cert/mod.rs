@@ -8,7 +8,7 @@
 //! | `spki` | a certificate's public key to and from its SubjectPublicKeyInfo |
 //! | `signature` | how a certificate is signed: [`CertSignature`], algorithm identifiers, PSS parameters |
 //! | `build` | a self-signed certificate made with the token's key: [`build`] |
-//! | `check` | NetSuite's rules for an upload: [`check`] and its [`Report`] |
+//! | `check` | NetSuite's rules for an upload: [`violations`], and [`check`] with its [`Report`] |
 //! | `stored` | the certificate stored with a key, as a profile uses it: [`StoredWithKey`] |
 //! | `time` | times as certificates show them: [`rfc3339`] |
 
@@ -18,11 +18,13 @@ mod check;
 mod signature;
 mod spki;
 mod stored;
+#[cfg(test)]
+pub(crate) mod testing;
 mod time;
 
 pub use build::{BuildError, CertRequest, build};
 pub use certificate::{Certificate, Error};
-pub use check::{EXPIRY_NOTICE_DAYS, Report, check};
+pub use check::{EXPIRY_NOTICE_DAYS, Report, Violation, check, violations};
 pub use signature::CertSignature;
 pub use spki::{public_key_from_spki, spki_of};
 pub use stored::{Finding, Severity, StoredWithKey};
