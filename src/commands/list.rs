@@ -15,9 +15,13 @@ use crate::report::printable;
 pub(super) fn run(args: &ListArgs, out: &mut dyn Write) -> Result<(), Error> {
     let path = resolve_module(&Pkcs11Uri::default(), args.module.path.as_deref())?;
     let module = Module::load(&path)?;
+    let default = match args.module.path {
+        None => " (p11-kit's proxy, the default: it serves the modules registered with p11-kit; choose one with --module PATH or SUITEKEY_MODULE)",
+        Some(_) => "",
+    };
     writeln!(
         out,
-        "module {}: {}",
+        "module {}{default}: {}",
         module.shown_path(),
         printable(&module.description()?)
     )?;

@@ -46,7 +46,7 @@ pub use key::{CredentialFor, Key};
 pub use keygen::KeygenPlan;
 pub use login::Credential;
 pub use mechanism::{AlgSupport, KeySpec, support, token_algs};
-pub use module::{Module, resolve_module};
+pub use module::{Module, P11_KIT_PROXY, default_module, resolve_module};
 pub use objects::{CertSummary, KeySummary, hex, inventory};
 pub use pin::Pin;
 pub use prompt::{cancelled_by_signal, leave_signals_to_caller};
@@ -61,7 +61,7 @@ pub use uri::Pkcs11Uri;
 pub enum Error {
     /// No module was named anywhere.
     #[error(
-        "no PKCS#11 module given: add module-path=… to the key URI, pass --module PATH, or set SUITEKEY_MODULE (SoftHSM2: /usr/lib/softhsm/libsofthsm2.so)"
+        "no PKCS#11 module given, and p11-kit's proxy (p11-kit-proxy.so, the default) is not installed: add module-path=… to the key URI, pass --module PATH or set SUITEKEY_MODULE, after installing the module's package: {}", module::MODULE_PACKAGES
     )]
     NoModule,
     /// `module-name` did not resolve to a library.
