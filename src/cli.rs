@@ -194,9 +194,22 @@ pub struct AgentArgs {
     #[arg(long, value_name = "SECS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub drain_timeout: u64,
+    /// How log lines are written on stderr: text, or one JSON object per line (for journald,
+    /// Loki, …).
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// The PKCS#11 module.
     #[command(flatten)]
     pub module: ModuleArg,
+}
+
+/// How the agent writes its log lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line: timestamp, level, target, message and the event's fields.
+    Json,
 }
 
 /// The flags shared by `keygen` and `cert`: the certificate to make and where it goes.
