@@ -96,6 +96,18 @@ pub struct ListArgs {
     /// mechanism it would use or why it cannot.
     #[arg(long)]
     pub mechanisms: bool,
+    /// text (for people) or json (the same facts, one document; schema in the README).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+}
+
+/// How `list`, `check` and `doctor` write what they found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// For people.
+    Text,
+    /// One JSON document on stdout.
+    Json,
 }
 
 /// The flags that describe one NetSuite integration and its key (a profile). Each may also come
@@ -292,6 +304,10 @@ pub struct CheckArgs {
     /// Warn when this (configured) certificate id differs from the certificate's.
     #[arg(long, value_name = "ID", allow_hyphen_values = true)]
     pub certificate_id: Option<CertificateId>,
+    /// text: the certificate id on stdout, details on stderr; json: one document on stdout with
+    /// the id, the facts, the warnings and the problems (schema in the README).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
     /// The PKCS#11 module.
     #[command(flatten)]
     pub module: ModuleArg,

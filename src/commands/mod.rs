@@ -40,6 +40,14 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<u8, Error> {
     Ok(0)
 }
 
+/// Writes `value` as pretty JSON and a newline: the `--format json` of `list`, `check` and
+/// `doctor`.
+fn write_json(out: &mut dyn Write, value: &impl serde::Serialize) -> Result<(), Error> {
+    serde_json::to_writer_pretty(&mut *out, value).map_err(std::io::Error::from)?;
+    writeln!(out)?;
+    Ok(())
+}
+
 /// Parses a `--key` URI, refusing a `pin-value`: on a command line it would sit in the process
 /// list and the shell history.
 fn key_uri(arg: &RawArg) -> Result<Pkcs11Uri, Error> {
