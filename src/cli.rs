@@ -78,6 +78,28 @@ pub enum Command {
     /// Hold every profile's token session, cache access tokens and serve them on a Unix socket
     /// (foreground; prints the socket path; SIGHUP reloads the config).
     Agent(AgentArgs),
+    /// Check a profile the way a support engineer would, in order, each with its remedy:
+    /// module, token, PIN source, key, certificate, token URL, TLS, clock, agent.
+    #[command(
+        after_help = "No PIN is sent without --login, and no assertion is ever sent.\nExit codes: 0 every check passed (warnings allowed), 1 a check failed, 2 bad input."
+    )]
+    Doctor(Box<DoctorArgs>),
+}
+
+/// `suitekey doctor`.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// The integration and key.
+    #[command(flatten)]
+    pub profile: ProfileArgs,
+    /// Also log in (one C_Login with the PIN from the key URI's source): checks the PIN and the
+    /// private key itself. Never sent again after a refusal, nor on the token's final try.
+    #[arg(long)]
+    pub login: bool,
+    /// text: one line per check (✓/!/✗/– on a terminal, ok/warn/FAIL/skip elsewhere or with
+    /// NO_COLOR); json: {"checks": [{name, status, detail, remedy}], "ok"} on stdout.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
 }
 
 /// `suitekey list`.

@@ -57,7 +57,14 @@ impl P11KitHome {
         let bin = env!("CARGO_BIN_EXE_suitekey");
         let mut cmd = if is_root() {
             let mut cmd = Command::new("setpriv");
-            cmd.args(["--reuid", "65534", "--regid", "65534", "--clear-groups", bin]);
+            cmd.args([
+                "--reuid",
+                "65534",
+                "--regid",
+                "65534",
+                "--clear-groups",
+                bin,
+            ]);
             cmd
         } else {
             Command::new(bin)
@@ -87,8 +94,9 @@ fn chown_tree(path: &Path) {
 }
 
 fn proxy() -> PathBuf {
-    suitekey::pkcs11::default_module()
-        .expect("p11-kit's proxy (Debian package p11-kit-modules; scripts/install-deps.sh installs it)")
+    suitekey::pkcs11::default_module().expect(
+        "p11-kit's proxy (Debian package p11-kit-modules; scripts/install-deps.sh installs it)",
+    )
 }
 
 #[test]

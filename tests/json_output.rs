@@ -111,7 +111,10 @@ fn list_json_carries_the_facts_of_the_text() {
             continue;
         }
         let id = info["certificate_id"].as_str().unwrap();
-        assert!(text.contains(&format!("      certificate id {id}\n")), "{text}");
+        assert!(
+            text.contains(&format!("      certificate id {id}\n")),
+            "{text}"
+        );
         assert!(text.contains(&format!(
             "({} days left)",
             info["days_left"].as_i64().unwrap()
@@ -194,20 +197,17 @@ fn check_json_of_an_unfit_certificate_lists_its_problems_and_exits_1() {
     let pem = pem.display().to_string();
     let (json, _, stderr) = json_and_text(
         || fixture().suitekey(),
-        &[
-            "check",
-            "--cert",
-            &pem,
-            "--certificate-id",
-            "another-id",
-        ],
+        &["check", "--cert", &pem, "--certificate-id", "another-id"],
         1,
     );
     assert_eq!(json["fit"], false);
     let problems = strings(&json["problems"]);
     assert_eq!(problems.len(), 2, "{json:#}");
     for problem in &problems {
-        assert!(stderr.contains(&format!("problem: {problem}\n")), "{stderr}");
+        assert!(
+            stderr.contains(&format!("problem: {problem}\n")),
+            "{stderr}"
+        );
     }
     let warnings = strings(&json["warnings"]);
     assert_eq!(warnings.len(), 1, "{json:#}");

@@ -4,6 +4,7 @@ mod agent;
 mod assertion;
 mod cert;
 mod check;
+mod doctor;
 mod emulate;
 mod exec;
 mod keygen;
@@ -36,6 +37,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<u8, Error> {
         Command::Check(args) => check::run(args, cli.quiet, out),
         Command::Emulate(args) => emulate::run(args, cli.quiet, out),
         Command::Agent(args) => agent::run(cli, args, out),
+        Command::Doctor(args) => doctor::run(cli, args, out),
     }?;
     Ok(0)
 }

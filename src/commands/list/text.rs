@@ -63,7 +63,11 @@ fn write_token(t: &TokenFacts, out: &mut dyn Write) -> io::Result<()> {
     if let Some(rows) = &t.algorithms {
         write_support(rows, out)?;
     }
-    writeln!(out, "  keys:{}", if t.keys.is_empty() { " none" } else { "" })?;
+    writeln!(
+        out,
+        "  keys:{}",
+        if t.keys.is_empty() { " none" } else { "" }
+    )?;
     for k in &t.keys {
         write_key(k, out)?;
     }

@@ -314,18 +314,32 @@ fn pin_source_forms() {
             "credential:suitekey.pin",
             Some(PinSource::Credential("suitekey.pin".into())),
         ),
-        ("CREDENTIAL:a@b+c-d_e", Some(PinSource::Credential("a@b+c-d_e".into()))),
+        (
+            "CREDENTIAL:a@b+c-d_e",
+            Some(PinSource::Credential("a@b+c-d_e".into())),
+        ),
     ];
     for (value, expected) in cases {
         let uri = parse(&format!("pkcs11:token=t?pin-source={value}"));
         assert_eq!(uri.pin_source, expected, "{value}");
     }
-    for bad in ["credential:", "credential:.", "credential:..", "credential:a/b", "credential:%2Fetc%2Fpin", "credential:a%20b", "credential:x%1b"] {
+    for bad in [
+        "credential:",
+        "credential:.",
+        "credential:..",
+        "credential:a/b",
+        "credential:%2Fetc%2Fpin",
+        "credential:a%20b",
+        "credential:x%1b",
+    ] {
         let err = format!("pkcs11:token=t?pin-source={bad}")
             .parse::<Pkcs11Uri>()
             .unwrap_err()
             .to_string();
-        assert!(err.contains("credential:…") && err.contains("plain file name"), "{bad}: {err}");
+        assert!(
+            err.contains("credential:…") && err.contains("plain file name"),
+            "{bad}: {err}"
+        );
     }
     let named = PinSource::Credential("pin".into());
     assert_eq!(named.uri_value(), "credential:pin");
