@@ -3,7 +3,7 @@
 #
 # Usage: scripts/install-deps.sh [EXTRA_DEBIAN_PACKAGE...]
 #
-# Debian packages: softhsm2, opensc (pkcs11-tool), openssl, curl, jq, faketime (clock-skew tests),
+# Debian packages: softhsm2, opensc (pkcs11-tool), p11-kit-modules (p11-kit-proxy.so, the default module), openssl, curl, jq, faketime (clock-skew tests),
 # strace (the secrets test holds the agent at exit to read its memory), gcc + libc6-dev (the
 # linker rustc calls), python3 + python3-venv (pkilint's virtualenv), and for the shipped extras
 # (tests/packaging.rs, scripts/package.sh) man-db + groff-base (man pages rendered), zsh + fish
@@ -18,7 +18,7 @@
 # Prints one line (on stderr) per thing it installs; nothing when everything is present.
 set -euo pipefail
 
-readonly PACKAGES=(softhsm2 opensc openssl curl jq gcc libc6-dev faketime strace python3 python3-venv
+readonly PACKAGES=(softhsm2 opensc p11-kit-modules openssl curl jq gcc libc6-dev faketime strace python3 python3-venv
   man-db groff-base zsh fish systemd "$@")
 readonly COMPONENTS=(rustfmt clippy)
 readonly PKILINT_VERSION=0.13.3

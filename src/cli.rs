@@ -23,7 +23,7 @@ pub const VERSION: &str = concat!(
 #[derive(Debug, Parser)]
 #[command(name = "suitekey", version = VERSION, about, max_term_width = 100)]
 #[command(
-    after_help = "PINs come from the key URI's pin-source=file:PATH (or env:NAME), SUITEKEY_PIN, or a prompt; never from a flag.\nExit codes: 0 ok, 1 check: certificate unfit, 2 bad input, 3 module/token/key problem, 4 PIN problem, 5 output error, 6 token endpoint refused or failed, 7 agent unreachable; exec: the command's own status."
+    after_help = "PINs come from the key URI's pin-source=file:PATH (or env:NAME), SUITEKEY_PIN, or a prompt; never from a flag.\nExit codes: 0 ok, 1 check: certificate unfit, doctor: a check failed, 2 bad input, 3 module/token/key problem, 4 PIN problem, 5 output error, 6 token endpoint refused or failed, 7 agent unreachable; exec: the command's own status."
 )]
 pub struct Cli {
     /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
@@ -94,6 +94,12 @@ pub enum Command {
     /// packaging.
     #[command(hide = true)]
     Man(ManArgs),
+    /// Check a profile the way a support engineer would, in order, each with its remedy:
+    /// module, token, PIN source, key, certificate, token URL, TLS, clock, agent.
+    #[command(
+        after_help = "No PIN is sent without --login, and no assertion is ever sent.\nExit codes: 0 every check passed (warnings allowed), 1 a check failed, 2 bad input."
+    )]
+    Doctor(Box<DoctorArgs>),
 }
 
 /// `suitekey completions`.
@@ -112,6 +118,22 @@ pub struct ManArgs {
     pub dir: PathBuf,
 }
 
+/// `suitekey doctor`.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// The integration and key.
+    #[command(flatten)]
+    pub profile: ProfileArgs,
+    /// Also log in (one C_Login with the PIN from the key URI's source): checks the PIN and the
+    /// private key itself. Never sent again after a refusal, nor on the token's final try.
+    #[arg(long)]
+    pub login: bool,
+    /// text: one line per check (✓/!/✗/– on a terminal, ok/warn/FAIL/skip elsewhere or with
+    /// NO_COLOR); json: {"checks": [{name, status, detail, remedy}], "ok"} on stdout.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+}
+
 /// `suitekey list`.
 #[derive(Debug, Args)]
 pub struct ListArgs {
@@ -128,6 +150,18 @@ pub struct ListArgs {
     /// mechanism it would use or why it cannot.
     #[arg(long)]
     pub mechanisms: bool,
+    /// text (for people) or json (the same facts, one document; schema in the README).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+}
+
+/// How `list`, `check` and `doctor` write what they found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// For people.
+    Text,
+    /// One JSON document on stdout.
+    Json,
 }
 
 /// The flags that describe one NetSuite integration and its key (a profile). Each may also come
@@ -226,9 +260,22 @@ pub struct AgentArgs {
     #[arg(long, value_name = "SECS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub drain_timeout: u64,
+    /// How log lines are written on stderr: text, or one JSON object per line (for journald,
+    /// Loki, …).
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// The PKCS#11 module.
     #[command(flatten)]
     pub module: ModuleArg,
+}
+
+/// How the agent writes its log lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line: timestamp, level, target, message and the event's fields.
+    Json,
 }
 
 /// The flags shared by `keygen` and `cert`: the certificate to make and where it goes.
@@ -311,6 +358,10 @@ pub struct CheckArgs {
     /// Warn when this (configured) certificate id differs from the certificate's.
     #[arg(long, value_name = "ID", allow_hyphen_values = true)]
     pub certificate_id: Option<CertificateId>,
+    /// text: the certificate id on stdout, details on stderr; json: one document on stdout with
+    /// the id, the facts, the warnings and the problems (schema in the README).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
     /// The PKCS#11 module.
     #[command(flatten)]
     pub module: ModuleArg,

@@ -105,6 +105,11 @@ pub enum PinError {
     /// The environment variable named by `pin-source=env:` is not set.
     #[error("environment variable {0} (named by pin-source=env:{0}) is not set")]
     EnvMissing(String),
+    /// `pin-source=credential:NAME` outside a systemd service that loads credentials.
+    #[error(
+        "pin-source=credential:{0} reads the PIN from systemd's $CREDENTIALS_DIRECTORY, which is not set (or not an absolute path): run suitekey from a unit with LoadCredential={0}:/path/to/pin, or use pin-source=file:PATH"
+    )]
+    NoCredentialsDirectory(String),
     /// Nowhere to get a PIN from.
     #[error(
         "no PIN for token '{token}': add pin-source=file:PATH to the key URI, set SUITEKEY_PIN, or run on a terminal to be prompted"
@@ -147,8 +152,22 @@ pub fn from_sources(
         Some(PinSource::Env(name)) => read_env(name)?
             .ok_or_else(|| PinError::EnvMissing(name.clone()))
             .map(Some),
+        Some(PinSource::Credential(name)) => read_credential(name).map(Some),
         None => read_env(PIN_ENV),
     }
+}
+
+/// The variable systemd sets to the directory of a service's credentials (`LoadCredential=`).
+pub const CREDENTIALS_DIRECTORY: &str = "CREDENTIALS_DIRECTORY";
+
+/// Reads the credential `name` (a plain file name, checked when the URI was parsed) from
+/// `$CREDENTIALS_DIRECTORY`, as a PIN file.
+fn read_credential(name: &str) -> Result<(Pin, PinOrigin), PinError> {
+    let dir = std::env::var_os(CREDENTIALS_DIRECTORY)
+        .map(PathBuf::from)
+        .filter(|dir| dir.is_absolute())
+        .ok_or_else(|| PinError::NoCredentialsDirectory(name.to_owned()))?;
+    read_file(&dir.join(name))
 }
 
 /// Reads a PIN file: the PIN, optionally followed by one line ending.
