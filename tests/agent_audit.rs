@@ -113,3 +113,35 @@ fn text_logs_audit_each_request_too() {
         );
     }
 }
+
+/// The system unit's `RUST_LOG` (as README says) keeps the audit lines and the warnings, and
+/// nothing below them.
+#[test]
+fn the_system_units_log_filter_keeps_the_audit_lines() {
+    let unit = std::fs::read_to_string("contrib/system/suitekey-agent.service").unwrap();
+    let filter = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("Environment=RUST_LOG="))
+        .expect("the unit sets RUST_LOG");
+    let c = CertifiedCopy::new();
+    let emu = c.emulator(&[]);
+    let config = c.config(&emu.token_url(), &[("prod", &c.uri())]);
+    let agent = common::agent::Agent::start(&c.conf, &config, &[], &[("RUST_LOG", filter)]);
+    let (pid, token) = token_through(&config, &agent.socket);
+    let log = agent.stderr();
+    let audits: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("access token handed out"))
+        .collect();
+    assert_eq!(audits.len(), 1, "{log}");
+    assert!(
+        audits[0].contains(&format!("peer_pid={pid}"))
+            && audits[0].contains(&format!("token_fingerprint={}", fingerprint(&token))),
+        "{log}"
+    );
+    assert!(
+        !log.lines()
+            .any(|l| l.contains(" INFO ") && !l.contains("access token handed out")),
+        "only audit lines at info: {log}"
+    );
+}

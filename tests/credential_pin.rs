@@ -104,6 +104,17 @@ fn a_credential_readable_by_others_is_warned_about() {
         .clone();
     let (_, stderr) = common::texts(&out);
     assert!(stderr.contains("readable by other users"), "{stderr}");
+
+    // Group bits are what systemd's ACL on a credential looks like (its mask): no warning.
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o440)).unwrap();
+    let out = assertion("pin")
+        .env("CREDENTIALS_DIRECTORY", dir.path())
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let (_, stderr) = common::texts(&out);
+    assert!(!stderr.contains("readable by other users"), "{stderr}");
 }
 
 #[test]

@@ -148,7 +148,7 @@ pub fn from_sources(
         return finish(pin.expose_secret(), PinOrigin::UriValue).map(Some);
     }
     match source {
-        Some(PinSource::File(path)) => read_file(path).map(Some),
+        Some(PinSource::File(path)) => read_file(path, Readers::Warn).map(Some),
         Some(PinSource::Env(name)) => read_env(name)?
             .ok_or_else(|| PinError::EnvMissing(name.clone()))
             .map(Some),
@@ -167,11 +167,22 @@ fn read_credential(name: &str) -> Result<(Pin, PinOrigin), PinError> {
         .map(PathBuf::from)
         .filter(|dir| dir.is_absolute())
         .ok_or_else(|| PinError::NoCredentialsDirectory(name.to_owned()))?;
-    read_file(&dir.join(name))
+    // systemd grants the file to the service's user by an ACL, whose mask shows as group bits:
+    // only a file every user may read is worth a warning there.
+    read_file(&dir.join(name), Readers::AclGranted)
+}
+
+/// Whether a PIN file's mode is worth a warning when others could read it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Readers {
+    /// A file the user placed: warn when its group or others can read it.
+    Warn,
+    /// A systemd credential: group bits are an ACL's mask, so only world-readable is warned of.
+    AclGranted,
 }
 
 /// Reads a PIN file: the PIN, optionally followed by one line ending.
-fn read_file(path: &Path) -> Result<(Pin, PinOrigin), PinError> {
+fn read_file(path: &Path, readers: Readers) -> Result<(Pin, PinOrigin), PinError> {
     let origin = PinOrigin::File(path.to_owned());
     let file_err = |source| PinError::File {
         path: path.to_owned(),
@@ -188,7 +199,15 @@ fn read_file(path: &Path) -> Result<(Pin, PinOrigin), PinError> {
     if meta.len() > MAX_PIN_FILE {
         return Err(PinError::FileTooLarge(path.to_owned()));
     }
-    warn_if_readable_by_others(path, meta.permissions().mode());
+    let mode = meta.permissions().mode();
+    warn_if_readable_by_others(
+        path,
+        if readers == Readers::Warn {
+            mode
+        } else {
+            mode & !0o070
+        },
+    );
     let bytes = read_within(&file, PIN_FILE_TIMEOUT)
         .map_err(file_err)?
         .ok_or_else(|| PinError::FileTimeout {
