@@ -194,6 +194,9 @@ fn refuse_taken(
             _ => None,
         }));
     }
+    // In a fixed order, not the token's (which differs between modules and token files).
+    classes.sort_unstable();
+    classes.dedup();
     Err(Error::LabelTaken {
         token: token.label().to_owned(),
         what: format!("{} {}", classes.join(" and "), what()),
