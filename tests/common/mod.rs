@@ -24,6 +24,7 @@ pub mod certified;
 pub mod emulator;
 pub mod fault_proxy;
 pub mod modules;
+pub mod piv;
 pub mod profile;
 pub mod readme_examples;
 pub mod secrets;
