@@ -201,6 +201,7 @@ impl AgentHttp {
             module: None,
             open: |_, _| Err(crate::Error::Usage("no token while fuzzing".into())),
             drain_timeout: Duration::from_secs(1),
+            sign_timeout: Duration::from_secs(1),
         };
         let served = profiles::open_all(
             &config,

@@ -191,6 +191,7 @@ fn profiles_stopped_by_a_refused_pin_report_it_and_stay_failed_across_a_reload(
         module: None,
         open: suitekey::commands::open_signer_with,
         drain_timeout: std::time::Duration::from_secs(1),
+        sign_timeout: suitekey::agent::signers::DEFAULT_SIGN_TIMEOUT,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -59,7 +59,17 @@ pub enum SignError {
     /// The worker thread is gone (it panicked, or the agent is shutting down).
     #[error("the signing worker of this profile has stopped; restart the agent")]
     WorkerGone,
+    /// The token has not answered within the agent's bound: a key that waits for a touch.
+    #[error(
+        "the token has not finished the signature within {} s: touch the key if it is a YubiKey whose key has touch policy 'always' or 'cached' (it waits for a touch, 15 s at most); an unattended agent needs a key with touch policy 'never' (e.g. ykman piv keys generate --touch-policy NEVER); the signature goes on meanwhile, and the profile signs again once the token answers (agent --sign-timeout sets the bound)",
+        .0.as_secs()
+    )]
+    NoAnswer(Duration),
 }
+
+/// How long a request waits for its signature by default (`agent --sign-timeout`): a YubiKey
+/// waits 15 s for a touch, and a person touching it usually needs a few.
+pub const DEFAULT_SIGN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What to do about a key that could not be found again after `source`: a token that did not
 /// answer may be passing; one not seen, or a key not in it, may have been removed and can be put
@@ -106,7 +116,10 @@ impl HasKind for SignError {
         match self {
             SignError::Stopped(_) => Kind::Pin,
             SignError::Assertion(e) if e.kind() == Kind::Pin => Kind::Pin,
-            SignError::Assertion(_) | SignError::Lost { .. } | SignError::WorkerGone => Kind::Token,
+            SignError::Assertion(_)
+            | SignError::Lost { .. }
+            | SignError::WorkerGone
+            | SignError::NoAnswer(_) => Kind::Token,
         }
     }
 }
@@ -121,6 +134,8 @@ struct Job {
 pub struct SignerHandle {
     jobs: mpsc::Sender<Job>,
     stopped: Stopped,
+    /// How long a request waits for its signature.
+    timeout: Duration,
 }
 
 /// Why the worker stopped signing, once a PIN was refused.
@@ -165,7 +180,18 @@ impl SignerHandle {
             ))
         };
         let opened = opened.recv().map_err(|_| gone())??;
-        Ok((SignerHandle { jobs, stopped }, opened))
+        let handle = SignerHandle {
+            jobs,
+            stopped,
+            timeout: DEFAULT_SIGN_TIMEOUT,
+        };
+        Ok((handle, opened))
+    }
+
+    /// The same handle, whose requests wait at most `timeout` for their signature (see
+    /// [`SignerHandle::sign`]).
+    pub fn answer_within(self, timeout: Duration) -> SignerHandle {
+        SignerHandle { timeout, ..self }
     }
 
     /// Why the worker stopped signing, if a refused PIN stopped it.
@@ -177,13 +203,24 @@ impl SignerHandle {
     }
 
     /// Signs a client assertion for `request` in the token, waiting without blocking the
-    /// runtime.
+    /// runtime, and no longer than the handle's bound: a token that waits for a touch must not
+    /// hold the request forever. The worker finishes the signature anyway (a PKCS#11 call
+    /// cannot be cancelled), and later requests are signed once it has.
     pub async fn sign(&self, request: AssertionRequest) -> Result<ClientAssertion, SignError> {
         let (reply, answer) = oneshot::channel();
         self.jobs
             .send(Job { request, reply })
             .map_err(|_| SignError::WorkerGone)?;
-        answer.await.map_err(|_| SignError::WorkerGone)?
+        match tokio::time::timeout(self.timeout, answer).await {
+            Ok(answer) => answer.map_err(|_| SignError::WorkerGone)?,
+            Err(_) => {
+                tracing::warn!(
+                    timeout_s = self.timeout.as_secs(),
+                    "the token has not finished a signature in time (waiting for a touch?)"
+                );
+                Err(SignError::NoAnswer(self.timeout))
+            }
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use crate::error::Error;
 use crate::jose::{Alg, AlgError};
 use crate::pkcs11::uri::ObjectType;
 use crate::pkcs11::{self, CertSummary, KeySummary, Module, Pkcs11Uri, Token};
-use crate::pkcs11::{SlotSummary, TokenSummary, resolve_module};
+use crate::pkcs11::{PinTries, SlotSummary, TokenSummary, resolve_module};
 use crate::report::printable;
 
 pub(super) fn run(args: &ListArgs, out: &mut dyn Write) -> Result<(), Error> {
@@ -95,6 +95,13 @@ fn print_token(
         printable(&t.model)
     )?;
     writeln!(out, "  flags: {}", t.flags.join(", "))?;
+    if let Some(tries) = t.pin_tries {
+        let note = match tries {
+            PinTries::FinalTry => "; suitekey sends it no PIN without --final-pin-try",
+            PinTries::Low | PinTries::Locked => "",
+        };
+        writeln!(out, "  user PIN: {tries}{note}")?;
+    }
     let token_algs = pkcs11::token_algs(token)?;
     writeln!(out, "  can sign: {}", names(&token_algs))?;
     if args.mechanisms {
@@ -142,25 +149,42 @@ fn print_key(
         k.kind
     )?;
     let mut notes = Vec::new();
+    let public_label = k
+        .public_label
+        .as_deref()
+        .map(|l| format!("its public half is labelled '{}'", printable(l)));
     if !k.private_visible {
-        notes.push("public half; the private key is hidden until login");
+        notes.push("public half; the private key is hidden until login".to_owned());
     }
+    notes.extend(public_label);
     if k.always_authenticate {
-        notes.push("PIN needed for every signature");
+        notes.push("PIN needed for every signature".to_owned());
     }
     if !notes.is_empty() {
         writeln!(out, "      ({})", notes.join("; "))?;
     }
-    let uri = Pkcs11Uri {
-        token: Some(token.label().to_owned()),
-        object: k.label.clone(),
-        id: Some(k.id.clone()).filter(|id| !id.is_empty()),
+    writeln!(out, "      {}", private_key_uri(token, k))?;
+    Ok(())
+}
+
+/// The URI of `k`'s private key: its own label and id. When only the public half is visible,
+/// its id alone: the private half's label is unknown, and may differ (PIV modules).
+fn private_key_uri(token: &Token, k: &KeySummary) -> Pkcs11Uri {
+    let id = Some(k.id.clone()).filter(|id| !id.is_empty());
+    let object = match (&id, k.private_visible) {
+        (Some(_), false) => None,
+        _ => k.label.clone(),
+    };
+    let (label, serial) = token.stable_name();
+    Pkcs11Uri {
+        token: label,
+        serial,
+        object,
+        id,
         object_type: Some(ObjectType::Private),
         module_path: Some(token.module().path().to_owned()),
         ..Pkcs11Uri::default()
-    };
-    writeln!(out, "      {uri}")?;
-    Ok(())
+    }
 }
 
 /// One line per algorithm: `ES256  keygen: yes  sign: yes  (how; how)`, reasons when not.

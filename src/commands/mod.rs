@@ -12,6 +12,7 @@ mod outfile;
 mod token;
 
 use std::io::Write;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::cert::StoredWithKey;
@@ -19,12 +20,15 @@ use crate::cli::{Cli, Command, ProfileArgs, RawArg};
 use crate::config::{self, Config, Profile};
 use crate::error::Error;
 use crate::jose::{Alg, Signer as _};
-use crate::pkcs11::{Key, KeySigner, Pkcs11Uri};
+use crate::pkcs11::{Key, KeySigner, ManagementKey, ManagementKeySource, Pkcs11Uri};
 
 /// Runs the command, writing its result (and only its result) to `out`. Done, it gives the
 /// process's exit status: 0, or for `exec` its command's own (not an error of ours).
 pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<u8, Error> {
-    match &cli.command {
+    if cli.final_pin_try {
+        crate::pkcs11::allow_final_pin_try();
+    }
+    let done = match &cli.command {
         Command::Exec(args) => return exec::run(cli, args),
         Command::List(args) => list::run(args, out),
         Command::Assertion(args) => assertion::run(cli, args, out),
@@ -34,8 +38,10 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<u8, Error> {
         Command::Check(args) => check::run(args, cli.quiet, out),
         Command::Emulate(args) => emulate::run(args, cli.quiet, out),
         Command::Agent(args) => agent::run(cli, args, out),
-    }?;
-    Ok(0)
+    };
+    // The keys are dropped: let go of the tokens (a smart card's PIN ends with the command).
+    crate::pkcs11::finalize_all();
+    done.map(|()| 0)
 }
 
 /// Parses a `--key` URI, refusing a `pin-value`: on a command line it would sit in the process
@@ -50,6 +56,19 @@ fn key_uri(arg: &RawArg) -> Result<Pkcs11Uri, Error> {
         ));
     }
     Ok(uri)
+}
+
+/// The PIV management key `--management-key-source` names, read and checked now, before any
+/// token is touched.
+fn management_key(source: Option<&RawArg>) -> Result<Option<Arc<ManagementKey>>, Error> {
+    let read = |arg: &RawArg| {
+        let source =
+            ManagementKeySource::parse(arg.as_str()).map_err(|e| Error::Usage(e.to_string()))?;
+        ManagementKey::read(&source)
+            .map(Arc::new)
+            .map_err(|e| Error::Pkcs11(e.into()))
+    };
+    source.map(read).transpose()
 }
 
 /// The profile: the config file's `--profile` table (if named) under the flags and

@@ -129,6 +129,11 @@ impl KeySigner {
         &self.token
     }
 
+    /// What the user logged in to the key's token with.
+    pub(super) fn credential(&self) -> &Credential {
+        &self.credential
+    }
+
     /// The key's `CKA_ID`.
     pub fn id(&self) -> &[u8] {
         &self.id
