@@ -8,7 +8,7 @@ use super::Error;
 use super::management_key::ManagementKey;
 use super::pin::{self, Pin, PinOrigin};
 use super::registry::{self, PinDigest, TokenId, TokenState};
-use super::rv::rv_of;
+use super::rv::{ReturnValue, rv_of};
 use super::token::{PinTries, Token};
 use super::uri::Pkcs11Uri;
 
@@ -131,6 +131,22 @@ impl Token {
             Ok(()) => {
                 state.record_accepted(digest);
                 Ok(())
+            }
+            // OpenSC ends the user's login when the card refused a signature (another
+            // program's command came between the PIN and it, say), and then answers the next
+            // context-specific login like this: the PIN was not judged, and the session wants
+            // a new login as the user (see `Error::is_session_lost`).
+            Err(err)
+                if matches!(user, UserType::ContextSpecific)
+                    && matches!(
+                        rv_of(&err),
+                        Some(RvError::OperationNotInitialized | RvError::UserNotLoggedIn)
+                    ) =>
+            {
+                Err(Error::LoginDropped {
+                    token: self.label().to_owned(),
+                    rv: ReturnValue::of(&err),
+                })
             }
             Err(err) => self.login_failed(&state, &err, digest, origin),
         }

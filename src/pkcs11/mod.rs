@@ -209,6 +209,17 @@ pub enum Error {
         /// What to do.
         hint: String,
     },
+    /// The token ended the user's login before a signature (OpenSC does, after the card
+    /// refused one): a new session and one login as the user, with the PIN held, recover.
+    #[error(
+        "token '{token}' ended the login before a signature (the context-specific C_Login answered {rv}; OpenSC does so after the card refused a signature)"
+    )]
+    LoginDropped {
+        /// The token label.
+        token: String,
+        /// What the context-specific login answered.
+        rv: ReturnValue,
+    },
     /// The token refused the PIN. Never retried: tokens lock after a few wrong PINs.
     #[error(
         "PIN rejected by token '{token}' (PIN from {origin}){tries}; not retried, since tokens lock after a few wrong PINs: check the PIN and try once more"
@@ -478,7 +489,7 @@ impl Error {
     pub fn is_session_lost(&self) -> bool {
         match self {
             Error::Call { rv, .. } => rv.loses_session(),
-            Error::SessionVoid { .. } => true,
+            Error::SessionVoid { .. } | Error::LoginDropped { .. } => true,
             _ => false,
         }
     }
