@@ -138,8 +138,9 @@ pub struct Card {
     pub ykcs11: PathBuf,
     /// OpenSC's module.
     pub opensc: PathBuf,
-    /// A test CA's key, issuing the slots' certificates.
+    /// A test CA's key and certificate, issuing the slots' certificates.
     ca_key: PathBuf,
+    ca_cert: PathBuf,
     /// What the card process is started with (the touch knob).
     env: Vec<(String, String)>,
     _turn: MutexGuard<'static, ()>,
@@ -179,6 +180,7 @@ impl Card {
             ykcs11: PathBuf::new(),
             opensc: PathBuf::new(),
             ca_key: dir.path().join("ca.key"),
+            ca_cert: dir.path().join("ca.pem"),
             env: env
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -195,6 +197,19 @@ impl Card {
             "ec_paramgen_curve:P-256",
             "-out",
             card.ca_key.to_str().unwrap(),
+        ]);
+        openssl(&[
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            card.ca_key.to_str().unwrap(),
+            "-subj",
+            "/CN=suitekey test CA",
+            "-days",
+            "365",
+            "-out",
+            card.ca_cert.to_str().unwrap(),
         ]);
         card
     }
@@ -334,10 +349,12 @@ impl Card {
             &format!("/CN=suitekey test {slot}"),
             "-force_pubkey",
             public.to_str().unwrap(),
-            "-key",
+            "-CA",
+            self.ca_cert.to_str().unwrap(),
+            "-CAkey",
             self.ca_key.to_str().unwrap(),
             "-days",
-            "30",
+            "365",
             "-out",
             cert.to_str().unwrap(),
         ]);
