@@ -7,12 +7,15 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::agent::Agent;
 use common::emulator::Emulator;
-use common::piv::{Card, READER_IN_URI, card_can_run};
-use common::profile::{CLIENT, Profile, registration, write_config};
+use common::piv::{Card, READER_IN_URI, YKCS11_TOKEN, card_can_run};
+use common::profile::{ACCOUNT, CLIENT, Profile, registration, write_config};
+use common::readme_examples::readme_blocks;
+use common::terminal::Terminal;
 use common::{cert_public_key, decode_jws, expected_certificate_id, texts, verify};
 use serde_json::Value;
 
@@ -761,4 +764,158 @@ fn a_card_removed_and_put_back_fails_its_profiles_clearly_and_they_recover_by_th
         );
     }
     assert_eq!(agent.json("/v1/health")["failed"], 0);
+}
+
+/// README's YubiKey lines with their placeholders filled in.
+fn filled(line: &str, client: &str, kid: &str) -> String {
+    line.replace("#SERIAL", YKCS11_TOKEN.trim_start_matches("YubiKey PIV "))
+        .replace("%23SERIAL", &format!("%23{}", YKCS11_SERIAL))
+        .replace("CERT_ID", kid)
+        .replace(" ID ", &format!(" {client} "))
+        .replace("\"ID\"", &format!("\"{client}\""))
+        .replace("ACCT", ACCOUNT)
+}
+
+/// The serial number of every virtual card, in ykcs11's token label.
+const YKCS11_SERIAL: &str = "5437251";
+
+#[test]
+fn the_readme_recipe_takes_a_new_yubikey_to_an_access_token() {
+    if !card_can_run("the_readme_recipe_takes_a_new_yubikey_to_an_access_token") {
+        return;
+    }
+    assert_eq!(YKCS11_TOKEN, format!("YubiKey PIV #{YKCS11_SERIAL}"));
+    let card = Card::start_factory();
+    let home = common::agent::socket_dir();
+    let runtime = home.path().join("run");
+    std::fs::create_dir(&runtime).unwrap();
+    let (pin, puk) = ("24681357", "97531864");
+    let mut env = Command::new("unused");
+    common::readme_examples::with_suitekey_on_path(&mut env);
+    env.env("HOME", home.path())
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .env("RUST_LOG", "warn,cryptoki=off")
+        .current_dir(home.path());
+    let lines = readme_blocks("**From a new YubiKey to an access token**", 1).remove(0);
+    assert_eq!(lines.len(), 7, "{lines:#?}");
+    let mut kid = String::new();
+    let mut emulator = None;
+    for line in &lines {
+        let line = filled(line, CLIENT, &kid);
+        if line.starts_with("suitekey token") {
+            let pem = home.path().join("ns-prod.pem");
+            let emu = Emulator::start(&["--register", &registration(&pem)]);
+            env.env("SUITEKEY_TOKEN_URL", emu.token_url());
+            emulator = Some(emu);
+        }
+        let mut terminal = Terminal::start(&line, &env);
+        let mgmt = || std::fs::read_to_string(home.path().join(".yubikey/management.key")).unwrap();
+        let factory_key = "010203040506070801020304050607080102030405060708";
+        match line.split_whitespace().take(3).collect::<Vec<_>>()[..] {
+            ["yubico-piv-tool", "-a", "change-pin"] => {
+                terminal.answer("Enter pin:", "123456");
+                terminal.answer("Enter new pin:", pin);
+                terminal.answer("Verifying - Enter new pin:", pin);
+            }
+            ["yubico-piv-tool", "-a", "change-puk"] => {
+                terminal.answer("Enter puk:", "12345678");
+                terminal.answer("Enter new puk:", puk);
+                terminal.answer("Verifying - Enter new puk:", puk);
+            }
+            ["yubico-piv-tool", "-k", "-a"] => {
+                terminal.answer("Enter management key:", factory_key);
+                terminal.answer("Enter new management key:", &mgmt());
+                terminal.answer("Verifying - Enter new management key:", &mgmt());
+            }
+            ["suitekey", "keygen" | "token", ..] => {
+                terminal.answer(&format!("PIN for token '{YKCS11_TOKEN}':"), pin);
+            }
+            _ => {}
+        }
+        let (status, screen) = terminal.finish();
+        assert!(status.success(), "{line}: {screen}");
+        assert!(
+            !screen.contains(pin) && !screen.contains(puk),
+            "{line}: a secret was echoed"
+        );
+        if line.starts_with("suitekey list") {
+            assert!(
+                screen.contains(&format!("token '{YKCS11_TOKEN}'")),
+                "{screen}"
+            );
+        }
+        if line.starts_with("suitekey keygen") {
+            kid = screen
+                .lines()
+                .find_map(|l| l.strip_prefix("certificate id NetSuite will show: "))
+                .unwrap_or_else(|| panic!("{screen}"))
+                .trim()
+                .to_owned();
+            assert!(!mgmt().is_empty() && !screen.contains(&mgmt()), "{screen}");
+        }
+        if line.starts_with("suitekey token") {
+            let token = screen.lines().last().unwrap_or_default().trim();
+            assert!(
+                token.len() >= 32 && !token.contains(' '),
+                "no access token: {screen}"
+            );
+        }
+    }
+    let emulator = emulator.expect("the recipe ends with suitekey token");
+    env.env_remove("SUITEKEY_TOKEN_URL");
+    assert_eq!(card.tries_left(), 3);
+
+    // The agent, asking for the PIN at its terminal, with README's profile.
+    let config = home.path().join(".config/suitekey/config.toml");
+    std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+    let mut blocks = readme_blocks("**The agent with a prompted PIN**", 2);
+    let (toml, lines) = (blocks.remove(0), blocks.remove(0));
+    let mut text: Vec<String> = toml.iter().map(|l| filled(l, CLIENT, &kid)).collect();
+    text.push(format!("token-url = \"{}\"", emulator.token_url()));
+    std::fs::write(&config, text.join("\n") + "\n").unwrap();
+    let [agent_line, client_line] = &lines[..] else {
+        panic!("{lines:#?}")
+    };
+    assert!(agent_line.starts_with("suitekey agent"), "{agent_line}");
+    // `exec`: the PID the shell prints is the agent's, to stop it with.
+    let mut agent = Terminal::start(&format!("echo pid=$$; exec {agent_line}"), &env);
+    agent.answer(&format!("PIN for token '{YKCS11_TOKEN}':"), pin);
+    let socket = runtime.join("suitekey/agent.sock");
+    agent.wait_for(&socket.display().to_string());
+    let out = env_command(&env, client_line);
+    let (stdout, stderr) = texts(&out);
+    assert!(
+        out.status.success(),
+        "{client_line}: {stderr}\n{}",
+        agent.text()
+    );
+    assert!(stdout.trim().len() >= 32, "{stdout}");
+    let pid = agent
+        .text()
+        .split("pid=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the agent's pid")
+        .to_owned();
+    let killed = Command::new("kill").args(["-s", "TERM", &pid]).status();
+    assert!(killed.expect("kill").success());
+    let (status, screen) = agent.finish();
+    assert!(status.success(), "{screen}");
+    assert!(!screen.contains(pin), "the PIN was echoed");
+    assert!(!socket.exists(), "socket removed");
+}
+
+/// `sh -c LINE` with the environment and working directory `env` was given.
+fn env_command(env: &Command, line: &str) -> std::process::Output {
+    let mut sh = Command::new("sh");
+    for (name, value) in env.get_envs() {
+        match value {
+            Some(value) => sh.env(name, value),
+            None => sh.env_remove(name),
+        };
+    }
+    sh.args(["-c", line])
+        .current_dir(env.get_current_dir().expect("a working directory"))
+        .output()
+        .expect("sh")
 }

@@ -17,10 +17,10 @@ use std::sync::{Mutex, MutexGuard};
 use super::texts;
 
 /// The card's reader, as pcscd names it (slot 0 of the reader piv.sh configures).
-pub const READER: &str = "Yubico Virtual PIV 00 00";
+pub const READER: &str = "Yubico YubiKey Virtual PIV 00 00";
 /// The reader in a key URI's `slot-description`, which selects the card on both modules (the
 /// token label does not: OpenSC names the token after the first certificate's common name).
-pub const READER_IN_URI: &str = "slot-description=Yubico%20Virtual%20PIV%2000%2000";
+pub const READER_IN_URI: &str = "slot-description=Yubico%20YubiKey%20Virtual%20PIV%2000%2000";
 /// The token label ykcs11 gives every virtual card (they all have this serial number).
 pub const YKCS11_TOKEN: &str = "YubiKey PIV #5437251";
 /// The Debian packages the card needs.
@@ -155,6 +155,12 @@ impl Card {
     /// A new card whose user PIN is `pin` (6 to 8 characters).
     pub fn start_with_pin(pin: &str) -> Card {
         Card::start_in(&[], Some(pin))
+    }
+
+    /// A new card as a new YubiKey comes: the factory PIN (123456), PUK (12345678) and
+    /// management key (0102…0708); the directory's PIN files are not the card's.
+    pub fn start_factory() -> Card {
+        Card::start_in(&[("PIV_CARD_FACTORY", "1")], None)
     }
 
     /// A new card whose signatures wait for a touch, like a YubiKey key with touch policy
