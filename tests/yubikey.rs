@@ -372,6 +372,9 @@ fn private_file(dir: &Path, name: &str, text: &str) -> PathBuf {
     path
 }
 
+/// A command line, its environment, the exit code it must have, and texts its error must hold.
+type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, i32, Vec<&'a str>);
+
 #[test]
 fn keygen_and_cert_are_refused_clearly_where_the_card_cannot_take_them() {
     if !card_can_run("keygen_and_cert_are_refused_clearly_where_the_card_cannot_take_them") {
@@ -388,7 +391,7 @@ fn keygen_and_cert_are_refused_clearly_where_the_card_cannot_take_them() {
     let (ykcs11, opensc) = (card.uri(&card.ykcs11, 1), card.uri(&card.opensc, 1));
     let free = card.uri(&card.ykcs11, 3);
     let no_slot = card.uri(&card.ykcs11, 0x42);
-    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, i32, Vec<&str>)> = vec![
+    let cases: Vec<Case> = vec![
         // OpenSC makes no keys and stores no certificates on a PIV card: the tools that can.
         (
             vec!["keygen", "--key", &opensc, "--alg", "ES256"],
@@ -606,7 +609,7 @@ fn a_wrong_pin_costs_one_try_and_the_final_try_is_spent_only_when_asked() {
         assert_eq!(code, 4, "{stderr}");
         assert!(stderr.contains("PIN rejected by token"), "{stderr}");
         assert!(
-            stderr.contains(&format!("the token now reports that")) && stderr.contains(reported),
+            stderr.contains("the token now reports that") && stderr.contains(reported),
             "{}: {stderr}",
             module.display()
         );
@@ -918,4 +921,43 @@ fn env_command(env: &Command, line: &str) -> std::process::Output {
         .current_dir(env.get_current_dir().expect("a working directory"))
         .output()
         .expect("sh")
+}
+
+#[test]
+fn the_card_wants_its_pin_again_once_a_command_has_ended() {
+    if !card_can_run("the_card_wants_its_pin_again_once_a_command_has_ended") {
+        return;
+    }
+    let card = Card::start();
+    let pem = card.provision("9a", "ECCP256");
+    // ykcs11 resets the card when suitekey lets go of it (before, the PIN stayed verified
+    // after suitekey exited: any local program could sign with the 9a key without it).
+    assertion_verifies(&card, &card.uri(&card.ykcs11, 1), &pem, "ES256");
+    assert!(
+        !card.pin_verified(),
+        "the PIN is still verified after ykcs11"
+    );
+    assert_eq!(card.tries_left(), 3);
+    // OpenSC leaves the card as it is, unless its configuration says to reset it (README).
+    let opensc = card.uri(&card.opensc, 1);
+    assertion_verifies(&card, &opensc, &pem, "ES256");
+    assert!(
+        card.pin_verified(),
+        "OpenSC's default changed: update README"
+    );
+    let conf = card.path().join("opensc.conf");
+    std::fs::write(
+        &conf,
+        "app default {\n  reader_driver pcsc {\n    disconnect_action = reset;\n  }\n}\n",
+    )
+    .unwrap();
+    let mut args = vec!["assertion".to_owned()];
+    args.extend(profile_flags(&opensc, &pem));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, _, stderr) = run(&card, &args, &[("OPENSC_CONF", conf.to_str().unwrap())]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        !card.pin_verified(),
+        "the PIN is still verified after OpenSC with reset"
+    );
 }

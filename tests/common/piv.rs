@@ -388,6 +388,16 @@ impl Card {
         cmd.args(args).output().expect("run pkcs11-tool")
     }
 
+    /// Whether the card's PIN is verified now, for whoever sends it a command (VERIFY without
+    /// data answers 9000 instead of the tries left, which yubico-piv-tool shows as -1).
+    pub fn pin_verified(&self) -> bool {
+        let status = self.piv_tool_ok("", &["--action=status"]);
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("PIN tries left:"))
+            .is_some_and(|n| n.trim() == "-1")
+    }
+
     /// yubico-piv-tool's count of PIN tries left (VERIFY without data: 63Cx). The card must not
     /// be held by another client with the PIN verified (it then answers 9000, and the count is
     /// -1).
