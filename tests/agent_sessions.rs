@@ -93,7 +93,9 @@ fn counter(metrics: &ProfileMetrics, name: &str) -> String {
 #[test]
 fn a_lost_session_is_reopened_once_and_a_pin_refused_at_relogin_stops_every_profile_on_the_token() {
     let f = fixture();
+    // With its timers: a request waits for its signature no longer than the handle's bound.
     let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
         .build()
         .unwrap();
     let request = AssertionRequest {

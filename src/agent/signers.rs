@@ -220,7 +220,8 @@ impl SignerHandle {
     /// Signs a client assertion for `request` in the token, waiting without blocking the
     /// runtime, and no longer than the handle's bound: a token that waits for a touch must not
     /// hold the request forever. The worker finishes the signature anyway (a PKCS#11 call
-    /// cannot be cancelled), and later requests are signed once it has.
+    /// cannot be cancelled), and later requests are signed once it has. The runtime needs its
+    /// timers (`enable_time`).
     pub async fn sign(&self, request: AssertionRequest) -> Result<ClientAssertion, SignError> {
         let (reply, answer) = oneshot::channel();
         self.jobs
