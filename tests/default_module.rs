@@ -113,10 +113,11 @@ fn list_without_a_module_uses_p11_kits_proxy_and_says_so() {
         "{first}"
     );
     assert!(stdout.contains(&format!("token '{TOKEN}'")), "{stdout}");
-    // The URIs it prints name the proxy, so that they work as pasted.
+    // The URIs it prints name the proxy, so that they work as pasted (by id: without a login
+    // only the public half, and so not the private half's label, is seen).
     assert!(
         stdout.contains(&format!(
-            "pkcs11:token={TOKEN};object=p256;id=%01;type=private?module-path={}",
+            "pkcs11:token={TOKEN};id=%01;type=private?module-path={}",
             proxy().display()
         )),
         "{stdout}"
