@@ -55,6 +55,11 @@ pub(super) fn examine(cli: &Cli, report: &mut Report) {
             format!("add [profiles.{name}] to the agent's config file and reload it (SIGHUP)"),
         );
     };
+    profile_state(&shown.to_string(), name, entry, report);
+}
+
+/// The `agent` check's verdict from the profile's entry in the agent's `/v1/profiles`.
+fn profile_state(shown: &str, name: &str, entry: &serde_json::Value, report: &mut Report) {
     let status = entry["status"].as_str().unwrap_or("unknown");
     let detail = format!("the agent on {shown} (its uid checked) serves '{name}': {status}");
     match status {

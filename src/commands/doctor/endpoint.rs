@@ -7,6 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::Report;
 use crate::config::Profile;
 use crate::exchange::{ExchangeError, TokenClient};
+use crate::netsuite::TokenUrl;
 use crate::report::chain;
 
 /// How far this clock may run ahead of the endpoint's: NetSuite refuses an assertion issued in
@@ -18,11 +19,23 @@ const BEHIND_WARNING: i64 = 30;
 const BEHIND_LIMIT: i64 = 240;
 
 pub(super) fn examine(profile: &Profile, report: &mut Report) {
+    let Some(url) = token_url(profile, report) else {
+        return;
+    };
+    let started = Instant::now();
+    if let Some(date) = tls(profile, &url, report) {
+        clock_check(date, started, report);
+    }
+}
+
+/// The `token_url` check: the endpoint, when it is the account's (or loopback's).
+fn token_url(profile: &Profile, report: &mut Report) -> Option<TokenUrl> {
     let url = match profile.endpoint() {
         Ok(url) => url,
         Err(e) => {
             report.fail("token_url", e.to_string(), "correct token-url or account");
-            return report.skip_from("tls", "agent", "needs the token URL");
+            report.skip_from("tls", "agent", "needs the token URL");
+            return None;
         }
     };
     if let Err(e) = profile.account.check_token_url(&url) {
@@ -31,14 +44,14 @@ pub(super) fn examine(profile: &Profile, report: &mut Report) {
             e.to_string(),
             "drop --token-url (the account's own endpoint is used) or name one on the account's host",
         );
-        return report.skip_from(
+        report.skip_from(
             "tls",
             "agent",
             "nothing is sent to a host that is not the account's",
         );
+        return None;
     }
-    let host = url.url().host_str().unwrap_or_default().to_owned();
-    let loopback = !host.ends_with(".netsuite.com");
+    let loopback = !host_of(&url).ends_with(".netsuite.com");
     report.ok(
         "token_url",
         if loopback {
@@ -47,8 +60,16 @@ pub(super) fn examine(profile: &Profile, report: &mut Report) {
             format!("{url} is account {}'s", profile.account)
         },
     );
-    let started = Instant::now();
-    let probe = TokenClient::new(profile.client_options(&url))
+    Some(url)
+}
+
+fn host_of(url: &TokenUrl) -> String {
+    url.url().host_str().unwrap_or_default().to_owned()
+}
+
+/// The `tls` check: one `HEAD` to the endpoint, trusting what the profile trusts; its `Date`.
+fn tls(profile: &Profile, url: &TokenUrl, report: &mut Report) -> Option<Option<SystemTime>> {
+    let probe = TokenClient::new(profile.client_options(url))
         .map_err(|e| chain(&e))
         .and_then(|client| {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -56,7 +77,7 @@ pub(super) fn examine(profile: &Profile, report: &mut Report) {
                 .build()
                 .map_err(|e| e.to_string())?;
             runtime
-                .block_on(client.probe(&url))
+                .block_on(client.probe(url))
                 .map_err(|e| describe(&e))
         });
     let (status, date) = match probe {
@@ -67,31 +88,24 @@ pub(super) fn examine(profile: &Profile, report: &mut Report) {
                 detail,
                 "check the network path to the endpoint; for a private CA pass --ca-file (config ca-file) with its PEM",
             );
-            return report.skip("clock", "needs an answer from the endpoint");
+            report.skip("clock", "needs an answer from the endpoint");
+            return None;
         }
     };
     let trust = match &profile.ca_file {
         Some(ca) => format!("against --ca-file {}", ca.path().display()),
         None => "against the system's roots".to_owned(),
     };
-    if url.url().scheme() == "https" {
-        report.ok(
-            "tls",
-            format!(
-                "TLS to {host} verified {trust}; HEAD answered HTTP {}",
-                status.as_u16()
-            ),
-        );
+    let how = if url.url().scheme() == "https" {
+        format!("TLS to {} verified {trust}", host_of(url))
     } else {
-        report.ok(
-            "tls",
-            format!(
-                "plain http on loopback, no TLS; HEAD answered HTTP {}",
-                status.as_u16()
-            ),
-        );
-    }
-    clock_check(date, started, report);
+        "plain http on loopback, no TLS".to_owned()
+    };
+    report.ok(
+        "tls",
+        format!("{how}; HEAD answered HTTP {}", status.as_u16()),
+    );
+    Some(date)
 }
 
 /// The endpoint's error, one line with its causes.

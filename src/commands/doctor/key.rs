@@ -24,32 +24,8 @@ struct KeyFound {
 /// Module, token, PIN source, login, key, then the certificate checks.
 pub(super) fn examine(profile: &Profile, login: bool, report: &mut Report) {
     let uri = profile.key.uri();
-    let module = resolve_module(uri, profile.module.as_deref())
-        .map_err(crate::Error::from)
-        .and_then(|path| Ok(Module::load(&path)?));
-    let module = match module {
-        Ok(module) => {
-            let default = match (&uri.module_path, &uri.module_name, &profile.module) {
-                (None, None, None) if default_module().as_deref() == Some(module.path()) => {
-                    " (p11-kit's proxy, the default)"
-                }
-                _ => "",
-            };
-            let description = module.description().unwrap_or_else(|e| e.to_string());
-            report.ok(
-                "module",
-                format!("{}{default} loads: {description}", module.shown_path()),
-            );
-            module
-        }
-        Err(e) => {
-            report.fail(
-                "module",
-                chain(&e),
-                "install the module's package, or name the right file with module-path= in the key URI, --module or SUITEKEY_MODULE",
-            );
-            return report.skip_from("token", "token_url", "needs the module");
-        }
+    let Some(module) = module_check(profile, report) else {
+        return report.skip_from("token", "token_url", "needs the module");
     };
     let token = match module.select(uri) {
         Ok(token) => token,
@@ -85,6 +61,38 @@ pub(super) fn examine(profile: &Profile, login: bool, report: &mut Report) {
     match found {
         Some(found) => certificate_checks(profile, &found, report),
         None => report.skip_from("certificate", "token_url", "needs the key"),
+    }
+}
+
+/// The `module` check: the profile's module, loaded.
+fn module_check(profile: &Profile, report: &mut Report) -> Option<Module> {
+    let uri = profile.key.uri();
+    let module = resolve_module(uri, profile.module.as_deref())
+        .map_err(crate::Error::from)
+        .and_then(|path| Ok(Module::load(&path)?));
+    match module {
+        Ok(module) => {
+            let default = match (&uri.module_path, &uri.module_name, &profile.module) {
+                (None, None, None) if default_module().as_deref() == Some(module.path()) => {
+                    " (p11-kit's proxy, the default)"
+                }
+                _ => "",
+            };
+            let description = module.description().unwrap_or_else(|e| e.to_string());
+            report.ok(
+                "module",
+                format!("{}{default} loads: {description}", module.shown_path()),
+            );
+            Some(module)
+        }
+        Err(e) => {
+            report.fail(
+                "module",
+                chain(&e),
+                "install the module's package, or name the right file with module-path= in the key URI, --module or SUITEKEY_MODULE",
+            );
+            None
+        }
     }
 }
 
@@ -220,6 +228,11 @@ fn with_login(
         "login",
         format!("token '{}' accepted the PIN from {origin}", token.label()),
     );
+    logged_in_key(key, profile, report)
+}
+
+/// The `key` check once logged in: the key, signing the profile's algorithm in the token.
+fn logged_in_key(key: Key, profile: &Profile, report: &mut Report) -> Option<KeyFound> {
     let (label, id, kind) = (
         key.label().map(str::to_owned),
         key.id().to_vec(),
