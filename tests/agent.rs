@@ -499,7 +499,7 @@ fn an_upstream_outage_serves_the_cached_token_and_shows_in_metrics_and_logs() {
         "renewal failures are counted by code"
     );
     assert!(
-        agent.stderr().contains("server_error"),
+        agent.logs_within("server_error", Duration::from_secs(5)),
         "and logged: {}",
         agent.stderr()
     );
@@ -770,9 +770,10 @@ fn other_users_cannot_connect_and_are_refused_by_uid_unless_allowed() {
     assert!(text.ends_with("\n403"), "{text}");
     assert!(text.contains("\"forbidden\""), "{text}");
     assert!(
-        agent
-            .stderr()
-            .contains("refused a connection from another user"),
+        agent.logs_within(
+            "refused a connection from another user",
+            std::time::Duration::from_secs(5)
+        ),
         "{}",
         agent.stderr()
     );

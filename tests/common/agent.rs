@@ -167,6 +167,21 @@ impl Agent {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
+    /// Whether it logs `needle` within `limit` (a line written after the answer it follows may
+    /// reach the file after the client has its answer).
+    pub fn logs_within(&self, needle: &str, limit: Duration) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if self.stderr().contains(needle) {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Sends a signal (`HUP`, `TERM`, …) by PID.
     pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
