@@ -23,6 +23,7 @@
 //! | `key` | opening the key a URI names, with retries that may pass |
 //! | `signer` | [`KeySigner`]: the [`crate::jose::Signer`], and reopening a lost session |
 //! | `keygen` | making key pairs, storing certificates beside them |
+//! | `retire` | a replaced key's objects relabelled or deleted |
 
 mod key;
 mod keygen;
@@ -34,6 +35,7 @@ mod objects;
 pub mod pin;
 mod prompt;
 mod registry;
+mod retire;
 mod rv;
 mod session;
 mod signer;
@@ -51,6 +53,7 @@ pub use objects::{CertSummary, KeySummary, hex, inventory};
 pub use pin::Pin;
 pub use prompt::{cancelled_by_signal, leave_signals_to_caller};
 pub use registry::TokenId;
+pub use retire::Relabelled;
 pub use rv::ReturnValue;
 pub use signer::KeySigner;
 pub use token::{SlotSummary, Token, TokenSummary};
