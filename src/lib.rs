@@ -47,6 +47,7 @@ pub mod jose;
 pub mod kind;
 pub mod netsuite;
 pub mod pkcs11;
+pub mod private_dir;
 pub mod report;
 
 pub use error::Error;
