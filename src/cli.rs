@@ -78,6 +78,10 @@ pub enum Command {
     /// Hold every profile's token session, cache access tokens and serve them on a Unix socket
     /// (foreground; prints the socket path; SIGHUP reloads the config).
     Agent(AgentArgs),
+    /// Replace the profile's key and certificate: a new key in the same token, uploaded through
+    /// NetSuite's certificate API, proven, the profile switched, the old certificate revoked
+    /// (resumable; prints the new certificate id).
+    Rotate(Box<RotateArgs>),
 }
 
 /// `suitekey list`.
@@ -282,6 +286,48 @@ pub struct CheckArgs {
     /// The PKCS#11 module.
     #[command(flatten)]
     pub module: ModuleArg,
+}
+
+/// `suitekey rotate`: a new key and certificate for a profile of the config file.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Steps: 1 preflight, 2 new key and certificate, 3 upload, 4 prove with a token, 5 switch the profile, 6 revoke the old certificate, 7 relabel (or delete) the old key. An interrupted rotation continues from its journal when rotate runs again.\nExit codes: 0 rotated (or planned, or status shown), 2 bad input or profile, 3 token/key problem, 4 PIN problem, 5 journal or config not writable, 6 NetSuite refused or failed."
+)]
+pub struct RotateArgs {
+    /// The profile's fields for this run (--timeout, --ca-file, --role, --entity,
+    /// --certificates-url, …); --alg is the new key's algorithm [default: the current one];
+    /// --key, --client-id, --certificate-id and --account are refused.
+    #[command(flatten)]
+    pub profile: ProfileArgs,
+    /// RSA modulus size of a new PS* key: 3072 or 4096 [default: the current RSA key's, else 3072].
+    #[arg(long, value_name = "BITS")]
+    pub rsa_bits: Option<u32>,
+    /// Days the new certificate is valid, at most 730 [default: 730].
+    #[arg(long, value_name = "N")]
+    pub days: Option<ValidityDays>,
+    // The doc comment is clap's help text, shown as written: rustdoc must not read it as HTML.
+    #[allow(rustdoc::invalid_html_tags)]
+    /// Subject of the new certificate, RFC 4514 [default: the current certificate's, else CN=<new label>].
+    #[arg(long, value_name = "DN")]
+    pub subject: Option<String>,
+    // The doc comment is clap's help text, shown as written: rustdoc must not read it as HTML.
+    #[allow(rustdoc::invalid_html_tags)]
+    /// Label of the new key [default: <current label>-YYYYMMDD, then -2, -3 … if taken]; a label that is taken is refused.
+    #[arg(long, value_name = "LABEL")]
+    pub new_label: Option<String>,
+    /// Do step 1 only (every check, nothing changed) and print the plan on stdout.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Delete the old key from the token once its certificate is revoked, instead of keeping
+    /// it relabelled <label>-revoked-YYYYMMDD.
+    #[arg(long)]
+    pub delete_old_key: bool,
+    /// Print the profile's rotation journal (in progress, or the last one finished); change nothing.
+    #[arg(
+        long,
+        conflicts_with_all = ["dry_run", "delete_old_key", "rsa_bits", "days", "subject", "new_label"]
+    )]
+    pub status: bool,
 }
 
 /// `suitekey emulate`: a strict NetSuite token endpoint on loopback.

@@ -9,6 +9,7 @@ mod exec;
 mod keygen;
 mod list;
 mod outfile;
+mod rotate;
 mod token;
 
 use std::io::Write;
@@ -36,6 +37,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<u8, Error> {
         Command::Check(args) => check::run(args, cli.quiet, out),
         Command::Emulate(args) => emulate::run(args, cli.quiet, out),
         Command::Agent(args) => agent::run(cli, args, out),
+        Command::Rotate(args) => rotate::run(cli, args, out),
     }?;
     Ok(0)
 }

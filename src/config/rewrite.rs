@@ -108,6 +108,11 @@ impl ConfigFile {
         &self.path
     }
 
+    /// The file itself: the path as named with symbolic links resolved.
+    pub fn real_path(&self) -> &Path {
+        &self.real
+    }
+
     /// The text as read.
     pub fn text(&self) -> &str {
         &self.text

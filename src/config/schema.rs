@@ -36,8 +36,8 @@ impl ProfileTable {
         &self.origin
     }
 
-    /// The value written for `key`, if any.
-    pub(super) fn get(&self, key: &str) -> Option<&str> {
+    /// The value written for `key` (its name in the file, e.g. `certificate-id`), if any.
+    pub fn get(&self, key: &str) -> Option<&str> {
         self.values.get(key).map(|v| v.as_str())
     }
 

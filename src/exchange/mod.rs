@@ -30,7 +30,7 @@ mod retry;
 mod token;
 mod trust;
 
-pub use api_error::{ApiCall, ApiError};
+pub use api_error::ApiError;
 pub use certificates::CertificatesClient;
 pub use client::{ClientBuildError, TokenClient};
 pub use error::{ExchangeError, StatusError};
