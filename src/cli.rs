@@ -288,15 +288,22 @@ pub struct CheckArgs {
     pub module: ModuleArg,
 }
 
-/// `suitekey rotate`: a new key and certificate for a profile of the config file.
+/// `suitekey rotate`: a new key and certificate for a profile of the config file. The profile
+/// flags that name the mapping rotated are hidden (and refused if given), and `--alg` names the
+/// new key's algorithm.
 #[derive(Debug, Args)]
 #[command(
+    mut_arg("key", |a| a.hide(true)),
+    mut_arg("client_id", |a| a.hide(true)),
+    mut_arg("certificate_id", |a| a.hide(true)),
+    mut_arg("account", |a| a.hide(true)),
+    mut_arg("alg", |a| a.help("The new key's algorithm: ES256, ES384, ES512, PS256, PS384 or PS512 [default: the current key's]")),
     after_help = "Steps: 1 preflight, 2 new key and certificate, 3 upload, 4 prove with a token, 5 switch the profile, 6 revoke the old certificate, 7 relabel (or delete) the old key. An interrupted rotation continues from its journal when rotate runs again.\nExit codes: 0 rotated (or planned, or status shown), 2 bad input or profile, 3 token/key problem, 4 PIN problem, 5 journal or config not writable, 6 NetSuite refused or failed."
 )]
 pub struct RotateArgs {
     /// The profile's fields for this run (--timeout, --ca-file, --role, --entity,
-    /// --certificates-url, …); --alg is the new key's algorithm [default: the current one];
-    /// --key, --client-id, --certificate-id and --account are refused.
+    /// --certificates-url, …); --alg is the new key's algorithm; --key, --client-id,
+    /// --certificate-id and --account are hidden and refused.
     #[command(flatten)]
     pub profile: ProfileArgs,
     /// RSA modulus size of a new PS* key: 3072 or 4096 [default: the current RSA key's, else 3072].

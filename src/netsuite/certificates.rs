@@ -129,7 +129,7 @@ impl fmt::Display for ListedCertificate {
         let mut notes = Vec::new();
         notes.extend(self.algorithm.clone());
         if let Some(until) = self.valid_until {
-            notes.push(format!("valid until {}", crate::cert::rfc3339(until)));
+            notes.push(format!("valid until {}", day(until)));
         }
         if let Some(role) = self.role {
             notes.push(format!("role {role}"));
@@ -262,6 +262,14 @@ impl fmt::Display for ApiErrorBody {
             write!(f, " ({})", self.codes.join(", "))?;
         }
         Ok(())
+    }
+}
+
+/// The UTC date of `t`, `YYYY-MM-DD`, for messages.
+fn day(t: SystemTime) -> String {
+    match der::DateTime::from_system_time(t) {
+        Ok(d) => format!("{:04}-{:02}-{:02}", d.year(), d.month(), d.day()),
+        Err(_) => "(out of range)".to_owned(),
     }
 }
 
