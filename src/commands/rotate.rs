@@ -75,14 +75,14 @@ pub(super) fn run(cli: &Cli, args: &RotateArgs, out: &mut dyn Write) -> Result<(
 
 /// `--status`: the journal of the profile's latest rotation, on stdout.
 fn status(name: &str, out: &mut dyn Write) -> Result<(), Error> {
-    let store = JournalStore::open(None)?;
+    let none = |out: &mut dyn Write| writeln!(out, "profile '{name}': no rotation recorded");
+    let Some(store) = JournalStore::open_existing(None)? else {
+        none(out)?;
+        return Ok(());
+    };
     let path = store.path(name);
     let Some(journal) = store.load(name)? else {
-        writeln!(
-            out,
-            "profile '{name}': no rotation recorded ({} does not exist)",
-            path.display()
-        )?;
+        none(out)?;
         return Ok(());
     };
     write!(out, "{}", describe(&journal, &path))?;

@@ -32,15 +32,13 @@ pub struct CertificatesClient {
 impl CertificatesClient {
     /// A client for the integration `client_id`'s certificates at `base`, with the timeouts
     /// and trust of `options` (its retry settings are not used). A loopback `base` is never
-    /// reached through a proxy.
+    /// reached through a proxy; an https one through the environment's, if any.
     pub fn new(
         base: CertificatesUrl,
         client_id: ClientId,
         mut options: ClientOptions,
     ) -> Result<CertificatesClient, ClientBuildError> {
-        if base.is_loopback() {
-            options.use_proxy = false;
-        }
+        options.use_proxy = !base.is_loopback();
         Ok(CertificatesClient {
             http: http_client(&options)?,
             base,

@@ -197,6 +197,27 @@ impl JournalStore {
         Ok(JournalStore { dir, fd })
     }
 
+    /// The journal directory `dir` (the default one when `None`) if it exists, checked as
+    /// [`JournalStore::open`] does but neither created nor chmodded: for reading only.
+    pub fn open_existing(dir: Option<&Path>) -> Result<Option<JournalStore>, JournalError> {
+        let dir = match dir {
+            Some(dir) => dir.to_owned(),
+            None => JournalStore::default_dir().ok_or(JournalError::NoStateDir)?,
+        };
+        match std::fs::symlink_metadata(&dir) {
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(JournalError::Io { path: dir, source }),
+            Ok(_) => {}
+        }
+        let dir = std::path::absolute(&dir).map_err(|source| JournalError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let uid = rustix::process::geteuid().as_raw();
+        let (fd, _) = private_dir::prepare(&dir, uid).map_err(|e| dir_error(&dir, e))?;
+        Ok(Some(JournalStore { dir, fd }))
+    }
+
     /// The journal file of `profile`.
     pub fn path(&self, profile: &str) -> PathBuf {
         self.dir.join(file_name(profile, "json"))

@@ -131,7 +131,11 @@ impl Progress for Silent {
     fn note(&mut self, _: &str) {}
 }
 
-/// The journal of `profile`'s latest rotation, if there is one (in progress, or complete).
+/// The journal of `profile`'s latest rotation, if there is one (in progress, or complete);
+/// nothing is created to find out.
 pub fn status(state_dir: Option<&Path>, profile: &str) -> Result<Option<Journal>, JournalError> {
-    JournalStore::open(state_dir)?.load(profile)
+    match JournalStore::open_existing(state_dir)? {
+        Some(store) => store.load(profile),
+        None => Ok(None),
+    }
 }

@@ -22,6 +22,9 @@ pub fn rotate(request: Request<'_>, progress: &mut dyn Progress) -> Result<Outco
     let name = request.profile;
     let before = |e: StepError| RotationError::before(name, e);
     refuse_mapping_flags(name, &request.flags).map_err(before)?;
+    if request.options.dry_run {
+        return dry_run(request, progress);
+    }
     let store = JournalStore::open(request.state_dir).map_err(|e| before(e.into()))?;
     let _lock = store.lock(name).map_err(|e| before(e.into()))?;
     let file = ConfigFile::read(request.config).map_err(|e| before(e.into()))?;
@@ -41,31 +44,46 @@ pub fn rotate(request: Request<'_>, progress: &mut dyn Progress) -> Result<Outco
     };
     let journal = match in_progress {
         Some(journal) => run.resume(journal, options)?,
-        None => match run.start(options)? {
-            Started::Recorded(journal) => *journal,
-            Started::Planned(plan) => {
-                return Ok(Outcome::Planned {
-                    plan,
-                    in_progress: None,
-                });
-            }
-        },
+        None => run.start(options)?,
     };
-    if options.dry_run {
+    run.finish(journal)
+}
+
+/// `--dry-run`: the plan of the rotation in progress, else step 1's; nothing is written, not
+/// even the journal's directory or lock.
+fn dry_run(request: Request<'_>, progress: &mut dyn Progress) -> Result<Outcome, RotationError> {
+    let name = request.profile;
+    let before = |e: StepError| RotationError::before(name, e);
+    let in_progress = match JournalStore::open_existing(request.state_dir) {
+        Ok(Some(store)) => store.load(name),
+        Ok(None) => Ok(None),
+        Err(e) => Err(e),
+    }
+    .map_err(|e| before(e.into()))?
+    .filter(|j| !j.complete);
+    if let Some(journal) = in_progress {
         return Ok(Outcome::Planned {
             in_progress: journal.next_step(),
             plan: Box::new(journal.plan),
         });
     }
-    run.finish(journal)
-}
-
-/// What a new rotation's step 1 gave.
-enum Started {
-    /// The journal, written.
-    Recorded(Box<Journal>),
-    /// `--dry-run`: the plan, and nothing written.
-    Planned(Box<super::Plan>),
+    let file = ConfigFile::read(request.config).map_err(|e| before(e.into()))?;
+    let profile = resolve(&file, name, request.flags).map_err(before)?;
+    let mut ctx = Context::new(profile).map_err(before)?;
+    let step = Step::Preflight;
+    progress.step(step);
+    let (plan, summary) = preflight::preflight(&mut ctx, &request.options, SystemTime::now())
+        .map_err(|source| RotationError {
+            profile: name.to_owned(),
+            step: Some(step),
+            journal: None,
+            source: Box::new(source),
+        })?;
+    progress.done(step, &summary);
+    Ok(Outcome::Planned {
+        plan: Box::new(plan),
+        in_progress: None,
+    })
 }
 
 /// One run of a rotation.
@@ -79,23 +97,20 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
-    /// Step 1 of a new rotation, then its journal (not with `dry_run`).
-    fn start(&mut self, options: &Options) -> Result<Started, RotationError> {
+    /// Step 1 of a new rotation, then its journal.
+    fn start(&mut self, options: &Options) -> Result<Journal, RotationError> {
         let step = Step::Preflight;
         self.progress.step(step);
         let (plan, summary) = preflight::preflight(&mut self.ctx, options, SystemTime::now())
             .map_err(|source| self.error(step, None, source))?;
         self.progress.done(step, &summary);
-        if options.dry_run {
-            return Ok(Started::Planned(Box::new(plan)));
-        }
         stop_if_asked(step, false);
         let journal = Journal::new(self.name, self.file.real_path(), plan, SystemTime::now());
         self.store
             .save(&journal)
             .map_err(|e| self.error(step, None, e.into()))?;
         stop_if_asked(step, true);
-        Ok(Started::Recorded(Box::new(journal)))
+        Ok(journal)
     }
 
     /// Takes up the rotation `journal` records, if this run may: the same config file, no

@@ -208,3 +208,22 @@ fn profile_names_become_file_names_that_stay_in_the_directory() {
     assert_eq!(file_name("", "json"), "%.json");
     assert_eq!(file_name("é", "json"), "%C3%A9.json");
 }
+
+#[test]
+fn reading_a_journal_creates_and_changes_nothing() {
+    let base = tempfile::tempdir().unwrap();
+    let missing = base.path().join("state/suitekey/rotate");
+    assert!(
+        JournalStore::open_existing(Some(&missing))
+            .unwrap()
+            .is_none()
+    );
+    assert!(!base.path().join("state").exists());
+    let open = base.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let store = JournalStore::open_existing(Some(&open)).unwrap().unwrap();
+    assert!(store.load("prod").unwrap().is_none());
+    assert_eq!(std::fs::metadata(&open).unwrap().mode() & 0o7777, 0o755);
+    assert_eq!(std::fs::read_dir(&open).unwrap().count(), 0);
+}
