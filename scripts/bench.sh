@@ -6,11 +6,16 @@
 # Then the agent: `suitekey agent` serving that key against the emulator; cached-token
 # requests per second and p50/p99 latency over its socket with 1, 8 and 64 keep-alive clients,
 # and with 8 while another process holds 2,000 idle connections (benches/agent.rs), its RSS,
-# and as the baseline one `suitekey token --no-agent` exchange beside one `suitekey token`
-# answered by the agent.
+# and as whole processes one `suitekey token --no-agent` exchange, one `suitekey token`
+# answered by the agent, `suitekey --version` (process start-up alone) and `curl
+# --unix-socket` on the same agent, with the ratios (target: token through the agent at most
+# twice --version).
 #
 # Usage: scripts/bench.sh [--agent] [RUNS]   (runs per command, at least 15; default 50)
 #   --agent   only the agent's load levels (no hyperfine comparisons)
+# SUITEKEY_BASELINE=PATH adds that suitekey binary (another commit's release build) to the
+# signing comparison, in the same hyperfine run, and prints this build's ratio to it: how a change
+# shows it made nothing slower.
 # Uses target/bench/ (token created once, then reused); hyperfine's JSON is kept in
 # target/bench/hyperfine.json.
 set -euo pipefail
@@ -81,10 +86,16 @@ SUITEKEY_BENCH_PIN=$pin "${pkcs11_argv[@]}" -o "$BENCH_DIR/signature.bin" >"$BEN
 bench_signing() {
   printf -v suitekey_cmd '%q ' "${suitekey_argv[@]}"
   printf -v pkcs11_cmd '%q ' "${pkcs11_argv[@]}"
+  local baseline=()
+  if [[ -n ${SUITEKEY_BASELINE:-} ]]; then
+    [[ -x $SUITEKEY_BASELINE ]] || die "SUITEKEY_BASELINE names no executable: $SUITEKEY_BASELINE"
+    printf -v baseline_cmd '%q ' "$SUITEKEY_BASELINE" "${suitekey_argv[@]:1}"
+    baseline=(--command-name baseline "$baseline_cmd")
+  fi
   json=$BENCH_DIR/hyperfine.json
   if ! SUITEKEY_BENCH_PIN=$pin hyperfine --shell=none --style none --warmup "$WARMUP" --runs "$RUNS" \
     --export-json "$json" --command-name suitekey "$suitekey_cmd" --command-name pkcs11-tool "$pkcs11_cmd" \
-    >"$BENCH_DIR/hyperfine.log" 2>&1; then
+    "${baseline[@]}" >"$BENCH_DIR/hyperfine.log" 2>&1; then
     cat -- "$BENCH_DIR/hyperfine.log" >&2
     die "hyperfine failed (output above)"
   fi
@@ -95,14 +106,16 @@ bench_signing() {
   awk -F'\t' -v runs="$RUNS" -v warmup="$WARMUP" '
     { name[NR] = $1; median[NR] = $2; min[NR] = $3; max[NR] = $4; n[NR] = $5 }
     END {
-      if (NR != 2 || median[2] <= 0) { print "bench.sh: error: unexpected hyperfine results" > "/dev/stderr"; exit 1 }
+      if (NR < 2 || median[2] <= 0) { print "bench.sh: error: unexpected hyperfine results" > "/dev/stderr"; exit 1 }
       printf "ES256 on SoftHSM2, one process per signature (module load + login + sign); %d runs each after %d warmup runs\n\n", runs, warmup
       printf "%-40s %10s %10s %10s %6s\n", "command", "median", "min", "max", "runs"
       desc["suitekey"] = "suitekey assertion"
       desc["pkcs11-tool"] = "pkcs11-tool --sign -m ECDSA"
-      for (i = 1; i <= 2; i++)
+      desc["baseline"] = "baseline suitekey assertion"
+      for (i = 1; i <= NR; i++)
         printf "%-40s %7.2f ms %7.2f ms %7.2f ms %6d\n", desc[name[i]], median[i] * 1000, min[i] * 1000, max[i] * 1000, n[i]
       printf "%-40s %10.2f\n", "ratio of medians suitekey / pkcs11-tool", median[1] / median[2]
+      if (NR == 3) printf "%-40s %10.2f\n", "ratio of medians suitekey / baseline", median[1] / median[3]
     }' <<<"$stats"
 }
 ((AGENT_ONLY)) || bench_signing
@@ -130,18 +143,25 @@ SUITEKEY_BENCH_SOCK=$socket SUITEKEY_BENCH_PID=$agent_pid SUITEKEY_BENCH_PROFILE
 
 printf -v direct_cmd '%q ' "$SUITEKEY" --config "$BENCH_DIR/config.toml" --profile bench token --no-agent
 printf -v agent_cmd '%q ' "$SUITEKEY" --config "$BENCH_DIR/config.toml" --profile bench token
+printf -v version_cmd '%q ' "$SUITEKEY" --version
+printf -v curl_cmd '%q ' curl -sf --unix-socket "$socket" http://localhost/v1/profiles/bench/token
 agent_json=$BENCH_DIR/hyperfine-agent.json
-if ! SUITEKEY_AUTH_SOCK=$socket hyperfine --shell=none --style none --warmup 3 --runs 30 \
+if ! SUITEKEY_AUTH_SOCK=$socket hyperfine --shell=none --style none --warmup 10 --runs "$((RUNS * 4))" \
   --export-json "$agent_json" --command-name direct "$direct_cmd" --command-name agent "$agent_cmd" \
+  --command-name version "$version_cmd" --command-name curl "$curl_cmd" \
   >"$BENCH_DIR/hyperfine-agent.log" 2>&1; then
   cat -- "$BENCH_DIR/hyperfine-agent.log" >&2
   die "hyperfine failed (output above)"
 fi
-jq -r '.results[] | [.command, .median] | @tsv' "$agent_json" | awk -F'\t' '
-  { name[NR] = $1; median[NR] = $2 }
+jq -r '.results[] | [.command, .median] | @tsv' "$agent_json" | awk -F'\t' -v runs="$((RUNS * 4))" '
+  { median[$1] = $2 }
   END {
-    printf "\nbaseline: one suitekey token process, 30 runs each\n"
-    printf "%-52s %7.2f ms\n", "suitekey token --no-agent (load, login, sign, exchange)", median[1] * 1000
-    printf "%-52s %7.2f ms\n", "suitekey token through the agent (cached)", median[2] * 1000
-    printf "%-52s %10.1f\n", "ratio direct / agent", median[1] / median[2]
+    printf "\nwhole processes, %d runs each (medians)\n", runs
+    printf "%-58s %7.2f ms\n", "suitekey token --no-agent (load, login, sign, exchange)", median["direct"] * 1000
+    printf "%-58s %7.2f ms\n", "suitekey token through the agent (cached)", median["agent"] * 1000
+    printf "%-58s %7.2f ms\n", "suitekey --version (process start-up alone)", median["version"] * 1000
+    printf "%-58s %7.2f ms\n", "curl --unix-socket on the same agent (cached)", median["curl"] * 1000
+    printf "%-58s %10.2f\n", "ratio token through the agent / --version (target <= 2)", median["agent"] / median["version"]
+    printf "%-58s %10.2f\n", "ratio token through the agent / curl --unix-socket", median["agent"] / median["curl"]
+    printf "%-58s %10.1f\n", "ratio direct / through the agent", median["direct"] / median["agent"]
   }'

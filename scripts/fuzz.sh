@@ -7,6 +7,7 @@
 #   token_response      the token endpoint's success and error bodies
 #   agent_http          raw bytes on one connection to the agent's axum/hyper service
 #   emulator_assertion  the emulator's form and client-assertion verifier (one P-256 key)
+#   emulator_upload     the body of a certificate upload to the emulator's certificate API
 #
 # Usage: scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]   (default: 60 s, every target)
 # Not run by CI. Needs the nightly toolchain; installs cargo-fuzz when missing. Corpora grow
@@ -17,7 +18,7 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-readonly ALL_TARGETS=(pkcs11_uri config token_response agent_http emulator_assertion)
+readonly ALL_TARGETS=(pkcs11_uri config token_response agent_http emulator_assertion emulator_upload)
 readonly SECONDS_PER_TARGET=${1:-60}
 shift || true
 readonly RSS_LIMIT_MB=1024
@@ -35,6 +36,7 @@ max_len() {
     token_response) echo 20000 ;;     # MAX_ACCESS_TOKEN_LEN is 16 KiB
     agent_http) echo 16384 ;;         # the agent refuses targets over 1 KiB, headers over 8 KiB
     emulator_assertion) echo 10000 ;; # MAX_ASSERTION_LEN is 8 KiB
+    emulator_upload) echo 16384 ;;    # the emulator's MAX_BODY is 16 KiB
     *) die "unknown target '$1' (known: ${ALL_TARGETS[*]})" ;;
   esac
 }

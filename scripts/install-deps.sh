@@ -3,10 +3,12 @@
 #
 # Usage: scripts/install-deps.sh [EXTRA_DEBIAN_PACKAGE...]
 #
-# Debian packages: softhsm2, opensc (pkcs11-tool), openssl, curl, jq, faketime (clock-skew tests),
+# Debian packages: softhsm2, opensc (pkcs11-tool), p11-kit-modules (p11-kit-proxy.so, the default module), openssl, curl, jq, faketime (clock-skew tests),
 # strace (the secrets test holds the agent at exit to read its memory), gcc + libc6-dev (the
-# linker rustc calls) and python3 + python3-venv (pkilint's virtualenv), plus any extra package
-# named on the command line. `apt-get update` runs
+# linker rustc calls), python3 + python3-venv (pkilint's virtualenv), and for the shipped extras
+# (tests/packaging.rs, scripts/package.sh) man-db + groff-base (man pages rendered), zsh + fish
+# (completions tried in their shells) and systemd (`systemd-analyze verify` on the units; no
+# service manager is started), plus any extra package named on the command line. `apt-get update` runs
 # only when something has to be installed. Runs apt as root directly, else through sudo.
 # Also adds the rustfmt and clippy rustup components when they are missing, and installs pkilint
 # (PyPI, pinned; the independent RFC 5280 linter tests/keys.rs runs on suitekey's certificates)
@@ -16,7 +18,8 @@
 # Prints one line (on stderr) per thing it installs; nothing when everything is present.
 set -euo pipefail
 
-readonly PACKAGES=(softhsm2 opensc openssl curl jq gcc libc6-dev faketime strace python3 python3-venv "$@")
+readonly PACKAGES=(softhsm2 opensc p11-kit-modules openssl curl jq gcc libc6-dev faketime strace python3 python3-venv
+  man-db groff-base zsh fish systemd "$@")
 readonly COMPONENTS=(rustfmt clippy)
 readonly PKILINT_VERSION=0.13.3
 

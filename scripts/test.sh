@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs what CI runs, in the repository root: install-deps, the token modules and the virtual PIV
 # card, rustfmt check, clippy (unwrap/expect denied outside tests, see src/lib.rs), the API docs
-# (no warnings), tests (the matrix on SoftHSM2, tpm2-pkcs11 and kryoptic included).
+# (no warnings), tests (the matrix on SoftHSM2, tpm2-pkcs11 and kryoptic included), and the
+# packages users install (scripts/package.sh).
 #
 # Usage: scripts/test.sh [CARGO_TEST_ARGS...]   (e.g. scripts/test.sh -- --nocapture)
 # Stops at the first failing step with its exit status.
@@ -47,3 +48,7 @@ step "cargo clippy --lib --features fuzzing -- -D warnings" cargo clippy --lib -
 # Broken or private intra-doc links and stray HTML in doc comments fail the run.
 step "cargo doc --no-deps (warnings denied)" env RUSTDOCFLAGS="-D warnings" cargo doc --no-deps
 step "cargo test${*:+ $*}" cargo test "$@"
+# What users install: README's `cargo install --locked --path .` into a scratch root, and the
+# Debian package checked as unpacked (scripts/package.sh). The dev profile packages the binary
+# `cargo test` built, in seconds; `scripts/package.sh` alone makes the release package.
+step "scripts/package.sh --profile dev" bash scripts/package.sh --profile dev

@@ -10,11 +10,20 @@ pub use crate::config::{ModuleArg, RawArg};
 use crate::jose::Alg;
 use crate::netsuite::{CertificateId, Lifetime, ValidityDays};
 
+/// The version `--version` and the man pages show: the crate's, and the git commit it was built
+/// from (`build.rs`: `-dirty` when the sources differed from it, `unknown` outside a checkout).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("SUITEKEY_COMMIT"),
+    ")"
+);
+
 /// NetSuite machine-to-machine access with the private key kept inside a PKCS#11 token.
 #[derive(Debug, Parser)]
-#[command(name = "suitekey", version, about, max_term_width = 100)]
+#[command(name = "suitekey", version = VERSION, about, max_term_width = 100)]
 #[command(
-    after_help = "PINs come from the key URI's pin-source=file:PATH (or env:NAME), SUITEKEY_PIN, or a prompt; never from a flag.\nExit codes: 0 ok, 1 check: certificate unfit, 2 bad input, 3 module/token/key problem, 4 PIN problem, 5 output error, 6 token endpoint refused or failed, 7 agent unreachable; exec: the command's own status."
+    after_help = "PINs come from the key URI's pin-source=file:PATH (or env:NAME), SUITEKEY_PIN, or a prompt; never from a flag.\nExit codes: 0 ok, 1 check: certificate unfit, doctor: a check failed, 2 bad input, 3 module/token/key problem, 4 PIN problem, 5 output error, 6 token endpoint refused or failed, 7 agent unreachable; exec: the command's own status."
 )]
 pub struct Cli {
     /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
@@ -72,8 +81,8 @@ pub enum Command {
         after_help = "Exit codes: 0 fit to upload, 1 not fit (reasons on stderr), 2 bad input, 3 token/key problem, 4 PIN problem."
     )]
     Check(CheckArgs),
-    /// Serve a strict NetSuite token endpoint on loopback, for CI and demos (prints its base URL
-    /// on stdout, its token URL on stderr).
+    /// Serve a strict NetSuite token endpoint and certificate API on loopback, for CI and demos
+    /// (prints its base URL on stdout, its token URL on stderr).
     Emulate(EmulateArgs),
     /// Hold every profile's token session, cache access tokens and serve them on a Unix socket
     /// (foreground; prints the socket path; SIGHUP reloads the config).
@@ -82,6 +91,51 @@ pub enum Command {
     /// NetSuite's certificate API, proven, the profile switched, the old certificate revoked
     /// (resumable; prints the new certificate id).
     Rotate(Box<RotateArgs>),
+    /// Print the shell completion script for SHELL on stdout (e.g. `suitekey completions bash >
+    /// ~/.local/share/bash-completion/completions/suitekey`).
+    Completions(CompletionsArgs),
+    /// Write the man pages (suitekey.1 and one suitekey-COMMAND.1 per command) into DIR; for
+    /// packaging.
+    #[command(hide = true)]
+    Man(ManArgs),
+    /// Check a profile the way a support engineer would, in order, each with its remedy:
+    /// module, token, PIN source, key, certificate, token URL, TLS, clock, agent.
+    #[command(
+        after_help = "No PIN is sent without --login, and no assertion is ever sent.\nExit codes: 0 every check passed (warnings allowed), 1 a check failed, 2 bad input."
+    )]
+    Doctor(Box<DoctorArgs>),
+}
+
+/// `suitekey completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell: bash, zsh, fish, elvish or powershell.
+    #[arg(value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}
+
+/// `suitekey man`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The directory to write the pages into (made if missing); pages there are replaced.
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+}
+
+/// `suitekey doctor`.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// The integration and key.
+    #[command(flatten)]
+    pub profile: ProfileArgs,
+    /// Also log in (one C_Login with the PIN from the key URI's source): checks the PIN and the
+    /// private key itself. Never sent again after a refusal, nor on the token's final try.
+    #[arg(long)]
+    pub login: bool,
+    /// text: one line per check (✓/!/✗/– on a terminal, ok/warn/FAIL/skip elsewhere or with
+    /// NO_COLOR); json: {"checks": [{name, status, detail, remedy}], "ok"} on stdout.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
 }
 
 /// `suitekey list`.
@@ -100,6 +154,18 @@ pub struct ListArgs {
     /// mechanism it would use or why it cannot.
     #[arg(long)]
     pub mechanisms: bool,
+    /// text (for people) or json (the same facts, one document; schema in the README).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+}
+
+/// How `list`, `check` and `doctor` write what they found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// For people.
+    Text,
+    /// One JSON document on stdout.
+    Json,
 }
 
 /// The flags that describe one NetSuite integration and its key (a profile). Each may also come
@@ -198,9 +264,22 @@ pub struct AgentArgs {
     #[arg(long, value_name = "SECS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub drain_timeout: u64,
+    /// How log lines are written on stderr: text, or one JSON object per line (for journald,
+    /// Loki, …).
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// The PKCS#11 module.
     #[command(flatten)]
     pub module: ModuleArg,
+}
+
+/// How the agent writes its log lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line: timestamp, level, target, message and the event's fields.
+    Json,
 }
 
 /// The flags shared by `keygen` and `cert`: the certificate to make and where it goes.
@@ -283,6 +362,10 @@ pub struct CheckArgs {
     /// Warn when this (configured) certificate id differs from the certificate's.
     #[arg(long, value_name = "ID", allow_hyphen_values = true)]
     pub certificate_id: Option<CertificateId>,
+    /// text: the certificate id on stdout, details on stderr; json: one document on stdout with
+    /// the id, the facts, the warnings and the problems (schema in the README).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
     /// The PKCS#11 module.
     #[command(flatten)]
     pub module: ModuleArg,
@@ -337,7 +420,7 @@ pub struct RotateArgs {
     pub status: bool,
 }
 
-/// `suitekey emulate`: a strict NetSuite token endpoint on loopback.
+/// `suitekey emulate`: a strict NetSuite token endpoint and certificate API on loopback.
 #[derive(Debug, Args)]
 pub struct EmulateArgs {
     // The doc comments are clap's help text, shown as written: rustdoc must not read their
@@ -350,6 +433,8 @@ pub struct EmulateArgs {
     #[allow(rustdoc::broken_intra_doc_links)]
     /// A certificate uploaded to the emulated account (repeatable):
     /// client-id=ID,cert=FILE[,scopes=restlets+rest_webservices][,account=ACCT][,certificate-id=ID]
+    /// [,role=ID][,entity=ID][,permissions=manage-certificates] (role 3 and entity -5 unless
+    /// given; the permission lets the role use the certificate API)
     #[arg(long, value_name = "SPEC", required = true)]
     pub register: Vec<String>,
     /// Answer the first N token requests with HTTP 500 server_error.
@@ -376,6 +461,38 @@ pub struct EmulateArgs {
         help_heading = "Fault injection (tests)"
     )]
     pub delay_ms: u64,
+    #[allow(rustdoc::broken_intra_doc_links)]
+    /// Make a certificate API call fail (repeatable): CALL:FAULT[:N], CALL one of list,
+    /// upload, revoke; FAULT 500 (before it acts), 500-after (it acts, then answers 500) or
+    /// hang (no answer until the emulator stops, or for 10 minutes); its first N requests, or
+    /// all of them.
+    #[arg(
+        long,
+        value_name = "CALL:FAULT[:N]",
+        help_heading = "Fault injection (tests)"
+    )]
+    pub fail_certificates: Vec<String>,
+    /// Refuse a newly uploaded certificate at the token endpoint for this many milliseconds
+    /// after its upload, as NetSuite may take a while to make it usable.
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = 0,
+        help_heading = "Fault injection (tests)",
+        value_parser = clap::value_parser!(u64).range(0..=3_600_000)
+    )]
+    pub certificate_propagation_ms: u64,
+    /// Shape the certificate list differently, to test a client's leniency: comma-separated
+    /// object (an object holding the list under "items", not a bare array), string-ids (ids
+    /// as numeric strings), extra-field (an unknown field in each entry).
+    #[arg(
+        long,
+        value_name = "SHAPES",
+        default_value = "",
+        hide_default_value = true,
+        help_heading = "Fault injection (tests)"
+    )]
+    pub certificate_list_shape: String,
     /// Lifetime of issued access tokens in seconds (NetSuite: 3600); for tests of expiry.
     #[arg(long, value_name = "SECS", default_value_t = 3600, hide = true,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]

@@ -58,6 +58,12 @@ pub enum Error {
         /// How many problems.
         count: usize,
     },
+    /// `doctor` found checks that failed (already printed).
+    #[error("{count} check(s) failed; see the remedies above")]
+    DoctorFailed {
+        /// How many checks failed.
+        count: usize,
+    },
     /// An output file could not be written; nothing was left half-written.
     #[error("cannot write '{path}': {reason}; nothing was written there")]
     OutputFile {
@@ -130,7 +136,7 @@ impl HasKind for Error {
             Error::Usage(_) => Kind::Usage,
             // The key was found and read: NetSuite's rules refuse what the token holds.
             Error::KeyRefused { .. } => Kind::Token,
-            Error::Unfit { .. } => Kind::Unfit,
+            Error::Unfit { .. } | Error::DoctorFailed { .. } => Kind::Unfit,
             Error::Output(_) | Error::OutputFile { .. } => Kind::Output,
             // Without a runtime no token request can be made.
             Error::Runtime(_) => Kind::Endpoint,

@@ -24,7 +24,9 @@ use crate::agent::profiles::{self, Options};
 use crate::agent::signers::OpenError;
 use crate::agent::socket::AllowedUids;
 use crate::config::{self, Config, ProfileOverrides};
-use crate::emulator::rules::{self, Context, Registration, ReplayLog, TokenRequest};
+use crate::emulator::rules::{
+    self, Context, Lifecycle, Mapping, Registration, ReplayLog, TokenRequest,
+};
 use crate::jose::{Curve, PublicKey, b64url};
 use crate::pkcs11::Pkcs11Uri;
 
@@ -113,6 +115,8 @@ fn emulator_registration() -> Registration {
         // Valid around EMULATOR_NOW, so that only the assertion decides.
         valid_from: SystemTime::UNIX_EPOCH,
         valid_until: SystemTime::UNIX_EPOCH + Duration::from_secs(2 * EMULATOR_NOW),
+        mapping: Mapping::default(),
+        lifecycle: Lifecycle::default(),
     }
 }
 
@@ -150,6 +154,18 @@ pub fn emulator_assertion(data: &[u8]) -> Result<rules::Grant, rules::Refusal> {
         body: data,
     };
     rules::check_request(&request, &ctx)
+}
+
+/// Reads `data` as the body of a certificate upload to the emulator (sent as JSON). An upload
+/// read must hold a certificate of at most the PEM limit and ids that fit NetSuite's.
+pub fn emulator_upload(data: &[u8]) {
+    if let Ok(upload) = crate::emulator::read_upload(Some("application/json"), data) {
+        assert!(
+            upload.certificate.der().len() <= 8 * 1024,
+            "a certificate over the PEM limit"
+        );
+        let _ = (upload.role.get(), upload.entity.get());
+    }
 }
 
 /// The config the fuzzed agent serves: one profile that cannot be resolved (so it is served
@@ -298,6 +314,29 @@ async fn read_now(reader: &mut (impl AsyncRead + Unpin)) -> Poll<Option<Vec<u8>>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Writes the seeds of `fuzz/corpus/emulator_upload`, an upload with ids as numbers and
+    /// as strings: `cargo test --lib write_emulator_upload_seeds -- --ignored`.
+    #[test]
+    #[ignore = "writes the fuzz corpus seeds"]
+    fn write_emulator_upload_seeds() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/emulator_upload");
+        std::fs::create_dir_all(&dir).unwrap();
+        let made = SystemTime::UNIX_EPOCH + Duration::from_secs(EMULATOR_NOW);
+        let pem = crate::cert::testing::p256_certificate(7, "seed", made, 730)
+            .to_pem()
+            .unwrap();
+        for (name, role, entity) in [("numbers", "3", "-5"), ("strings", "\"3\"", "\"-5\"")] {
+            let body = format!(
+                r#"{{"fileContent":{},"role":{role},"entity":{entity}}}"#,
+                serde_json::to_string(&pem).unwrap()
+            );
+            assert!(
+                crate::emulator::read_upload(Some("application/json"), body.as_bytes()).is_ok()
+            );
+            std::fs::write(dir.join(format!("seed-{name}")), body).unwrap();
+        }
+    }
 
     /// Writes the signed seeds of `fuzz/corpus/emulator_assertion` (they must match the fixed
     /// key and clock): `cargo test --lib write_emulator_seeds -- --ignored`.

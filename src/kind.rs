@@ -11,7 +11,7 @@ use http::StatusCode;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kind {
     /// A certificate is not fit for NetSuite (`check`'s findings; the agent's expired or
-    /// mismatched certificate).
+    /// mismatched certificate), or a `doctor` check failed.
     Unfit,
     /// Bad input: flags, URI, account id, scope, lifetime, token URL, algorithm name, no
     /// module named, config file or profile.

@@ -26,8 +26,8 @@
 //! them against NetSuite's rules (`keygen`, `cert`, `check`); [`rotation`] replaces a
 //! profile's key and certificate through NetSuite's certificate API, resumably (`rotate`, and
 //! the agent); [`private_dir`] keeps the directories of the agent's socket and the rotation
-//! journal out of other users' reach; the emulator (`emulator`, run by
-//! `suitekey emulate`) is a strict NetSuite token endpoint for tests and the demo; [`error`]
+//! journal out of other users' reach; the emulator (`emulator`, run by `suitekey emulate`) is a
+//! strict NetSuite token endpoint and certificate API for tests and the demo; [`error`]
 //! gathers every layer's error and gives the exit code. The fuzzing entry points are behind
 //! the `fuzzing` feature, for the targets in `fuzz/`.
 #![deny(unsafe_code)]

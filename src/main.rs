@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use std::io::Write as _;
-use suitekey::cli::{Cli, Command};
+use suitekey::cli::{Cli, Command, LogFormat};
 use suitekey::kind::HasKind as _;
 use suitekey::report::{chain, printable};
 use tracing_subscriber::EnvFilter;
@@ -19,11 +19,11 @@ fn main() -> ExitCode {
     match suitekey::commands::run(&cli, &mut stdout) {
         // 0, or `exec`'s command's own status: it has spoken for itself, add nothing.
         Ok(status) => ExitCode::from(status),
-        // `suitekey list | head`: the reader has all it wanted. Not so for a credential that
-        // was never delivered: that stays an error.
+        // `suitekey list | head`, `suitekey completions bash | head`: the reader has all it
+        // wanted. Not so for a credential that was never delivered: that stays an error.
         Err(suitekey::Error::Output(e))
             if e.kind() == std::io::ErrorKind::BrokenPipe
-                && matches!(cli.command, Command::List(_)) =>
+                && matches!(cli.command, Command::List(_) | Command::Completions(_)) =>
         {
             ExitCode::SUCCESS
         }
@@ -52,12 +52,22 @@ fn init_logging(cli: &Cli) {
             "{level},cryptoki=off,rustls=off,rustls_platform_verifier=off"
         ))
     });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(colour_logs())
-        .with_target(false)
-        .init();
+    let json = matches!(&cli.command, Command::Agent(args) if args.log_format == LogFormat::Json);
+    if json {
+        tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    } else {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(colour_logs())
+            .with_target(false)
+            .init();
+    }
 }
 
 /// Colour in the logs only on a terminal, and never when NO_COLOR is set to a non-empty value

@@ -6,165 +6,18 @@
 
 mod common;
 
-use std::io::{Read as _, Write as _};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::emulator::{Emulator, TOKEN_PATH};
+use common::http::Response;
+use common::openssl::Keys;
 use serde_json::{Value, json};
-use suitekey::jose::{Curve, b64url, ecdsa_to_raw};
 
 const CLIENT: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 const CATALOG_PATH: &str = "/services/rest/record/v1/metadata-catalog";
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
-
-fn openssl(args: &[&str], stdin: &[u8]) -> Vec<u8> {
-    run_openssl(&[], args, stdin)
-}
-
-/// `openssl ARGS`, behind the `wrapper` command (e.g. `faketime -f -40d`) when one is given.
-fn run_openssl(wrapper: &[&str], args: &[&str], stdin: &[u8]) -> Vec<u8> {
-    let (program, wrapper_args) = match wrapper {
-        [program, rest @ ..] => (*program, rest),
-        [] => ("openssl", &[][..]),
-    };
-    let mut command = Command::new(program);
-    command.args(wrapper_args);
-    if !wrapper.is_empty() {
-        command.arg("openssl");
-    }
-    let mut child = command
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{program} (scripts/install-deps.sh installs it): {e}"));
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
-/// A private key and a self-signed certificate for it, in a temp dir.
-struct Keys {
-    _dir: tempfile::TempDir,
-    key: PathBuf,
-    cert: PathBuf,
-    rsa: bool,
-}
-
-impl Keys {
-    fn p256() -> Keys {
-        Keys::new(
-            &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
-            false,
-        )
-    }
-
-    fn rsa(bits: u32) -> Keys {
-        let bits = format!("rsa_keygen_bits:{bits}");
-        Keys::new(&["-algorithm", "RSA", "-pkeyopt", &bits], true)
-    }
-
-    /// A P-256 key with a 30-day certificate made with the clock moved by `offset`
-    /// (libfaketime's syntax, e.g. "-40d"): an expired or a not-yet-valid certificate.
-    fn p256_made_at(offset: &str) -> Keys {
-        Keys::made_at(
-            &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
-            false,
-            Some(offset),
-        )
-    }
-
-    fn new(genpkey: &[&str], rsa: bool) -> Keys {
-        Keys::made_at(genpkey, rsa, None)
-    }
-
-    fn made_at(genpkey: &[&str], rsa: bool, offset: Option<&str>) -> Keys {
-        let dir = tempfile::tempdir().unwrap();
-        let key = dir.path().join("key.pem");
-        let cert = dir.path().join("cert.pem");
-        let mut args = vec!["genpkey", "-out", key.to_str().unwrap()];
-        args.extend_from_slice(genpkey);
-        openssl(&args, b"");
-        let faketime = offset.map_or_else(Vec::new, |offset| vec!["faketime", "-f", offset]);
-        run_openssl(
-            &faketime,
-            &[
-                "req",
-                "-x509",
-                "-new",
-                "-key",
-                key.to_str().unwrap(),
-                "-subj",
-                "/CN=suitekey-emulator-test",
-                "-days",
-                "30",
-                "-out",
-                cert.to_str().unwrap(),
-            ],
-            b"",
-        );
-        Keys {
-            _dir: dir,
-            key,
-            cert,
-            rsa,
-        }
-    }
-
-    /// The certificate id NetSuite would show (computed independently: SHA-256 of the DER).
-    fn kid(&self) -> String {
-        let der = openssl(
-            &[
-                "x509",
-                "-in",
-                self.cert.to_str().unwrap(),
-                "-outform",
-                "DER",
-            ],
-            b"",
-        );
-        b64url(&openssl(&["dgst", "-sha256", "-binary"], &der))
-    }
-
-    fn cert(&self) -> &str {
-        self.cert.to_str().unwrap()
-    }
-
-    /// Signs `header.claims` with openssl: ES256 (DER converted to r||s), PS256 or RS256.
-    fn sign(&self, header: &Value, claims: &Value) -> String {
-        let input = format!(
-            "{}.{}",
-            b64url(header.to_string().as_bytes()),
-            b64url(claims.to_string().as_bytes())
-        );
-        let key = self.key.to_str().unwrap();
-        let mut args = vec!["dgst", "-sha256", "-sign", key];
-        if header["alg"] == "PS256" {
-            args.extend([
-                "-sigopt",
-                "rsa_padding_mode:pss",
-                "-sigopt",
-                "rsa_pss_saltlen:digest",
-            ]);
-        }
-        let sig = openssl(&args, input.as_bytes());
-        let sig = if self.rsa {
-            sig
-        } else {
-            ecdsa_to_raw(&sig, Curve::P256).unwrap()
-        };
-        format!("{input}.{}", b64url(&sig))
-    }
-}
 
 fn now() -> u64 {
     SystemTime::now()
@@ -180,10 +33,6 @@ impl Emulator {
         let mut args = vec!["--register", &spec];
         args.extend_from_slice(extra);
         Emulator::start(&args)
-    }
-
-    fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Response {
-        http(&self.base, method, path, headers, body)
     }
 
     /// POSTs a form with the right content type.
@@ -245,71 +94,6 @@ fn form(assertion: &str) -> String {
         enc(ASSERTION_TYPE),
         enc(assertion)
     )
-}
-
-#[derive(Debug)]
-struct Response {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Response {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
-    }
-}
-
-/// A minimal HTTP/1.1 client (one request per connection), so requests can be as malformed
-/// as a test needs.
-fn http(base: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Response {
-    let host = base.strip_prefix("http://").unwrap();
-    let mut stream = TcpStream::connect(host).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        req.push_str(&format!("{name}: {value}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    // The server may answer (413) before reading everything: a failed write is not the test.
-    let _ = stream.write_all(req.as_bytes());
-    let mut raw = Vec::new();
-    let _ = stream.read_to_end(&mut raw);
-    let text = String::from_utf8(raw).unwrap();
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("no response: {text:?}"));
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
-        .collect();
-    Response {
-        status,
-        headers,
-        body: body.to_owned(),
-    }
 }
 
 #[test]

@@ -181,6 +181,11 @@ fn list_shows_the_fixture_token() {
 }
 
 #[test]
+fn list_of_a_module_that_is_not_there() {
+    Golden::new(&["list", "--module", "/nonexistent/module.so"]).matches("list_missing_module");
+}
+
+#[test]
 fn check_of_a_certificate_made_by_cert() {
     let c = CertifiedCopy::new();
     Golden::new(&[

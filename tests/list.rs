@@ -108,23 +108,6 @@ fn list_filters_by_token_and_says_when_nothing_matches() {
 }
 
 #[test]
-fn list_without_a_module_explains_where_to_name_one() {
-    let out = fixture()
-        .suitekey()
-        .arg("list")
-        .assert()
-        .code(2)
-        .get_output()
-        .clone();
-    assert!(out.stdout.is_empty());
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(
-        stderr.contains("--module") && stderr.contains("SUITEKEY_MODULE"),
-        "{stderr}"
-    );
-}
-
-#[test]
 fn list_shows_certificates_beside_their_keys() {
     let (stdout, _) = list(&[]);
     assert!(stdout.contains("certificates:"), "{stdout}");

@@ -33,7 +33,7 @@ use serde_json::{Value, json};
 use axum::extract::ConnectInfo;
 
 use super::cache::Failure;
-use super::connections::{Activity, Connections};
+use super::connections::{Activity, Connections, Peer};
 use super::metrics;
 use super::profiles::{ProfileMap, Served, Status};
 use super::socket::AllowedUids;
@@ -215,6 +215,8 @@ fn retry_later(mut response: Response, retry_at: Instant) -> Response {
 
 async fn token(
     State(agent): State<Arc<Agent>>,
+    // Absent only where the router is served without connection info (the fuzz target).
+    connection: Option<axum::Extension<ConnectInfo<Activity>>>,
     name: Result<Path<String>, PathRejection>,
 ) -> Response {
     let Ok(Path(name)) = name else {
@@ -243,6 +245,7 @@ async fn token(
         Ok(cached) => {
             served.metrics.token_issued();
             let token = &cached.token;
+            audit(connection.map(|c| c.0.0.peer()), &name, token);
             let body = json!({
                 "access_token": token.expose_secret(),
                 "token_type": token.token_type(),
@@ -256,6 +259,35 @@ async fn token(
             unavailable.retry_at,
         ),
     }
+}
+
+/// The log target of the audit lines: one per token handed out.
+pub const AUDIT_TARGET: &str = "suitekey::audit";
+
+/// Logs (at info, target [`AUDIT_TARGET`]) that `token` of `profile` went to `peer`: its uid
+/// and pid as `SO_PEERCRED` gave them when it connected, and the token's fingerprint (never the
+/// token), computed only when the line is logged.
+fn audit(peer: Option<Peer>, profile: &str, token: &crate::exchange::AccessToken) {
+    let peer = peer.unwrap_or(Peer {
+        uid: None,
+        pid: None,
+    });
+    tracing::info!(
+        target: AUDIT_TARGET,
+        peer_uid = peer.uid,
+        peer_pid = peer.pid,
+        profile,
+        token_fingerprint = %fingerprint(token.expose_secret()),
+        "access token handed out"
+    );
+}
+
+/// The first 8 hex digits of the SHA-256 of `token`: enough to match a log line with the token
+/// a client holds, far too little to guess it from.
+pub fn fingerprint(token: &str) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(token.as_bytes());
+    digest[..4].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// When `token` expires by the wall clock as it reads now: its remaining life is counted on

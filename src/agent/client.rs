@@ -101,10 +101,36 @@ impl HasKind for ClientError {
     }
 }
 
+/// `GET /v1/profiles` on the agent at `socket`, once its peer is trusted: every profile it
+/// serves with its status (for `doctor`).
+pub async fn fetch_profiles(socket: &Path) -> Result<serde_json::Value, ClientError> {
+    let named = agent_uid(std::env::var_os(AGENT_UID_ENV))?;
+    let (status, body) = tokio::time::timeout(TIMEOUT, ask(socket, "/v1/profiles".into(), named))
+        .await
+        .unwrap_or_else(|_| {
+            Err(ClientError::Protocol {
+                socket: socket.to_owned(),
+                reason: format!("no complete answer within {} s", TIMEOUT.as_secs()),
+            })
+        })?;
+    let protocol = |reason: String| ClientError::Protocol {
+        socket: socket.to_owned(),
+        reason,
+    };
+    if !status.is_success() {
+        return Err(protocol(format!("HTTP {status} for /v1/profiles")));
+    }
+    serde_json::from_slice(&body).map_err(|e| protocol(format!("not JSON: {e}")))
+}
+
 /// `GET /v1/profiles/{profile}/token` on the agent at `socket`, once its peer is trusted.
 pub async fn fetch_token(socket: &Path, profile: &str) -> Result<AccessToken, ClientError> {
     let named = agent_uid(std::env::var_os(AGENT_UID_ENV))?;
-    let (status, body) = tokio::time::timeout(TIMEOUT, ask(socket, profile, named))
+    let path = format!(
+        "/v1/profiles/{}/token",
+        utf8_percent_encode(profile, NON_ALPHANUMERIC)
+    );
+    let (status, body) = tokio::time::timeout(TIMEOUT, ask(socket, path, named))
         .await
         .unwrap_or_else(|_| {
             Err(ClientError::Protocol {
@@ -151,12 +177,12 @@ fn trusted(peer: u32, own: u32, named: Option<u32>) -> bool {
     peer == own || peer == 0 || named == Some(peer)
 }
 
-/// Connects, checks the peer, and sends the request on that very connection (a second
+/// Connects, checks the peer, and sends `GET path` on that very connection (a second
 /// connection could reach another listener): the status and the body, read up to
 /// [`exchange::MAX_BODY`] like a token endpoint's.
 async fn ask(
     socket: &Path,
-    profile: &str,
+    path: String,
     named: Option<u32>,
 ) -> Result<(hyper::StatusCode, Zeroizing<Vec<u8>>), ClientError> {
     let unreachable = |reason: String| ClientError::Unreachable {
@@ -173,13 +199,10 @@ async fn ask(
         .map_err(|e| unreachable(crate::report::chain(&e)))?;
     // Drives the connection while the request is sent and its answer read; it ends with them.
     let driver = tokio::spawn(connection);
-    let request = hyper::Request::get(format!(
-        "/v1/profiles/{}/token",
-        utf8_percent_encode(profile, NON_ALPHANUMERIC)
-    ))
-    .header(hyper::header::HOST, "localhost")
-    .body(String::new())
-    .map_err(|e| protocol(e.to_string()))?;
+    let request = hyper::Request::get(path)
+        .header(hyper::header::HOST, "localhost")
+        .body(String::new())
+        .map_err(|e| protocol(e.to_string()))?;
     let response = sender
         .send_request(request)
         .await

@@ -271,7 +271,10 @@ impl Drop for Permit {
 /// What a connection is doing, shared by its I/O ([`Watched`], which enforces the timeouts)
 /// and the routes (which mark a request in flight, see [`Activity::request`]).
 #[derive(Clone)]
-pub struct Activity(Arc<Mutex<ActivityState>>);
+pub struct Activity {
+    state: Arc<Mutex<ActivityState>>,
+    peer: Peer,
+}
 
 struct ActivityState {
     /// Since when the connection waits for a request: accepted, or its last one answered.
@@ -283,16 +286,24 @@ struct ActivityState {
 }
 
 impl Activity {
-    fn new() -> Activity {
-        Activity(Arc::new(Mutex::new(ActivityState {
-            waiting_since: Instant::now(),
-            partial_since: None,
-            in_flight: false,
-        })))
+    fn new(peer: Peer) -> Activity {
+        Activity {
+            state: Arc::new(Mutex::new(ActivityState {
+                waiting_since: Instant::now(),
+                partial_since: None,
+                in_flight: false,
+            })),
+            peer,
+        }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, ActivityState> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Who is at the other end of the connection (`SO_PEERCRED`, read when it was accepted).
+    pub fn peer(&self) -> Peer {
+        self.peer
     }
 
     /// Marks a request as being handled until the guard drops.
@@ -340,11 +351,11 @@ pub struct Watched<S> {
 }
 
 impl<S> Watched<S> {
-    /// `inner`, holding `permit` until it is dropped.
-    pub fn new(inner: S, permit: Permit) -> Watched<S> {
+    /// `inner`, a connection from `peer`, holding `permit` until it is dropped.
+    pub fn new(inner: S, permit: Permit, peer: Peer) -> Watched<S> {
         Watched {
             inner,
-            activity: Activity::new(),
+            activity: Activity::new(peer),
             timer: Box::pin(tokio::time::sleep_until(Instant::now())),
             permit,
         }
@@ -514,7 +525,7 @@ mod tests {
     ) -> (Watched<tokio::io::DuplexStream>, tokio::io::DuplexStream) {
         let (client, server) = tokio::io::duplex(1024);
         let permit = connections.admit(peer(1), false).unwrap();
-        (Watched::new(server, permit), client)
+        (Watched::new(server, permit, peer(1)), client)
     }
 
     fn short_timeouts() -> Arc<Connections> {

@@ -44,6 +44,7 @@ impl PinSpec {
                 format!("pin-source=file:{}", pkcs11::uri::escaped_path(path))
             }
             (None, Some(PinSource::Env(name))) => format!("pin-source=env:{name}"),
+            (None, Some(PinSource::Credential(name))) => format!("pin-source=credential:{name}"),
             (None, None) => format!("{} or a prompt", pkcs11::pin::PIN_ENV),
         }
     }

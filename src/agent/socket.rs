@@ -322,7 +322,7 @@ impl PeerChecked {
             .uid
             .is_some_and(|uid| uid == self.own_uid || self.allowed.contains(uid));
         match self.connections.admit(peer, !allowed) {
-            Ok(permit) if allowed => return Some(Watched::new(stream, permit)),
+            Ok(permit) if allowed => return Some(Watched::new(stream, permit, peer)),
             Ok(permit) => {
                 tokio::spawn(refuse(stream, permit));
                 self.connections.refused(Refusal::Uid, peer);

@@ -10,7 +10,7 @@
 //! | `build` | a self-signed certificate made with the token's key: [`build`] |
 //! | `issue` | [`build`] with a [`KeySigner`](crate::pkcs11::KeySigner) signing in the token: [`issue_with`] |
 //! | `subject` | its subject, as given or from the key's label: [`subject_name`] |
-//! | `check` | NetSuite's rules for an upload: [`check`] and its [`Report`] |
+//! | `check` | NetSuite's rules for an upload: [`violations`], and [`check`] with its [`Report`] |
 //! | `stored` | the certificate stored with a key, as a profile uses it: [`StoredWithKey`] |
 //! | `time` | times as certificates show them: [`rfc3339`] |
 
@@ -22,11 +22,13 @@ mod signature;
 mod spki;
 mod stored;
 mod subject;
+#[cfg(test)]
+pub(crate) mod testing;
 mod time;
 
 pub use build::{BuildError, CertRequest, build};
 pub use certificate::{Certificate, Error};
-pub use check::{EXPIRY_NOTICE_DAYS, Report, check};
+pub use check::{EXPIRY_NOTICE_DAYS, Report, Violation, check, violations};
 pub use issue::issue_with;
 pub use signature::CertSignature;
 pub use spki::{public_key_from_spki, spki_of};

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::time::SystemTime;
 
 use crate::cert::{self, Certificate, Report};
-use crate::cli::CheckArgs;
+use crate::cli::{CheckArgs, OutputFormat};
 use crate::error::Error;
 use crate::jose::Signer as _;
 use crate::pkcs11::Key;
@@ -24,8 +24,13 @@ pub(super) fn run(args: &CheckArgs, quiet: bool, out: &mut dyn Write) -> Result<
     if let Some(key) = &args.key {
         match_key(&certificate, key, args, &mut report)?;
     }
-    print_report(&report, quiet);
-    writeln!(out, "{}", certificate.certificate_id())?;
+    match args.format {
+        OutputFormat::Text => {
+            print_report(&report, quiet);
+            writeln!(out, "{}", certificate.certificate_id())?;
+        }
+        OutputFormat::Json => super::write_json(out, &json(&certificate, &report))?,
+    }
     if report.fit() {
         Ok(())
     } else {
@@ -65,6 +70,24 @@ fn match_key(
         )),
     }
     Ok(())
+}
+
+/// `check --format json`: the certificate id, whether it is fit, the facts (by name, in
+/// snake case: `subject`, `key`, `valid`, `self_signature`, `certificate_id`, `key_match`), the
+/// warnings and the problems: what the text shows, in one document.
+fn json(certificate: &Certificate, report: &Report) -> serde_json::Value {
+    let facts: serde_json::Map<String, serde_json::Value> = report
+        .facts
+        .iter()
+        .map(|(name, value)| (name.replace([' ', '-'], "_"), value.clone().into()))
+        .collect();
+    serde_json::json!({
+        "certificate_id": certificate.certificate_id().to_string(),
+        "fit": report.fit(),
+        "facts": facts,
+        "warnings": report.warnings,
+        "problems": report.problems,
+    })
 }
 
 fn print_report(report: &Report, quiet: bool) {

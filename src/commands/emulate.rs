@@ -5,7 +5,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use crate::cli::EmulateArgs;
-use crate::emulator::{self, Config, Faults};
+use crate::emulator::{self, ApiOptions, CallFault, Config, Faults, ListShape};
 use crate::error::Error;
 
 pub(super) fn run(args: &EmulateArgs, quiet: bool, out: &mut dyn Write) -> Result<(), Error> {
@@ -24,6 +24,7 @@ pub(super) fn run(args: &EmulateArgs, quiet: bool, out: &mut dyn Write) -> Resul
     };
     config.token_lifetime = Duration::from_secs(args.token_lifetime);
     config.also_accepted = args.accept_aud.clone();
+    config.certificate_api = certificate_api(args)?;
     log_registrations(&config.registrations);
     // Two workers: the emulator serves one client at a time in practice.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -61,13 +62,50 @@ pub(super) fn run(args: &EmulateArgs, quiet: bool, out: &mut dyn Write) -> Resul
     })
 }
 
+/// The certificate API's options from `--fail-certificates`, `--certificate-propagation-ms`
+/// and `--certificate-list-shape`.
+fn certificate_api(args: &EmulateArgs) -> Result<ApiOptions, emulator::Error> {
+    fn flag(flag: &'static str, value: &str) -> impl FnOnce(String) -> emulator::Error {
+        let value = value.to_owned();
+        move |reason| emulator::Error::Flag {
+            flag,
+            value,
+            reason,
+        }
+    }
+    let faults = args
+        .fail_certificates
+        .iter()
+        .map(|spec| {
+            spec.parse::<CallFault>()
+                .map_err(flag("--fail-certificates", spec))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let shape = &args.certificate_list_shape;
+    Ok(ApiOptions {
+        faults,
+        propagation: Duration::from_millis(args.certificate_propagation_ms),
+        list_shape: shape
+            .parse::<ListShape>()
+            .map_err(flag("--certificate-list-shape", shape))?,
+    })
+}
+
 /// Logs each registration, with a warning for a certificate outside its validity period: it
 /// is registered all the same (validity is checked at each request, as NetSuite does), but
 /// whoever runs the emulator should hear why every request with it will be refused.
 fn log_registrations(registrations: &[emulator::Registration]) {
     let now = std::time::SystemTime::now();
     for reg in registrations {
-        tracing::info!(kid = %reg.certificate_id, client = %reg.client_id, scopes = %reg.scopes, "registered");
+        tracing::info!(
+            kid = %reg.certificate_id,
+            client = %reg.client_id,
+            scopes = %reg.scopes,
+            role = %reg.mapping.role,
+            entity = %reg.mapping.entity,
+            manage_certificates = reg.mapping.manage_certificates,
+            "registered"
+        );
         if now > reg.valid_until || now < reg.valid_from {
             tracing::warn!(
                 kid = %reg.certificate_id,

@@ -18,7 +18,7 @@ pub(super) fn run(cli: &Cli, args: &ExecArgs) -> Result<u8, Error> {
     let Some((program, rest)) = args.command.split_first() else {
         return Err(Error::Usage("exec needs a command after --".into()));
     };
-    let (token, pin_env) = super::token::fetch(cli, &args.profile, args.no_agent)?;
+    let (token, pin_env) = super::token::fetch(cli, &args.profile, args.no_agent, true)?;
     let mut command = Command::new(program);
     // The command gets the access token, never the PIN: drop every variable a PIN came from.
     command.env_remove(pin::PIN_ENV);

@@ -4,10 +4,13 @@ mod agent;
 mod assertion;
 mod cert;
 mod check;
+mod completions;
+mod doctor;
 mod emulate;
 mod exec;
 mod keygen;
 mod list;
+mod man;
 mod outfile;
 mod rotate;
 mod token;
@@ -38,8 +41,19 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<u8, Error> {
         Command::Emulate(args) => emulate::run(args, cli.quiet, out),
         Command::Agent(args) => agent::run(cli, args, out),
         Command::Rotate(args) => rotate::run(cli, args, out),
+        Command::Completions(args) => completions::run(args, out),
+        Command::Man(args) => man::run(args, out),
+        Command::Doctor(args) => doctor::run(cli, args, out),
     }?;
     Ok(0)
+}
+
+/// Writes `value` as pretty JSON and a newline: the `--format json` of `list`, `check` and
+/// `doctor`.
+fn write_json(out: &mut dyn Write, value: &impl serde::Serialize) -> Result<(), Error> {
+    serde_json::to_writer_pretty(&mut *out, value).map_err(std::io::Error::from)?;
+    writeln!(out)?;
+    Ok(())
 }
 
 /// Parses a `--key` URI, refusing a `pin-value`: on a command line it would sit in the process

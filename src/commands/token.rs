@@ -15,7 +15,7 @@ use crate::netsuite::Lifetime;
 use crate::pkcs11::uri::PinSource;
 
 pub(super) fn run(cli: &Cli, args: &TokenArgs, out: &mut dyn Write) -> Result<(), Error> {
-    let (token, _) = fetch(cli, &args.profile, args.no_agent)?;
+    let (token, _) = fetch(cli, &args.profile, args.no_agent, false)?;
     let secret = token.expose_secret();
     match args.format {
         TokenFormat::Raw => writeln!(out, "{secret}")?,
@@ -77,19 +77,24 @@ impl std::fmt::Display for CurlEscaped<'_> {
 }
 
 /// Signs a fresh assertion in the token for each attempt and exchanges it for an access token,
-/// or asks the agent named by `SUITEKEY_AUTH_SOCK` (unless `no_agent`). Also returns the
-/// environment variable the profile's key URI takes its PIN from (`pin-source=env:NAME`), if
-/// any: `exec` keeps it from the command on both paths.
+/// or asks the agent named by `SUITEKEY_AUTH_SOCK` (unless `no_agent`). With `want_pin_env`, also
+/// returns the environment variable the profile's key URI takes its PIN from
+/// (`pin-source=env:NAME`), if any: `exec` keeps it from the command on both paths. `token`
+/// does not ask, so through the agent it reads no config file at all.
 pub(super) fn fetch(
     cli: &Cli,
     flags: &ProfileArgs,
     no_agent: bool,
+    want_pin_env: bool,
 ) -> Result<(AccessToken, Option<String>), Error> {
     let socket = std::env::var_os(agent::SOCKET_ENV).filter(|s| !s.is_empty() && !no_agent);
     if let Some(socket) = socket {
         let name = agent_profile(cli, flags)?;
         let token = from_agent(Path::new(&socket), name)?;
-        return Ok((token, agent_profile_pin_env(cli, flags)));
+        let pin_env = want_pin_env
+            .then(|| agent_profile_pin_env(cli, flags))
+            .flatten();
+        return Ok((token, pin_env));
     }
     let profile = super::profile(cli, flags)?;
     let context = profile.exchange_context()?;
@@ -154,8 +159,10 @@ fn agent_profile<'a>(cli: &'a Cli, flags: &ProfileArgs) -> Result<&'a str, Error
 }
 
 fn from_agent(socket: &Path, profile: &str) -> Result<AccessToken, Error> {
+    // One connection and one request: no timer wheel beyond the client's timeout, no threads.
     let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
+        .enable_io()
+        .enable_time()
         .build()
         .map_err(Error::Runtime)?;
     let token = runtime.block_on(agent::client::fetch_token(socket, profile))?;

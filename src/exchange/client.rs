@@ -17,7 +17,7 @@ use super::token::AccessToken;
 use super::trust::{install_crypto_provider, tls_cause};
 use crate::jose::SigningError;
 use crate::kind::{HasKind, Kind};
-use crate::netsuite::ClientAssertion;
+use crate::netsuite::{ClientAssertion, TokenUrl};
 
 /// The HTTP client could not be set up (TLS roots, resolver).
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +76,27 @@ impl TokenClient {
             }
             attempt += 1;
         }
+    }
+
+    /// A `HEAD` of `url` (no assertion, no body): the status and the server's `Date`, for
+    /// `doctor`. Answered at all, an https endpoint's certificate was verified as a token
+    /// request's would be (with `--ca-file`, only against it).
+    pub async fn probe(
+        &self,
+        url: &TokenUrl,
+    ) -> Result<(StatusCode, Option<SystemTime>), ExchangeError> {
+        let response = self
+            .http
+            .head(url.url().clone())
+            .send()
+            .await
+            .map_err(|e| self.transport_error(url.as_str(), e))?;
+        let date = response
+            .headers()
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| httpdate::parse_http_date(v).ok());
+        Ok((response.status(), date))
     }
 
     /// One POST and its answer.

@@ -19,6 +19,7 @@
 //! | `login` | credentials and `C_Login`, guarding the token's few PIN tries |
 //! | `mechanism` | which mechanism and hashing plan for which algorithm; keygen mechanisms; module limits |
 //! | `objects` | finding objects, reading attributes (EC params and points), the inventory for `list` |
+//! | `public_half` | a key's public object and stored certificates, seen without a login (`doctor`) |
 //! | `single_part` | the one `unsafe` call: single-part `C_Sign` after a context-specific login |
 //! | `key` | opening the key a URI names, with retries that may pass |
 //! | `signer` | [`KeySigner`]: the [`crate::jose::Signer`], and reopening a lost session |
@@ -34,6 +35,7 @@ mod module;
 mod objects;
 pub mod pin;
 mod prompt;
+mod public_half;
 mod registry;
 mod retire;
 mod rv;
@@ -48,10 +50,11 @@ pub use key::{CredentialFor, Key};
 pub use keygen::KeygenPlan;
 pub use login::Credential;
 pub use mechanism::{AlgSupport, KeySpec, support, token_algs};
-pub use module::{Module, resolve_module};
+pub use module::{Module, P11_KIT_PROXY, default_module, resolve_module};
 pub use objects::{CertSummary, KeySummary, hex, inventory};
 pub use pin::Pin;
 pub use prompt::{cancelled_by_signal, leave_signals_to_caller};
+pub use public_half::{PublicHalf, public_halves};
 pub use registry::TokenId;
 pub use retire::Relabelled;
 pub use rv::ReturnValue;
@@ -64,7 +67,8 @@ pub use uri::Pkcs11Uri;
 pub enum Error {
     /// No module was named anywhere.
     #[error(
-        "no PKCS#11 module given: add module-path=… to the key URI, pass --module PATH, or set SUITEKEY_MODULE (SoftHSM2: /usr/lib/softhsm/libsofthsm2.so)"
+        "no PKCS#11 module given, and p11-kit's proxy (p11-kit-proxy.so, the default) is not installed: add module-path=… to the key URI, pass --module PATH or set SUITEKEY_MODULE, after installing the module's package: {}",
+        module::MODULE_PACKAGES
     )]
     NoModule,
     /// `module-name` did not resolve to a library.

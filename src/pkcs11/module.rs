@@ -24,8 +24,25 @@ const MODULE_LIB_DIRS: [&str; 4] = [
     "/usr/lib/pkcs11",
 ];
 
+/// The file name of p11-kit's proxy module, which serves every module registered with p11-kit.
+pub const P11_KIT_PROXY: &str = "p11-kit-proxy.so";
+
+/// Where [`P11_KIT_PROXY`] is looked for: the library folders of Debian's multiarch layout (any
+/// `/usr/lib/*-linux-*`), Fedora's and Arch's.
+const PROXY_DIRS: [&str; 5] = [
+    "/usr/lib/x86_64-linux-gnu",
+    "/usr/lib/aarch64-linux-gnu",
+    "/usr/lib64",
+    "/usr/lib",
+    "/usr/local/lib",
+];
+
+/// The Debian packages of the common modules, for messages about a module that is not there.
+pub const MODULE_PACKAGES: &str = "softhsm2 (SoftHSM2: /usr/lib/softhsm/libsofthsm2.so), opensc (smart cards, YubiKey PIV), ykcs11 (YubiKey), libtpm2-pkcs11-1 (TPM 2.0) or p11-kit-modules (p11-kit's proxy, the default)";
+
 /// Decides which module file to load: the URI's `module-path` or `module-name`, else `fallback`
-/// (from `--module` or `SUITEKEY_MODULE`).
+/// (from `--module` or `SUITEKEY_MODULE`), else p11-kit's proxy ([`default_module`]), as
+/// step, cosign and OpenSSL's pkcs11-provider do.
 pub fn resolve_module(uri: &Pkcs11Uri, fallback: Option<&Path>) -> Result<PathBuf, Error> {
     if let Some(path) = &uri.module_path {
         return Ok(path.clone());
@@ -33,7 +50,35 @@ pub fn resolve_module(uri: &Pkcs11Uri, fallback: Option<&Path>) -> Result<PathBu
     if let Some(name) = &uri.module_name {
         return find_module_by_name(name);
     }
-    fallback.map(Path::to_path_buf).ok_or(Error::NoModule)
+    match fallback {
+        Some(path) => Ok(path.to_path_buf()),
+        None => {
+            let proxy = default_module().ok_or(Error::NoModule)?;
+            tracing::info!(module = %escaped_path(&proxy), "no module given: using p11-kit's proxy");
+            Ok(proxy)
+        }
+    }
+}
+
+/// The module used when none is named anywhere: p11-kit's proxy, if installed.
+pub fn default_module() -> Option<PathBuf> {
+    let multiarch = std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|dir| {
+            dir.file_name()
+                .is_some_and(|n| n.to_string_lossy().contains("-linux-"))
+        });
+    find_proxy(PROXY_DIRS.iter().map(PathBuf::from).chain(multiarch))
+}
+
+/// The first of `dirs` that holds [`P11_KIT_PROXY`].
+fn find_proxy(dirs: impl IntoIterator<Item = PathBuf>) -> Option<PathBuf> {
+    dirs.into_iter()
+        .map(|dir| dir.join(P11_KIT_PROXY))
+        .find(|path| path.is_file())
 }
 
 fn find_module_by_name(name: &str) -> Result<PathBuf, Error> {
@@ -288,7 +333,9 @@ fn initialize(path: &Path) -> Result<Pkcs11, Error> {
         ));
     }
     if !path.is_file() {
-        return Err(load_err("no such file".into()));
+        return Err(load_err(format!(
+            "no such file; the common modules come in the Debian packages {MODULE_PACKAGES}"
+        )));
     }
     let ctx = Pkcs11::new(path).map_err(|e| load_err(describe(&e)))?;
     match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
@@ -338,11 +385,21 @@ mod tests {
             resolve_module(&bare, Some(Path::new("/other.so"))).unwrap(),
             PathBuf::from("/other.so")
         );
-        let err = resolve_module(&bare, None).unwrap_err().to_string();
+        let err = Error::NoModule.to_string();
         assert!(
-            err.contains("SUITEKEY_MODULE") && err.contains("--module"),
+            err.contains("SUITEKEY_MODULE")
+                && err.contains("--module")
+                && err.contains("p11-kit-modules")
+                && err.contains("softhsm2")
+                && err.contains("ykcs11"),
             "{err}"
         );
+        // Without --module, the proxy when it is installed.
+        if let Some(proxy) = default_module() {
+            assert_eq!(resolve_module(&bare, None).unwrap(), proxy);
+        } else {
+            assert!(matches!(resolve_module(&bare, None), Err(Error::NoModule)));
+        }
         let named: Pkcs11Uri = "pkcs11:token=a?module-name=surely-not-a-module"
             .parse()
             .unwrap();
@@ -352,6 +409,15 @@ mod tests {
                 .to_string()
                 .contains("surely-not-a-module")
         );
+    }
+
+    #[test]
+    fn the_proxy_is_found_in_the_first_library_folder_holding_it() {
+        let (empty, with) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        std::fs::write(with.path().join(P11_KIT_PROXY), b"").unwrap();
+        let dirs = || [empty.path().to_owned(), with.path().to_owned()];
+        assert_eq!(find_proxy(dirs()), Some(with.path().join(P11_KIT_PROXY)));
+        assert_eq!(find_proxy([empty.path().to_owned()]), None);
     }
 
     #[test]

@@ -105,6 +105,11 @@ pub enum PinError {
     /// The environment variable named by `pin-source=env:` is not set.
     #[error("environment variable {0} (named by pin-source=env:{0}) is not set")]
     EnvMissing(String),
+    /// `pin-source=credential:NAME` outside a systemd service that loads credentials.
+    #[error(
+        "pin-source=credential:{0} reads the PIN from systemd's $CREDENTIALS_DIRECTORY, which is not set (or not an absolute path): run suitekey from a unit with LoadCredential={0}:/path/to/pin, or use pin-source=file:PATH"
+    )]
+    NoCredentialsDirectory(String),
     /// Nowhere to get a PIN from.
     #[error(
         "no PIN for token '{token}': add pin-source=file:PATH to the key URI, set SUITEKEY_PIN, or run on a terminal to be prompted"
@@ -143,16 +148,41 @@ pub fn from_sources(
         return finish(pin.expose_secret(), PinOrigin::UriValue).map(Some);
     }
     match source {
-        Some(PinSource::File(path)) => read_file(path).map(Some),
+        Some(PinSource::File(path)) => read_file(path, Readers::Warn).map(Some),
         Some(PinSource::Env(name)) => read_env(name)?
             .ok_or_else(|| PinError::EnvMissing(name.clone()))
             .map(Some),
+        Some(PinSource::Credential(name)) => read_credential(name).map(Some),
         None => read_env(PIN_ENV),
     }
 }
 
+/// The variable systemd sets to the directory of a service's credentials (`LoadCredential=`).
+pub const CREDENTIALS_DIRECTORY: &str = "CREDENTIALS_DIRECTORY";
+
+/// Reads the credential `name` (a plain file name, checked when the URI was parsed) from
+/// `$CREDENTIALS_DIRECTORY`, as a PIN file.
+fn read_credential(name: &str) -> Result<(Pin, PinOrigin), PinError> {
+    let dir = std::env::var_os(CREDENTIALS_DIRECTORY)
+        .map(PathBuf::from)
+        .filter(|dir| dir.is_absolute())
+        .ok_or_else(|| PinError::NoCredentialsDirectory(name.to_owned()))?;
+    // systemd grants the file to the service's user by an ACL, whose mask shows as group bits:
+    // only a file every user may read is worth a warning there.
+    read_file(&dir.join(name), Readers::AclGranted)
+}
+
+/// Whether a PIN file's mode is worth a warning when others could read it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Readers {
+    /// A file the user placed: warn when its group or others can read it.
+    Warn,
+    /// A systemd credential: group bits are an ACL's mask, so only world-readable is warned of.
+    AclGranted,
+}
+
 /// Reads a PIN file: the PIN, optionally followed by one line ending.
-fn read_file(path: &Path) -> Result<(Pin, PinOrigin), PinError> {
+fn read_file(path: &Path, readers: Readers) -> Result<(Pin, PinOrigin), PinError> {
     let origin = PinOrigin::File(path.to_owned());
     let file_err = |source| PinError::File {
         path: path.to_owned(),
@@ -169,7 +199,15 @@ fn read_file(path: &Path) -> Result<(Pin, PinOrigin), PinError> {
     if meta.len() > MAX_PIN_FILE {
         return Err(PinError::FileTooLarge(path.to_owned()));
     }
-    warn_if_readable_by_others(path, meta.permissions().mode());
+    let mode = meta.permissions().mode();
+    warn_if_readable_by_others(
+        path,
+        if readers == Readers::Warn {
+            mode
+        } else {
+            mode & !0o070
+        },
+    );
     let bytes = read_within(&file, PIN_FILE_TIMEOUT)
         .map_err(file_err)?
         .ok_or_else(|| PinError::FileTimeout {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::agent::Agent;
 use super::emulator::Emulator;
-use super::profile::{Profile, registration, write_config};
+use super::profile::{MANAGE_CERTIFICATES, Profile, registration, write_config};
 use super::{fixture, make_cert, temp_dir};
 
 /// A token copy whose key `label` has a certificate, and a temp dir for the test's files.
@@ -61,7 +61,20 @@ impl CertifiedCopy {
 
     /// An emulator listening on `listen` that knows the certificate, with `flags`.
     pub fn emulator_on(&self, listen: &str, flags: &[&str]) -> Emulator {
-        let spec = registration(&self.pem);
+        self.emulator_with_spec(listen, "", flags)
+    }
+
+    /// An emulator on a free loopback port that knows the certificate, mapped to role 3 and
+    /// entity -5 with the permission the certificate API needs ([`MANAGE_CERTIFICATES`]), with
+    /// `flags` (`--fail-certificates …`, `--certificate-propagation-ms …`, …).
+    pub fn emulator_managing_certificates(&self, flags: &[&str]) -> Emulator {
+        self.emulator_with_spec("127.0.0.1:0", MANAGE_CERTIFICATES, flags)
+    }
+
+    /// An emulator listening on `listen` that knows the certificate, its `--register` spec
+    /// ending with `extra` (such as `,role=3,entity=-5`), with `flags`.
+    pub fn emulator_with_spec(&self, listen: &str, extra: &str, flags: &[&str]) -> Emulator {
+        let spec = format!("{}{extra}", registration(&self.pem));
         let mut args = vec!["--register", &spec];
         args.extend_from_slice(flags);
         Emulator::start_on(listen, &args)

@@ -6,6 +6,8 @@ use std::io::{BufRead as _, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
+use super::http::{Response, http};
+
 /// NetSuite's token path, which the emulator serves too.
 pub const TOKEN_PATH: &str = "/services/rest/auth/oauth2/v1/token";
 
@@ -87,21 +89,55 @@ impl Emulator {
     pub fn stats(&self) -> serde_json::Value {
         stats_at(&self.base)
     }
+
+    /// Its certificates and the certificate API's calls (`/_emulator/certificates`).
+    pub fn certificates(&self) -> serde_json::Value {
+        certificates_at(&self.base)
+    }
+
+    /// `METHOD path` with these headers and body (see [`http`]).
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Response {
+        http(&self.base, method, path, headers, body)
+    }
+}
+
+/// The certificate API's list and upload path for `client`.
+pub fn certificates_path(client: &str) -> String {
+    format!("/services/rest/auth/oauth2/v1/clients/{client}/certificates")
+}
+
+/// The certificate API's revoke path for `client`'s certificate `id`.
+pub fn revoke_path(client: &str, id: &str) -> String {
+    format!("{}/{id}/revoke", certificates_path(client))
 }
 
 /// The counters (`/_emulator/stats`) of the emulator at `base`, fetched with curl (which fails
 /// on an HTTP error status).
 pub fn stats_at(base: &str) -> serde_json::Value {
+    inspect(base, "/_emulator/stats")
+}
+
+/// The certificates and certificate API calls (`/_emulator/certificates`) of the emulator at
+/// `base`: `{"calls": {"list","upload","revoke"}, "certificates": [{client_id,
+/// certificate_id, algorithm, role, entity, manage_certificates, mapping_id, application_id,
+/// valid_from, valid_until, uploaded, active_from, revoked}]}`.
+pub fn certificates_at(base: &str) -> serde_json::Value {
+    inspect(base, "/_emulator/certificates")
+}
+
+fn inspect(base: &str, path: &str) -> serde_json::Value {
     let out = Command::new("curl")
-        .args(["-sf", &format!("{base}/_emulator/stats")])
+        .args(["-sf", &format!("{base}{path}")])
         .output()
         .expect("curl");
-    assert!(
-        out.status.success(),
-        "GET /_emulator/stats: {:?}",
-        out.status
-    );
-    serde_json::from_slice(&out.stdout).expect("stats JSON")
+    assert!(out.status.success(), "GET {path}: {:?}", out.status);
+    serde_json::from_slice(&out.stdout).expect("JSON")
 }
 
 impl Drop for Emulator {

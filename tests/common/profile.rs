@@ -107,6 +107,10 @@ pub fn write_config(path: &Path, profiles: &[(&str, &Profile)]) -> PathBuf {
     path.to_owned()
 }
 
+/// What ends a `--register` spec to map its certificate to role 3 and entity -5 and give the
+/// role the permission the certificate API needs.
+pub const MANAGE_CERTIFICATES: &str = ",role=3,entity=-5,permissions=manage-certificates";
+
 /// The emulator's `--register` spec for [`CLIENT`] on [`ACCOUNT`] with the certificate in `pem`.
 pub fn registration(pem: &Path) -> String {
     registration_for(CLIENT, pem)

@@ -79,6 +79,7 @@ pub fn check_assertion(assertion: &str, ctx: &Context<'_>) -> Result<Grant, Refu
 fn check_jws(jws: &Jws, ctx: &Context<'_>) -> Result<Grant, Refusal> {
     let alg = check_alg(jws.header.get("alg"))?;
     let reg = registration(&jws.header, ctx.registrations)?;
+    check_lifecycle(reg, ctx.now)?;
     check_certificate_validity(reg, ctx.now)?;
     check_signature(jws, alg, reg)?;
     let claims = claims::check(&jws.claims, reg, ctx)?;
@@ -113,7 +114,7 @@ fn registration<'a>(
         .ok_or_else(|| {
             Refusal::grant(
                 AuditReason::MissingKey,
-                "no certificate with this kid is registered (or it was revoked)",
+                "no certificate with this kid is registered",
             )
         })
 }
@@ -158,6 +159,34 @@ fn check_signature(jws: &Jws, alg: Alg, reg: &Registration) -> Result<(), Refusa
                 format!("the {alg} signature does not verify with the certificate: {e}"),
             )
         })
+}
+
+/// The registered certificate must not be revoked, and must have become usable: the
+/// emulator may imitate NetSuite taking a while after an upload (`--certificate-propagation-ms`),
+/// during which it does not know the `kid` yet.
+fn check_lifecycle(reg: &Registration, now: SystemTime) -> Result<(), Refusal> {
+    let at = crate::cert::rfc3339;
+    if let Some(revoked) = reg.lifecycle.revoked {
+        return Err(Refusal::grant(
+            AuditReason::CertificateRevoked,
+            format!(
+                "the certificate with this kid was revoked on {}; a revoked certificate cannot be used or uploaded again",
+                at(revoked)
+            ),
+        ));
+    }
+    if let Ok(left) = reg.lifecycle.active_from.duration_since(now)
+        && !left.is_zero()
+    {
+        return Err(Refusal::grant(
+            AuditReason::MissingKey,
+            format!(
+                "the certificate with this kid was uploaded but is not usable for another {} ms (propagation)",
+                left.as_millis()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The registered certificate must be valid at `now`: NetSuite stops accepting a certificate

@@ -9,7 +9,7 @@
 //! | module | rules |
 //! | --- | --- |
 //! | `form` | the HTTP form: content type, one client authentication, the three fields |
-//! | `jws` | the assertion as a JWS: structure, `alg`, `kid`, certificate validity, signature |
+//! | `jws` | the assertion as a JWS: structure, `alg`, `kid` (registered, not revoked, active), certificate validity, signature |
 //! | `claims` | `sub`/`nbf`, `iss`, `aud`, `iat`/`exp`, scopes, `jti` |
 //! | `replay` | an assertion is used once: [`ReplayLog`] |
 //! | `refusal` | what a refusal answers and logs: `ErrorCode`, `AuditReason`, [`Refusal`] |
@@ -22,6 +22,7 @@ mod replay;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub use super::certificates::mapping::{InternalId, Mapping};
 use crate::jose::{Alg, PublicKey};
 use crate::netsuite::{AccountId, CertificateId, ClientId, Scope, Scopes};
 
@@ -52,6 +53,40 @@ pub struct Registration {
     /// is refused. Checked at each request, so a certificate registered while valid is
     /// refused once it expires, as NetSuite refuses an expired certificate.
     pub valid_until: SystemTime,
+    /// The role and entity it maps to, and what the role may do.
+    pub mapping: Mapping,
+    /// When it was uploaded, since when the token endpoint takes it, and when it was revoked.
+    pub lifecycle: Lifecycle,
+}
+
+/// A registered certificate's life in the emulated account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lifecycle {
+    /// When it was registered or uploaded.
+    pub uploaded: SystemTime,
+    /// From when the token endpoint accepts it: the upload time, or later when the emulator
+    /// imitates NetSuite taking a while to make an upload usable.
+    pub active_from: SystemTime,
+    /// When it was revoked; a revoked certificate is refused for good.
+    pub revoked: Option<SystemTime>,
+}
+
+impl Lifecycle {
+    /// Uploaded at `t` and usable at once.
+    pub fn uploaded_at(t: SystemTime) -> Lifecycle {
+        Lifecycle {
+            uploaded: t,
+            active_from: t,
+            revoked: None,
+        }
+    }
+}
+
+impl Default for Lifecycle {
+    /// Usable since the epoch and never revoked: the rules then judge by validity alone.
+    fn default() -> Lifecycle {
+        Lifecycle::uploaded_at(UNIX_EPOCH)
+    }
 }
 
 /// An accepted assertion: who gets a token, for what.
@@ -115,7 +150,7 @@ pub fn unix_secs(t: SystemTime) -> f64 {
 }
 
 /// Cuts an attacker-chosen value to a length fit for a log line.
-fn clip(s: &str) -> String {
+pub(in crate::emulator) fn clip(s: &str) -> String {
     match s.char_indices().nth(MAX_LOGGED_LEN) {
         Some((end, _)) => format!("{}…", &s[..end]),
         None => s.to_owned(),

@@ -56,8 +56,10 @@ pub enum AuditReason {
     InvalidRequest,
     /// The JWS header has no `kid`.
     MissingKeyId,
-    /// No certificate with this `kid` is registered.
+    /// No certificate with this `kid` is registered (or it is not active yet).
     MissingKey,
+    /// The certificate with this `kid` was revoked.
+    CertificateRevoked,
     /// `alg` is not one of ES256…PS512.
     UnsupportedAlgo,
     /// The signature does not verify with the certificate's key (or cannot, for this `alg`).
@@ -86,6 +88,7 @@ impl AuditReason {
             AuditReason::InvalidRequest => "InvalidRequest",
             AuditReason::MissingKeyId => "MissingKeyId",
             AuditReason::MissingKey => "MissingKey",
+            AuditReason::CertificateRevoked => "CertificateRevoked",
             AuditReason::UnsupportedAlgo => "UnsupportedAlgo",
             AuditReason::SignatureValidation => "SignatureValidation",
             AuditReason::TokenExpired => "TokenExpired",

@@ -35,6 +35,8 @@ fn registration(seed: u8) -> Registration {
         account: Some("1234567_SB1".parse().unwrap()),
         valid_from: now() - Duration::from_secs(86_400),
         valid_until: now() + Duration::from_secs(30 * 86_400),
+        mapping: Mapping::default(),
+        lifecycle: Lifecycle::default(),
     }
 }
 
@@ -588,4 +590,49 @@ proptest! {
             "{body}: {r:?}"
         );
     }
+}
+
+/// A revoked certificate is refused for good; an uploaded one not yet usable (propagation) is
+/// unknown until it is.
+#[test]
+fn a_revoked_or_not_yet_active_certificate_is_refused() {
+    let check_with_lifecycle = |lifecycle: Lifecycle| {
+        let regs = [Registration {
+            lifecycle,
+            ..registration(1)
+        }];
+        let ctx = Context {
+            registrations: &regs,
+            now: now(),
+            own_token_url: OWN,
+            also_accepted: &[],
+            replays: &ReplayLog::default(),
+        };
+        check_assertion(&sign(&header(), &claims(), 1), &ctx)
+    };
+    let revoked = Lifecycle {
+        revoked: Some(now() - Duration::from_secs(1)),
+        ..Lifecycle::default()
+    };
+    let r = check_with_lifecycle(revoked).unwrap_err();
+    assert_eq!(
+        (r.code, r.audit),
+        (ErrorCode::InvalidGrant, AuditReason::CertificateRevoked)
+    );
+    assert!(r.detail.contains("revoked on"), "{}", r.detail);
+    let propagating = Lifecycle {
+        uploaded: now(),
+        active_from: now() + Duration::from_millis(1500),
+        revoked: None,
+    };
+    let r = check_with_lifecycle(propagating).unwrap_err();
+    assert_eq!(
+        (r.code, r.audit),
+        (ErrorCode::InvalidGrant, AuditReason::MissingKey)
+    );
+    assert!(r.detail.contains("1500 ms"), "{}", r.detail);
+    assert!(
+        check_with_lifecycle(Lifecycle::uploaded_at(now())).is_ok(),
+        "usable from active_from"
+    );
 }

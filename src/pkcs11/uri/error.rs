@@ -178,7 +178,8 @@ pub enum UriError {
     /// `pin-source` in a form this program does not read.
     #[error(
         "pin-source {value} {reason}; the accepted forms are file:/absolute/path, \
-         file:///absolute/path, /absolute/path and env:NAME"
+         file:///absolute/path, /absolute/path, env:NAME and credential:NAME (systemd's \
+         $CREDENTIALS_DIRECTORY)"
     )]
     InvalidPinSource {
         /// The value's form (`file:`, `env:`) and never the rest: it may be a PIN.

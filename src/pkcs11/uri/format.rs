@@ -22,6 +22,9 @@ impl PinSource {
                 format!("file:{authority}{}", escaped_path(path))
             }
             Self::Env(name) => format!("env:{}", utf8_percent_encode(name, QUERY_ENCODE)),
+            Self::Credential(name) => {
+                format!("credential:{}", utf8_percent_encode(name, QUERY_ENCODE))
+            }
         }
     }
 }

@@ -23,8 +23,10 @@
 //!   into logs by `Display`).
 //! * **`pin-source`.** §2.4 leaves its interpretation to the consumer and shows `file:` URIs.
 //!   We read `file:/abs/path`, `file:///abs/path` (and `file://localhost/abs/path`), a bare
-//!   `/abs/path` as p11-kit writes it, and `env:NAME` (our extension; `NAME` is
-//!   `[A-Za-z_][A-Za-z0-9_]*`). The value is percent-decoded once, as every query value is; the
+//!   `/abs/path` as p11-kit writes it, `env:NAME` (our extension; `NAME` is
+//!   `[A-Za-z_][A-Za-z0-9_]*`) and `credential:NAME` (our extension: the file `NAME` in
+//!   systemd's `$CREDENTIALS_DIRECTORY`, as `LoadCredential=` provides it; `NAME` is a plain
+//!   file name of letters, digits and `_ - . @ +`, not `.` or `..`). The value is percent-decoded once, as every query value is; the
 //!   `file:` URI inside it is not decoded a second time.
 //! * **`pin-value`** is read into a [`PinValue`] and is never written back: not by
 //!   `Display` (URIs end up in logs and `list` output), not by `Debug`, not in errors.
@@ -153,6 +155,9 @@ pub enum PinSource {
     File(PathBuf),
     /// Read the PIN from this environment variable.
     Env(String),
+    /// Read the PIN from the file of this name in systemd's `$CREDENTIALS_DIRECTORY`
+    /// (`LoadCredential=NAME:…` in the unit).
+    Credential(String),
 }
 
 /// The part of a PKCS#11 URI an error is about.

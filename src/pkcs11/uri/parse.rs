@@ -33,7 +33,7 @@ impl FromStr for PinSource {
     fn from_str(value: &str) -> Result<Self, UriError> {
         // A refused value is never echoed, only its form: a PIN pasted as `env:493817` or
         // `file:493817` would otherwise land on stderr and in logs.
-        let shown = ["file:", "env:"]
+        let shown = ["file:", "env:", "credential:"]
             .iter()
             .find(|p| strip_prefix_ignore_case(value, p).is_some())
             .map_or_else(
@@ -56,6 +56,16 @@ impl FromStr for PinSource {
                 Err(refuse(
                     "names an environment variable that is not letters, digits and '_' \
                      starting with a letter or '_'",
+                ))
+            };
+        }
+        if let Some(name) = strip_prefix_ignore_case(value, "credential:") {
+            return if is_credential_name(name) {
+                Ok(Self::Credential(name.to_owned()))
+            } else {
+                Err(refuse(
+                    "names a credential that is not a plain file name (1 to 255 letters, digits \
+                     and '_', '-', '.', '@', '+'; not '.' or '..')",
                 ))
             };
         }
@@ -82,6 +92,17 @@ fn is_env_name(name: &str) -> bool {
         .next()
         .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// A name `LoadCredential=` can give and `$CREDENTIALS_DIRECTORY/NAME` can only mean one file
+/// in that directory: no slash, not `.` or `..`, and nothing a terminal would act on.
+fn is_credential_name(name: &str) -> bool {
+    (1..=255).contains(&name.len())
+        && name != "."
+        && name != ".."
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.@+".contains(c))
 }
 
 fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {

@@ -310,11 +310,40 @@ fn pin_source_forms() {
             Some(PinSource::Env("SUITEKEY_PIN".into())),
         ),
         ("env:_x9", Some(PinSource::Env("_x9".into()))),
+        (
+            "credential:suitekey.pin",
+            Some(PinSource::Credential("suitekey.pin".into())),
+        ),
+        (
+            "CREDENTIAL:a@b+c-d_e",
+            Some(PinSource::Credential("a@b+c-d_e".into())),
+        ),
     ];
     for (value, expected) in cases {
         let uri = parse(&format!("pkcs11:token=t?pin-source={value}"));
         assert_eq!(uri.pin_source, expected, "{value}");
     }
+    for bad in [
+        "credential:",
+        "credential:.",
+        "credential:..",
+        "credential:a/b",
+        "credential:%2Fetc%2Fpin",
+        "credential:a%20b",
+        "credential:x%1b",
+    ] {
+        let err = format!("pkcs11:token=t?pin-source={bad}")
+            .parse::<Pkcs11Uri>()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("credential:…") && err.contains("plain file name"),
+            "{bad}: {err}"
+        );
+    }
+    let named = PinSource::Credential("pin".into());
+    assert_eq!(named.uri_value(), "credential:pin");
+    assert_eq!(named.uri_value().parse::<PinSource>().ok(), Some(named));
     let odd = PinSource::File("//server/pin".into());
     assert_eq!(odd.uri_value(), "file:////server/pin");
     assert_eq!(odd.uri_value().parse::<PinSource>().ok(), Some(odd));
@@ -704,6 +733,7 @@ fn pin_source() -> impl Strategy<Value = PinSource> {
     prop_oneof![
         absolute_path().prop_map(PinSource::File),
         "[A-Za-z_][A-Za-z0-9_]{0,15}".prop_map(PinSource::Env),
+        "[A-Za-z0-9_@+-][A-Za-z0-9_.@+-]{0,15}".prop_map(PinSource::Credential),
     ]
 }
 
