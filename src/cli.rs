@@ -408,6 +408,8 @@ pub struct RotateArgs {
     /// Do step 1 only (every check, nothing changed) and print the plan on stdout.
     #[arg(long)]
     pub dry_run: bool,
+    // The doc comment is clap's help text, shown as written: rustdoc must not read it as HTML.
+    #[allow(rustdoc::invalid_html_tags)]
     /// Delete the old key from the token once its certificate is revoked, instead of keeping
     /// it relabelled <label>-revoked-YYYYMMDD.
     #[arg(long)]

@@ -44,7 +44,7 @@ mod switch;
 use std::path::Path;
 
 pub use error::{JournalError, RotationError, StepError};
-pub use journal::{Done, Journal, JournalStore, LastError};
+pub use journal::{Done, JOURNAL_VERSION, Journal, JournalStore, LastError};
 pub use mapping::PROPAGATION;
 pub use plan::Plan;
 pub use preflight::MAX_ACTIVE;
