@@ -784,3 +784,34 @@ fn flags_that_name_another_mapping_are_refused() {
     assert!(texts(&out).1.contains("SUITEKEY_KEY"), "{}", texts(&out).1);
     assert_eq!(r.snapshot(), before);
 }
+
+#[test]
+fn no_pin_or_access_token_reaches_the_output_or_the_journal_at_trace_level() {
+    let r = Rotation::on_copy("p256", MANAGE_CERTIFICATES, &[], "");
+    let out = r.rotate_with(&[], &[("RUST_LOG", "trace")]);
+    let (stdout, stderr) = texts(&out);
+    assert!(
+        out.status.success(),
+        "{}",
+        stderr.lines().last().unwrap_or_default()
+    );
+    assert!(stderr.contains("TRACE"), "traced");
+    let mut secrets = common::secrets::Secrets::default();
+    secrets.add_pin("the user PIN", PIN);
+    let journal = std::fs::read(r.journal()).unwrap();
+    for (place, text) in [
+        ("stdout", stdout.as_bytes()),
+        ("stderr", stderr.as_bytes()),
+        ("the journal", &journal),
+        ("the config", &std::fs::read(&r.config).unwrap()),
+    ] {
+        secrets.assert_absent(place, text);
+    }
+    // Access tokens travel only in the token endpoint's answers and Authorization headers.
+    let bearer = regex::Regex::new(r"(?i)bearer\s+[A-Za-z0-9._~+/-]{16,}").unwrap();
+    assert!(!bearer.is_match(&stderr), "a bearer token in the trace");
+    assert!(
+        !stderr.contains("access_token"),
+        "a token answer in the trace"
+    );
+}
