@@ -815,3 +815,21 @@ fn no_pin_or_access_token_reaches_the_output_or_the_journal_at_trace_level() {
         "a token answer in the trace"
     );
 }
+
+#[test]
+fn a_new_certificate_that_takes_a_while_to_work_is_waited_for() {
+    let r = Rotation::on_copy(
+        "p256",
+        MANAGE_CERTIFICATES,
+        &["--certificate-propagation-ms", "2500"],
+        "",
+    );
+    let out = r.rotate(&[]);
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("NetSuite does not accept the new certificate yet"),
+        "{stderr}"
+    );
+    r.assert_rotated(stdout.trim());
+}
