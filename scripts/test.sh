@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs what CI runs, in the repository root: install-deps, the token modules and the virtual PIV
 # card, rustfmt check, clippy (unwrap/expect denied outside tests, see src/lib.rs), the API docs
-# (no warnings), tests (the matrix on SoftHSM2, tpm2-pkcs11 and kryoptic included), and the
-# packages users install (scripts/package.sh).
+# (no warnings), tests (the matrix on SoftHSM2, tpm2-pkcs11, kryoptic, and ykcs11 and OpenSC
+# over the virtual PIV card included), and the packages users install (scripts/package.sh).
 #
 # Usage: scripts/test.sh [CARGO_TEST_ARGS...]   (e.g. scripts/test.sh -- --nocapture)
 # Stops at the first failing step with its exit status.
@@ -23,19 +23,25 @@ step() {
 }
 
 step "install dependencies" bash scripts/install-deps.sh
-# The PKCS#11 modules of the matrix (tests/matrix.rs): their packages, and kryoptic's module
-# (built once, cached under the cargo target directory). A module that cannot be set up fails
-# the run; SUITEKEY_TEST_MODULES=softhsm2 (comma list) runs fewer locally.
-export SUITEKEY_TEST_MODULES=${SUITEKEY_TEST_MODULES:-softhsm2,tpm2,kryoptic}
+# The PKCS#11 modules of the matrix (tests/matrix.rs): their packages, kryoptic's module and the
+# virtual PIV card that ykcs11 and OpenSC run on (built once, cached under the cargo target
+# directory). A module that cannot be set up fails the run; SUITEKEY_TEST_MODULES=softhsm2
+# (comma list) runs fewer locally.
+export SUITEKEY_TEST_MODULES=${SUITEKEY_TEST_MODULES:-softhsm2,tpm2,kryoptic,ykcs11,opensc}
 IFS=, read -ra modules <<<"$SUITEKEY_TEST_MODULES"
 # Printed, since under CI (CI set) tests/matrix.rs fails when one is left out.
 printf '==> token modules of the matrix: %s\n' "$SUITEKEY_TEST_MODULES"
 for module in "${modules[@]}"; do
-  [[ -f scripts/tokens/$module.sh ]] || {
-    printf 'test.sh: SUITEKEY_TEST_MODULES names "%s"; the modules are softhsm2, tpm2, kryoptic\n' "$module" >&2
-    exit 2
-  }
-  step "token module $module" bash "scripts/tokens/$module.sh" install
+  case $module in
+    softhsm2 | tpm2 | kryoptic) script=$module.sh ;;
+    # Yubico's ykcs11 and OpenSC, over the virtual PIV card (one pcscd per machine: as root).
+    ykcs11 | opensc) script=piv.sh ;;
+    *)
+      printf 'test.sh: SUITEKEY_TEST_MODULES names "%s"; the modules are softhsm2, tpm2, kryoptic, ykcs11, opensc\n' "$module" >&2
+      exit 2
+      ;;
+  esac
+  step "token module $module" bash "scripts/tokens/$script" install
 done
 # The virtual PIV card behind pcscd (tests/piv_card.rs, which fails under CI without it): its
 # Debian packages, and the card, built once and cached under the cargo target directory.

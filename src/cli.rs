@@ -56,6 +56,9 @@ pub struct Cli {
         display_order = 101
     )]
     pub quiet: bool,
+    /// Send the PIN even when the token says the next wrong PIN locks it (CKF_USER_PIN_FINAL_TRY); only when you are sure of the PIN.
+    #[arg(long, global = true, display_order = 102)]
+    pub final_pin_try: bool,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -268,6 +271,10 @@ pub struct AgentArgs {
     /// Loki, …).
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// How long a request waits for its signature before it is answered with an error (a YubiKey key with touch policy 'always' waits for a touch); the signature goes on meanwhile.
+    #[arg(long, value_name = "SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub sign_timeout: u64,
     /// The PKCS#11 module.
     #[command(flatten)]
     pub module: ModuleArg,
@@ -302,6 +309,9 @@ pub struct CertOutArgs {
     /// Overwrite --out if it exists.
     #[arg(long)]
     pub force: bool,
+    /// Where a PIV card's management key is, in hex (file:PATH or env:NAME; never the key itself): Yubico's ykcs11 makes keys and stores certificates only with it.
+    #[arg(long, value_name = "SOURCE")]
+    pub management_key_source: Option<RawArg>,
     /// The PKCS#11 module.
     #[command(flatten)]
     pub module: ModuleArg,
@@ -319,7 +329,7 @@ pub enum CertSig {
 /// `suitekey keygen`.
 #[derive(Debug, Args)]
 pub struct KeygenArgs {
-    /// The key to make: pkcs11:token=…;object=LABEL?module-path=…&pin-source=file:… (object= names it).
+    /// The key to make: pkcs11:token=…;object=LABEL?module-path=…&pin-source=file:… (object= names it; on a PIV card id= picks the slot: %01 = 9a, %02 = 9c, %03 = 9d, %04 = 9e).
     #[arg(long, value_name = "URI")]
     pub key: RawArg,
     /// ES256 (P-256), ES384 (P-384), ES512 (P-521), or PS256/PS384/PS512 (RSA).

@@ -155,6 +155,7 @@ mod tests {
         pkcs11::Error::PinIncorrect {
             token: "acc".into(),
             origin: "SUITEKEY_PIN".into(),
+            tries: String::new(),
         }
     }
 

@@ -222,6 +222,7 @@ impl AgentHttp {
                 )))
             },
             drain_timeout: Duration::from_secs(1),
+            sign_timeout: Duration::from_secs(1),
         };
         let served = profiles::open_all(
             &config,

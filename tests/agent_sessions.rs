@@ -96,7 +96,9 @@ fn counter(metrics: &ProfileMetrics, name: &str) -> String {
 #[test]
 fn a_lost_session_is_reopened_once_and_a_pin_refused_at_relogin_stops_every_profile_on_the_token() {
     let f = fixture();
+    // With its timers: a request waits for its signature no longer than the handle's bound.
     let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
         .build()
         .unwrap();
     let request = AssertionRequest {
@@ -194,6 +196,7 @@ fn profiles_stopped_by_a_refused_pin_report_it_and_stay_failed_across_a_reload(
         module: None,
         open: suitekey::commands::open_signer_with,
         drain_timeout: std::time::Duration::from_secs(1),
+        sign_timeout: suitekey::agent::signers::DEFAULT_SIGN_TIMEOUT,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

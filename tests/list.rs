@@ -42,9 +42,11 @@ fn list_shows_the_token_its_algorithms_and_every_key_without_login() {
     // Without login SoftHSM2 shows only public halves; list says so and how to see more.
     assert!(stdout.contains("public half"), "{stdout}");
     assert!(stdout.contains("suitekey list --login"), "{stdout}");
+    // Only the public half is seen, and a private half may be labelled otherwise (PIV
+    // modules): the URI names the key by its id.
     assert!(
         stdout.contains(&format!(
-            "pkcs11:token={TOKEN};object=p256;id=%01;type=private?module-path="
+            "pkcs11:token={TOKEN};id=%01;type=private?module-path="
         )),
         "{stdout}"
     );
@@ -70,6 +72,14 @@ fn list_login_sees_private_keys_and_their_always_authenticate_flag() {
         stdout.contains("PIN needed for every signature"),
         "{stdout}"
     );
+    // Logged in, the private half is listed with its own label, once per key.
+    assert!(
+        stdout.contains(&format!(
+            "pkcs11:token={TOKEN};object=p256;id=%01;type=private?module-path="
+        )),
+        "{stdout}"
+    );
+    assert_eq!(stdout.matches("'p256' id 01:").count(), 1, "{stdout}");
     assert!(
         !stdout.contains(PIN) && !stderr.contains(PIN),
         "the PIN leaked"
@@ -82,7 +92,7 @@ fn a_uri_printed_by_list_signs_once_a_pin_source_is_added() {
     let uri = stdout
         .lines()
         .map(str::trim)
-        .find(|l| l.starts_with("pkcs11:") && l.contains("object=p384"))
+        .find(|l| l.starts_with("pkcs11:") && l.contains("id=%02;"))
         .expect("a p384 URI");
     let f = fixture();
     let key = format!("{uri}&pin-source=file:{}", f.pin_file.display());

@@ -1,7 +1,10 @@
 //! The same end-to-end suite on every PKCS#11 module of the matrix (tests/common/modules.rs): for
 //! each algorithm, `keygen` → `check` → an assertion verified by RustCrypto → an access token
 //! from the emulator; `list` and `list --mechanisms`; and for each cell a module cannot do, the
-//! refusal that names the module's limit. One test per module, each on its own token.
+//! refusal that names the module's limit. Where a module signs but cannot make keys (OpenSC on
+//! a PIV card), the key is made as its users make it (yubico-piv-tool) and the rest of the suite
+//! runs on it. One test per module, each on its own token (the two PIV modules on a virtual
+//! card each, one after the other: one pcscd per machine).
 
 mod common;
 
@@ -9,11 +12,11 @@ use std::path::{Path, PathBuf};
 
 use common::emulator::Emulator;
 use common::modules::{
-    ALGS, Cell, KEY_TYPES, LABEL, MODULES, ModuleToken, VersionFrom, render_table, selected,
-    selected_from,
+    ALGS, Cell, LABEL, MODULES, ModuleToken, PIV_KEYS, PIV_REFUSED_ID, VersionFrom, render_table,
+    selected, selected_from,
 };
 use common::profile::{ACCOUNT, CLIENT};
-use common::{PIN, cert_public_key, decode_jws, expected_certificate_id, texts, verify};
+use common::{cert_public_key, decode_jws, expected_certificate_id, texts, verify};
 
 #[test]
 fn softhsm2() {
@@ -28,6 +31,16 @@ fn tpm2() {
 #[test]
 fn kryoptic() {
     matrix("kryoptic");
+}
+
+#[test]
+fn ykcs11() {
+    matrix("ykcs11");
+}
+
+#[test]
+fn opensc() {
+    matrix("opensc");
 }
 
 /// The line above the README's table.
@@ -86,31 +99,41 @@ fn matrix(name: &str) {
     check_mechanisms_listing(&token);
     for (i, alg) in ALGS.iter().enumerate() {
         match (spec.keygen[i], spec.sign[i]) {
-            (Cell::Works, Cell::Works) => end_to_end(&token, alg, work.path()),
-            (Cell::Refused(why), Cell::Refused(sign_why)) => {
-                keygen_refused(&token, alg, &[], why, work.path());
-                sign_refused(&token, alg, KEY_TYPES[i], sign_why);
+            (Cell::Works, Cell::Works) => {
+                let pem = keygen(&token, (i, &token.key_uri(i)), &[], work.path());
+                end_to_end(&token, alg, &token.key_uri(i), &pem);
+            }
+            (Cell::Refused(why), Cell::Works) => {
+                keygen_refused(&token, i, &[], why, work.path());
+                let (uri, cert) = token
+                    .key_made_outside(i)
+                    .unwrap_or_else(|| panic!("{name} {alg}: no key can be made outside"));
+                end_to_end(
+                    &token,
+                    alg,
+                    &uri,
+                    &cert.expect("a certificate made outside"),
+                );
+            }
+            (Cell::Refused(why), Cell::Refused(sign_why) | Cell::KeyRefused(sign_why)) => {
+                keygen_refused(&token, i, &[], why, work.path());
+                sign_refused(&token, i, sign_why);
             }
             cells => panic!("{name} {alg}: no test for the cells {cells:?}"),
         }
     }
     match spec.rsa4096 {
         Cell::Works => {
-            let pem = keygen(
-                &token,
-                "PS256",
-                "rsa4096",
-                &["--rsa-bits", "4096"],
-                work.path(),
-            );
+            let uri = token.uri("rsa4096");
+            let pem = keygen(&token, (3, &uri), &["--rsa-bits", "4096"], work.path());
             let (_, key) = cert_public_key(&pem);
             assert!(
                 matches!(&key, common::PublicKey::Rsa { n, .. } if n.len() == 512),
                 "{name}: not a 4096-bit key: {key:?}"
             );
         }
-        Cell::Refused(why) => {
-            keygen_refused(&token, "PS256", &["--rsa-bits", "4096"], why, work.path())
+        Cell::Refused(why) | Cell::KeyRefused(why) => {
+            keygen_refused(&token, 3, &["--rsa-bits", "4096"], why, work.path())
         }
     }
     check_key_listing(&token);
@@ -130,58 +153,59 @@ fn run_with(token: &ModuleToken, args: &[&str], env: &[(&str, &str)]) -> (i32, S
         .output()
         .expect("run suitekey");
     let (stdout, stderr) = texts(&out);
+    let pin = token.spec.pin();
     assert!(
-        !stdout.contains(PIN) && !stderr.contains(PIN),
+        !stdout.contains(pin) && !stderr.contains(pin),
         "{}: the PIN leaked from {args:?}",
         token.spec.name
     );
     (out.status.code().unwrap_or(-1), stdout, stderr)
 }
 
-/// `keygen --alg ALG EXTRA` into a key labelled `object`, its certificate into a file in `dir`:
-/// the certificate file, and what [`run`] returns.
+/// `keygen --alg ALGS[i] EXTRA` into the key of `uri`, its certificate into a file `name`.pem in
+/// `dir`: the certificate file, and what [`run`] returns.
 fn run_keygen(
     token: &ModuleToken,
-    alg: &str,
-    object: &str,
+    (i, uri, name): (usize, &str, &str),
     extra: &[&str],
     dir: &Path,
 ) -> (PathBuf, (i32, String, String)) {
-    let pem = dir.join(format!("{}-{object}.pem", token.spec.name));
-    let uri = token.uri(object);
-    let mut args = vec!["keygen", "--key", &uri, "--alg", alg];
+    let pem = dir.join(format!("{}-{name}.pem", token.spec.name));
+    let flags = token.keygen_flags();
+    let mut args = vec!["keygen", "--key", uri, "--alg", ALGS[i]];
+    args.extend(flags.iter().map(String::as_str));
     args.extend(extra);
     args.extend(["--out", pem.to_str().expect("UTF-8 path")]);
     let result = run(token, &args);
     (pem, result)
 }
 
-/// `keygen` for `alg` into a key labelled `object`; returns the certificate file.
-fn keygen(token: &ModuleToken, alg: &str, object: &str, extra: &[&str], dir: &Path) -> PathBuf {
-    let (pem, (code, _, stderr)) = run_keygen(token, alg, object, extra, dir);
+/// `keygen` for `ALGS[i]` into the key of `uri`; returns the certificate file.
+fn keygen(token: &ModuleToken, (i, uri): (usize, &str), extra: &[&str], dir: &Path) -> PathBuf {
+    let name = format!("{}{}", ALGS[i], extra.join(""));
+    let (pem, (code, _, stderr)) = run_keygen(token, (i, uri, &name), extra, dir);
     assert_eq!(
         code, 0,
-        "{} keygen {alg} {extra:?}: {stderr}",
-        token.spec.name
+        "{} keygen {} {extra:?}: {stderr}",
+        token.spec.name, ALGS[i]
     );
     pem
 }
 
-/// keygen → check → assertion verified by RustCrypto → access token from the emulator.
-fn end_to_end(token: &ModuleToken, alg: &str, dir: &Path) {
+/// check → assertion verified by RustCrypto → access token from the emulator, with the key of
+/// `uri` and its certificate `pem`.
+fn end_to_end(token: &ModuleToken, alg: &str, uri: &str, pem: &Path) {
     let name = token.spec.name;
-    let pem = keygen(token, alg, alg, &[], dir);
-    let uri = token.uri(alg);
     let pem_arg = pem.to_str().expect("UTF-8 path");
 
-    let (code, stdout, stderr) = run(token, &["check", "--cert", pem_arg, "--key", &uri]);
+    let (code, stdout, stderr) = run(token, &["check", "--cert", pem_arg, "--key", uri]);
     assert_eq!(code, 0, "{name} check {alg}: {stderr}");
-    let kid = expected_certificate_id(&pem);
+    let kid = expected_certificate_id(pem);
     assert_eq!(stdout.trim(), kid, "{name} check {alg}: certificate id");
 
     let profile = [
         "--key",
-        &uri,
+        uri,
         "--client-id",
         CLIENT,
         "--certificate-id",
@@ -195,7 +219,7 @@ fn end_to_end(token: &ModuleToken, alg: &str, dir: &Path) {
     assert_eq!(code, 0, "{name} assertion {alg}: {stderr}");
     let jws = decode_jws(&stdout);
     assert_eq!(jws.header["alg"], *alg, "{name}");
-    let (_, key) = cert_public_key(&pem);
+    let (_, key) = cert_public_key(pem);
     verify(&jws, &key).unwrap_or_else(|e| panic!("{name} {alg}: signature does not verify: {e}"));
 
     let emulator = Emulator::start(&[
@@ -220,10 +244,15 @@ fn end_to_end(token: &ModuleToken, alg: &str, dir: &Path) {
 }
 
 /// keygen is refused with exit 3, the module's limit in the message, and no file written.
-fn keygen_refused(token: &ModuleToken, alg: &str, extra: &[&str], why: &[&str], dir: &Path) {
-    let name = token.spec.name;
-    let (pem, (code, stdout, stderr)) =
-        run_keygen(token, alg, &format!("refused-{alg}"), extra, dir);
+fn keygen_refused(token: &ModuleToken, i: usize, extra: &[&str], why: &[&str], dir: &Path) {
+    let (name, alg) = (token.spec.name, ALGS[i]);
+    let object = format!("refused-{alg}{}", extra.join(""));
+    let uri = if token.spec.is_piv() {
+        token.id_uri(PIV_REFUSED_ID)
+    } else {
+        token.uri(&object)
+    };
+    let (pem, (code, stdout, stderr)) = run_keygen(token, (i, &uri, &object), extra, dir);
     assert_eq!(
         code, 3,
         "{name} keygen {alg} {extra:?} should be refused: {stderr}"
@@ -241,13 +270,15 @@ fn keygen_refused(token: &ModuleToken, alg: &str, extra: &[&str], why: &[&str], 
     );
 }
 
-/// Signing with a key of `alg`'s kind (pkcs11-tool's `key_type`), made outside suitekey, is
-/// refused with exit 3 and the module's limit in the message.
-fn sign_refused(token: &ModuleToken, alg: &str, key_type: &str, why: &[&str]) {
-    let name = token.spec.name;
-    let object = format!("outside-{alg}");
-    token.keypairgen_outside(&object, "5e", key_type);
-    let uri = token.uri(&object);
+/// Signing with a key of `ALGS[i]`'s kind, made outside suitekey, is refused with exit 3 and
+/// the module's limit (or NetSuite's rule) in the message. Where the token can hold no such key
+/// (a PIV card has no P-521), the algorithm is refused for the key it has instead.
+fn sign_refused(token: &ModuleToken, i: usize, why: &[&str]) {
+    let (name, alg) = (token.spec.name, ALGS[i]);
+    let (uri, why) = match token.key_made_outside(i) {
+        Some((uri, _)) => (uri, why),
+        None => (token.key_uri(0), &["ES512 needs an EC P-521 key"][..]),
+    };
     let (code, stdout, stderr) = run(
         token,
         &[
@@ -277,9 +308,16 @@ fn sign_refused(token: &ModuleToken, alg: &str, key_type: &str, why: &[&str]) {
 /// `list --mechanisms` says, per algorithm, exactly what the matrix declares.
 fn check_mechanisms_listing(token: &ModuleToken) {
     let spec = token.spec;
-    let (code, stdout, stderr) = run(token, &["list", "--mechanisms", "--token", LABEL]);
+    let mut args = vec!["list", "--mechanisms"];
+    args.extend(token.list_flags());
+    let (code, stdout, stderr) = run(token, &args);
     assert_eq!(code, 0, "{} list: {stderr}", spec.name);
-    assert!(stdout.contains(&format!("token '{LABEL}'")), "{stdout}");
+    let shown = if spec.is_piv() {
+        format!("({}): token '", common::piv::READER)
+    } else {
+        format!("token '{LABEL}'")
+    };
+    assert!(stdout.contains(&shown), "{stdout}");
     assert!(
         !stdout.contains(['\0', '\u{fffd}']),
         "{}: padding or invalid text in:\n{stdout}",
@@ -287,7 +325,7 @@ fn check_mechanisms_listing(token: &ModuleToken) {
     );
     check_version(token, stdout.lines().next().unwrap_or_default());
     let yes = |c: &Cell| {
-        if matches!(c, Cell::Works) {
+        if matches!(c, Cell::Works | Cell::KeyRefused(_)) {
             "yes"
         } else {
             "no "
@@ -338,6 +376,12 @@ fn check_version(token: &ModuleToken, module_line: &str) {
             spec.name,
             spec.version
         ),
+        VersionFrom::GetInfoReads(reads) => assert!(
+            module_line.contains(&format!(" {reads} (Cryptoki ")),
+            "{}: the module is not version {} (reading {reads}; update ModuleSpec and the README): {module_line}",
+            spec.name,
+            spec.version
+        ),
         VersionFrom::KryopticLock(package) => {
             let lock = Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("scripts/tokens/kryoptic-module/Cargo.lock");
@@ -373,17 +417,23 @@ fn listed_algs(spec: &common::modules::ModuleSpec, alg: &str) -> String {
 /// and nothing of the keys it refused to make.
 fn check_key_listing(token: &ModuleToken) {
     let spec = token.spec;
-    let (code, stdout, stderr) = run_with(
-        token,
-        &["list", "--login", "--token", LABEL],
-        &[("SUITEKEY_PIN", PIN)],
-    );
+    let mut args = vec!["list", "--login"];
+    args.extend(token.list_flags());
+    let (code, stdout, stderr) = run_with(token, &args, &[("SUITEKEY_PIN", spec.pin())]);
     assert_eq!(code, 0, "{} list --login: {stderr}", spec.name);
     for (i, alg) in ALGS.iter().enumerate() {
         if matches!(spec.keygen[i], Cell::Works) {
+            // Labelled by the algorithm; on a PIV card, by the module, in the algorithm's slot.
             let line = stdout
                 .lines()
-                .find(|l| l.trim_start().starts_with(&format!("'{alg}' id ")))
+                .find(|l| {
+                    let l = l.trim_start();
+                    if spec.is_piv() {
+                        l.contains(&format!("' id {:02x}: ", PIV_KEYS[i].2))
+                    } else {
+                        l.starts_with(&format!("'{alg}' id "))
+                    }
+                })
                 .unwrap_or_else(|| panic!("{}: key {alg} not listed:\n{stdout}", spec.name));
             let signs = format!("→ NetSuite {}", listed_algs(spec, alg));
             assert!(
@@ -393,13 +443,19 @@ fn check_key_listing(token: &ModuleToken) {
             );
         }
     }
+    let refused = if spec.is_piv() {
+        format!("' id {PIV_REFUSED_ID:02x}:")
+    } else {
+        "'refused-".to_owned()
+    };
     assert!(
-        !stdout.contains("'refused-"),
+        !stdout.contains(&refused),
         "{}: a refused keygen left an object behind:\n{stdout}",
         spec.name
     );
     if let Some(i) = ALGS.iter().position(|a| *a == "ES512")
         && matches!(spec.sign[i], Cell::Refused(_))
+        && !spec.is_piv()
     {
         assert!(
             stdout.contains(

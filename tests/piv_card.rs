@@ -2,17 +2,14 @@
 //! smart-card stack: pcscd, vpcd, and both real PKCS#11 modules for PIV (Yubico's ykcs11 and
 //! OpenSC), provisioned with Debian's `yubico-piv-tool` as users do it.
 //!
-//! Only one pcscd can run per machine: `piv.sh start` waits on a machine-wide lock for another
-//! card to stop, and the tests of this process also take turns (one card at a time). They are
-//! skipped, saying why, where the card's packages or its build are missing or the tests do not
-//! run as root (pcscd writes /run/pcscd); under CI (`CI` set) that fails instead. PINs, PUKs and
-//! management keys reach the tools through their standard input or environment, never argv.
+//! The card's set-up, shared with the other tests that use it, is `tests/common/piv.rs`: one
+//! card at a time (one pcscd per machine), tests skipped where the card cannot run (failed under
+//! CI), PINs, PUKs and management keys never in argv.
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::{Mutex, MutexGuard};
+use std::path::Path;
+use std::process::Command;
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
@@ -24,285 +21,8 @@ use cryptoki::session::{Session, UserType};
 use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
 
+use common::piv::{Card, READER, card_can_run, lock_file, piv_sh};
 use common::texts;
-
-/// The card's reader, as pcscd names it (slot 0 of the reader piv.sh configures).
-const READER: &str = "Yubico Virtual PIV 00 00";
-/// The Debian packages the card needs.
-const PACKAGES: [&str; 5] = [
-    "opensc",
-    "pcscd",
-    "vsmartcard-vpcd",
-    "ykcs11",
-    "yubico-piv-tool",
-];
-
-/// One card at a time in this process (piv.sh's lock does it between processes).
-static ONE_CARD: Mutex<()> = Mutex::new(());
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The cargo target directory, where piv.sh caches the card.
-fn target_dir() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .expect("CARGO_TARGET_TMPDIR has a parent")
-        .to_path_buf()
-}
-
-fn ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
-}
-
-/// Why the card cannot run here, if it cannot.
-fn missing() -> Option<String> {
-    let not_installed: Vec<&str> = PACKAGES
-        .into_iter()
-        .filter(|p| {
-            let out = Command::new("dpkg-query")
-                .args(["-W", "-f=${Status}", p])
-                .output();
-            !matches!(out, Ok(o) if o.stdout == b"install ok installed")
-        })
-        .collect();
-    if !not_installed.is_empty() {
-        return Some(format!(
-            "Debian packages {} are missing: run scripts/tokens/piv.sh install",
-            not_installed.join(" ")
-        ));
-    }
-    if !target_dir().join("piv-card/piv-card").is_file() {
-        return Some("the card is not built: run scripts/tokens/piv.sh install".into());
-    }
-    if !rustix::process::geteuid().is_root() {
-        return Some("pcscd needs root (it writes /run/pcscd)".into());
-    }
-    None
-}
-
-/// True when the card can run; else says why the test is skipped (or fails it, under CI).
-fn card_can_run(test: &str) -> bool {
-    match missing() {
-        None => true,
-        Some(why) => {
-            assert!(
-                !ci(),
-                "CI is set and the virtual PIV card cannot run: {why}"
-            );
-            eprintln!("skipping {test}: {why}");
-            false
-        }
-    }
-}
-
-/// `bash scripts/tokens/piv.sh ARGS`, as the tests run it.
-fn piv_sh(args: &[&std::ffi::OsStr]) -> Output {
-    Command::new("bash")
-        .arg(repo().join("scripts/tokens/piv.sh"))
-        .args(args)
-        .env("CARGO_TARGET_DIR", target_dir())
-        // Everything stops with this process even if it is killed before Drop runs.
-        .env("SUITEKEY_TOKEN_OWNER_PID", std::process::id().to_string())
-        .output()
-        .expect("run bash")
-}
-
-/// A running card in a temp dir of its own; stopped (by PID) when dropped.
-struct Card {
-    dir: tempfile::TempDir,
-    ykcs11: PathBuf,
-    opensc: PathBuf,
-    /// A test CA's key, issuing the slots' certificates.
-    ca_key: PathBuf,
-    _turn: MutexGuard<'static, ()>,
-}
-
-impl Card {
-    fn start() -> Card {
-        let turn = ONE_CARD.lock().unwrap_or_else(|e| e.into_inner());
-        // Under /tmp: a short plain path, as piv.sh wants.
-        let dir = tempfile::Builder::new()
-            .prefix("sk-piv-")
-            .tempdir()
-            .unwrap();
-        let mut card = Card {
-            ykcs11: PathBuf::new(),
-            opensc: PathBuf::new(),
-            ca_key: dir.path().join("ca.key"),
-            dir,
-            _turn: turn,
-        };
-        card.start_again();
-        openssl(&[
-            "genpkey",
-            "-algorithm",
-            "EC",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-out",
-            card.ca_key.to_str().unwrap(),
-        ]);
-        card
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// `piv.sh start DIR`: the card of DIR, kept if there.
-    fn start_again(&mut self) {
-        let out = piv_sh(&["start".as_ref(), self.path().as_os_str()]);
-        let (stdout, stderr) = texts(&out);
-        assert!(out.status.success(), "piv.sh start: {stderr}");
-        let var = |name: &str| {
-            stdout
-                .lines()
-                .find_map(|l| l.strip_prefix(&format!("export {name}=")))
-                .map(PathBuf::from)
-                .unwrap_or_else(|| panic!("piv.sh start printed no {name}:\n{stdout}"))
-        };
-        self.ykcs11 = var("SUITEKEY_YKCS11_MODULE");
-        self.opensc = var("SUITEKEY_OPENSC_MODULE");
-        assert_eq!(var("SUITEKEY_MODULE"), self.ykcs11);
-    }
-
-    fn stop(&self) {
-        let out = piv_sh(&["stop".as_ref(), self.path().as_os_str()]);
-        assert!(out.status.success(), "piv.sh stop: {}", texts(&out).1);
-    }
-
-    fn secret(&self, file: &str) -> String {
-        std::fs::read_to_string(self.path().join(file))
-            .unwrap()
-            .trim_end()
-            .to_owned()
-    }
-
-    fn pin(&self) -> String {
-        self.secret("user.pin")
-    }
-
-    /// yubico-piv-tool on the card's reader, `input` on its standard input and no terminal (it
-    /// then reads PINs and keys there instead of from /dev/tty).
-    fn piv_tool(&self, input: &str, args: &[&str]) -> Output {
-        let mut child = Command::new("setsid")
-            .arg("yubico-piv-tool")
-            .arg(format!("--reader={READER}"))
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run yubico-piv-tool");
-        use std::io::Write as _;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    }
-
-    /// Like [`Card::piv_tool`], failing the test if it fails.
-    fn piv_tool_ok(&self, input: &str, args: &[&str]) -> String {
-        let out = self.piv_tool(input, args);
-        let (stdout, stderr) = texts(&out);
-        assert!(
-            out.status.success(),
-            "yubico-piv-tool {args:?}: {stdout}{stderr}"
-        );
-        format!("{stdout}\n{stderr}")
-    }
-
-    /// A key generated in `slot` by yubico-piv-tool (with the card's management key), and a
-    /// certificate for it issued by the test CA and imported next to it, as a user with a CA
-    /// does. (Debian 12's yubico-piv-tool 2.2 cannot self-sign: its selfsign-certificate and
-    /// request-certificate fail before reaching the card, on OpenSSL 3.) Returns the
-    /// certificate's file.
-    fn provision(&self, slot: &str, algorithm: &str) -> PathBuf {
-        let key = self.secret("management.key");
-        let public = self.path().join(format!("{slot}.pub.pem"));
-        let cert = self.path().join(format!("{slot}.cert.pem"));
-        self.piv_tool_ok(
-            &format!("{key}\n"),
-            &[
-                "--key",
-                "--action=generate",
-                &format!("--slot={slot}"),
-                &format!("--algorithm={algorithm}"),
-                &format!("--output={}", public.display()),
-            ],
-        );
-        openssl(&[
-            "x509",
-            "-new",
-            "-subj",
-            &format!("/CN=suitekey test {slot}"),
-            "-force_pubkey",
-            public.to_str().unwrap(),
-            "-key",
-            self.ca_key.to_str().unwrap(),
-            "-days",
-            "30",
-            "-out",
-            cert.to_str().unwrap(),
-        ]);
-        self.piv_tool_ok(
-            &format!("{key}\n"),
-            &[
-                "--key",
-                "--action=import-certificate",
-                &format!("--slot={slot}"),
-                &format!("--input={}", cert.display()),
-            ],
-        );
-        cert
-    }
-
-    /// pkcs11-tool on `module`'s slot for the card, `pin` (if any) through its environment.
-    fn pkcs11_tool(&self, module: &Path, pin: Option<&str>, args: &[&str]) -> Output {
-        let mut cmd = Command::new("pkcs11-tool");
-        cmd.arg("--module").arg(module);
-        cmd.args(["--slot-description", READER]);
-        if let Some(pin) = pin {
-            cmd.env("PIV_TEST_PIN", pin)
-                .args(["--login", "--pin", "env:PIV_TEST_PIN"]);
-        }
-        cmd.args(args).output().expect("run pkcs11-tool")
-    }
-
-    /// yubico-piv-tool's count of PIN tries left (VERIFY without data: 63Cx). The card must not
-    /// be held by another client with the PIN verified (it then answers 9000, and the count is
-    /// -1).
-    fn tries_left(&self) -> u32 {
-        let status = self.piv_tool_ok("", &["--action=status"]);
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("PIN tries left:"))
-            .and_then(|n| n.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no count of PIN tries in:\n{status}"))
-    }
-}
-
-impl Drop for Card {
-    fn drop(&mut self) {
-        let out = piv_sh(&["stop".as_ref(), self.path().as_os_str()]);
-        if !out.status.success() {
-            eprintln!("piv.sh stop {}: {}", self.path().display(), texts(&out).1);
-        }
-    }
-}
-
-fn openssl(args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .output()
-        .expect("openssl");
-    assert!(out.status.success(), "openssl {args:?}: {}", texts(&out).1);
-}
 
 /// A PKCS#11 session on the card's slot of `module`; when dropped, the session is closed and
 /// the module finalized (so it disconnects from the card, which resets it, as a client process
@@ -667,12 +387,6 @@ fn rsa_2048_keys_sign_pss_on_both_modules() {
     }
 }
 
-/// The machine-wide lock piv.sh takes, as it names it.
-fn lock_file() -> PathBuf {
-    std::env::var_os("SUITEKEY_PCSCD_LOCK")
-        .map_or_else(|| "/tmp/suitekey-pcscd.lock".into(), PathBuf::from)
-}
-
 /// Live processes (not zombies) whose command line names `dir`.
 fn processes_naming(dir: &Path) -> Vec<String> {
     let needle = dir.to_str().unwrap();
@@ -779,7 +493,7 @@ fn stop_never_signals_a_process_it_did_not_start() {
         )
         .unwrap();
     }
-    let out = piv_sh(&["stop".as_ref(), dir.path().as_os_str()]);
+    let out = piv_sh(&["stop".as_ref(), dir.path().as_os_str()], &[]);
     let running: Vec<bool> = others
         .iter_mut()
         .map(|o| o.try_wait().unwrap().is_none())
@@ -809,7 +523,7 @@ fn start_refuses_an_unsafe_dir() {
     let parent = tempfile::tempdir().unwrap();
     for bad in ["with space", "quote'", "dollar$x", "semi;colon"] {
         let dir = parent.path().join(bad);
-        let out = piv_sh(&["start".as_ref(), dir.as_os_str()]);
+        let out = piv_sh(&["start".as_ref(), dir.as_os_str()], &[]);
         let (_, stderr) = texts(&out);
         assert_eq!(out.status.code(), Some(1), "{bad}: {stderr}");
         assert!(
@@ -825,7 +539,7 @@ fn start_refuses_a_pcscd_that_is_not_its_own() {
     if !card_can_run("start_refuses_a_pcscd_that_is_not_its_own") {
         return;
     }
-    let _turn = ONE_CARD.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = common::piv::turn();
     let dir = tempfile::Builder::new()
         .prefix("sk-piv-")
         .tempdir()
@@ -844,9 +558,9 @@ fn start_refuses_a_pcscd_that_is_not_its_own() {
         .arg(lock_file())
         .args(["bash", "-c", script, "_"])
         .arg(&other)
-        .arg(repo().join("scripts/tokens/piv.sh"))
+        .arg(common::piv::script())
         .arg(&card_dir)
-        .env("CARGO_TARGET_DIR", target_dir())
+        .env("CARGO_TARGET_DIR", common::piv::cargo_target_dir())
         .output()
         .unwrap();
     let (_, stderr) = texts(&out);

@@ -101,7 +101,7 @@ fn has_key(conf: &Path, label: &str) -> bool {
         .env("SUITEKEY_PIN", common::PIN)
         .output()
         .unwrap();
-    texts(&out).0.contains(&format!("object={label};"))
+    texts(&out).0.contains(&format!("'{label}' id "))
 }
 
 #[test]

@@ -59,7 +59,7 @@ fn kryoptic_start_never_reinitializes_a_token_of_another_label() {
     token.keypairgen_outside("kept", "6b", "EC:prime256v1");
     let out = spec.run_script(&[
         "start".as_ref(),
-        token.daemons.dir.path().as_os_str(),
+        token.dir().as_os_str(),
         "other-label".as_ref(),
     ]);
     let (_, stderr) = texts(&out);

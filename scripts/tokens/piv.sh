@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
 # A virtual PIV smart card behind the real smart-card stack, for suitekey's tests: pcscd with a
-# reader configuration of its own (one vpcd reader, "Yubico Virtual PIV", so that Yubico's
-# ykcs11 lists it), and the card (scripts/tokens/piv-card: Nitrokey's PIV applet, built once and
-# cached under the cargo target directory, ${CARGO_TARGET_DIR:-target}/piv-card/), its state in
-# DIR/card. Clients use Yubico's libykcs11.so or OpenSC's opensc-pkcs11.so, and yubico-piv-tool.
+# reader configuration of its own (one vpcd reader, "Yubico YubiKey Virtual PIV": ykcs11 lists
+# readers named "Yubico…", and yubico-piv-tool looks for "YubiKey" by default), and the card
+# (scripts/tokens/piv-card: Nitrokey's PIV applet, built once and cached under the cargo target
+# directory, ${CARGO_TARGET_DIR:-target}/piv-card/), its state in DIR/card. Clients use Yubico's
+# libykcs11.so or OpenSC's opensc-pkcs11.so, and yubico-piv-tool.
 #
 # Usage: scripts/tokens/piv.sh install | start DIR | stop DIR      (see lib.sh)
 # `start` prints SUITEKEY_MODULE (ykcs11), SUITEKEY_YKCS11_MODULE and SUITEKEY_OPENSC_MODULE. The
-# reader is "Yubico Virtual PIV 00 00" (vpcd adds an empty "… 00 01"). On a new DIR the card
-# starts blank and `start` sets, from their factory defaults (PIN 123456, PUK 12345678, the
+# reader is "Yubico YubiKey Virtual PIV 00 00" (vpcd adds an empty "… 00 01"). On a new DIR the
+# card starts blank and `start` sets, from their factory defaults (PIN 123456, PUK 12345678, the
 # well-known 3DES management key), the PIN in DIR/user.pin, the PUK in DIR/so.pin (6 to 8
 # characters; 8 random digits unless there) and the management key in DIR/management.key (48
 # hex digits, 3DES; random unless there), through yubico-piv-tool's standard input, never argv.
+# With PIV_CARD_FACTORY=1 a new card keeps its factory PIN, PUK and management key, as a new
+# YubiKey comes (for tests of a first set-up; DIR's files are then not the card's). The card's
+# own test knobs (PIV_CARD_TRACE, PIV_CARD_TOUCH_FILE) pass through the environment.
 # Keys are made by the caller (yubico-piv-tool, or a PKCS#11 module). A card already in DIR is
 # kept, keys and all. A LABEL argument is ignored: each module names the token itself (ykcs11
 # "YubiKey PIV #SERIAL", OpenSC the first certificate's common name).
@@ -34,7 +38,7 @@ CACHE=${CARGO_TARGET_DIR:-$REPO/target}/piv-card
 [[ $CACHE == /* ]] || CACHE=$REPO/$CACHE
 readonly CACHE CARD=$CACHE/piv-card
 # pcscd names the reader FRIENDLYNAME plus " 00 00" (slot 0 of reader 0).
-readonly READER_NAME="Yubico Virtual PIV"
+readonly READER_NAME="Yubico YubiKey Virtual PIV"
 readonly READER="$READER_NAME 00 00"
 readonly PCSCD_SOCKET=/run/pcscd/pcscd.comm PCSCD_PIDFILE=/run/pcscd/pcscd.pid
 readonly LOCK=${SUITEKEY_PCSCD_LOCK:-/tmp/suitekey-pcscd.lock}
@@ -216,6 +220,9 @@ start_module() {
   await pcscd eval '[[ -S $PCSCD_SOCKET && "$(running_pcscd)" == "$(<"$DIR/$STARTED-pcscd.pid")" ]]'
   daemon card "$CARD" --state "$DIR/card" --port "$PORT"
   await card card_inserted
+  if [[ ! -e $DIR/card.initialized && ${PIV_CARD_FACTORY:-} == 1 ]]; then
+    : >"$DIR/card.initialized"
+  fi
   [[ -e $DIR/card.initialized ]] || initialize_card
   watch_owner
   trap - EXIT

@@ -517,6 +517,7 @@ mod tests {
         let pin = pkcs11::Error::PinIncorrect {
             token: "acc".into(),
             origin: "SUITEKEY_PIN".into(),
+            tries: String::new(),
         };
         assert_eq!(classify(&key_failed(pin)), (Kind::Pin, "pin".into()));
         let stopped = worker_failed(SignError::Stopped("PIN rejected".into()));

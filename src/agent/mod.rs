@@ -215,6 +215,9 @@ fn finish(runtime: tokio::runtime::Runtime, logins: Arc<logins::Logins>) {
             "signing workers still busy in the token after {} s; exiting without them",
             WORKERS_EXIT.as_secs()
         );
+    } else {
+        // Let go of the tokens: a smart card's PIN ends with the agent.
+        crate::pkcs11::finalize_all();
     }
 }
 

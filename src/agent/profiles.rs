@@ -34,6 +34,8 @@ pub struct Options {
     pub open: Opener,
     /// How long SIGINT/SIGTERM waits for the requests in flight before the agent exits anyway.
     pub drain_timeout: std::time::Duration,
+    /// How long a request waits for its signature (a key waiting for a touch).
+    pub sign_timeout: std::time::Duration,
 }
 
 /// The profiles being served, by name.
@@ -300,6 +302,7 @@ fn activate(
             ..f
         },
     })?;
+    let signer = signer.answer_within(options.sign_timeout);
     served.alg = Some(opened.alg);
     served.certificate = opened.certificate;
     served.stored = opened.stored;

@@ -91,14 +91,15 @@ pub enum SignError {
     /// on what was seen (see `lost_advice`); never "initialize the token", which would
     /// destroy the keys of a token that is only unreadable for a moment.
     #[error(
-        "key '{key}' cannot be used: the token lost it ({source}); {advice}: the agent looks for it again by itself, with backoff, no reload needed",
-        advice = lost_advice(source)
+        "key '{key}' cannot be used: the token lost it ({source}); {advice}: the agent looks for it again by itself, with backoff, no reload needed"
     )]
     Lost {
         /// The key URI (without secrets).
         key: String,
-        /// Why it could not be found again.
-        source: Box<pkcs11::Error>,
+        /// Why it could not be found again, or signed with once found.
+        source: Box<dyn std::error::Error + Send + Sync>,
+        /// What to do, from `lost_advice`.
+        advice: &'static str,
     },
     /// An earlier PIN refusal stopped this profile; the PIN is not tried again.
     #[error(
@@ -108,7 +109,17 @@ pub enum SignError {
     /// The worker thread is gone (it panicked, or the agent is shutting down).
     #[error("the signing worker of this profile has stopped; restart the agent")]
     WorkerGone,
+    /// The token has not answered within the agent's bound: a key that waits for a touch.
+    #[error(
+        "the token has not finished the signature within {} s: touch the key if it is a YubiKey whose key has touch policy 'always' or 'cached' (it waits for a touch, 15 s at most); an unattended agent needs a key with touch policy 'never' (e.g. ykman piv keys generate --touch-policy NEVER); the signature goes on meanwhile, and the profile signs again once the token answers (agent --sign-timeout sets the bound)",
+        .0.as_secs()
+    )]
+    NoAnswer(Duration),
 }
+
+/// How long a request waits for its signature by default (`agent --sign-timeout`): a YubiKey
+/// waits 15 s for a touch, and a person touching it usually needs a few.
+pub const DEFAULT_SIGN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What to do about a key that could not be found again after `source`: a token that did not
 /// answer may be passing; one not seen, or a key not in it, may have been removed and can be put
@@ -122,16 +133,30 @@ fn lost_advice(source: &pkcs11::Error) -> &'static str {
         e if e.may_pass() => {
             "the token did not answer, which is often passing (another process writing it at that moment, or this process short of file descriptors); if the token was removed or its directory moved, put the key back where it was"
         }
-        _ => {
-            "its token is not there: if it was removed (a smart card pulled out, a SoftHSM2 token directory moved), put the key back by putting the token back"
-        }
+        _ => TOKEN_GONE,
     }
 }
+
+/// What to do about a key whose token is not there.
+const TOKEN_GONE: &str = "its token is not there: if it was removed (a smart card pulled out, a SoftHSM2 token directory moved), put the key back by putting the token back";
 
 impl SignError {
     /// The key's signing failure as the assertion carries it.
     fn signing(e: pkcs11::Error) -> SignError {
         SignError::Assertion(AssertionError::Jws(JwsError::Sign(SigningError::new(e))))
+    }
+
+    /// `signer`'s key could not be opened again: a PIN problem as such, anything else as a
+    /// lost key, with what to do.
+    fn not_reopened(signer: &KeySigner, e: pkcs11::Error) -> SignError {
+        if e.is_pin() {
+            return SignError::signing(e);
+        }
+        SignError::Lost {
+            key: signer.uri().to_owned(),
+            advice: lost_advice(&e),
+            source: Box::new(e),
+        }
     }
 
     /// The PKCS#11 error underneath, if any.
@@ -155,7 +180,10 @@ impl HasKind for SignError {
         match self {
             SignError::Stopped(_) => Kind::Pin,
             SignError::Assertion(e) if e.kind() == Kind::Pin => Kind::Pin,
-            SignError::Assertion(_) | SignError::Lost { .. } | SignError::WorkerGone => Kind::Token,
+            SignError::Assertion(_)
+            | SignError::Lost { .. }
+            | SignError::WorkerGone
+            | SignError::NoAnswer(_) => Kind::Token,
         }
     }
 }
@@ -170,6 +198,8 @@ struct Job {
 pub struct SignerHandle {
     jobs: mpsc::Sender<Job>,
     stopped: Stopped,
+    /// How long a request waits for its signature.
+    timeout: Duration,
 }
 
 /// Why the worker stopped signing, once a PIN was refused.
@@ -214,7 +244,18 @@ impl SignerHandle {
             )))
         };
         let opened = opened.recv().map_err(|_| gone())??;
-        Ok((SignerHandle { jobs, stopped }, opened))
+        let handle = SignerHandle {
+            jobs,
+            stopped,
+            timeout: DEFAULT_SIGN_TIMEOUT,
+        };
+        Ok((handle, opened))
+    }
+
+    /// The same handle, whose requests wait at most `timeout` for their signature (see
+    /// [`SignerHandle::sign`]).
+    pub fn answer_within(self, timeout: Duration) -> SignerHandle {
+        SignerHandle { timeout, ..self }
     }
 
     /// Why the worker stopped signing, if a refused PIN stopped it.
@@ -226,13 +267,25 @@ impl SignerHandle {
     }
 
     /// Signs a client assertion for `request` in the token, waiting without blocking the
-    /// runtime.
+    /// runtime, and no longer than the handle's bound: a token that waits for a touch must not
+    /// hold the request forever. The worker finishes the signature anyway (a PKCS#11 call
+    /// cannot be cancelled), and later requests are signed once it has. The runtime needs its
+    /// timers (`enable_time`).
     pub async fn sign(&self, request: AssertionRequest) -> Result<ClientAssertion, SignError> {
         let (reply, answer) = oneshot::channel();
         self.jobs
             .send(Job { request, reply })
             .map_err(|_| SignError::WorkerGone)?;
-        answer.await.map_err(|_| SignError::WorkerGone)?
+        match tokio::time::timeout(self.timeout, answer).await {
+            Ok(answer) => answer.map_err(|_| SignError::WorkerGone)?,
+            Err(_) => {
+                tracing::warn!(
+                    timeout_s = self.timeout.as_secs(),
+                    "the token has not finished a signature in time (waiting for a touch?)"
+                );
+                Err(SignError::NoAnswer(self.timeout))
+            }
+        }
     }
 }
 
@@ -300,6 +353,11 @@ fn work(
     stopped: &Mutex<Option<String>>,
 ) {
     while let Ok(job) = queue.recv() {
+        // Its request was answered already (it waited too long behind a signature waiting for
+        // a touch): no signature, and no touch, for nobody.
+        if job.reply.is_closed() {
+            continue;
+        }
         let reason = stopped
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -319,8 +377,9 @@ fn work(
     }
 }
 
-/// One signature; after a lost session, one reopen with one login and one more try. Only
-/// signatures made are counted.
+/// One signature; after a lost session, one reopen with one login and one more try; when that
+/// fails the same way, the module is reinitialized (rationed) and the key found afresh for a
+/// third. Only signatures made are counted.
 fn sign_recovering(
     signer: &mut KeySigner,
     request: &AssertionRequest,
@@ -328,31 +387,68 @@ fn sign_recovering(
 ) -> Result<ClientAssertion, SignError> {
     let signed = match request.sign(&*signer, SystemTime::now()) {
         // A lost token (CKR_GENERAL_ERROR, CKR_DEVICE_ERROR, …) is looked for again too.
-        Err(AssertionError::Jws(JwsError::Sign(e)))
-            if e.downcast_ref::<pkcs11::Error>()
-                .is_some_and(|e| e.is_session_lost() || e.is_token_lost()) =>
-        {
+        Err(AssertionError::Jws(JwsError::Sign(e))) if lost(&e) => {
             tracing::warn!(
                 key = signer.uri(),
                 "the token lost the session ({e}); opening a new one and logging in again"
             );
-            signer.reopen().map_err(|e| {
-                if e.is_pin() {
-                    SignError::signing(e)
-                } else {
-                    SignError::Lost {
-                        key: signer.uri().to_owned(),
-                        source: Box::new(e),
-                    }
-                }
-            })?;
+            signer
+                .reopen()
+                .map_err(|e| SignError::not_reopened(signer, e))?;
             metrics.session_reopened();
-            request.sign(&*signer, SystemTime::now())?
+            match request.sign(&*signer, SystemTime::now()) {
+                Err(AssertionError::Jws(JwsError::Sign(e))) if token_lost(&e) => {
+                    sign_afresh(signer, request, metrics, e)?
+                }
+                other => other?,
+            }
         }
         other => other?,
     };
     metrics.signature();
     Ok(signed)
+}
+
+/// After a reopened session failed like the one before it (`failed`): the key found again in a
+/// reinitialized module, and one more try; the key is reported lost when no reinitialization
+/// is due yet.
+fn sign_afresh(
+    signer: &mut KeySigner,
+    request: &AssertionRequest,
+    metrics: &ProfileMetrics,
+    failed: SigningError,
+) -> Result<ClientAssertion, SignError> {
+    tracing::warn!(
+        key = signer.uri(),
+        "the reopened session failed too ({failed}); looking for the token afresh"
+    );
+    let found = signer
+        .reopen_afresh()
+        .map_err(|e| SignError::not_reopened(signer, e))?;
+    if !found {
+        let advice = failed
+            .downcast_ref::<pkcs11::Error>()
+            .map_or(TOKEN_GONE, lost_advice);
+        return Err(SignError::Lost {
+            key: signer.uri().to_owned(),
+            source: Box::new(failed),
+            advice,
+        });
+    }
+    metrics.session_reopened();
+    Ok(request.sign(&*signer, SystemTime::now())?)
+}
+
+/// Whether a signature failed because the token lost the session or is gone.
+fn lost(e: &SigningError) -> bool {
+    e.downcast_ref::<pkcs11::Error>()
+        .is_some_and(|e| e.is_session_lost() || e.is_token_lost())
+}
+
+/// Whether a signature failed because the token is gone or broken.
+fn token_lost(e: &SigningError) -> bool {
+    e.downcast_ref::<pkcs11::Error>()
+        .is_some_and(pkcs11::Error::is_token_lost)
 }
 
 /// The token's certificate whose id is the profile's `kid`, if the token holds it.
@@ -414,6 +510,7 @@ mod tests {
         let refused = || pkcs11::Error::PinIncorrect {
             token: "t".into(),
             origin: "SUITEKEY_PIN".into(),
+            tries: String::new(),
         };
         let carried = OpenError::new(refused());
         assert_eq!(
@@ -435,6 +532,7 @@ mod tests {
             let passing = source.may_pass();
             let message = SignError::Lost {
                 key: "pkcs11:token=t;object=k".into(),
+                advice: lost_advice(&source),
                 source: Box::new(source),
             }
             .to_string();

@@ -20,6 +20,7 @@ pub(super) fn run(cli: &Cli, args: &AgentArgs, out: &mut dyn Write) -> Result<()
         module: args.module.path.clone(),
         open: super::open_signer_with,
         drain_timeout: std::time::Duration::from_secs(args.drain_timeout),
+        sign_timeout: std::time::Duration::from_secs(args.sign_timeout),
     };
     agent::run(options, out)?;
     Ok(())

@@ -2,6 +2,7 @@
 //! certificate half of `keygen`.
 
 use std::io::Write;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use der::Encode as _;
@@ -12,23 +13,37 @@ use crate::cert::{self, CertRequest, CertSignature, Certificate};
 use crate::cli::{CertArgs, CertSig};
 use crate::error::Error;
 use crate::jose::{Alg, Scheme, Signer as _};
-use crate::pkcs11::{Key, KeySigner};
+use crate::pkcs11::{Key, KeySigner, ManagementKey};
 
 pub(super) fn run(args: &CertArgs, quiet: bool, out: &mut dyn Write) -> Result<(), Error> {
     let outfile = OutFile::check(&args.cert.out, args.cert.force)?;
+    let management_key = super::management_key(args.cert.management_key_source.as_ref())?;
     let uri = super::key_uri(&args.key)?;
-    let key = Key::open(&uri, args.cert.module.path.as_deref())?;
+    let key = Key::open_writable(&uri, args.cert.module.path.as_deref())?;
     let subject = subject_name(args.cert.subject.as_deref(), key.label())?;
     let signer = super::signer_for(key, args.alg)?;
     let alg = signer.alg();
     let signature = cert_signature(alg, args.cert.cert_sig)?;
-    signer.check_certificate_slot(args.replace)?;
+    signer.check_certificate_slot(args.replace, management_key.clone())?;
     let request = CertRequest {
         subject,
         days: args.cert.days,
         signature,
     };
-    issue(&signer, &request, &outfile, args.replace, quiet, out)
+    let store = Store {
+        replace: args.replace,
+        management_key,
+    };
+    issue(&signer, &request, (&outfile, store), quiet, out)
+}
+
+/// How the certificate is stored on the token: replacing the one there for the key or not, and
+/// with the management key (a PIV card through ykcs11).
+pub(super) struct Store {
+    /// Replace the certificate objects the token holds for the key.
+    pub(super) replace: bool,
+    /// The PIV card's management key, where the module needs it.
+    pub(super) management_key: Option<Arc<ManagementKey>>,
 }
 
 /// The certificate's subject: as given (RFC 4514), or `CN=<key label>`.
@@ -48,14 +63,13 @@ pub(super) fn cert_signature(alg: Alg, wanted: CertSig) -> Result<CertSignature,
     }
 }
 
-/// Builds the certificate in the token, writes the PEM (what the administrator needs first),
-/// stores it on the token beside the key (replacing what is there for the key if `replace`),
-/// and prints the certificate id on `out` (the details on stderr).
+/// Builds the certificate in the token, stores it on the token beside the key (as `store`
+/// says), then writes the PEM: no file claims a certificate the token refused to keep. Prints
+/// the certificate id on `out` (the details on stderr).
 pub(super) fn issue(
     signer: &KeySigner,
     request: &CertRequest,
-    outfile: &OutFile,
-    replace: bool,
+    (outfile, store): (&OutFile, Store),
     quiet: bool,
     out: &mut dyn Write,
 ) -> Result<(), Error> {
@@ -70,8 +84,12 @@ pub(super) fn issue(
     let pem = certificate
         .to_pem()
         .map_err(|e| Error::Usage(format!("the certificate cannot be encoded as PEM: {e}")))?;
+    signer.store_certificate(
+        certificate.der(),
+        &subject_der,
+        (store.replace, store.management_key),
+    )?;
     outfile.write(pem.as_bytes())?;
-    signer.store_certificate(certificate.der(), &subject_der, replace)?;
     if !quiet {
         describe(&certificate, outfile, now);
     }

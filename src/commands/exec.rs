@@ -19,6 +19,9 @@ pub(super) fn run(cli: &Cli, args: &ExecArgs) -> Result<u8, Error> {
         return Err(Error::Usage("exec needs a command after --".into()));
     };
     let (token, pin_env) = super::token::fetch(cli, &args.profile, args.no_agent, true)?;
+    // Done with the key: the token is let go of before the command runs (a smart card's PIN
+    // ends here, not with the command).
+    crate::pkcs11::finalize_all();
     let mut command = Command::new(program);
     // The command gets the access token, never the PIN: drop every variable a PIN came from.
     command.env_remove(pin::PIN_ENV);

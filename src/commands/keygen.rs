@@ -4,7 +4,7 @@
 use std::io::{IsTerminal as _, Write};
 use std::time::Duration;
 
-use super::cert::{cert_signature, issue, subject_name};
+use super::cert::{Store, cert_signature, issue, subject_name};
 use super::outfile::OutFile;
 use crate::cert::CertRequest;
 use crate::cli::KeygenArgs;
@@ -18,9 +18,15 @@ pub(super) fn run(args: &KeygenArgs, quiet: bool, out: &mut dyn Write) -> Result
     let spec = key_spec(args.alg, args.rsa_bits)?;
     let uri = super::key_uri(&args.key)?;
     let outfile = OutFile::check(&args.cert.out, args.cert.force)?;
+    let management_key = super::management_key(args.cert.management_key_source.as_ref())?;
     let subject = subject_name(args.cert.subject.as_deref(), uri.object.as_deref())?;
     let signature = cert_signature(args.alg, args.cert.cert_sig)?;
-    let plan = KeygenPlan::prepare(&uri, args.cert.module.path.as_deref(), spec, args.alg)?;
+    let plan = KeygenPlan::prepare(
+        &uri,
+        args.cert.module.path.as_deref(),
+        (spec, args.alg),
+        management_key.clone(),
+    )?;
     let key = with_spinner(spec, quiet, || plan.generate())?;
     let made = made_uri(&uri, &key);
     if !quiet {
@@ -36,7 +42,13 @@ pub(super) fn run(args: &KeygenArgs, quiet: bool, out: &mut dyn Write) -> Result
             days: args.cert.days,
             signature,
         };
-        issue(&signer, &request, &outfile, false, quiet, out)
+        // Any certificate with the new key's id is the module's own placeholder (ykcs11 puts
+        // one in the slot): prepare() saw no object with that id.
+        let store = Store {
+            replace: true,
+            management_key: management_key.clone(),
+        };
+        issue(&signer, &request, (&outfile, store), quiet, out)
     };
     finish(out).map_err(|source| Error::AfterKeygen {
         key: made,
@@ -65,9 +77,11 @@ fn key_spec(alg: Alg, rsa_bits: Option<u32>) -> Result<KeySpec, Error> {
     }
 }
 
-/// The new key's URI, with its id, ready for `--key` (no PIN, no secrets).
+/// The new key's URI, with its own label (a PIV module names its keys itself) and id, ready
+/// for `--key` (no PIN, no secrets).
 fn made_uri(asked: &Pkcs11Uri, key: &Key) -> String {
     let mut uri = asked.clone();
+    uri.object = key.label().map(str::to_owned).or(uri.object);
     uri.id = Some(key.id().to_vec());
     uri.pin_value = None;
     uri.redacted()

@@ -16,6 +16,7 @@ mod rotate;
 mod token;
 
 use std::io::Write;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::agent::signers::OpenError;
@@ -25,12 +26,15 @@ use crate::config::{self, Config, Profile};
 use crate::error::Error;
 use crate::jose::{Alg, Signer as _};
 use crate::netsuite;
-use crate::pkcs11::{Key, KeySigner, Pkcs11Uri};
+use crate::pkcs11::{Key, KeySigner, ManagementKey, ManagementKeySource, Pkcs11Uri};
 
 /// Runs the command, writing its result (and only its result) to `out`. Done, it gives the
 /// process's exit status: 0, or for `exec` its command's own (not an error of ours).
 pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<u8, Error> {
-    match &cli.command {
+    if cli.final_pin_try {
+        crate::pkcs11::allow_final_pin_try();
+    }
+    let done = match &cli.command {
         Command::Exec(args) => return exec::run(cli, args),
         Command::List(args) => list::run(args, out),
         Command::Assertion(args) => assertion::run(cli, args, out),
@@ -44,8 +48,10 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<u8, Error> {
         Command::Completions(args) => completions::run(args, out),
         Command::Man(args) => man::run(args, out),
         Command::Doctor(args) => doctor::run(cli, args, out),
-    }?;
-    Ok(0)
+    };
+    // The keys are dropped: let go of the tokens (a smart card's PIN ends with the command).
+    crate::pkcs11::finalize_all();
+    done.map(|()| 0)
 }
 
 /// Writes `value` as pretty JSON and a newline: the `--format json` of `list`, `check` and
@@ -68,6 +74,19 @@ fn key_uri(arg: &RawArg) -> Result<Pkcs11Uri, Error> {
         ));
     }
     Ok(uri)
+}
+
+/// The PIV management key `--management-key-source` names, read and checked now, before any
+/// token is touched.
+fn management_key(source: Option<&RawArg>) -> Result<Option<Arc<ManagementKey>>, Error> {
+    let read = |arg: &RawArg| {
+        let source =
+            ManagementKeySource::parse(arg.as_str()).map_err(|e| Error::Usage(e.to_string()))?;
+        ManagementKey::read(&source)
+            .map(Arc::new)
+            .map_err(|e| Error::Pkcs11(e.into()))
+    };
+    source.map(read).transpose()
 }
 
 /// The profile: the config file's `--profile` table (if named) under the flags and

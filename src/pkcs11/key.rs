@@ -35,6 +35,13 @@ pub struct Key {
 /// the URI's PIN source, or one shared by every key on that token.
 pub type CredentialFor<'a> = &'a dyn Fn(&Token) -> Result<Arc<Credential>, Error>;
 
+/// The session a key is opened in: read-only, which signing needs, or read-write.
+#[derive(Clone, Copy)]
+enum Access {
+    ReadOnly,
+    ReadWrite,
+}
+
 /// How many times opening a key is tried when it fails in a way that may pass.
 const OPEN_ATTEMPTS: u32 = 4;
 
@@ -77,9 +84,25 @@ impl Key {
     /// URI's source gives (or a prompt).
     pub fn open(uri: &Pkcs11Uri, module_fallback: Option<&Path>) -> Result<Key, Error> {
         let key = KeyRef::new(uri.clone())?;
-        Key::open_with(&key, module_fallback, &|token| {
-            token.credential(&key).map(Arc::new)
-        })
+        Key::open_in(
+            &key,
+            module_fallback,
+            &|token| token.credential(&key).map(Arc::new),
+            Access::ReadOnly,
+        )
+    }
+
+    /// [`Key::open`] in a read-write session, for a key whose certificate is to be stored:
+    /// a security officer's login (ykcs11's, with the management key) is refused while a
+    /// read-only session of the token is open (`CKR_SESSION_READ_ONLY_EXISTS`).
+    pub fn open_writable(uri: &Pkcs11Uri, module_fallback: Option<&Path>) -> Result<Key, Error> {
+        let key = KeyRef::new(uri.clone())?;
+        Key::open_in(
+            &key,
+            module_fallback,
+            &|token| token.credential(&key).map(Arc::new),
+            Access::ReadWrite,
+        )
     }
 
     /// Opens the private key `key` names and logs in to its token with the credential
@@ -95,13 +118,23 @@ impl Key {
         module_fallback: Option<&Path>,
         credential_for: CredentialFor<'_>,
     ) -> Result<Key, Error> {
+        Key::open_in(key, module_fallback, credential_for, Access::ReadOnly)
+    }
+
+    /// [`Key::open_with`] in a session of the given access.
+    fn open_in(
+        key: &KeyRef,
+        module_fallback: Option<&Path>,
+        credential_for: CredentialFor<'_>,
+        access: Access,
+    ) -> Result<Key, Error> {
         let uri = key.uri();
         let path = resolve_module(uri, module_fallback)?;
         let lock = TokenLock::new(&path, &token_selector(uri));
         let mut credential = None;
         let mut attempt = 1;
         loop {
-            match Key::open_once(uri, &path, &lock, credential.as_ref()) {
+            match Key::open_once(uri, (&path, access), &lock, credential.as_ref()) {
                 Ok(Step::Opened(key)) => {
                     let mut key = *key;
                     // The token needed no login, but the key wants one before every signature.
@@ -128,7 +161,7 @@ impl Key {
     /// not asked for yet.
     fn open_once(
         uri: &Pkcs11Uri,
-        path: &Path,
+        (path, access): (&Path, Access),
         lock: &TokenLock,
         credential: Option<&Arc<Credential>>,
     ) -> Result<Step, Error> {
@@ -141,7 +174,10 @@ impl Key {
             (true, Some(credential)) => Arc::clone(credential),
             (false, _) => Arc::new(Credential::NotNeeded),
         };
-        let session = token.open()?;
+        let session = match access {
+            Access::ReadOnly => token.open()?,
+            Access::ReadWrite => token.open_rw()?,
+        };
         token.authenticate(&session, UserType::User, &credential)?;
         let (handle, attrs) = find_private_key(&token, &session, uri)?;
         Ok(Step::Opened(Box::new(Key {

@@ -10,11 +10,14 @@ use cryptoki::session::{Session, UserType};
 use der::Encode as _;
 
 use super::Error;
+use super::creator::{CreateRefused, Creator};
 use super::key::{CredentialFor, Key};
 use super::login::Credential;
+use super::management_key::ManagementKey;
 use super::mechanism::{self, KeySpec, no_mechanism, plan_for};
 use super::module::{Module, resolve_module};
 use super::objects::{find, hex};
+use super::piv::{self, PivModule};
 use super::rv::{describe, rv_of};
 use super::signer::KeySigner;
 use super::token::Token;
@@ -22,7 +25,7 @@ use super::uri::{ObjectType, Pkcs11Uri};
 use crate::jose::Alg;
 
 /// The public half's template: what makes it an EC or RSA key of this size.
-fn public_template(spec: KeySpec, label: &str, id: &[u8]) -> Result<Vec<Attribute>, Error> {
+fn public_template(spec: KeySpec, label: Option<&str>, id: &[u8]) -> Result<Vec<Attribute>, Error> {
     let mut template = common(label, id);
     // No CKA_VERIFY: nothing verifies on the token, and tpm2-pkcs11 fails the generation
     // (CKR_GENERAL_ERROR) when the template's CKA_VERIFY differs from the one it derives from
@@ -45,17 +48,16 @@ fn public_template(spec: KeySpec, label: &str, id: &[u8]) -> Result<Vec<Attribut
     Ok(template)
 }
 
-/// Attributes both halves share: stored on the token, same label, same id.
-fn common(label: &str, id: &[u8]) -> Vec<Attribute> {
-    vec![
-        Attribute::Token(true),
-        Attribute::Label(label.as_bytes().to_vec()),
-        Attribute::Id(id.to_vec()),
-    ]
+/// Attributes both halves share: stored on the token, same label (where the module takes one),
+/// same id.
+fn common(label: Option<&str>, id: &[u8]) -> Vec<Attribute> {
+    let mut template = vec![Attribute::Token(true), Attribute::Id(id.to_vec())];
+    template.extend(label.map(|l| Attribute::Label(l.as_bytes().to_vec())));
+    template
 }
 
 /// The private half: it signs, and it never leaves the token in any form.
-fn private_template(label: &str, id: &[u8]) -> Vec<Attribute> {
+fn private_template(label: Option<&str>, id: &[u8]) -> Vec<Attribute> {
     let mut template = common(label, id);
     template.extend([
         Attribute::Private(true),
@@ -76,26 +78,34 @@ pub struct KeygenPlan {
     token: Token,
     session: Session,
     credential: Arc<Credential>,
-    label: String,
+    /// `None` on a PIV card, whose module names its keys itself.
+    label: Option<String>,
     id: Vec<u8>,
     spec: KeySpec,
     shown: String,
+    creator: Creator,
 }
 
 impl KeygenPlan {
-    /// Chooses the token the URI names, logs in, and checks that the module makes `spec` keys
-    /// and can sign `alg` with them, and that no object has the URI's `object=` label (or
-    /// `id=`); a fresh random id is chosen when the URI has none. An object already there is
+    /// Chooses the token the URI names, checks that the module makes `spec` keys and can sign
+    /// `alg` with them, and who makes objects on it (on a PIV card through Yubico's ykcs11,
+    /// the security officer with `management_key`), logs in, and checks that no object has
+    /// the URI's `object=` label (or `id=`); a fresh random id is chosen when the URI has
+    /// none. On a PIV card the URI's `id` picks the slot instead. An object already there is
     /// never touched.
     pub fn prepare(
         uri: &Pkcs11Uri,
         module_fallback: Option<&Path>,
-        spec: KeySpec,
-        alg: Alg,
+        (spec, alg): (KeySpec, Alg),
+        management_key: Option<Arc<ManagementKey>>,
     ) -> Result<KeygenPlan, Error> {
-        KeygenPlan::prepare_with(uri, module_fallback, spec, alg, &|token| {
-            token.credential(uri).map(Arc::new)
-        })
+        KeygenPlan::prepare_with(
+            uri,
+            module_fallback,
+            (spec, alg),
+            management_key,
+            &|token| token.credential(uri).map(Arc::new),
+        )
     }
 
     /// [`KeygenPlan::prepare`], logging in with the credential `credential_for` gives for the
@@ -104,8 +114,8 @@ impl KeygenPlan {
     pub fn prepare_with(
         uri: &Pkcs11Uri,
         module_fallback: Option<&Path>,
-        spec: KeySpec,
-        alg: Alg,
+        (spec, alg): (KeySpec, Alg),
+        management_key: Option<Arc<ManagementKey>>,
         credential_for: CredentialFor<'_>,
     ) -> Result<KeygenPlan, Error> {
         let shown = uri.redacted();
@@ -115,13 +125,19 @@ impl KeygenPlan {
                 kind: kind.to_string(),
             });
         }
-        let label = uri
-            .object
-            .clone()
-            .ok_or_else(|| Error::NoObject(shown.clone()))?;
         let module = Module::load(&resolve_module(uri, module_fallback)?)?;
         let token = module.select(uri)?;
         check_supported(&token, spec)?;
+        let creator =
+            Creator::for_token(&token, management_key).map_err(|refused| match refused {
+                CreateRefused::Module(reason) => Error::KeygenUnsupported {
+                    token: token.label().to_owned(),
+                    kind: spec.to_string(),
+                    reason,
+                },
+                CreateRefused::Other(e) => e,
+            })?;
+        let (label, id) = names(uri, PivModule::of(&token)?.is_some(), &shown)?;
         if plan_for(alg, &token.mechanisms()?).is_none() {
             return Err(no_mechanism(&token, alg));
         }
@@ -133,18 +149,20 @@ impl KeygenPlan {
         } else {
             Arc::new(Credential::NotNeeded)
         };
-        refuse_taken(
-            &token,
-            &session,
-            &[Attribute::Label(label.as_bytes().to_vec())],
-            || format!("labelled '{label}'"),
-        )?;
-        let id = match &uri.id {
+        if let Some(label) = &label {
+            refuse_taken(
+                &token,
+                &session,
+                &[Attribute::Label(label.as_bytes().to_vec())],
+                || format!("labelled '{label}'"),
+            )?;
+        }
+        let id = match id {
             Some(id) => {
                 refuse_taken(&token, &session, &[Attribute::Id(id.clone())], || {
-                    format!("with id {}", hex(id))
+                    format!("with id {}", hex(&id))
                 })?;
-                id.clone()
+                id
             }
             None => fresh_id(&token, &session)?,
         };
@@ -156,6 +174,7 @@ impl KeygenPlan {
             id,
             spec,
             shown,
+            creator,
         })
     }
 
@@ -163,16 +182,14 @@ impl KeygenPlan {
     /// not make the private key sensitive and non-extractable has the pair deleted again.
     pub fn generate(self) -> Result<Key, Error> {
         let (token, session, spec) = (&self.token, &self.session, self.spec);
-        let (label, id) = (&self.label, &self.id);
-        tracing::info!(token = token.label(), %label, id = %hex(id), %spec, "generating key pair");
-        let (public, private) = session
-            .generate_key_pair(
-                &spec.mechanism(),
-                &public_template(spec, label, id)?,
-                &private_template(label, id),
-            )
-            .map_err(|e| store_err(token, &format!("generate the {spec} key pair"), &e))?;
-        ensure_protected(token, session, [public, private], label)?;
+        let (label, id) = (self.label.as_deref(), &self.id);
+        let name = label.map_or_else(|| format!("with id {}", hex(id)), |l| format!("'{l}'"));
+        tracing::info!(token = token.label(), %name, id = %hex(id), %spec, "generating key pair");
+        let private = self.creator.create(token, session, &self.credential, || {
+            let pair = generate_pair(token, session, spec, label, id)?;
+            ensure_protected(token, session, pair, &name)?;
+            Ok(pair[1])
+        })?;
         Key::adopt(
             self.token,
             self.session,
@@ -180,6 +197,67 @@ impl KeygenPlan {
             self.credential,
             self.shown,
         )
+    }
+}
+
+/// The new key's label and wanted id as the URI gives them: on a PIV card (`piv`) the id
+/// picks the slot and the module names the key itself, so a label given is not used;
+/// elsewhere `object=` names it, and an id is chosen when the URI has none.
+fn names(
+    uri: &Pkcs11Uri,
+    piv: bool,
+    shown: &str,
+) -> Result<(Option<String>, Option<Vec<u8>>), Error> {
+    if piv {
+        let id = uri
+            .id
+            .clone()
+            .filter(|id| piv::slot_of(id).is_some())
+            .ok_or_else(|| Error::NoPivSlot {
+                key: shown.to_owned(),
+            })?;
+        if uri.object.is_some() {
+            tracing::info!(
+                key = shown,
+                "the module names PIV keys itself: object= is not used as the key's label"
+            );
+        }
+        return Ok((None, Some(id)));
+    }
+    let label = uri
+        .object
+        .clone()
+        .ok_or_else(|| Error::NoObject(shown.to_owned()))?;
+    Ok((Some(label), uri.id.clone()))
+}
+
+/// `C_GenerateKeyPair` for `spec` with our templates: `[public, private]`.
+fn generate_pair(
+    token: &Token,
+    session: &Session,
+    spec: KeySpec,
+    label: Option<&str>,
+    id: &[u8],
+) -> Result<[ObjectHandle; 2], Error> {
+    let action = format!("generate the {spec} key pair");
+    let public = public_template(spec, label, id)?;
+    let mut private = private_template(label, id);
+    match session.generate_key_pair(&spec.mechanism(), &public, &private) {
+        Ok((public, private)) => Ok([public, private]),
+        // Yubico's ykcs11 refuses CKA_EXTRACTABLE in the template, whatever its value (a PIV
+        // key never leaves the card): without it, what the key got is still read back.
+        Err(e) if rv_of(&e) == Some(RvError::AttributeTypeInvalid) => {
+            tracing::debug!(
+                "the module refused the key template ({}); trying again without CKA_EXTRACTABLE",
+                describe(&e)
+            );
+            private.retain(|a| !matches!(a, Attribute::Extractable(_)));
+            session
+                .generate_key_pair(&spec.mechanism(), &public, &private)
+                .map(|(public, private)| [public, private])
+                .map_err(|e| store_err(token, &action, &e))
+        }
+        Err(e) => Err(store_err(token, &action, &e)),
     }
 }
 
@@ -216,9 +294,18 @@ fn refuse_taken(
             _ => None,
         }));
     }
+    // In a fixed order, not the token's (which differs between modules and token files).
+    classes.sort_unstable();
+    classes.dedup();
+    let piv = PivModule::of(token)?.is_some();
     Err(Error::LabelTaken {
         token: token.label().to_owned(),
         what: format!("{} {}", classes.join(" and "), what()),
+        instead: if piv {
+            "choose another slot with id= (%01 = 9a, %02 = 9c, %03 = 9d, %04 = 9e), or empty this one with the card's own tools (ykman piv keys delete; ykman piv certificates delete)"
+        } else {
+            "choose another object= label"
+        },
     })
 }
 
@@ -228,6 +315,7 @@ fn class_name(class: ObjectClass) -> &'static str {
         ObjectClass::PUBLIC_KEY => "a public key",
         ObjectClass::CERTIFICATE => "a certificate",
         ObjectClass::SECRET_KEY => "a secret key",
+        ObjectClass::DATA => "a data object",
         _ => "an object",
     }
 }
@@ -261,12 +349,12 @@ fn token_random_err(token: &Token, err: &getrandom::Error) -> Error {
 }
 
 /// Reads back the private half's protection; a module that ignored the template gets its key
-/// pair deleted rather than left behind extractable.
+/// pair (named `name` in messages) deleted rather than left behind extractable.
 fn ensure_protected(
     token: &Token,
     session: &Session,
     [public, private]: [ObjectHandle; 2],
-    label: &str,
+    name: &str,
 ) -> Result<(), Error> {
     let attrs = session
         .get_attributes(
@@ -287,12 +375,12 @@ fn ensure_protected(
     }
     for handle in [private, public] {
         if let Err(e) = session.destroy_object(handle) {
-            tracing::error!(token = token.label(), %label, rv = %describe(&e), "could not delete the unprotected key pair; delete it with the token's tools");
+            tracing::error!(token = token.label(), key = %name, rv = %describe(&e), "could not delete the unprotected key pair; delete it with the token's tools");
         }
     }
     Err(Error::KeyNotProtected {
         token: token.label().to_owned(),
-        label: label.to_owned(),
+        label: name.to_owned(),
         missing: missing.join(" and "),
     })
 }
@@ -326,20 +414,40 @@ fn store_err(token: &Token, action: &str, err: &CkError) -> Error {
 }
 
 impl KeySigner {
-    /// Refuses early when the token already holds a certificate for this key, unless it is to
-    /// be replaced.
-    pub fn check_certificate_slot(&self, replace: bool) -> Result<(), Error> {
-        let session = self.token().open()?;
-        let existing = find(
-            &session,
-            self.token().module(),
-            &self.certificate_template()?,
-        )?;
+    /// Refuses early, before anything is signed or written: the module cannot store a
+    /// certificate on the token (OpenSC on a PIV card), it needs a management key that was not
+    /// given (ykcs11) or was given but is not used, or the token already holds a certificate
+    /// for this key and it is not to be replaced.
+    pub fn check_certificate_slot(
+        &self,
+        replace: bool,
+        management_key: Option<Arc<ManagementKey>>,
+    ) -> Result<(), Error> {
+        self.certificate_creator(replace, management_key).map(drop)
+    }
+
+    /// Who stores the certificate, once [`KeySigner::check_certificate_slot`]'s checks pass.
+    fn certificate_creator(
+        &self,
+        replace: bool,
+        management_key: Option<Arc<ManagementKey>>,
+    ) -> Result<Creator, Error> {
+        let token = self.token();
+        let creator =
+            Creator::for_token(token, management_key).map_err(|refused| match refused {
+                CreateRefused::Module(reason) => Error::CertificateUnsupported {
+                    token: token.label().to_owned(),
+                    reason,
+                },
+                CreateRefused::Other(e) => e,
+            })?;
+        let session = token.open()?;
+        let existing = find(&session, token.module(), &self.certificate_template()?)?;
         if existing.is_empty() || replace {
-            return Ok(());
+            return Ok(creator);
         }
         Err(Error::CertificateExists {
-            token: self.token().label().to_owned(),
+            token: token.label().to_owned(),
             label: self.label().unwrap_or_default().to_owned(),
             existing: format!("{} certificate object(s) with its id", existing.len()),
             flag: "--replace",
@@ -347,18 +455,18 @@ impl KeySigner {
     }
 
     /// Stores a certificate (DER) on the token beside the key, with the key's label and id;
-    /// with `replace`, certificate objects already there for the key are deleted afterwards.
+    /// with `replace`, certificate objects already there for the key are deleted afterwards
+    /// (on a PIV card the new one takes the old one's place in the key's slot).
     pub fn store_certificate(
         &self,
         der: &[u8],
         subject_der: &[u8],
-        replace: bool,
+        (replace, management_key): (bool, Option<Arc<ManagementKey>>),
     ) -> Result<(), Error> {
-        self.check_certificate_slot(replace)?;
+        let creator = self.certificate_creator(replace, management_key)?;
         let token = self.token();
         let session = token.open_rw()?;
         let mut template = self.certificate_template()?;
-        let old = find(&session, token.module(), &template)?;
         template.extend([
             Attribute::CertificateType(CertificateType::X_509),
             Attribute::Token(true),
@@ -372,14 +480,18 @@ impl KeySigner {
                     .map(|l| Attribute::Label(l.as_bytes().to_vec())),
             );
         }
-        session
-            .create_object(&template)
-            .map_err(|e| store_err(token, "store the certificate", &e))?;
-        for handle in old {
-            session
-                .destroy_object(handle)
-                .map_err(|e| store_err(token, "delete the replaced certificate", &e))?;
-        }
-        Ok(())
+        creator.create(token, &session, self.credential(), || {
+            let old = find(&session, token.module(), &self.certificate_template()?)?;
+            let created = session
+                .create_object(&template)
+                .map_err(|e| store_err(token, "store the certificate", &e))?;
+            // ykcs11 writes the key's slot: the new certificate has the old one's handle.
+            for handle in old.into_iter().filter(|h| *h != created) {
+                session
+                    .destroy_object(handle)
+                    .map_err(|e| store_err(token, "delete the replaced certificate", &e))?;
+            }
+            Ok(())
+        })
     }
 }

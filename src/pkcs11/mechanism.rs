@@ -12,6 +12,7 @@ use der::asn1::ObjectIdentifier;
 
 use super::Error;
 use super::module::Module;
+use super::piv::PivModule;
 use super::token::Token;
 use crate::jose::{Alg, Curve, Hash, Scheme};
 
@@ -291,6 +292,22 @@ fn rsa_limit(token: &Token, mech: MechanismType, bits: usize) -> Result<Option<S
     )))
 }
 
+/// Why the token cannot sign for NetSuite with RSA keys through `mech`: the module states it
+/// for keys smaller than NetSuite's least (Yubico's ykcs11 2.2: 1024 to 2048 bits). `None` if
+/// it can, or states no sizes.
+fn pss_limit(token: &Token, mech: MechanismType) -> Result<Option<String>, Error> {
+    let (min, max) = token.key_sizes(mech)?;
+    // The least RSA size suitekey makes is NetSuite's least (checked in netsuite's tests).
+    let least = KeySpec::DEFAULT_RSA_BITS as usize;
+    if max == 0 || max >= least {
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "its module ({}) states {mech} for RSA keys of {min} to {max} bits only, and NetSuite refuses RSA keys below {least} bits; use an EC key (ES256, ES384) on this token",
+        token.module().library()?
+    )))
+}
+
 /// Whether the token can make `spec` keys: `Ok(what it uses)` or `Err(why not)`, naming the
 /// module's limit. The outer error is a PKCS#11 call that failed.
 pub(crate) fn keygen_support(
@@ -299,6 +316,9 @@ pub(crate) fn keygen_support(
     offered: &[MechanismType],
 ) -> Result<Result<String, String>, Error> {
     let mech = spec.mechanism().mechanism_type();
+    if let Some(reason) = PivModule::of(token)?.and_then(PivModule::cannot_create) {
+        return Ok(Err(reason.to_owned()));
+    }
     if !offered.contains(&mech) {
         return Ok(Err(format!(
             "its module ({}) does not offer {mech}; {PICK_ANOTHER}",
@@ -333,9 +353,11 @@ pub(crate) fn sign_support(
             raw.mechanism_type()
         )));
     };
-    if let Scheme::Ecdsa(curve) = alg.scheme()
-        && let Some(limit) = curve_limit(token, curve, plan.mechanism_type())?
-    {
+    let limit = match alg.scheme() {
+        Scheme::Ecdsa(curve) => curve_limit(token, curve, plan.mechanism_type())?,
+        Scheme::Pss => pss_limit(token, plan.mechanism_type())?,
+    };
+    if let Some(limit) = limit {
         return Ok(Err(limit));
     }
     Ok(Ok(match plan {

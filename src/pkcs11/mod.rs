@@ -16,7 +16,10 @@
 //! | `module` | loading a module once per process, reinitializing it under its users |
 //! | `token` | slots and tokens, choosing the one a URI names, opening sessions |
 //! | `session` | `KeptSession`: a session of an older module generation is never closed |
-//! | `login` | credentials and `C_Login`, guarding the token's few PIN tries |
+//! | `management_key` | a PIV card's management key, from a file or the environment |
+//! | `piv` | PIV cards behind ykcs11 and OpenSC: which module, slots by key id, what each cannot do |
+//! | `login` | credentials and `C_Login`, guarding the token's few PIN tries; the management key's login |
+//! | `creator` | who makes objects on a token: the user, or ykcs11's security officer with the management key |
 //! | `mechanism` | which mechanism and hashing plan for which algorithm; keygen mechanisms; module limits |
 //! | `objects` | finding objects, reading attributes (EC params and points), the inventory for `list` |
 //! | `public_half` | a key's public object and stored certificates, seen without a login (`doctor`) |
@@ -26,14 +29,17 @@
 //! | `keygen` | making key pairs, storing certificates beside them |
 //! | `retire` | a replaced key's objects relabelled or deleted |
 
+mod creator;
 mod key;
 mod keygen;
 mod lock;
 mod login;
+pub mod management_key;
 mod mechanism;
 mod module;
 mod objects;
 pub mod pin;
+mod piv;
 mod prompt;
 mod public_half;
 mod registry;
@@ -48,9 +54,10 @@ pub mod uri;
 
 pub use key::{CredentialFor, Key};
 pub use keygen::KeygenPlan;
-pub use login::Credential;
+pub use login::{Credential, allow_final_pin_try};
+pub use management_key::{ManagementKey, ManagementKeySource};
 pub use mechanism::{AlgSupport, KeySpec, support, token_algs};
-pub use module::{Module, P11_KIT_PROXY, default_module, resolve_module};
+pub use module::{Module, P11_KIT_PROXY, default_module, finalize_all, resolve_module};
 pub use objects::{CertSummary, KeySummary, hex, inventory};
 pub use pin::Pin;
 pub use prompt::{cancelled_by_signal, leave_signals_to_caller};
@@ -59,7 +66,7 @@ pub use registry::TokenId;
 pub use retire::Relabelled;
 pub use rv::ReturnValue;
 pub use signer::KeySigner;
-pub use token::{SlotSummary, Token, TokenSummary};
+pub use token::{PinTries, SlotSummary, Token, TokenSummary};
 pub use uri::Pkcs11Uri;
 
 /// Why a PKCS#11 operation failed, phrased for the person who has to fix it.
@@ -209,23 +216,39 @@ pub enum Error {
         /// What to do.
         hint: String,
     },
+    /// The token ended the user's login before a signature (OpenSC does, after the card
+    /// refused one): a new session and one login as the user, with the PIN held, recover.
+    #[error(
+        "token '{token}' ended the login before a signature (the context-specific C_Login answered {rv}; OpenSC does so after the card refused a signature)"
+    )]
+    LoginDropped {
+        /// The token label.
+        token: String,
+        /// What the context-specific login answered.
+        rv: ReturnValue,
+    },
     /// The token refused the PIN. Never retried: tokens lock after a few wrong PINs.
     #[error(
-        "PIN rejected by token '{token}' (PIN from {origin}); not retried, since tokens lock after a few wrong PINs: check the PIN and try once more"
+        "PIN rejected by token '{token}' (PIN from {origin}){tries}; not retried, since tokens lock after a few wrong PINs: check the PIN and try once more"
     )]
     PinIncorrect {
         /// The token label.
         token: String,
         /// Where the PIN came from (never the PIN).
         origin: String,
+        /// What the token says of the tries left now, as `; the token now reports …` (empty
+        /// when it says nothing).
+        tries: String,
     },
     /// The token has locked the user PIN.
     #[error(
-        "token '{token}' has locked its user PIN after too many wrong tries; the security officer must reset it (e.g. pkcs11-tool --init-pin --login --login-type so)"
+        "token '{token}' has locked its user PIN after too many wrong tries (CKF_USER_PIN_LOCKED); {remedy}"
     )]
     PinLocked {
         /// The token label.
         token: String,
+        /// How to unlock it.
+        remedy: &'static str,
     },
     /// The token refused this PIN earlier in this process; it is not sent again.
     #[error(
@@ -237,13 +260,15 @@ pub enum Error {
         /// Where the PIN came from (never the PIN).
         origin: String,
     },
-    /// The token says the next wrong PIN locks it; no PIN is risked automatically.
+    /// The token says the next wrong PIN locks it; no PIN is risked without the user's word.
     #[error(
-        "token '{token}' reports that the next wrong PIN locks it (CKF_USER_PIN_FINAL_TRY), so no PIN is sent to it: log in once with the token's own tools (e.g. pkcs11-tool --login --test) to reset its counter, or have the security officer reset the PIN"
+        "token '{token}' reports that the next wrong PIN locks it (CKF_USER_PIN_FINAL_TRY), so no PIN was sent to it: if you are sure of the PIN, run again with --final-pin-try (a right PIN restores the tries); otherwise {remedy}"
     )]
     PinFinalTry {
         /// The token label.
         token: String,
+        /// What else restores the tries.
+        remedy: &'static str,
     },
     /// The token is already logged in (login state is per process) with a different PIN, so
     /// this one cannot be checked.
@@ -286,6 +311,47 @@ pub enum Error {
     /// The PIN could not be obtained.
     #[error(transparent)]
     Pin(#[from] pin::PinError),
+    /// The management key could not be obtained.
+    #[error(transparent)]
+    ManagementKey(#[from] management_key::ManagementKeyError),
+    /// The card refused the management key (as the security officer's PIN). Never retried.
+    #[error("token '{token}' refused the management key from {origin}: {reason}")]
+    ManagementKeyRefused {
+        /// The token label.
+        token: String,
+        /// Where the key came from (never the key).
+        origin: String,
+        /// Why, and what to do.
+        reason: &'static str,
+    },
+    /// A management key was given for a token that does not use one.
+    #[error(
+        "--management-key-source is for PIV cards reached through Yubico's ykcs11 (libykcs11.so); token '{token}' does not use one: leave it out"
+    )]
+    ManagementKeyUnused {
+        /// The token label.
+        token: String,
+    },
+    /// ykcs11 makes objects only with the management key, and none was given.
+    #[error("token '{token}': {}", piv::NEEDS_MANAGEMENT_KEY)]
+    ManagementKeyNeeded {
+        /// The token label.
+        token: String,
+    },
+    /// The key URI names no PIV slot of a PIV card.
+    #[error("'{key}' names no PIV slot: {}", piv::SLOT_CHOICE)]
+    NoPivSlot {
+        /// The key URI (without secrets).
+        key: String,
+    },
+    /// The module cannot store a certificate on this token.
+    #[error("token '{token}' cannot store a certificate: {reason}")]
+    CertificateUnsupported {
+        /// The token label.
+        token: String,
+        /// The module's limit, with what to use instead.
+        reason: String,
+    },
     /// The key's attributes could not be understood.
     #[error("key '{key}' in token '{token}': {problem}")]
     KeyAttributes {
@@ -306,13 +372,15 @@ pub enum Error {
     },
     /// An object with the new key's label (or id) is already there; never overwritten.
     #[error(
-        "token '{token}' already holds {what}; suitekey never overwrites a key: choose another object= label (run 'suitekey list' to see what is there)"
+        "token '{token}' already holds {what}; suitekey never overwrites a key: {instead} (run 'suitekey list' to see what is there)"
     )]
     LabelTaken {
         /// The token label.
         token: String,
         /// What is there, e.g. "a private key labelled 'ns-prod'".
         what: String,
+        /// What to choose instead: another label, or on a PIV card another slot.
+        instead: &'static str,
     },
     /// The module cannot make this kind of key.
     #[error("token '{token}' cannot generate {kind} keys: {reason}")]
@@ -396,6 +464,9 @@ impl crate::kind::HasKind for Error {
             | Error::ModuleName { .. }
             | Error::NotAPrivateKey { .. }
             | Error::NoObject(_)
+            | Error::ManagementKeyUnused { .. }
+            | Error::ManagementKeyNeeded { .. }
+            | Error::NoPivSlot { .. }
             | Error::VendorAttribute { .. } => Kind::Usage,
             _ => Kind::Token,
         }
@@ -415,6 +486,8 @@ impl Error {
                 | Error::PinAlreadyRefused { .. }
                 | Error::PinFinalTry { .. }
                 | Error::PinUnverified { .. }
+                | Error::ManagementKey(_)
+                | Error::ManagementKeyRefused { .. }
         )
     }
 
@@ -423,7 +496,7 @@ impl Error {
     pub fn is_session_lost(&self) -> bool {
         match self {
             Error::Call { rv, .. } => rv.loses_session(),
-            Error::SessionVoid { .. } => true,
+            Error::SessionVoid { .. } | Error::LoginDropped { .. } => true,
             _ => false,
         }
     }
@@ -466,92 +539,4 @@ impl Error {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use cryptoki::error::RvError;
-
-    #[test]
-    fn lost_sessions_are_told_apart_from_refusals() {
-        let call = |rv: RvError| Error::Call {
-            call: "C_Sign".into(),
-            module: "m.so".into(),
-            rv: rv.into(),
-        };
-        assert!(call(RvError::SessionHandleInvalid).is_session_lost());
-        assert!(call(RvError::UserNotLoggedIn).is_session_lost());
-        assert!(call(RvError::DeviceRemoved).is_session_lost());
-        assert!(call(RvError::ObjectHandleInvalid).is_session_lost());
-        assert!(!call(RvError::MechanismInvalid).is_session_lost());
-        assert!(!call(RvError::DeviceError).is_session_lost());
-        let pin = Error::PinIncorrect {
-            token: "t".into(),
-            origin: "file".into(),
-        };
-        assert!(!pin.is_session_lost());
-        assert!(!pin.is_key_lost());
-        let void = Error::SessionVoid {
-            module: "m.so".into(),
-        };
-        assert!(void.is_session_lost() && !void.is_token_lost());
-        let gone = Error::TokenNotFound {
-            selector: "token=t".into(),
-            module: "m.so".into(),
-            available: String::new(),
-            unsure: false,
-        };
-        assert!(gone.is_token_lost() && gone.is_key_lost() && !gone.is_session_lost());
-        assert!(call(RvError::GeneralError).is_token_lost());
-        assert!(call(RvError::DeviceError).is_token_lost());
-        assert!(!call(RvError::GeneralError).is_session_lost());
-        assert!(!call(RvError::MechanismInvalid).is_key_lost());
-    }
-
-    #[test]
-    fn only_failures_that_may_pass_are_retried_and_never_a_pin_refusal() {
-        let call = |rv: RvError| Error::Call {
-            call: "C_Login".into(),
-            module: "m.so".into(),
-            rv: rv.into(),
-        };
-        for rv in [
-            RvError::GeneralError,
-            RvError::DeviceError,
-            RvError::HostMemory,
-            RvError::FunctionFailed,
-            RvError::TokenNotPresent,
-            RvError::SessionHandleInvalid,
-        ] {
-            assert!(call(rv).is_transient(), "{rv:?}");
-        }
-        assert!(call(RvError::GeneralError).may_pass());
-        assert!(!call(RvError::TokenNotPresent).may_pass());
-        for rv in [RvError::MechanismInvalid, RvError::KeyTypeInconsistent] {
-            assert!(!call(rv).is_transient(), "{rv:?}");
-        }
-        let not_found = |unsure| Error::TokenNotFound {
-            selector: "token=t".into(),
-            module: "m.so".into(),
-            available: String::new(),
-            unsure,
-        };
-        assert!(not_found(false).is_transient() && !not_found(false).may_pass());
-        assert!(not_found(true).may_pass());
-        let refused = [
-            Error::PinIncorrect {
-                token: "t".into(),
-                origin: "file".into(),
-            },
-            Error::PinLocked { token: "t".into() },
-            Error::PinFinalTry { token: "t".into() },
-            Error::KeyNotFound {
-                key: "k".into(),
-                token: "t".into(),
-                present: String::new(),
-                module: "m.so".into(),
-            },
-        ];
-        for e in refused {
-            assert!(!e.is_transient(), "{e}");
-        }
-    }
-}
+mod tests;

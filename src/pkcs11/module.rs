@@ -321,6 +321,21 @@ impl Module {
     }
 }
 
+/// Ends this process's use of every module it loaded (`C_Finalize`, once the calls in flight
+/// are done), when a command is done with its keys. A smart card's module then lets go of the
+/// card, which ends its verified PIN: a PIV card (a YubiKey) left as it is would sign with a
+/// PIN-once key (slot 9a) for any local process, without the PIN, until something reset it.
+/// Every session and handle of this process on those modules is void afterwards.
+pub fn finalize_all() {
+    for loaded in registry::modules() {
+        let calls = loaded.lifecycle.exclusive();
+        loaded.lifecycle.next_generation(&calls);
+        if let Err(e) = loaded.ctx.clone().finalize() {
+            tracing::debug!(module = %escaped_path(&loaded.path), "C_Finalize returned {}", describe(&e));
+        }
+    }
+}
+
 /// Loads the module file at `path` and initializes it.
 fn initialize(path: &Path) -> Result<Pkcs11, Error> {
     let load_err = |reason: String| Error::Load {

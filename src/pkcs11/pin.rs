@@ -174,7 +174,7 @@ fn read_credential(name: &str) -> Result<(Pin, PinOrigin), PinError> {
 
 /// Whether a PIN file's mode is worth a warning when others could read it.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Readers {
+pub(super) enum Readers {
     /// A file the user placed: warn when its group or others can read it.
     Warn,
     /// A systemd credential: group bits are an ACL's mask, so only world-readable is warned of.
@@ -184,49 +184,73 @@ enum Readers {
 /// Reads a PIN file: the PIN, optionally followed by one line ending.
 fn read_file(path: &Path, readers: Readers) -> Result<(Pin, PinOrigin), PinError> {
     let origin = PinOrigin::File(path.to_owned());
-    let file_err = |source| PinError::File {
-        path: path.to_owned(),
-        source,
-    };
+    let bytes = read_secret_file(path, "PIN", readers).map_err(|problem| match problem {
+        FileProblem::Io(source) => PinError::File {
+            path: path.to_owned(),
+            source,
+        },
+        FileProblem::TooLarge => PinError::FileTooLarge(path.to_owned()),
+        FileProblem::Timeout(kind) => PinError::FileTimeout {
+            path: path.to_owned(),
+            kind,
+        },
+    })?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| PinError::NotUtf8(origin.clone()))?;
+    finish(text, origin)
+}
+
+/// Why a small secret file gave nothing usable.
+#[derive(Debug)]
+pub(super) enum FileProblem {
+    /// It could not be opened or read.
+    Io(io::Error),
+    /// It is larger than [`MAX_PIN_FILE`].
+    TooLarge,
+    /// It gave nothing within [`PIN_FILE_TIMEOUT`]: a FIFO (or device) that nothing wrote to;
+    /// which of the two.
+    Timeout(&'static str),
+}
+
+/// Reads a small file holding a secret (`what`: "PIN", "management key"), whole, into a buffer
+/// that is zeroized when dropped: a regular file, or a FIFO whose writer has
+/// [`PIN_FILE_TIMEOUT`] to write it. Warns when other users may read it.
+pub(super) fn read_secret_file(
+    path: &Path,
+    what: &str,
+    readers: Readers,
+) -> Result<Zeroizing<Vec<u8>>, FileProblem> {
     // Non-blocking, so that opening a FIFO without a writer returns at once; reading then
     // waits for its writer no longer than PIN_FILE_TIMEOUT.
     let file = OpenOptions::new()
         .read(true)
         .custom_flags(rustix::fs::OFlags::NONBLOCK.bits().cast_signed())
         .open(path)
-        .map_err(file_err)?;
-    let meta = file.metadata().map_err(file_err)?;
+        .map_err(FileProblem::Io)?;
+    let meta = file.metadata().map_err(FileProblem::Io)?;
     if meta.len() > MAX_PIN_FILE {
-        return Err(PinError::FileTooLarge(path.to_owned()));
+        return Err(FileProblem::TooLarge);
     }
     let mode = meta.permissions().mode();
-    warn_if_readable_by_others(
-        path,
-        if readers == Readers::Warn {
-            mode
-        } else {
-            mode & !0o070
-        },
-    );
+    let shown = match readers {
+        Readers::Warn => mode,
+        Readers::AclGranted => mode & !0o070,
+    };
+    warn_if_readable_by_others(path, shown, what);
     let bytes = read_within(&file, PIN_FILE_TIMEOUT)
-        .map_err(file_err)?
-        .ok_or_else(|| PinError::FileTimeout {
-            path: path.to_owned(),
-            kind: if meta.file_type().is_fifo() {
-                "a FIFO (named pipe)"
-            } else {
-                "a device"
-            },
-        })?;
+        .map_err(FileProblem::Io)?
+        .ok_or(FileProblem::Timeout(if meta.file_type().is_fifo() {
+            "a FIFO (named pipe)"
+        } else {
+            "a device"
+        }))?;
     if bytes.len() as u64 > MAX_PIN_FILE {
-        return Err(PinError::FileTooLarge(path.to_owned()));
+        return Err(FileProblem::TooLarge);
     }
-    let text = std::str::from_utf8(&bytes).map_err(|_| PinError::NotUtf8(origin.clone()))?;
-    finish(text, origin)
+    Ok(bytes)
 }
 
-/// A PIN file that the group or everyone may read is one other users may read.
-fn warn_if_readable_by_others(path: &Path, mode: u32) {
+/// A secret file that the group or everyone may read is one other users may read.
+fn warn_if_readable_by_others(path: &Path, mode: u32, what: &str) {
     let readers = if mode & 0o004 != 0 {
         "every user on this machine"
     } else if mode & 0o040 != 0 {
@@ -234,7 +258,7 @@ fn warn_if_readable_by_others(path: &Path, mode: u32) {
     } else {
         return;
     };
-    tracing::warn!(path = %escaped_path(path), "the PIN file is readable by other users ({readers}); chmod 600 it");
+    tracing::warn!(path = %escaped_path(path), "the {what} file is readable by other users ({readers}); chmod 600 it");
 }
 
 /// Reads `file` (opened non-blocking) to its end, at most `MAX_PIN_FILE + 1` bytes, waiting
@@ -278,7 +302,7 @@ fn readable_within(file: &File, limit: Duration) -> io::Result<bool> {
 }
 
 /// The text without one trailing line ending: `\n`, `\r\n` or `\r`.
-fn strip_line_ending(text: &str) -> &str {
+pub(super) fn strip_line_ending(text: &str) -> &str {
     text.strip_suffix("\r\n")
         .or_else(|| text.strip_suffix('\n'))
         .or_else(|| text.strip_suffix('\r'))

@@ -61,6 +61,15 @@ pub(super) fn module(
     Ok(module)
 }
 
+/// Every module this process loaded.
+pub(super) fn modules() -> Vec<Arc<Loaded>> {
+    REGISTRY
+        .modules
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone()
+}
+
 /// How many handles on `module` this process holds besides the registry's own.
 pub(super) fn users(module: &Arc<Loaded>) -> usize {
     Arc::strong_count(module) - 1
@@ -169,6 +178,21 @@ impl ReinitBudget {
         self.next = Some(now + self.wait);
         true
     }
+}
+
+/// Whether a PIN may be sent while the token says the next wrong one locks it
+/// (`CKF_USER_PIN_FINAL_TRY`): only when the user said so (`--final-pin-try`), for the whole
+/// process.
+static FINAL_PIN_TRY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Lets this process send a PIN on the token's final try (the user's explicit choice).
+pub(super) fn allow_final_pin_try() {
+    FINAL_PIN_TRY.store(true, Ordering::SeqCst);
+}
+
+/// Whether this process may send a PIN on the token's final try.
+pub(super) fn final_pin_try_allowed() -> bool {
+    FINAL_PIN_TRY.load(Ordering::SeqCst)
 }
 
 /// Which token a login is to: the module file and the token's serial and label. Login state is

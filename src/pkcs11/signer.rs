@@ -13,7 +13,7 @@ use super::login::Credential;
 use super::mechanism::{self, Plan, curve_limit, no_mechanism, plan_for};
 use super::module::Module;
 use super::objects::{self, Attrs};
-use super::registry::Hold;
+use super::registry::{Generation, Hold};
 use super::session::KeptSession;
 use super::single_part;
 use super::token::Token;
@@ -129,6 +129,11 @@ impl KeySigner {
         &self.token
     }
 
+    /// What the user logged in to the key's token with.
+    pub(super) fn credential(&self) -> &Credential {
+        &self.credential
+    }
+
     /// The key's `CKA_ID`.
     pub fn id(&self) -> &[u8] {
         &self.id
@@ -146,7 +151,7 @@ impl KeySigner {
 
     /// The credential the key's token was logged in with, to open or make another key of the
     /// same token without asking for the PIN again (see [`Key::open_with`]).
-    pub fn credential(&self) -> Arc<Credential> {
+    pub fn shared_credential(&self) -> Arc<Credential> {
         Arc::clone(&self.credential)
     }
 
@@ -169,20 +174,42 @@ impl KeySigner {
         }
         let wanted = self.selector();
         let seen = self.token.module().hold().generation;
-        let module = self.token.module().clone();
         match self.reopen_in(|module| module.select(&wanted)) {
             Err(e) if e.is_token_lost() => {
-                tracing::info!(key = self.uri(), module = %module.shown_path(), "{e}");
-                if !module.reinitialize(seen)? {
-                    // Rationed: only the next due reinitialization looks again.
-                    return Err(e);
+                tracing::info!(key = self.uri(), module = %self.token.module().shown_path(), "{e}");
+                // Rationed: only the next due reinitialization looks again.
+                match self.reinitialize_and_reopen(seen)? {
+                    true => Ok(()),
+                    false => Err(e),
                 }
-                self.reopen_in(|module| module.select(&wanted))?;
-                module.token_found();
-                Ok(())
             }
             other => other,
         }
+    }
+
+    /// Looks for the key afresh when a session just reopened on the same slot fails like the
+    /// one before it: the module's view of its tokens is stale (a smart-card module whose
+    /// pcscd was restarted, as when a virtual card is removed and put back, answers
+    /// `CKR_DEVICE_ERROR` until it is initialized again). Reinitializes the module, rationed
+    /// as in [`KeySigner::reopen`], and finds the token by the URI; `Ok(false)` when no
+    /// reinitialization is due yet.
+    pub fn reopen_afresh(&mut self) -> Result<bool, Error> {
+        let _turn = self.lock.hold();
+        let seen = self.token.module().hold().generation;
+        self.reinitialize_and_reopen(seen)
+    }
+
+    /// Reinitializes the module unless that happened since generation `seen` or is not due,
+    /// then reopens the key in the token the URI names, wherever it is now.
+    fn reinitialize_and_reopen(&mut self, seen: Generation) -> Result<bool, Error> {
+        let module = self.token.module().clone();
+        if !module.reinitialize(seen)? {
+            return Ok(false);
+        }
+        let wanted = self.selector();
+        self.reopen_in(|module| module.select(&wanted))?;
+        module.token_found();
+        Ok(true)
     }
 
     /// The URI's token attributes, to find the token again.

@@ -46,6 +46,8 @@ pub struct TokenSummary {
     pub pin_locked: bool,
     /// The next wrong PIN locks the user PIN.
     pub pin_final_try: bool,
+    /// What the token says of the user PIN's tries left, when it says anything.
+    pub pin_tries: Option<PinTries>,
     /// The PIN is entered on the device itself.
     pub protected_auth_path: bool,
     /// The token refuses to create or change objects.
@@ -77,6 +79,7 @@ impl TokenSummary {
             login_required: info.login_required(),
             pin_locked: info.user_pin_locked(),
             pin_final_try: info.user_pin_final_try(),
+            pin_tries: PinTries::of(info),
             protected_auth_path: info.protected_authentication_path(),
             write_protected: info.write_protected(),
             flags: flags
@@ -91,6 +94,44 @@ impl TokenSummary {
             "'{}' (serial {}, slot-id {slot_id})",
             self.label, self.serial
         )
+    }
+}
+
+/// What a token says of its user PIN's tries left (PKCS#11 gives no number, only these flags).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PinTries {
+    /// `CKF_USER_PIN_COUNT_LOW`: wrong PINs were entered since the last right one.
+    Low,
+    /// `CKF_USER_PIN_FINAL_TRY`: the next wrong PIN locks it.
+    FinalTry,
+    /// `CKF_USER_PIN_LOCKED`: no tries left.
+    Locked,
+}
+
+impl PinTries {
+    /// What `info`'s flags say, the gravest first; `None` when they say nothing.
+    pub(crate) fn of(info: &TokenInfo) -> Option<PinTries> {
+        if info.user_pin_locked() {
+            Some(PinTries::Locked)
+        } else if info.user_pin_final_try() {
+            Some(PinTries::FinalTry)
+        } else if info.user_pin_count_low() {
+            Some(PinTries::Low)
+        } else {
+            None
+        }
+    }
+}
+
+impl std::fmt::Display for PinTries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PinTries::Low => {
+                "wrong PINs were entered and few tries are left (CKF_USER_PIN_COUNT_LOW)"
+            }
+            PinTries::FinalTry => "the next wrong PIN locks it (CKF_USER_PIN_FINAL_TRY)",
+            PinTries::Locked => "it is locked, no tries left (CKF_USER_PIN_LOCKED)",
+        })
     }
 }
 

@@ -104,7 +104,8 @@ impl Context {
             source,
         })?;
         let signer = key.signer(alg)?;
-        self.credential.get_or_insert_with(|| signer.credential());
+        self.credential
+            .get_or_insert_with(|| signer.shared_credential());
         Ok(signer)
     }
 

@@ -60,8 +60,8 @@ fn generate(ctx: &mut Context, plan: &super::plan::Plan) -> Result<KeySigner, St
     let prepared = KeygenPlan::prepare_with(
         &uri,
         ctx.profile.module.as_deref(),
-        plan.spec(),
-        plan.alg,
+        (plan.spec(), plan.alg),
+        None,
         &|token| match &credential {
             Some(credential) => Ok(std::sync::Arc::clone(credential)),
             None => token.credential(&uri).map(std::sync::Arc::new),
@@ -98,6 +98,6 @@ fn issue(
         signature: CertSignature::for_alg(signer.alg()),
     };
     let certificate = issue_with(signer, &request, public, now)?;
-    signer.store_certificate(certificate.der(), &subject_der, false)?;
+    signer.store_certificate(certificate.der(), &subject_der, (false, None))?;
     Ok(certificate)
 }

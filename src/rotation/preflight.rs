@@ -141,13 +141,16 @@ fn free_slot(
     for label in &candidates {
         let id = plan::random_id()?;
         let uri: Pkcs11Uri = plan::new_key_uri(profile.key.uri(), label, &id);
-        let prepared =
-            KeygenPlan::prepare_with(&uri, profile.module.as_deref(), spec, alg, &|token| {
-                match &credential {
-                    Some(credential) => Ok(std::sync::Arc::clone(credential)),
-                    None => token.credential(&uri).map(std::sync::Arc::new),
-                }
-            });
+        let prepared = KeygenPlan::prepare_with(
+            &uri,
+            profile.module.as_deref(),
+            (spec, alg),
+            None,
+            &|token| match &credential {
+                Some(credential) => Ok(std::sync::Arc::clone(credential)),
+                None => token.credential(&uri).map(std::sync::Arc::new),
+            },
+        );
         match prepared {
             Ok(_) => return Ok((label.clone(), id)),
             Err(pkcs11::Error::LabelTaken { .. }) if options.new_label.is_none() => continue,

@@ -26,6 +26,7 @@ pub mod fault_proxy;
 pub mod http;
 pub mod modules;
 pub mod openssl;
+pub mod piv;
 pub mod profile;
 pub mod readme_examples;
 pub mod secrets;

@@ -18,6 +18,31 @@ pub fn readme_line(prefix: &str) -> String {
         .to_owned()
 }
 
+/// The lines of the first `count` fenced code blocks of README.md that follow the line starting
+/// with `marker` (leading spaces ignored); panics naming the marker when there are fewer.
+pub fn readme_blocks(marker: &str, count: usize) -> Vec<Vec<String>> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+    let text = std::fs::read_to_string(&path).expect("README.md");
+    let mut lines = text
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with(marker));
+    let mut blocks = Vec::new();
+    while blocks.len() < count {
+        let opening = lines.by_ref().find(|l| l.trim_start().starts_with("```"));
+        assert!(
+            opening.is_some(),
+            "README.md has fewer than {count} code blocks after {marker:?}"
+        );
+        let block = lines
+            .by_ref()
+            .take_while(|l| !l.trim_start().starts_with("```"))
+            .map(str::to_owned)
+            .collect();
+        blocks.push(block);
+    }
+    blocks
+}
+
 /// Puts the directory of the suitekey binary first on `cmd`'s PATH, as for a user who
 /// installed it, and removes inherited `SUITEKEY_*` and `RUST_LOG` settings.
 pub fn with_suitekey_on_path(cmd: &mut Command) -> &mut Command {

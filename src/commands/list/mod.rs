@@ -16,7 +16,7 @@ use crate::jose::Alg;
 use crate::netsuite::{self, AlgError};
 use crate::pkcs11::uri::ObjectType;
 use crate::pkcs11::{self, CertSummary, KeySummary, Module, Pkcs11Uri, Token};
-use crate::pkcs11::{SlotSummary, TokenSummary, resolve_module};
+use crate::pkcs11::{PinTries, SlotSummary, TokenSummary, resolve_module};
 
 pub(super) fn run(args: &ListArgs, out: &mut dyn Write) -> Result<(), Error> {
     let path = resolve_module(&Pkcs11Uri::default(), args.module.path.as_deref())?;
@@ -110,6 +110,11 @@ pub(super) struct TokenFacts {
     pub model: String,
     /// Its flags, as words.
     pub flags: Vec<&'static str>,
+    /// What the token says of the user PIN's tries (low, final try, locked), when it says so.
+    pub pin_tries: Option<String>,
+    /// The final try is near: suitekey sends no PIN without `--final-pin-try`.
+    #[serde(skip)]
+    pub final_try: bool,
     /// Whether it is initialized (nothing below is read from one that is not).
     pub initialized: bool,
     /// The NetSuite algorithms it can sign.
@@ -152,6 +157,8 @@ pub(super) struct Capability {
 pub(super) struct KeyFacts {
     /// Its label.
     pub label: Option<String>,
+    /// Its public half's label, when it differs from the private half's (PIV modules).
+    pub public_label: Option<String>,
     /// Its `CKA_ID`, in hex.
     pub id: String,
     /// Its type and size, e.g. `EC P-256`.
@@ -228,6 +235,8 @@ fn token_summary(t: &TokenSummary) -> TokenFacts {
         manufacturer: t.manufacturer.clone(),
         model: t.model.clone(),
         flags: t.flags.clone(),
+        pin_tries: t.pin_tries.map(|tries| tries.to_string()),
+        final_try: matches!(t.pin_tries, Some(PinTries::FinalTry)),
         initialized: t.initialized,
         can_sign: Vec::new(),
         algorithms: None,
@@ -272,23 +281,36 @@ fn key(token: &Token, k: &KeySummary, token_algs: &[Alg]) -> KeyFacts {
         Ok(_) if algs.is_empty() => Some("this module cannot sign with it".to_owned()),
         Ok(_) => None,
     };
-    let uri = Pkcs11Uri {
-        token: Some(token.label().to_owned()),
-        object: k.label.clone(),
-        id: Some(k.id.clone()).filter(|id| !id.is_empty()),
-        object_type: Some(ObjectType::Private),
-        module_path: Some(token.module().path().to_owned()),
-        ..Pkcs11Uri::default()
-    };
     KeyFacts {
         label: k.label.clone(),
+        public_label: k.public_label.clone(),
         id: pkcs11::hex(&k.id),
         kind: k.kind.to_string(),
         netsuite_algs: if problem.is_some() { Vec::new() } else { algs },
         netsuite_problem: problem,
         public_only: !k.private_visible,
         always_authenticate: k.always_authenticate,
-        uri: uri.to_string(),
+        uri: private_key_uri(token, k).to_string(),
+    }
+}
+
+/// The URI of `k`'s private key: its own label and id. When only the public half is visible,
+/// its id alone: the private half's label is unknown, and may differ (PIV modules).
+fn private_key_uri(token: &Token, k: &KeySummary) -> Pkcs11Uri {
+    let id = Some(k.id.clone()).filter(|id| !id.is_empty());
+    let object = match (&id, k.private_visible) {
+        (Some(_), false) => None,
+        _ => k.label.clone(),
+    };
+    let (label, serial) = token.stable_name();
+    Pkcs11Uri {
+        token: label,
+        serial,
+        object,
+        id,
+        object_type: Some(ObjectType::Private),
+        module_path: Some(token.module().path().to_owned()),
+        ..Pkcs11Uri::default()
     }
 }
 

@@ -56,6 +56,14 @@ fn write_token(t: &TokenFacts, out: &mut dyn Write) -> io::Result<()> {
         printable(&t.model)
     )?;
     writeln!(out, "  flags: {}", t.flags.join(", "))?;
+    if let Some(tries) = &t.pin_tries {
+        let note = if t.final_try {
+            "; suitekey sends it no PIN without --final-pin-try"
+        } else {
+            ""
+        };
+        writeln!(out, "  user PIN: {tries}{note}")?;
+    }
     if t.error.is_some() {
         return writeln!(out, "  (cannot list this token: see the error on stderr)");
     }
@@ -95,10 +103,15 @@ fn write_key(k: &KeyFacts, out: &mut dyn Write) -> io::Result<()> {
     )?;
     let mut notes = Vec::new();
     if k.public_only {
-        notes.push("public half; the private key is hidden until login");
+        notes.push("public half; the private key is hidden until login".to_owned());
     }
+    notes.extend(
+        k.public_label
+            .as_deref()
+            .map(|l| format!("its public half is labelled '{}'", printable(l))),
+    );
     if k.always_authenticate {
-        notes.push("PIN needed for every signature");
+        notes.push("PIN needed for every signature".to_owned());
     }
     if !notes.is_empty() {
         writeln!(out, "      ({})", notes.join("; "))?;

@@ -4,6 +4,7 @@
 use iso7816::command::{Command, CommandView};
 use iso7816::{Instruction, Status};
 
+use crate::touch::Touch;
 use crate::vpcd::VirtualCard;
 use crate::Card;
 
@@ -47,6 +48,8 @@ pub struct ApduCard<'s, 'a> {
     sent: usize,
     /// Whether to log APDUs on stderr (`PIV_CARD_TRACE=1`).
     trace: bool,
+    /// Whether private-key operations wait for a touch (`PIV_CARD_TOUCH_FILE`).
+    touch: Touch,
 }
 
 /// Logs a command and its response in hex, without the data of commands that carry PINs, PUKs
@@ -77,6 +80,7 @@ impl<'s, 'a> ApduCard<'s, 'a> {
             response: Vec::new(),
             sent: 0,
             trace: std::env::var_os("PIV_CARD_TRACE").is_some_and(|v| v == "1"),
+            touch: Touch::from_env(),
         }
     }
 
@@ -101,6 +105,10 @@ impl<'s, 'a> ApduCard<'s, 'a> {
                 }
             }
             return Ok(<[u8; 2]>::from(Status::Success).to_vec());
+        }
+        if !self.touch.allows(u8::from(view.instruction()), view.p2) {
+            self.chain = None;
+            return Err(Status::SecurityStatusNotSatisfied);
         }
         let mut reply = Box::new(heapless::Vec::<u8, MAX_LEN>::new());
         let result = match self.chain.take() {

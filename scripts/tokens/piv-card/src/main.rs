@@ -11,6 +11,7 @@
 
 mod apdu;
 mod dispatch;
+mod touch;
 mod vpcd;
 
 use std::cell::RefCell;
