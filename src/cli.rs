@@ -90,6 +90,10 @@ pub enum Command {
     /// Hold every profile's token session, cache access tokens and serve them on a Unix socket
     /// (foreground; prints the socket path; SIGHUP reloads the config).
     Agent(AgentArgs),
+    /// Replace the profile's key and certificate: a new key in the same token, uploaded through
+    /// NetSuite's certificate API, proven, the profile switched, the old certificate revoked
+    /// (resumable; prints the new certificate id).
+    Rotate(Box<RotateArgs>),
     /// Print the shell completion script for SHELL on stdout (e.g. `suitekey completions bash >
     /// ~/.local/share/bash-completion/completions/suitekey`).
     Completions(CompletionsArgs),
@@ -375,6 +379,57 @@ pub struct CheckArgs {
     /// The PKCS#11 module.
     #[command(flatten)]
     pub module: ModuleArg,
+}
+
+/// `suitekey rotate`: a new key and certificate for a profile of the config file. The profile
+/// flags that name the mapping rotated are hidden (and refused if given), and `--alg` names the
+/// new key's algorithm.
+#[derive(Debug, Args)]
+#[command(
+    mut_arg("key", |a| a.hide(true)),
+    mut_arg("client_id", |a| a.hide(true)),
+    mut_arg("certificate_id", |a| a.hide(true)),
+    mut_arg("account", |a| a.hide(true)),
+    mut_arg("alg", |a| a.help("The new key's algorithm: ES256, ES384, ES512, PS256, PS384 or PS512 [default: the current key's]")),
+    after_help = "Steps: 1 preflight, 2 new key and certificate, 3 upload, 4 prove with a token, 5 switch the profile, 6 revoke the old certificate, 7 relabel (or delete) the old key. An interrupted rotation continues from its journal when rotate runs again.\nExit codes: 0 rotated (or planned, or status shown), 2 bad input or profile, 3 token/key problem, 4 PIN problem, 5 journal or config not writable, 6 NetSuite refused or failed."
+)]
+pub struct RotateArgs {
+    /// The profile's fields for this run (--timeout, --ca-file, --role, --entity,
+    /// --certificates-url, …); --alg is the new key's algorithm; --key, --client-id,
+    /// --certificate-id and --account are hidden and refused.
+    #[command(flatten)]
+    pub profile: ProfileArgs,
+    /// RSA modulus size of a new PS* key: 3072 or 4096 [default: the current RSA key's, else 3072].
+    #[arg(long, value_name = "BITS")]
+    pub rsa_bits: Option<u32>,
+    /// Days the new certificate is valid, at most 730 [default: 730].
+    #[arg(long, value_name = "N")]
+    pub days: Option<ValidityDays>,
+    // The doc comment is clap's help text, shown as written: rustdoc must not read it as HTML.
+    #[allow(rustdoc::invalid_html_tags)]
+    /// Subject of the new certificate, RFC 4514 [default: the current certificate's, else CN=<new label>].
+    #[arg(long, value_name = "DN")]
+    pub subject: Option<String>,
+    // The doc comment is clap's help text, shown as written: rustdoc must not read it as HTML.
+    #[allow(rustdoc::invalid_html_tags)]
+    /// Label of the new key [default: <current label>-YYYYMMDD, then -2, -3 … if taken]; a label that is taken is refused.
+    #[arg(long, value_name = "LABEL")]
+    pub new_label: Option<String>,
+    /// Do step 1 only (every check, nothing changed) and print the plan on stdout.
+    #[arg(long)]
+    pub dry_run: bool,
+    // The doc comment is clap's help text, shown as written: rustdoc must not read it as HTML.
+    #[allow(rustdoc::invalid_html_tags)]
+    /// Delete the old key from the token once its certificate is revoked, instead of keeping
+    /// it relabelled <label>-revoked-YYYYMMDD.
+    #[arg(long)]
+    pub delete_old_key: bool,
+    /// Print the profile's rotation journal (in progress, or the last one finished); change nothing.
+    #[arg(
+        long,
+        conflicts_with_all = ["dry_run", "delete_old_key", "rsa_bits", "days", "subject", "new_label"]
+    )]
+    pub status: bool,
 }
 
 /// `suitekey emulate`: a strict NetSuite token endpoint and certificate API on loopback.

@@ -3,7 +3,7 @@
 //! printed is [`crate::report`]'s.
 
 use crate::kind::{HasKind, Kind};
-use crate::{agent, cert, config, emulator, exchange, netsuite, pkcs11};
+use crate::{agent, cert, config, emulator, exchange, netsuite, pkcs11, rotation};
 
 /// Anything a command can fail with; `main` prints it with its causes.
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +90,12 @@ pub enum Error {
     /// The HTTP client could not be set up.
     #[error(transparent)]
     Client(#[from] exchange::ClientBuildError),
+    /// A rotation stopped (the step, the cause, what to do), or its journal cannot be read.
+    #[error(transparent)]
+    Rotation(Box<rotation::RotationError>),
+    /// The rotation journal cannot be read (`rotate --status`).
+    #[error(transparent)]
+    Journal(#[from] rotation::JournalError),
     /// The async runtime could not start.
     #[error("cannot start the async runtime: {0}")]
     Runtime(#[source] std::io::Error),
@@ -121,6 +127,8 @@ impl HasKind for Error {
             Error::CertBuild(e) => e.kind(),
             Error::Exchange(e) => e.kind(),
             Error::Client(e) => e.kind(),
+            Error::Rotation(e) => e.kind(),
+            Error::Journal(e) => e.kind(),
             Error::Emulator(e) => e.kind(),
             Error::Agent(e) => e.kind(),
             Error::AgentClient(e) => e.kind(),

@@ -23,9 +23,12 @@
 //!    `SUITEKEY_AUTH_SOCK` names its socket.
 //!
 //! Beside the flow: [`cert`] builds self-signed X.509 certificates with a token key and checks
-//! them against NetSuite's rules (`keygen`, `cert`, `check`); the emulator (`emulator`, run by
-//! `suitekey emulate`) is a strict NetSuite token endpoint and certificate API for tests and the
-//! demo; [`error`] gathers every layer's error and gives the exit code. The fuzzing entry points are behind
+//! them against NetSuite's rules (`keygen`, `cert`, `check`); [`rotation`] replaces a
+//! profile's key and certificate through NetSuite's certificate API, resumably (`rotate`, and
+//! the agent); [`private_dir`] keeps the directories of the agent's socket and the rotation
+//! journal out of other users' reach; the emulator (`emulator`, run by `suitekey emulate`) is a
+//! strict NetSuite token endpoint and certificate API for tests and the demo; [`error`]
+//! gathers every layer's error and gives the exit code. The fuzzing entry points are behind
 //! the `fuzzing` feature, for the targets in `fuzz/`.
 #![deny(unsafe_code)]
 // No panicking shortcuts outside tests: every failure is an error a user can act on.
@@ -47,6 +50,8 @@ pub mod jose;
 pub mod kind;
 pub mod netsuite;
 pub mod pkcs11;
+pub mod private_dir;
 pub mod report;
+pub mod rotation;
 
 pub use error::Error;

@@ -63,6 +63,9 @@ fn profile() -> Profile {
         account,
         ca_file: None,
         timeout: None,
+        certificates_url: None,
+        role: None,
+        entity: None,
     }
 }
 

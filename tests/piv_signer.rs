@@ -162,6 +162,9 @@ fn slot_9c_signs_again_and_again_and_opensc_recovers_its_dropped_login_with_one_
         account: "1234567".parse().unwrap(),
         ca_file: None,
         timeout: None,
+        certificates_url: None,
+        role: None,
+        entity: None,
     };
     let logins = Arc::new(Logins::default());
     let metrics = Arc::new(ProfileMetrics::default());

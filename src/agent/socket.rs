@@ -8,9 +8,7 @@
 
 use std::io::ErrorKind;
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::{
-    DirBuilderExt as _, FileTypeExt as _, MetadataExt as _, PermissionsExt as _,
-};
+use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
@@ -24,6 +22,7 @@ use axum::serve::IncomingStream;
 use super::Error;
 use super::connections::{Activity, Connections, Peer, Permit, Watched};
 use super::metrics::Refusal;
+use crate::private_dir::{self, DirError};
 
 /// The socket's file name inside `$XDG_RUNTIME_DIR/suitekey/`.
 const SOCKET_NAME: &str = "agent.sock";
@@ -154,113 +153,20 @@ fn bind_private(path: &Path) -> std::io::Result<UnixListener> {
     Ok(listener)
 }
 
-/// Why a directory (or link) on the way to the socket is not safe: another user could change
-/// it, and with it where the socket is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unsafe {
-    /// A symbolic link owned by another user, who could repoint it.
-    LinkOwner(u32),
-    /// A directory owned by another user (not root).
-    Owner(u32),
-    /// A directory writable by group or others without the sticky bit (its mode).
-    Writable(u32),
-}
+pub use crate::private_dir::Unsafe;
 
-impl std::fmt::Display for Unsafe {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Unsafe::LinkOwner(uid) => write!(f, "is a symbolic link owned by uid {uid}"),
-            Unsafe::Owner(uid) => write!(f, "belongs to uid {uid}"),
-            Unsafe::Writable(mode) => write!(
-                f,
-                "is writable by other users (mode {mode:04o}) without the sticky bit"
-            ),
-        }
+/// The agent's error for a socket directory that is not safe (`dir`: the socket's directory).
+fn dir_error(dir: &Path, e: DirError) -> Error {
+    match e {
+        DirError::Unsafe { path, reason } => Error::SocketPathUnsafe {
+            dir: dir.to_owned(),
+            path,
+            reason,
+        },
+        DirError::Symlink(path) => Error::SocketDirSymlink(path),
+        DirError::Owner { path, owner, uid } => Error::SocketDirOwner { path, owner, uid },
+        DirError::Io { path, source } => Error::SocketDir { path, source },
     }
-}
-
-/// Whether a directory with this owner and mode can be changed only by `own_uid` and root.
-fn unsafe_dir(meta: &std::fs::Metadata, own_uid: u32) -> Option<Unsafe> {
-    let mode = meta.mode() & 0o7777;
-    if meta.uid() != own_uid && meta.uid() != 0 {
-        Some(Unsafe::Owner(meta.uid()))
-    } else if mode & 0o022 != 0 && mode & 0o1000 == 0 {
-        Some(Unsafe::Writable(mode))
-    } else {
-        None
-    }
-}
-
-/// Checks every existing directory above `dir` (absolute): each must be root's or this user's,
-/// and writable by others only when sticky. A symbolic link on the way must be root's or this
-/// user's too; then the directories it leads to are checked as well.
-fn check_ancestors(dir: &Path, own_uid: u32) -> Result<(), Error> {
-    let refuse = |path: &Path, reason| Error::SocketPathUnsafe {
-        dir: dir.to_owned(),
-        path: path.to_owned(),
-        reason,
-    };
-    let io_err = |path: &Path, source| Error::SocketDir {
-        path: path.to_owned(),
-        source,
-    };
-    let mut nearest = None;
-    let mut through_link = false;
-    for path in dir.ancestors().skip(1) {
-        let meta = match std::fs::symlink_metadata(path) {
-            Ok(meta) => meta,
-            Err(e) if e.kind() == ErrorKind::NotFound => continue,
-            Err(e) => return Err(io_err(path, e)),
-        };
-        nearest.get_or_insert(path);
-        let meta = if meta.file_type().is_symlink() {
-            if meta.uid() != own_uid && meta.uid() != 0 {
-                return Err(refuse(path, Unsafe::LinkOwner(meta.uid())));
-            }
-            through_link = true;
-            std::fs::metadata(path).map_err(|e| io_err(path, e))?
-        } else {
-            meta
-        };
-        if let Some(reason) = unsafe_dir(&meta, own_uid) {
-            return Err(refuse(path, reason));
-        }
-    }
-    // The links' targets may lie under other directories: check those too.
-    if let (true, Some(nearest)) = (through_link, nearest) {
-        let real = std::fs::canonicalize(nearest).map_err(|e| io_err(nearest, e))?;
-        for path in real.ancestors() {
-            let meta = std::fs::metadata(path).map_err(|e| io_err(path, e))?;
-            if let Some(reason) = unsafe_dir(&meta, own_uid) {
-                return Err(refuse(path, reason));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Creates the missing directories of `dir`, top down, each 0700 (`mkdir` never follows a
-/// link in the last component: a link planted meanwhile makes it fail, and is refused later).
-fn create_missing(dir: &Path) -> Result<(), Error> {
-    let missing: Vec<&Path> = dir
-        .ancestors()
-        .take_while(|path| {
-            matches!(std::fs::symlink_metadata(path), Err(e) if e.kind() == ErrorKind::NotFound)
-        })
-        .collect();
-    for path in missing.into_iter().rev() {
-        match std::fs::DirBuilder::new().mode(0o700).create(path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-            Err(source) => {
-                return Err(Error::SocketDir {
-                    path: path.to_owned(),
-                    source,
-                });
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Makes the socket's directory safe to bind in, and returns it opened. Every directory above
@@ -270,33 +176,14 @@ fn create_missing(dir: &Path) -> Result<(), Error> {
 /// that descriptor: the default directory is made 0700, another one must not be writable by
 /// others unless sticky.
 fn prepare_dir(dir: &Path, is_default: bool) -> Result<((OwnedFd, PathBuf), u32), Error> {
-    use rustix::fs::{Mode, OFlags};
+    use rustix::fs::Mode;
     let dir_err = |source| Error::SocketDir {
         path: dir.to_owned(),
         source,
     };
     let dir = &std::path::absolute(dir).map_err(dir_err)?;
     let own_uid = rustix::process::getuid().as_raw();
-    check_ancestors(dir, own_uid)?;
-    create_missing(dir)?;
-    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let fd = match rustix::fs::open(dir, flags, Mode::empty()) {
-        Ok(fd) => fd,
-        // With O_DIRECTORY, Linux answers ENOTDIR rather than ELOOP for a link.
-        Err(_) if std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink()) => {
-            return Err(Error::SocketDirSymlink(dir.to_owned()));
-        }
-        Err(e) => return Err(dir_err(e.into())),
-    };
-    let stat = rustix::fs::fstat(&fd).map_err(|e| dir_err(e.into()))?;
-    if stat.st_uid != own_uid {
-        return Err(Error::SocketDirOwner {
-            path: dir.to_owned(),
-            owner: stat.st_uid,
-            uid: own_uid,
-        });
-    }
-    let mut mode = stat.st_mode & 0o7777;
+    let (fd, mut mode) = private_dir::prepare(dir, own_uid).map_err(|e| dir_error(dir, e))?;
     if is_default && mode != 0o700 {
         tracing::info!(dir = %dir.display(), "making the socket's directory 0700");
         rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o700)).map_err(|e| dir_err(e.into()))?;

@@ -2,7 +2,6 @@
 //! certificate half of `keygen`.
 
 use std::io::Write;
-use std::str::FromStr as _;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -13,7 +12,7 @@ use super::outfile::OutFile;
 use crate::cert::{self, CertRequest, CertSignature, Certificate};
 use crate::cli::{CertArgs, CertSig};
 use crate::error::Error;
-use crate::jose::{self, Alg, Scheme, Signer as _};
+use crate::jose::{Alg, Scheme, Signer as _};
 use crate::pkcs11::{Key, KeySigner, ManagementKey};
 
 pub(super) fn run(args: &CertArgs, quiet: bool, out: &mut dyn Write) -> Result<(), Error> {
@@ -49,34 +48,7 @@ pub(super) struct Store {
 
 /// The certificate's subject: as given (RFC 4514), or `CN=<key label>`.
 pub(super) fn subject_name(given: Option<&str>, label: Option<&str>) -> Result<Name, Error> {
-    let text = match given {
-        Some(s) => s.to_owned(),
-        None => format!("CN={}", escape_rdn_value(label.unwrap_or("suitekey"))),
-    };
-    let name = Name::from_str(&text).map_err(|e| {
-        Error::Usage(format!(
-            "--subject '{text}' is not an RFC 4514 name ({e}); write it like 'CN=NetSuite M2M prod,O=Acme'"
-        ))
-    })?;
-    if name.is_empty() {
-        return Err(Error::Usage(
-            "--subject is empty; give at least a CN, e.g. 'CN=NetSuite M2M prod'".into(),
-        ));
-    }
-    Ok(name)
-}
-
-/// RFC 4514 §2.4 escaping, so any key label can become a CN.
-fn escape_rdn_value(value: &str) -> String {
-    let mut out = String::new();
-    for (i, c) in value.chars().enumerate() {
-        let edge = (i == 0 && (c == '#' || c == ' ')) || (i + 1 == value.len() && c == ' ');
-        if edge || matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
+    cert::subject_name(given, label).map_err(|e| Error::Usage(e.to_string()))
 }
 
 /// How the certificate is signed: like the assertions (same hash; ECDSA or PSS), or with
@@ -107,11 +79,8 @@ pub(super) fn issue(
         .map_err(|e| Error::Usage(format!("the subject cannot be encoded: {e}")))?;
     let public = signer.public_key()?;
     let now = SystemTime::now();
-    let signature = request.signature;
-    let certificate = cert::build(request, &public, now, |tbs| {
-        sign_tbs(signer, signature, tbs)
-    })
-    .map_err(|e| Error::CertBuild(Box::new(e)))?;
+    let certificate = cert::issue_with(signer, request, &public, now)
+        .map_err(|e| Error::CertBuild(Box::new(e)))?;
     let pem = certificate
         .to_pem()
         .map_err(|e| Error::Usage(format!("the certificate cannot be encoded as PEM: {e}")))?;
@@ -126,22 +95,6 @@ pub(super) fn issue(
     }
     writeln!(out, "{}", certificate.certificate_id())?;
     Ok(())
-}
-
-/// The token's signature over the to-be-signed certificate, in X.509 form.
-fn sign_tbs(signer: &KeySigner, signature: CertSignature, tbs: &[u8]) -> Result<Vec<u8>, Error> {
-    match signature {
-        CertSignature::Pkcs1Sha256 => Ok(signer.sign_pkcs1_sha256(tbs)?),
-        CertSignature::Pss(_) => Ok(signer.sign(tbs)?),
-        CertSignature::Ecdsa(_) => {
-            let raw = signer.sign(tbs)?;
-            jose::ecdsa_raw_to_der(&raw).map_err(|e| {
-                Error::Usage(format!(
-                    "cannot DER-encode the token's ECDSA signature: {e}"
-                ))
-            })
-        }
-    }
 }
 
 /// What was made, and what the administrator does next (stderr).
@@ -159,33 +112,4 @@ fn describe(certificate: &Certificate, outfile: &OutFile, now: SystemTime) {
         certificate.certificate_id(),
         outfile.path().display(),
     );
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn any_key_label_becomes_a_valid_common_name() {
-        for label in [
-            "ns-prod",
-            "a,b",
-            "x=y+z",
-            " lead",
-            "trail ",
-            "#hash",
-            "q\"uote\\",
-        ] {
-            let name = subject_name(None, Some(label)).unwrap();
-            let cn = name.common_name().unwrap().unwrap();
-            assert_eq!(cn.value(), label, "{label}");
-        }
-        assert_eq!(
-            subject_name(Some("CN=x,O=Acme"), Some("ignored"))
-                .unwrap()
-                .to_string(),
-            "CN=x,O=Acme"
-        );
-        assert!(subject_name(Some("CN"), None).is_err());
-    }
 }

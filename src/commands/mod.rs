@@ -12,6 +12,7 @@ mod keygen;
 mod list;
 mod man;
 mod outfile;
+mod rotate;
 mod token;
 
 use std::io::Write;
@@ -43,6 +44,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<u8, Error> {
         Command::Check(args) => check::run(args, cli.quiet, out),
         Command::Emulate(args) => emulate::run(args, cli.quiet, out),
         Command::Agent(args) => agent::run(cli, args, out),
+        Command::Rotate(args) => rotate::run(cli, args, out),
         Command::Completions(args) => completions::run(args, out),
         Command::Man(args) => man::run(args, out),
         Command::Doctor(args) => doctor::run(cli, args, out),

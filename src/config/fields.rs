@@ -16,7 +16,9 @@ use clap::Args;
 use super::values::{RawArg, Setting, Timeout};
 use crate::exchange::CaFile;
 use crate::jose::Alg;
-use crate::netsuite::{AccountId, CertificateId, ClientId, Scopes, TokenUrl};
+use crate::netsuite::{
+    AccountId, CertificateId, CertificatesUrl, ClientId, InternalId, Scopes, TokenUrl,
+};
 use crate::pkcs11::uri::KeyRef;
 
 /// The profile's fields. Each is `name: GIVEN => VALUE, RULE;` under its doc comment (the help
@@ -167,6 +169,23 @@ profile_fields! {
     /// last byte (1 to 300) [default: 30]; a retry has a limit of its own.
     #[arg(long, env = "SUITEKEY_TIMEOUT", value_name = "SECS")]
     timeout: Timeout, optional;
+    /// NetSuite's certificate management API (rotate) instead of the account's restlets host,
+    /// or a loopback token URL's origin; http:// only on loopback.
+    #[arg(
+        long,
+        env = "SUITEKEY_CERTIFICATES_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    certificates_url: RawArg => CertificatesUrl, optional;
+    /// The role (NetSuite internal id) the certificate is mapped to, for rotate's new one
+    /// [default: the current certificate's].
+    #[arg(long, value_name = "ID", allow_hyphen_values = true)]
+    role: InternalId, optional;
+    /// The entity (NetSuite internal id) the certificate is mapped to, for rotate's new one
+    /// [default: the current certificate's].
+    #[arg(long, value_name = "ID", allow_hyphen_values = true)]
+    entity: InternalId, optional;
 }
 
 /// `--module`: the PKCS#11 module to load when a key URI names none (every command's, and a

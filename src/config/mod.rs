@@ -17,6 +17,9 @@
 //! module = "/usr/lib/softhsm/libsofthsm2.so"  # optional: when the key URI names none
 //! ca-file = "/etc/suitekey/private-ca.pem"    # optional: trust only this CA for the token URL
 //! timeout = 30                                # optional: seconds per attempt (each retry its own)
+//! certificates-url = "https://…"              # optional (rotate): default from the account
+//! role = 3                                    # optional (rotate): default the current certificate's
+//! entity = -5                                 # optional (rotate): default the current certificate's
 //!
 //! [agent]
 //! allowed-uids = [1001]                       # other users who may use the agent's socket
@@ -36,13 +39,14 @@
 //! `file` finds and reads the file within its size limit; `schema` reads its layout into
 //! tables of text; `values` holds the fields' value types and how each is read; `resolve`
 //! merges flags over a table into a [`Profile`], and `profile` derives what a token request
-//! needs from it.
+//! needs from it; `rewrite` changes a profile in the file in place (`rotate`'s switch).
 
 mod error;
 mod fields;
 mod file;
 mod profile;
 mod resolve;
+mod rewrite;
 mod schema;
 mod values;
 
@@ -50,6 +54,7 @@ pub use error::{ConfigError, Origin};
 pub use fields::{ModuleArg, Profile, ProfileOverrides};
 pub use file::{MAX_CONFIG_LEN, read_limited};
 pub use resolve::resolve;
+pub use rewrite::{ConfigFile, RewriteError};
 pub use schema::{Config, ProfileTable};
 pub use values::{RawArg, Refusal, Timeout};
 

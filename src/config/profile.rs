@@ -1,9 +1,9 @@
 //! What a resolved profile gives the token request: its endpoint, its assertion, its HTTP
-//! client's settings.
+//! client's settings; and where its certificates API is.
 
 use super::{Profile, Timeout};
 use crate::exchange::{ClientOptions, ExchangeContext};
-use crate::netsuite::{self, AssertionRequest, Lifetime, TokenUrl};
+use crate::netsuite::{self, AssertionRequest, CertificatesUrl, Lifetime, TokenUrl};
 
 impl Profile {
     /// The token endpoint: the explicit one, else the account's.
@@ -11,6 +11,19 @@ impl Profile {
         match &self.token_url {
             Some(url) => Ok(url.clone()),
             None => self.account.token_url(),
+        }
+    }
+
+    /// NetSuite's certificate management API for this profile: `certificates-url` when given;
+    /// else, when the token URL is loopback (the emulator), that URL's origin; else the
+    /// account's restlets host.
+    pub fn certificates_endpoint(&self) -> Result<CertificatesUrl, netsuite::Error> {
+        match (&self.certificates_url, &self.token_url) {
+            (Some(url), _) => Ok(url.clone()),
+            (None, Some(token_url)) if token_url.is_loopback() => {
+                Ok(CertificatesUrl::origin_of(token_url))
+            }
+            (None, _) => self.account.certificates_url(),
         }
     }
 

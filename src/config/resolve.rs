@@ -12,41 +12,60 @@ pub fn resolve(
     file: Option<&ProfileTable>,
     flags: ProfileOverrides,
 ) -> Result<Profile, ConfigError> {
-    let token_url_from_file = flags.token_url.is_none();
+    let from_file = (flags.token_url.is_none(), flags.certificates_url.is_none());
     let resolved = flags.resolve_each(&Merge { file });
-    let foreign_url = file
-        .filter(|_| token_url_from_file)
-        .and_then(|table| foreign_url(&resolved, table));
+    let foreign = file.map_or_else(Vec::new, |table| foreign_urls(&resolved, table, from_file));
     let mut refused = resolved.refused();
-    refused.extend(foreign_url.is_some().then_some(FOREIGN_URL));
+    refused.extend(foreign.iter().map(|(name, _)| *name));
     let first = first_told(&refused);
-    if let (Some(FOREIGN_URL), Some(e)) = (first, foreign_url) {
+    if let Some((_, e)) = foreign.into_iter().find(|(name, _)| Some(*name) == first) {
         return Err(e);
     }
     resolved.into_profile(first)
 }
 
-/// Why the token URL the file gives is refused: it is not on one of the account's hosts (nor
-/// loopback). Whoever can edit the file must not be able to send assertions elsewhere
-/// unnoticed; a flag (or `SUITEKEY_TOKEN_URL`) overrides this deliberately.
-fn foreign_url(resolved: &Resolved<ConfigError>, table: &ProfileTable) -> Option<ConfigError> {
-    let (Ok(Some(url)), Ok(account)) = (&resolved.token_url, &resolved.account) else {
-        return None;
+/// Why the URLs the file gives are refused (the token URL's, then the certificates API's,
+/// each when it came from the file): not on one of the account's hosts (nor loopback).
+/// Whoever can edit the file must not be able to send assertions or access tokens elsewhere
+/// unnoticed; a flag (or its variable) overrides this deliberately.
+fn foreign_urls(
+    resolved: &Resolved<ConfigError>,
+    table: &ProfileTable,
+    (token_url_from_file, certificates_url_from_file): (bool, bool),
+) -> Vec<(&'static str, ConfigError)> {
+    let Ok(account) = &resolved.account else {
+        return Vec::new();
     };
-    let e = account.check_token_url(url).err()?;
-    Some(field_error(table, "token_url", Refused::Value(Box::new(e))))
+    let refused = |field, e| field_error(table, field, Refused::Value(Box::new(e)));
+    let mut foreign = Vec::new();
+    if let (true, Ok(Some(url))) = (token_url_from_file, &resolved.token_url)
+        && let Err(e) = account.check_token_url(url)
+    {
+        foreign.push((FOREIGN_URL, refused("token_url", e)));
+    }
+    if let (true, Ok(Some(url))) = (certificates_url_from_file, &resolved.certificates_url)
+        && let Err(e) = account.check_certificates_url(url)
+    {
+        foreign.push((FOREIGN_CERTIFICATES_URL, refused("certificates_url", e)));
+    }
+    foreign
 }
 
 /// A token URL from the file on another host than the account's, among the refused fields.
 pub(super) const FOREIGN_URL: &str = "token URL host";
 
+/// A certificates API URL from the file on another host than the account's.
+pub(super) const FOREIGN_CERTIFICATES_URL: &str = "certificates API URL host";
+
 /// Which problem is told when a profile has several (the order suitekey always checked them
 /// in); fields not listed come after, in the order declared.
-pub(super) const REPORT_ORDER: [&str; 7] = [
+pub(super) const REPORT_ORDER: [&str; 9] = [
     "key",
     "token_url",
     "account",
     FOREIGN_URL,
+    "certificates_url",
+    FOREIGN_CERTIFICATES_URL,
     "ca_file",
     "client_id",
     "certificate_id",

@@ -36,13 +36,14 @@ impl ProfileTable {
         &self.origin
     }
 
-    /// The value written for `key`, if any.
-    pub(super) fn get(&self, key: &str) -> Option<&str> {
+    /// The value written for `key` (its name in the file, e.g. `certificate-id`), if any.
+    pub fn get(&self, key: &str) -> Option<&str> {
         self.values.get(key).map(|v| v.as_str())
     }
 
     /// Reads a `[profiles.NAME]` table, refusing unknown keys and values of the wrong type
-    /// (a string, but a number of seconds for `timeout`, and a list for `scope`).
+    /// (a string, but a number of seconds for `timeout`, a number (or numeric string) for
+    /// `role` and `entity`, and a list for `scope`).
     fn from_toml(origin: Origin, table: &toml::Table) -> Result<ProfileTable, ConfigError> {
         let mut values = BTreeMap::new();
         for (key, value) in table {
@@ -55,14 +56,14 @@ impl ProfileTable {
             };
             let text = match (known, value) {
                 (_, toml::Value::String(s)) => s.clone(),
-                ("timeout", toml::Value::Integer(n)) => n.to_string(),
+                ("timeout" | "role" | "entity", toml::Value::Integer(n)) => n.to_string(),
                 ("scope", toml::Value::Array(items)) => scope_list(items)
                     .ok_or_else(|| field_error(&origin, "scope", "expected a list of strings"))?,
                 (_, other) => {
-                    let expected = if known == "scope" {
-                        "expected a string or a list of strings"
-                    } else {
-                        "expected a string"
+                    let expected = match known {
+                        "scope" => "expected a string or a list of strings",
+                        "role" | "entity" => "expected a number (an internal id)",
+                        _ => "expected a string",
                     };
                     let reason = format!("{expected}, found {}", other.type_str());
                     return Err(field_error(&origin, known, &reason));

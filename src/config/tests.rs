@@ -26,6 +26,14 @@ account = "7654321"
 scope = "suite_analytics, restlets"
 "#;
 
+/// [`FULL`] with `lines` added to its `prod` profile.
+fn in_prod(lines: &str) -> String {
+    FULL.replace(
+        "module = \"/usr/lib/other.so\"\n",
+        &format!("module = \"/usr/lib/other.so\"\n{lines}\n"),
+    )
+}
+
 fn path() -> PathBuf {
     PathBuf::from("/home/u/.config/suitekey/config.toml")
 }
@@ -132,6 +140,82 @@ fn a_token_url_from_the_file_must_be_on_the_accounts_host() {
 }
 
 #[test]
+fn the_certificates_api_url_follows_the_token_urls_rules_and_defaults() {
+    // Loopback token URL: the emulator serves the API on the same origin.
+    let p = resolve_text(FULL, "prod", ProfileOverrides::default()).unwrap();
+    assert_eq!(
+        p.certificates_endpoint().unwrap().to_string(),
+        "http://127.0.0.1:8080"
+    );
+    // The account's token URL: its restlets host.
+    let p = resolve_text(FULL, "minimal", ProfileOverrides::default()).unwrap();
+    assert_eq!(
+        p.certificates_endpoint().unwrap().to_string(),
+        "https://7654321.restlets.api.netsuite.com"
+    );
+    // From the file: the account's hosts or loopback only; a flag overrides deliberately.
+    let with = |url: &str| in_prod(&format!("certificates-url = \"{url}\""));
+    let own = with("https://1234567-sb1.restlets.api.netsuite.com");
+    let p = resolve_text(&own, "prod", ProfileOverrides::default()).unwrap();
+    assert_eq!(
+        p.certificates_endpoint().unwrap().to_string(),
+        "https://1234567-sb1.restlets.api.netsuite.com"
+    );
+    let foreign = with("https://evil.example");
+    let err = resolve_text(&foreign, "prod", ProfileOverrides::default()).unwrap_err();
+    for want in [
+        "profile 'prod'",
+        "field 'certificates-url'",
+        "'evil.example'",
+        "pass --certificates-url to override",
+    ] {
+        assert!(err.contains(want), "{want} missing from {err}");
+    }
+    let explicit = ProfileOverrides {
+        certificates_url: Some(RawArg::from("https://evil.example".to_owned())),
+        ..ProfileOverrides::default()
+    };
+    let p = resolve_text(&foreign, "prod", explicit).unwrap();
+    assert_eq!(
+        p.certificates_endpoint().unwrap().to_string(),
+        "https://evil.example"
+    );
+    let err = resolve_text(
+        &with("http://10.0.0.1"),
+        "prod",
+        ProfileOverrides::default(),
+    )
+    .unwrap_err();
+    assert!(err.contains("http:// on a non-loopback host"), "{err}");
+}
+
+#[test]
+fn role_and_entity_are_internal_ids_as_numbers_or_strings() {
+    let text = in_prod("role = 3\nentity = \"-5\"");
+    let p = resolve_text(&text, "prod", ProfileOverrides::default()).unwrap();
+    assert_eq!(p.role.map(|r| r.to_string()).as_deref(), Some("3"));
+    assert_eq!(p.entity.map(|e| e.to_string()).as_deref(), Some("-5"));
+    let flags = ProfileOverrides {
+        role: Some("1001".parse().unwrap()),
+        ..ProfileOverrides::default()
+    };
+    let p = resolve_text(&text, "prod", flags).unwrap();
+    assert_eq!(p.role.map(|r| r.to_string()).as_deref(), Some("1001"));
+    let err = resolve_text(
+        &in_prod("role = \"admin\""),
+        "prod",
+        ProfileOverrides::default(),
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("field 'role'") && err.contains("internal id"),
+        "{err}"
+    );
+    let err = Config::parse(&path(), &in_prod("entity = true")).unwrap_err();
+    assert!(err.to_string().contains("expected a number"), "{err}");
+}
+
+#[test]
 fn ca_file_is_relative_to_the_config_and_checked_when_resolved() {
     let dir = tempfile::tempdir().unwrap();
     let config_path = dir.path().join("config.toml");
@@ -231,7 +315,7 @@ fn unknown_keys_are_named_with_the_known_ones() {
     let err = Config::parse(&path(), &text).unwrap_err().to_string();
     assert_eq!(
         err,
-        "config '/home/u/.config/suitekey/config.toml', profile 'prod': unknown key 'clientid' (known: key, client-id, certificate-id, account, alg, scope, token-url, module, ca-file, timeout)"
+        "config '/home/u/.config/suitekey/config.toml', profile 'prod': unknown key 'clientid' (known: key, client-id, certificate-id, account, alg, scope, token-url, module, ca-file, timeout, certificates-url, role, entity)"
     );
     let err = Config::parse(&path(), "[prod]\nkey = \"x\"\n")
         .unwrap_err()
@@ -537,8 +621,9 @@ fn of_several_problems_the_one_checked_first_is_told() {
 #[test]
 fn the_report_order_names_declared_fields() {
     use super::fields::{keys, names};
-    use super::resolve::{FOREIGN_URL, REPORT_ORDER};
-    for field in REPORT_ORDER.iter().filter(|f| **f != FOREIGN_URL) {
+    use super::resolve::{FOREIGN_CERTIFICATES_URL, FOREIGN_URL, REPORT_ORDER};
+    let foreign = [FOREIGN_URL, FOREIGN_CERTIFICATES_URL];
+    for field in REPORT_ORDER.iter().filter(|f| !foreign.contains(f)) {
         assert!(keys().contains(&names(field).key), "{field}");
     }
 }

@@ -9,7 +9,7 @@ use std::str::FromStr;
 use zeroize::Zeroizing;
 
 use crate::exchange::CaFile;
-use crate::netsuite::TokenUrl;
+use crate::netsuite::{CertificatesUrl, TokenUrl};
 use crate::pkcs11::Pkcs11Uri;
 use crate::pkcs11::uri::{KeyRef, UriError};
 
@@ -74,6 +74,17 @@ impl Setting<RawArg> for TokenUrl {
     }
 
     fn from_file(text: &str, _: &Path) -> Result<TokenUrl, Refused> {
+        text.parse().map_err(Refused::value)
+    }
+}
+
+/// Typed as given, like the token URL.
+impl Setting<RawArg> for CertificatesUrl {
+    fn from_flag(given: RawArg) -> Result<CertificatesUrl, Refused> {
+        given.as_str().parse().map_err(Refused::value)
+    }
+
+    fn from_file(text: &str, _: &Path) -> Result<CertificatesUrl, Refused> {
         text.parse().map_err(Refused::value)
     }
 }

@@ -41,26 +41,9 @@ pub struct TokenClient {
 }
 
 impl TokenClient {
-    /// A client with these timeouts and retry policy. Redirects are never followed.
-    /// Certificates are verified against the operating system's roots (rustls-platform-verifier:
-    /// the system store, `SSL_CERT_FILE`/`SSL_CERT_DIR`), or only against `ca_file`'s.
+    /// A client with these timeouts and retry policy (see [`http_client`]).
     pub fn new(options: ClientOptions) -> Result<TokenClient, ClientBuildError> {
-        install_crypto_provider();
-        let mut builder = reqwest::Client::builder();
-        if !options.use_proxy {
-            builder = builder.no_proxy();
-        }
-        if let Some(ca_file) = &options.ca_file {
-            let certs = ca_file.certificates().map_err(ClientBuildError)?;
-            builder = builder.tls_certs_only(certs);
-        }
-        let http = builder
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(options.connect_timeout)
-            .timeout(options.total_timeout)
-            .user_agent(concat!("suitekey/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(ClientBuildError)?;
+        let http = http_client(&options)?;
         Ok(TokenClient { http, options })
     }
 
@@ -168,43 +151,90 @@ impl TokenClient {
 
     fn transport_error(&self, url: &str, source: reqwest::Error) -> ExchangeError {
         let url = url.to_owned();
-        if let Some(tls) = tls_cause(&source) {
-            return ExchangeError::Tls {
-                url,
-                reason: tls.to_string(),
-            };
-        }
-        if source.is_connect() {
-            ExchangeError::Connect {
+        match Transport::of(&source) {
+            Transport::Tls(reason) => ExchangeError::Tls { url, reason },
+            Transport::Connect => ExchangeError::Connect {
                 url,
                 attempts: 1,
                 source,
-            }
-        } else if source.is_timeout() {
-            ExchangeError::Timeout {
+            },
+            Transport::Timeout => ExchangeError::Timeout {
                 url,
                 limit: self.options.total_timeout,
-            }
-        } else {
-            ExchangeError::Http { url, source }
+            },
+            Transport::Other => ExchangeError::Http { url, source },
         }
     }
 }
 
-fn redirect_error(ctx: &ExchangeContext, status: StatusCode, headers: &HeaderMap) -> ExchangeError {
-    // Only the host: the rest of a location may carry anything.
-    let location = headers
+/// The HTTP client every call to NetSuite is made with: redirects never followed, the
+/// timeouts of `options`, its proxy setting, and certificates verified against the operating
+/// system's roots (rustls-platform-verifier: the system store, `SSL_CERT_FILE`/`SSL_CERT_DIR`),
+/// or only against the `ca_file`'s.
+pub(super) fn http_client(options: &ClientOptions) -> Result<reqwest::Client, ClientBuildError> {
+    install_crypto_provider();
+    let mut builder = reqwest::Client::builder();
+    if !options.use_proxy {
+        builder = builder.no_proxy();
+    }
+    if let Some(ca_file) = &options.ca_file {
+        let certs = ca_file.certificates().map_err(ClientBuildError)?;
+        builder = builder.tls_certs_only(certs);
+    }
+    builder
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(options.connect_timeout)
+        .timeout(options.total_timeout)
+        .user_agent(concat!("suitekey/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(ClientBuildError)
+}
+
+/// What kind of transport failure a request met.
+pub(super) enum Transport {
+    /// The TLS handshake failed, as rustls put it.
+    Tls(String),
+    /// No connection.
+    Connect,
+    /// The time limit passed.
+    Timeout,
+    /// Anything else (a connection cut mid-request).
+    Other,
+}
+
+impl Transport {
+    /// The kind of `err`.
+    pub(super) fn of(err: &reqwest::Error) -> Transport {
+        if let Some(tls) = tls_cause(err) {
+            Transport::Tls(tls.to_string())
+        } else if err.is_connect() {
+            Transport::Connect
+        } else if err.is_timeout() {
+            Transport::Timeout
+        } else {
+            Transport::Other
+        }
+    }
+}
+
+/// Where a redirect pointed, for a message: only the host (the rest of a location may carry
+/// anything), resolved against the URL that was asked.
+pub(super) fn redirect_host(asked: &url::Url, headers: &HeaderMap) -> String {
+    headers
         .get(LOCATION)
         .and_then(|l| l.to_str().ok())
-        .and_then(|l| ctx.token_url.url().join(l).ok())
+        .and_then(|l| asked.join(l).ok())
         .and_then(|u| u.host_str().map(str::to_owned))
         .map_or_else(
             || "an unreadable location".to_owned(),
             |h| format!("host '{h}'"),
-        );
+        )
+}
+
+fn redirect_error(ctx: &ExchangeContext, status: StatusCode, headers: &HeaderMap) -> ExchangeError {
     ExchangeError::Redirect {
         url: ctx.token_url.as_str().to_owned(),
         status,
-        location,
+        location: redirect_host(ctx.token_url.url(), headers),
     }
 }

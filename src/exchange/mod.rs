@@ -1,5 +1,6 @@
-//! The token exchange: a signed client assertion goes to NetSuite's token endpoint as the
-//! three-field form of netsuite-m2m.md, an [`AccessToken`] comes back.
+//! NetSuite over HTTP: the token exchange (a signed client assertion goes to NetSuite's token
+//! endpoint as the three-field form of netsuite-m2m.md, an [`AccessToken`] comes back), and the
+//! certificate management API called with such a token.
 //!
 //! Retries only where repeating is safe and useful (connection failures, HTTP 429 and 5xx), each
 //! with a freshly signed assertion, so that no `jti` is ever sent twice. Every refusal is turned
@@ -13,8 +14,13 @@
 //! - `response`: the answer read (size cap) and parsed (RFC 6750, `expires_in`, error fields);
 //! - `token`: [`AccessToken`], its lifetime and monotonic deadline;
 //! - `error`: [`ExchangeError`], a refusal explained with `netsuite`'s table of error codes;
-//! - `trust`: [`CaFile`] (`--ca-file`), the TLS cause of a failure, the crypto provider.
+//! - `trust`: [`CaFile`] (`--ca-file`), the TLS cause of a failure, the crypto provider;
+//! - `certificates`: [`CertificatesClient`], the certificate management API (list, upload,
+//!   revoke), with the same trust, timeouts and size cap, and no retries;
+//! - `api_error`: [`ApiError`], a failed API call explained.
 
+mod api_error;
+mod certificates;
 mod client;
 mod error;
 mod options;
@@ -24,6 +30,8 @@ mod retry;
 mod token;
 mod trust;
 
+pub use api_error::ApiError;
+pub use certificates::CertificatesClient;
 pub use client::{ClientBuildError, TokenClient};
 pub use error::{ExchangeError, StatusError};
 pub use options::ClientOptions;

@@ -1,5 +1,5 @@
-//! The account id and the token URL: which NetSuite host an account's requests go to, and
-//! which token URLs a profile may name.
+//! The account id and the URLs of its endpoints: which NetSuite hosts an account's requests
+//! go to (the token endpoint; the certificates API), and which URLs a profile may name.
 
 use std::fmt;
 use std::str::FromStr;
@@ -53,22 +53,45 @@ impl AccountId {
     /// never leaves the machine. Any other host is refused even so: it is reached across the
     /// network, and this check does not lean on NetSuite's `aud` check alone.
     pub fn check_token_url(&self, url: &TokenUrl) -> Result<(), Error> {
-        if is_loopback(url.url()) {
-            return Ok(());
+        self.foreign_host(url.url()).map_or(Ok(()), |host| {
+            Err(Error::ForeignTokenUrl {
+                host,
+                account: self.0.clone(),
+                label: self.host_label(),
+            })
+        })
+    }
+
+    /// Accepts a certificates API URL on one of this account's NetSuite hosts or loopback, as
+    /// [`AccountId::check_token_url`] does: the API is called with an access token, which must
+    /// not go to a host the account does not own because a config file named it.
+    pub fn check_certificates_url(&self, url: &CertificatesUrl) -> Result<(), Error> {
+        self.foreign_host(&url.url).map_or(Ok(()), |host| {
+            Err(Error::ForeignCertificatesUrl {
+                host,
+                account: self.0.clone(),
+                label: self.host_label(),
+            })
+        })
+    }
+
+    /// The host of `url` when it is neither loopback nor one of this account's NetSuite hosts.
+    fn foreign_host(&self, url: &Url) -> Option<String> {
+        if is_loopback(url) {
+            return None;
         }
         let label = self.host_label();
-        let host = url.url().host_str().unwrap_or_default();
+        let host = url.host_str().unwrap_or_default();
         let owned = ["suitetalk", "restlets", "connect"]
             .iter()
             .any(|service| host == format!("{label}.{service}.api.netsuite.com"));
-        if owned {
-            return Ok(());
-        }
-        Err(Error::ForeignTokenUrl {
-            host: host.to_owned(),
-            account: self.0.clone(),
-            label,
-        })
+        (!owned).then(|| host.to_owned())
+    }
+
+    /// The account's certificates API: its restlets host, where NetSuite serves
+    /// `/services/rest/auth/oauth2/v1/clients/…/certificates`.
+    pub fn certificates_url(&self) -> Result<CertificatesUrl, Error> {
+        format!("https://{}.restlets.api.netsuite.com", self.host_label()).parse()
     }
 
     /// The account's OAuth 2.0 token endpoint.
@@ -99,33 +122,51 @@ impl FromStr for TokenUrl {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self, Error> {
-        let shown = without_userinfo(s);
-        let bad = |reason: &str| Error::TokenUrl {
-            url: shown.clone(),
-            reason: reason.to_owned(),
-        };
-        // The parser would silently drop these, and `aud` would then differ from the URL used.
-        if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(bad("it contains spaces or control characters"));
-        }
-        let url = Url::parse(s).map_err(|e| bad(&e.to_string()))?;
-        if !url.username().is_empty() || url.password().is_some() || url.fragment().is_some() {
-            return Err(bad("it must not carry credentials or a fragment"));
-        }
-        match url.scheme() {
-            "https" => {}
-            "http" if is_loopback(&url) => {}
-            "http" => return Err(Error::InsecureTokenUrl(shown)),
-            _ => return Err(bad("the scheme must be https")),
-        }
-        if url.host().is_none() {
-            return Err(bad("it has no host"));
-        }
+        let url = endpoint_url(s).map_err(|problem| match problem {
+            UrlProblem::Insecure(shown) => Error::InsecureTokenUrl(shown),
+            UrlProblem::Malformed { url, reason } => Error::TokenUrl { url, reason },
+        })?;
         Ok(TokenUrl {
             text: s.to_owned(),
             url,
         })
     }
+}
+
+/// Why a URL cannot be an endpoint suitekey sends credentials to.
+enum UrlProblem {
+    /// Plain http to a host that is not loopback (the URL as shown).
+    Insecure(String),
+    /// Not a usable URL: the URL as shown, and why.
+    Malformed { url: String, reason: String },
+}
+
+/// The rules every endpoint URL follows (the token URL, the certificates API): no spaces or
+/// control characters (the parser would silently drop them), no credentials or fragment,
+/// `https://`, or `http://` on loopback only, and a host.
+fn endpoint_url(s: &str) -> Result<Url, UrlProblem> {
+    let shown = without_userinfo(s);
+    let bad = |reason: &str| UrlProblem::Malformed {
+        url: shown.clone(),
+        reason: reason.to_owned(),
+    };
+    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad("it contains spaces or control characters"));
+    }
+    let url = Url::parse(s).map_err(|e| bad(&e.to_string()))?;
+    if !url.username().is_empty() || url.password().is_some() || url.fragment().is_some() {
+        return Err(bad("it must not carry credentials or a fragment"));
+    }
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback(&url) => {}
+        "http" => return Err(UrlProblem::Insecure(shown)),
+        _ => return Err(bad("the scheme must be https")),
+    }
+    if url.host().is_none() {
+        return Err(bad("it has no host"));
+    }
+    Ok(url)
 }
 
 /// The URL text with any `user:password@` replaced, for messages.
@@ -140,6 +181,7 @@ fn without_userinfo(s: &str) -> String {
     }
 }
 
+/// Whether `url`'s host is loopback (`localhost`, 127.0.0.0/8, `::1`).
 fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
@@ -159,10 +201,71 @@ impl TokenUrl {
     pub fn url(&self) -> &Url {
         &self.url
     }
+
+    /// Whether it is a loopback URL (the emulator, the demo, the tests).
+    pub fn is_loopback(&self) -> bool {
+        is_loopback(&self.url)
+    }
 }
 
 impl fmt::Display for TokenUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.text)
+    }
+}
+
+/// Where NetSuite's certificate management API is: a base URL (scheme, host, port and maybe a
+/// path prefix) that the API's paths are appended to. `https://`, or `http://` on loopback
+/// only, as for the token URL; no query, credentials or fragment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertificatesUrl {
+    url: Url,
+}
+
+impl FromStr for CertificatesUrl {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let url = endpoint_url(s).map_err(|problem| match problem {
+            UrlProblem::Insecure(shown) => Error::InsecureCertificatesUrl(shown),
+            UrlProblem::Malformed { url, reason } => Error::CertificatesUrl { url, reason },
+        })?;
+        if url.query().is_some() {
+            return Err(Error::CertificatesUrl {
+                url: without_userinfo(s),
+                reason: "it must not carry a query; give the base URL the API's paths are appended to, e.g. https://1234567.restlets.api.netsuite.com".into(),
+            });
+        }
+        Ok(CertificatesUrl { url })
+    }
+}
+
+impl CertificatesUrl {
+    /// The origin (scheme, host and port) of `token_url`: where the emulator, or any token
+    /// endpoint on loopback, serves the certificates API too.
+    pub fn origin_of(token_url: &TokenUrl) -> CertificatesUrl {
+        let mut url = token_url.url().clone();
+        url.set_path("");
+        url.set_query(None);
+        CertificatesUrl { url }
+    }
+
+    /// The full URL of `path` (which starts with `/`) under this base.
+    pub fn join(&self, path: &str) -> Url {
+        let mut url = self.url.clone();
+        let base = url.path().trim_end_matches('/').to_owned();
+        url.set_path(&format!("{base}{path}"));
+        url
+    }
+
+    /// Whether it is a loopback URL (the emulator).
+    pub fn is_loopback(&self) -> bool {
+        is_loopback(&self.url)
+    }
+}
+
+impl fmt::Display for CertificatesUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.url.as_str().trim_end_matches('/'))
     }
 }

@@ -1,7 +1,9 @@
-//! NetSuite's side of the M2M flow: account ids and token URLs (`account`), scopes
-//! (`scope`), the client assertion and its lifetime (`assertion`), the certificate id and
-//! validity NetSuite uses (`certificate`), the keys and algorithms it accepts (`keys`), and what
-//! its token endpoint's error codes mean (`error_codes`).
+//! NetSuite's side of the M2M flow: account ids and the URLs of their endpoints (`account`),
+//! scopes (`scope`), the client assertion and its lifetime (`assertion`), the certificate id and
+//! validity NetSuite uses (`certificate`), the certificate management API's data: role and
+//! entity ids, the list, an upload and the API's errors (`certificates`), the keys and
+//! algorithms it accepts (`keys`), and what its token endpoint's error codes mean
+//! (`error_codes`).
 //!
 //! Every value here is checked when it is built (`FromStr`), so an [`AssertionRequest`] that
 //! exists is one NetSuite's rules allow.
@@ -69,6 +71,39 @@ pub enum Error {
         "token URL '{0}' uses http:// on a non-loopback host; assertions and access tokens must travel over https:// (http:// is allowed only for 127.0.0.1, ::1 or localhost)"
     )]
     InsecureTokenUrl(String),
+    /// The certificates API URL cannot be parsed, or carries what a base URL must not.
+    #[error("certificates API URL '{url}' is not a valid URL: {reason}")]
+    CertificatesUrl {
+        /// What was given.
+        url: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// A plain-http certificates API URL on a non-loopback host.
+    #[error(
+        "certificates API URL '{0}' uses http:// on a non-loopback host; access tokens must travel over https:// (http:// is allowed only for 127.0.0.1, ::1 or localhost)"
+    )]
+    InsecureCertificatesUrl(String),
+    /// A certificates API URL from a config file whose host is not one of the account's.
+    #[error(
+        "certificates API URL host '{host}' does not belong to account {account}: expected {label}.restlets.api.netsuite.com (or the account's suitetalk or connect host), or a loopback address; pass --certificates-url to override"
+    )]
+    ForeignCertificatesUrl {
+        /// The host of the URL.
+        host: String,
+        /// The configured account.
+        account: String,
+        /// The account's host label.
+        label: String,
+    },
+    /// A role or entity internal id that is not a whole number.
+    #[error(
+        "'{value}' is not a NetSuite internal id: give the whole number NetSuite shows for the role or entity (e.g. 3, or -5 for a built-in one)"
+    )]
+    InternalId {
+        /// What was given (when printable).
+        value: String,
+    },
 }
 
 impl HasKind for Error {
@@ -116,13 +151,18 @@ macro_rules! identifier {
 mod account;
 mod assertion;
 mod certificate;
+mod certificates;
 mod error_codes;
 mod keys;
 mod scope;
 
-pub use account::{AccountId, TokenUrl};
+pub use account::{AccountId, CertificatesUrl, TokenUrl};
 pub use assertion::{AssertionError, AssertionRequest, ClientAssertion, ClientId, Lifetime};
 pub use certificate::{CertificateId, ValidityDays};
+pub use certificates::{
+    ApiErrorBody, CERTIFICATES_PATH, InternalId, ListedCertificate, Upload, certificates_path,
+    parse_list, parse_upload_answer, revoke_path,
+};
 pub(crate) use error_codes::{AUDIT_TRAIL, PERMANENT_CODES, explain};
 pub use keys::{AlgError, MIN_RSA_BITS, check_alg, check_key, default_alg, usable_algs};
 pub use scope::{Scope, Scopes};

@@ -80,6 +80,14 @@ impl Scopes {
     pub fn as_slice(&self) -> &[Scope] {
         &self.0
     }
+
+    /// These scopes and `scope`, added at the end when it is not among them.
+    pub fn with(mut self, scope: Scope) -> Scopes {
+        if !self.0.contains(&scope) {
+            self.0.push(scope);
+        }
+        self
+    }
 }
 
 impl Default for Scopes {

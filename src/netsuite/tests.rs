@@ -341,3 +341,77 @@ fn the_default_rsa_size_of_new_keys_is_accepted() {
     let bits = crate::pkcs11::KeySpec::DEFAULT_RSA_BITS as usize;
     assert_eq!(check_key(&KeyKind::Rsa { bits }), Ok(()));
 }
+
+#[test]
+fn the_certificates_api_is_on_the_accounts_restlets_host_or_the_emulators_origin() {
+    let account: AccountId = "1234567_SB1".parse().unwrap();
+    let url = account.certificates_url().unwrap();
+    assert_eq!(
+        url.to_string(),
+        "https://1234567-sb1.restlets.api.netsuite.com"
+    );
+    assert_eq!(
+        url.join("/services/rest/auth/oauth2/v1/clients/c/certificates")
+            .as_str(),
+        "https://1234567-sb1.restlets.api.netsuite.com/services/rest/auth/oauth2/v1/clients/c/certificates"
+    );
+    let emulator: TokenUrl = "http://127.0.0.1:8080/services/rest/auth/oauth2/v1/token?x=1"
+        .parse()
+        .unwrap();
+    assert!(emulator.is_loopback());
+    let origin = CertificatesUrl::origin_of(&emulator);
+    assert_eq!(origin.to_string(), "http://127.0.0.1:8080");
+    assert!(origin.is_loopback());
+    assert_eq!(origin.join("/a/b").as_str(), "http://127.0.0.1:8080/a/b");
+    // A base with a path prefix (a proxy) keeps it.
+    let prefixed: CertificatesUrl = "https://proxy.example/netsuite/".parse().unwrap();
+    assert_eq!(
+        prefixed.join("/a").as_str(),
+        "https://proxy.example/netsuite/a"
+    );
+}
+
+#[test]
+fn a_certificates_url_follows_the_token_urls_rules_and_names_its_flag() {
+    let account: AccountId = "1234567_SB1".parse().unwrap();
+    for ok in [
+        "https://1234567-sb1.restlets.api.netsuite.com",
+        "https://1234567-SB1.suitetalk.api.netsuite.com/",
+        "http://127.0.0.1:8080",
+        "http://localhost",
+    ] {
+        let url: CertificatesUrl = ok.parse().unwrap();
+        assert_eq!(account.check_certificates_url(&url), Ok(()), "{ok}");
+    }
+    for bad in [
+        "https://evil.example",
+        "https://1234567-sb1.restlets.api.netsuite.com.evil.example",
+        "https://1234567.restlets.api.netsuite.com",
+    ] {
+        let url: CertificatesUrl = bad.parse().unwrap();
+        let err = account
+            .check_certificates_url(&url)
+            .unwrap_err()
+            .to_string();
+        for want in [
+            "certificates API URL host",
+            "1234567-sb1.restlets.api.netsuite.com",
+            "pass --certificates-url to override",
+        ] {
+            assert!(err.contains(want), "{bad}: {want} missing from {err}");
+        }
+    }
+    let err = "http://10.0.0.1".parse::<CertificatesUrl>().unwrap_err();
+    assert!(matches!(err, Error::InsecureCertificatesUrl(_)), "{err}");
+    for bad in [
+        "https://x/?a=b",
+        "https://u:SECRET@x/",
+        "https://x/#f",
+        "ftp://x",
+        "https://x y",
+    ] {
+        let err = bad.parse::<CertificatesUrl>().unwrap_err().to_string();
+        assert!(err.starts_with("certificates API URL"), "{bad}: {err}");
+        assert!(!err.contains("SECRET"), "{err}");
+    }
+}

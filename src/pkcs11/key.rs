@@ -196,7 +196,7 @@ impl Key {
         token: Token,
         session: Session,
         handle: ObjectHandle,
-        credential: Credential,
+        credential: Arc<Credential>,
         uri_text: String,
     ) -> Result<Key, Error> {
         let module = token.module().clone();
@@ -214,7 +214,7 @@ impl Key {
             session,
             handle,
             attrs,
-            credential: Arc::new(credential),
+            credential,
             uri_text,
             lock,
         })

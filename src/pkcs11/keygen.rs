@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::object::{Attribute, AttributeType, CertificateType, ObjectClass, ObjectHandle};
-use cryptoki::session::Session;
+use cryptoki::session::{Session, UserType};
 use der::Encode as _;
 
 use super::Error;
 use super::creator::{CreateRefused, Creator};
-use super::key::Key;
+use super::key::{CredentialFor, Key};
 use super::login::Credential;
 use super::management_key::ManagementKey;
 use super::mechanism::{self, KeySpec, no_mechanism, plan_for};
@@ -77,7 +77,7 @@ fn private_template(label: Option<&str>, id: &[u8]) -> Vec<Attribute> {
 pub struct KeygenPlan {
     token: Token,
     session: Session,
-    credential: Credential,
+    credential: Arc<Credential>,
     /// `None` on a PIV card, whose module names its keys itself.
     label: Option<String>,
     id: Vec<u8>,
@@ -98,6 +98,25 @@ impl KeygenPlan {
         module_fallback: Option<&Path>,
         (spec, alg): (KeySpec, Alg),
         management_key: Option<Arc<ManagementKey>>,
+    ) -> Result<KeygenPlan, Error> {
+        KeygenPlan::prepare_with(
+            uri,
+            module_fallback,
+            (spec, alg),
+            management_key,
+            &|token| token.credential(uri).map(Arc::new),
+        )
+    }
+
+    /// [`KeygenPlan::prepare`], logging in with the credential `credential_for` gives for the
+    /// token (asked for only when the token wants a login): e.g. the one another key of the
+    /// same token was opened with, so that no PIN is asked for twice.
+    pub fn prepare_with(
+        uri: &Pkcs11Uri,
+        module_fallback: Option<&Path>,
+        (spec, alg): (KeySpec, Alg),
+        management_key: Option<Arc<ManagementKey>>,
+        credential_for: CredentialFor<'_>,
     ) -> Result<KeygenPlan, Error> {
         let shown = uri.redacted();
         if let Some(kind) = uri.object_type.filter(|t| *t != ObjectType::Private) {
@@ -123,7 +142,13 @@ impl KeygenPlan {
             return Err(no_mechanism(&token, alg));
         }
         let session = token.open_rw()?;
-        let credential = token.login(&session, uri)?;
+        let credential = if token.summary().login_required {
+            let credential = credential_for(&token)?;
+            token.authenticate(&session, UserType::User, &credential)?;
+            credential
+        } else {
+            Arc::new(Credential::NotNeeded)
+        };
         if let Some(label) = &label {
             refuse_taken(
                 &token,

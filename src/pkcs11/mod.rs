@@ -27,6 +27,7 @@
 //! | `key` | opening the key a URI names, with retries that may pass |
 //! | `signer` | [`KeySigner`]: the [`crate::jose::Signer`], and reopening a lost session |
 //! | `keygen` | making key pairs, storing certificates beside them |
+//! | `retire` | a replaced key's objects relabelled or deleted |
 
 mod creator;
 mod key;
@@ -42,6 +43,7 @@ mod piv;
 mod prompt;
 mod public_half;
 mod registry;
+mod retire;
 mod rv;
 mod session;
 mod signer;
@@ -61,6 +63,7 @@ pub use pin::Pin;
 pub use prompt::{cancelled_by_signal, leave_signals_to_caller};
 pub use public_half::{PublicHalf, public_halves};
 pub use registry::TokenId;
+pub use retire::Relabelled;
 pub use rv::ReturnValue;
 pub use signer::KeySigner;
 pub use token::{PinTries, SlotSummary, Token, TokenSummary};

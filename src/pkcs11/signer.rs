@@ -149,6 +149,12 @@ impl KeySigner {
         &self.uri_text
     }
 
+    /// The credential the key's token was logged in with, to open or make another key of the
+    /// same token without asking for the PIN again (see [`Key::open_with`]).
+    pub fn shared_credential(&self) -> Arc<Credential> {
+        Arc::clone(&self.credential)
+    }
+
     /// Replaces a session the token lost (see [`Error::is_session_lost`]) and finds the key
     /// again, logging in once with the PIN read when the key was opened (never read again; a
     /// refused PIN is returned, not retried). Tries the same slot; then the token the URI
@@ -258,7 +264,7 @@ impl KeySigner {
     /// The session, while it is of the module's current generation, with this process's turn
     /// at the token and a hold that keeps the module from being reinitialized during the calls
     /// made with it.
-    fn live(&self) -> Result<(Turn, Hold<'_>, &Session), Error> {
+    pub(super) fn live(&self) -> Result<(Turn, Hold<'_>, &Session), Error> {
         let turn = self.lock.hold();
         let hold = self.token.module().hold();
         let session = self.session.current(&hold)?;
