@@ -18,15 +18,7 @@ pub(super) fn run(cli: &Cli, args: &RotateArgs, out: &mut dyn Write) -> Result<(
     if args.status {
         return status(name, out);
     }
-    let config = cli
-        .config
-        .clone()
-        .or_else(Config::default_path)
-        .ok_or_else(|| {
-            Error::Usage(
-                "no config file: pass --config FILE (XDG_CONFIG_HOME and HOME are unset)".into(),
-            )
-        })?;
+    let config = config_path(cli)?;
     let mut flags = args.profile.overrides();
     let options = Options {
         alg: flags.alg.take(),
@@ -71,6 +63,18 @@ pub(super) fn run(cli: &Cli, args: &RotateArgs, out: &mut dyn Write) -> Result<(
         }
     }
     Ok(())
+}
+
+/// The config file rotate rewrites: `--config`, else the default path.
+fn config_path(cli: &Cli) -> Result<std::path::PathBuf, Error> {
+    cli.config
+        .clone()
+        .or_else(Config::default_path)
+        .ok_or_else(|| {
+            Error::Usage(
+                "no config file: pass --config FILE (XDG_CONFIG_HOME and HOME are unset)".into(),
+            )
+        })
 }
 
 /// `--status`: the journal of the profile's latest rotation, on stdout.

@@ -149,23 +149,7 @@ impl KeygenPlan {
         } else {
             Arc::new(Credential::NotNeeded)
         };
-        if let Some(label) = &label {
-            refuse_taken(
-                &token,
-                &session,
-                &[Attribute::Label(label.as_bytes().to_vec())],
-                || format!("labelled '{label}'"),
-            )?;
-        }
-        let id = match id {
-            Some(id) => {
-                refuse_taken(&token, &session, &[Attribute::Id(id.clone())], || {
-                    format!("with id {}", hex(&id))
-                })?;
-                id
-            }
-            None => fresh_id(&token, &session)?,
-        };
+        let id = claim_names(&token, &session, label.as_deref(), id)?;
         Ok(KeygenPlan {
             token,
             session,
@@ -493,5 +477,32 @@ impl KeySigner {
             }
             Ok(())
         })
+    }
+}
+
+/// Refuses a label or id another object of the token already has (a new key never overwrites
+/// one), and picks a fresh id when none was asked for; returns the id the new pair gets.
+fn claim_names(
+    token: &Token,
+    session: &Session,
+    label: Option<&str>,
+    id: Option<Vec<u8>>,
+) -> Result<Vec<u8>, Error> {
+    if let Some(label) = label {
+        refuse_taken(
+            token,
+            session,
+            &[Attribute::Label(label.as_bytes().to_vec())],
+            || format!("labelled '{label}'"),
+        )?;
+    }
+    match id {
+        Some(id) => {
+            refuse_taken(token, session, &[Attribute::Id(id.clone())], || {
+                format!("with id {}", hex(&id))
+            })?;
+            Ok(id)
+        }
+        None => fresh_id(token, session),
     }
 }
