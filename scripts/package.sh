@@ -144,6 +144,9 @@ for file in usr/share/zsh/vendor-completions/_suitekey usr/share/fish/vendor_com
   usr/lib/systemd/user/suitekey-agent.service; do
   [[ -s $root/$file ]] || die "the package has no $file"
 done
+# README's quick start runs the packaged SoftHSM2 set-up script, which finds its template beside it.
+[[ -x $root/usr/share/suitekey/softhsm/setup-token.sh && -s $root/usr/share/suitekey/softhsm/softhsm2.conf.in ]] ||
+  die "the package has no executable usr/share/suitekey/softhsm/setup-token.sh with its softhsm2.conf.in"
 # The units as installed, verified against this machine's systemd (no manager is started): a
 # copy whose /usr/bin/suitekey is the unpacked one, and the man pages their Documentation=
 # names looked up in the unpacked tree. The user manager wants a runtime directory.

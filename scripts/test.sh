@@ -2,7 +2,8 @@
 # Runs what CI runs, in the repository root: install-deps, the token modules and the virtual PIV
 # card, rustfmt check, clippy (unwrap/expect denied outside tests, see src/lib.rs), the API docs
 # (no warnings), tests (the matrix on SoftHSM2, tpm2-pkcs11, kryoptic, and ykcs11 and OpenSC
-# over the virtual PIV card included), and the packages users install (scripts/package.sh).
+# over the virtual PIV card included), the packages users install (scripts/package.sh), and
+# README's first quick start run as written from the package (scripts/quickstart.sh).
 #
 # Usage: scripts/test.sh [CARGO_TEST_ARGS...]   (e.g. scripts/test.sh -- --nocapture)
 # Stops at the first failing step with its exit status.
@@ -58,3 +59,6 @@ step "cargo test${*:+ $*}" cargo test "$@"
 # Debian package checked as unpacked (scripts/package.sh). The dev profile packages the binary
 # `cargo test` built, in seconds; `scripts/package.sh` alone makes the release package.
 step "scripts/package.sh --profile dev" bash scripts/package.sh --profile dev
+# README's first quick start, line by line as written, from that package: installed with apt,
+# used, then removed (scripts/quickstart.sh; root or passwordless sudo, required under CI).
+step "scripts/quickstart.sh (README's quick start from the package)" bash scripts/quickstart.sh
