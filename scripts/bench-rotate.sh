@@ -57,13 +57,8 @@ bench() {
   local kid
   kid=$("$SUITEKEY" cert --key "$key_uri" --alg "$alg" --out "$dir/cert.pem" 2>/dev/null) ||
     die "suitekey cert failed for $label"
-  "$SUITEKEY" emulate --register "client-id=$CLIENT_ID,cert=$dir/cert.pem,account=$ACCOUNT,$MAPPING" \
-    >"$dir/emulator.url" 2>"$dir/emulator.log" &
-  pids+=($!)
-  for _ in $(seq 100); do [[ -s $dir/emulator.url ]] && break; sleep 0.05; done
   local base
-  base=$(head -n1 "$dir/emulator.url")
-  [[ $base == http://127.0.0.1:* ]] || die "the emulator did not start: $(cat -- "$dir/emulator.log")"
+  start_emulator "$dir" "$dir" "client-id=$CLIENT_ID,cert=$dir/cert.pem,account=$ACCOUNT,$MAPPING"
   cat >"$dir/config.toml" <<TOML
 [profiles.$label]
 key = "$key_uri"

@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# Shell helpers shared by scripts/demo.sh and scripts/bench.sh (sourced, not run).
+# Shell helpers shared by scripts/demo.sh, scripts/bench.sh and scripts/bench-rotate.sh (sourced,
+# not run).
 # Callers define TOKEN, SUITEKEY_MODULE and die() (serve_profile also SUITEKEY, CLIENT_ID,
 # ACCOUNT and a pids array).
 
@@ -29,6 +30,19 @@ pubkey_id() {
     END { if (found != "") print found }' <<<"$listing"
 }
 
+# Starts the emulator with the --register SPEC (extra emulator flags in "$@"), its URL file in
+# WORK and its log in LOGS; sets $base (its URL) and appends its PID to the caller's pids array.
+# Usage: start_emulator WORK LOGS SPEC [EMULATOR_FLAG...]
+start_emulator() {
+  local work=$1 logs=$2 spec=$3
+  shift 3
+  "$SUITEKEY" emulate "$@" --register "$spec" >"$work/emulator.url" 2>"$logs/emulator.log" &
+  pids+=($!)
+  for _ in $(seq 100); do [[ -s $work/emulator.url ]] && break; sleep 0.05; done
+  base=$(head -n1 "$work/emulator.url")
+  [[ $base == http://127.0.0.1:* ]] || die "the emulator did not start: $(cat -- "$logs/emulator.log")"
+}
+
 # Starts the emulator (extra emulator flags in "$@") with the certificate PEM registered for
 # CLIENT_ID/ACCOUNT, writes a config with one profile PROFILE for KEY_URI and KID, starts the agent
 # on a socket in WORK and checks it serves a token. Logs and the config go to LOGS. Sets $base
@@ -37,12 +51,7 @@ pubkey_id() {
 serve_profile() {
   local work=$1 logs=$2 profile=$3 key_uri=$4 pem=$5 kid=$6
   shift 6
-  "$SUITEKEY" emulate "$@" --register "client-id=$CLIENT_ID,cert=$pem,account=$ACCOUNT" \
-    >"$work/emulator.url" 2>"$logs/emulator.log" &
-  pids+=($!)
-  for _ in $(seq 100); do [[ -s $work/emulator.url ]] && break; sleep 0.05; done
-  base=$(head -n1 "$work/emulator.url")
-  [[ $base == http://127.0.0.1:* ]] || die "the emulator did not start: $(cat -- "$logs/emulator.log")"
+  start_emulator "$work" "$logs" "client-id=$CLIENT_ID,cert=$pem,account=$ACCOUNT" "$@"
   cat >"$logs/config.toml" <<TOML
 [profiles.$profile]
 key = "$key_uri"
