@@ -19,6 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use common::agent::{Agent, metric, parse_response};
 use common::emulator::Emulator;
 use common::profile::{CLIENT, MANAGE_CERTIFICATES, Profile, registration, write_config};
+use common::readme_examples::{readme_line, with_suitekey_on_path};
 use common::{PIN, fixture, suitekey_with_conf, temp_dir, texts};
 use serde_json::Value;
 
@@ -331,7 +332,14 @@ fn the_agent_rotates_a_due_profile_while_64_clients_get_tokens_without_a_failure
     let days = (not_after - unix_now()) / 86_400.0;
     assert!((729.0..=730.0).contains(&days), "{days} days: {metrics}");
     let log = agent.stderr();
-    assert!(log.contains("now serves tokens of its new key"), "{log}");
+    // The profile was swapped to the new key before the old certificate was revoked.
+    let swapped = log
+        .find("now serves tokens of its new key")
+        .expect("the swap is logged");
+    let revoked = log
+        .find("revoked the old certificate")
+        .expect("the revoke is logged");
+    assert!(swapped < revoked, "{log}");
     assert!(!log.contains(PIN), "the PIN is in the log");
     let config_text = std::fs::read_to_string(&config).unwrap();
     assert!(config_text.contains(&new) && !config_text.contains(&old));
@@ -400,10 +408,25 @@ fn a_failed_rotation_is_shown_counted_and_retried_while_the_old_key_serves() {
     assert_eq!(s.emu.certificates()["calls"]["upload"], 3);
 }
 
+/// Runs README.md's line starting with `prefix` with `sh -c`, `SUITEKEY_AUTH_SOCK` naming
+/// `agent`'s socket; its stdout.
+fn run_readme_line(prefix: &str, agent: &Agent) -> String {
+    let line = readme_line(prefix);
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", &line]);
+    let out = with_suitekey_on_path(&mut cmd)
+        .env("SUITEKEY_AUTH_SOCK", &agent.socket)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{line}: {}", texts(&out).1);
+    texts(&out).0
+}
+
 #[test]
 fn a_profile_not_yet_due_is_scheduled_and_a_value_out_of_range_is_refused() {
     let s = Setup::new(&[("prod", "p256", 730)], &[]);
-    let config = s.config("rotate-before-days = 30\n");
+    // README's line, as written.
+    let config = s.config(&format!("{}\n", readme_line("rotate-before-days = ")));
     let mut text = std::fs::read_to_string(&config).unwrap();
     let kid = &s.profiles[0].2;
     let bad = Profile::new(s.uri("p384"), kid)
@@ -432,6 +455,30 @@ fn a_profile_not_yet_due_is_scheduled_and_a_value_out_of_range_is_refused() {
     let calls = &s.emu.certificates()["calls"];
     assert_eq!((&calls["list"], &calls["upload"]), (&0.into(), &0.into()));
     assert_eq!(agent.get("/v1/profiles/prod/token").0, 200);
+    // README's lines for watching it.
+    let shown = run_readme_line(
+        "curl -s --unix-socket \"$SUITEKEY_AUTH_SOCK\" http://localhost/v1/profiles",
+        &agent,
+    );
+    let first: Value = serde_json::from_str(shown.lines().next().unwrap()).unwrap();
+    assert_eq!(first["name"], "bad");
+    let second: Value = serde_json::from_str(shown.lines().nth(1).unwrap()).unwrap();
+    assert_eq!(second["rotation"], prod["rotation"], "{shown}");
+    let shown = run_readme_line(
+        "curl -s --unix-socket \"$SUITEKEY_AUTH_SOCK\" http://localhost/metrics",
+        &agent,
+    );
+    assert!(
+        shown.contains("suitekey_agent_rotations_total{profile=\"prod\",result=\"ok\"} 0\n")
+            && shown.contains(&format!(
+                "suitekey_agent_certificate_not_after_seconds{{profile=\"prod\"}} {not_after}\n"
+            )),
+        "{shown}"
+    );
+    assert!(
+        shown.lines().all(|l| l.starts_with("suitekey_agent_")),
+        "{shown}"
+    );
     // 366 days: the profile is refused with what is allowed, by the agent and by a command.
     let bad = profile(&agent, "bad");
     assert_eq!(bad["status"], "failed");
