@@ -94,7 +94,11 @@ fn next(agency: &Agency, profiles: &ProfileMap, served: &Served, now: SystemTime
     });
     rotations.update(name, |e| e.last = last.or(e.last.take()));
     if !in_progress {
-        let idle = |e: &mut Entry| e.phase = Phase::Idle;
+        // Not due (any more): a failure before (the certificate since rotated by hand) is over.
+        let idle = |e: &mut Entry| {
+            e.phase = Phase::Idle;
+            e.failures = 0;
+        };
         match state::due_at(served, days) {
             None => return block(rotations, name, EXPIRY_UNKNOWN.to_owned()),
             Some(due) if due > now => {
