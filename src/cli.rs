@@ -275,6 +275,16 @@ pub struct AgentArgs {
     #[arg(long, value_name = "SECS", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..=300))]
     pub sign_timeout: u64,
+    /// How often the certificates of profiles with rotate-before-days are checked (also at
+    /// start and on every reload); a due one is rotated by the agent, as rotate does.
+    #[arg(long, value_name = "SECS", default_value_t = 4 * 3600,
+          value_parser = clap::value_parser!(u64).range(1..=7 * 86_400))]
+    pub rotation_check_interval: u64,
+    /// After a failed rotation, wait this long before trying again, doubling after each
+    /// failure up to 6 hours.
+    #[arg(long, value_name = "SECS", default_value_t = 15 * 60,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub rotation_retry: u64,
     /// The PKCS#11 module.
     #[command(flatten)]
     pub module: ModuleArg,

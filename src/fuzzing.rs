@@ -223,6 +223,7 @@ impl AgentHttp {
             },
             drain_timeout: Duration::from_secs(1),
             sign_timeout: Duration::from_secs(1),
+            rotation: Default::default(),
         };
         let served = profiles::open_all(
             &config,

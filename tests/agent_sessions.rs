@@ -66,6 +66,7 @@ fn profile() -> Profile {
         certificates_url: None,
         role: None,
         entity: None,
+        rotate_before_days: None,
     }
 }
 
@@ -197,6 +198,7 @@ fn profiles_stopped_by_a_refused_pin_report_it_and_stay_failed_across_a_reload(
         open: suitekey::commands::open_signer_with,
         drain_timeout: std::time::Duration::from_secs(1),
         sign_timeout: suitekey::agent::signers::DEFAULT_SIGN_TIMEOUT,
+        rotation: Default::default(),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -165,6 +165,7 @@ fn slot_9c_signs_again_and_again_and_opensc_recovers_its_dropped_login_with_one_
         certificates_url: None,
         role: None,
         entity: None,
+        rotate_before_days: None,
     };
     let logins = Arc::new(Logins::default());
     let metrics = Arc::new(ProfileMetrics::default());

@@ -3,12 +3,14 @@
 //! (a seccomp filter with the same effect before): no memory may become writable and
 //! executable. A wrapper sets it and execs the agent, which must still open its SoftHSM2 key
 //! (OpenSSL inside the module), sign in it, and serve a token. (`systemd-analyze verify` on the
-//! packaged units runs in scripts/package.sh.)
+//! packaged units runs in scripts/package.sh; here it checks README's drop-ins for the agent's
+//! rotations with the units.)
 
 mod common;
 
 use common::agent::Agent;
 use common::certified::CertifiedCopy;
+use common::readme_examples::readme_blocks;
 
 /// A command that turns on PR_SET_MDWE (PR_MDWE_REFUSE_EXEC_GAIN), checks it holds, and execs
 /// the rest of its arguments in the same process (the setting is kept across execve).
@@ -60,4 +62,61 @@ fn the_write_execute_wrapper_refuses_what_the_unit_refuses() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "W+X memory was allowed");
     assert!(stderr.contains("PermissionError"), "{stderr}");
+}
+
+/// `systemd-analyze --SCOPE verify` on contrib/SCOPE's unit (its suitekey path made this
+/// build's) with `drop_in` beside it: what it reported, or `Ok` when it said nothing.
+fn verify_with_drop_in(scope: &str, drop_in: &str) -> Result<(), String> {
+    let bin = env!("CARGO_BIN_EXE_suitekey");
+    let dir = common::temp_dir();
+    let units = dir.path().join("units");
+    std::fs::create_dir_all(units.join("suitekey-agent.service.d")).unwrap();
+    let unit = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("contrib/{scope}/suitekey-agent.service")),
+    )
+    .unwrap()
+    .replace("%h/.cargo/bin/suitekey", bin)
+    .replace("/usr/bin/suitekey", bin);
+    std::fs::write(units.join("suitekey-agent.service"), unit).unwrap();
+    std::fs::write(
+        units.join("suitekey-agent.service.d/rotation.conf"),
+        drop_in.replace("/usr/bin/suitekey", bin),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("run")).unwrap();
+    let out = std::process::Command::new("systemd-analyze")
+        .args([&format!("--{scope}"), "--man=no", "verify"])
+        .arg(units.join("suitekey-agent.service"))
+        .env("XDG_RUNTIME_DIR", dir.path().join("run"))
+        .output()
+        .expect("systemd-analyze (scripts/install-deps.sh installs systemd)");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    match (out.status.success(), said.trim().is_empty()) {
+        (true, true) => Ok(()),
+        _ => Err(said),
+    }
+}
+
+#[test]
+fn the_readme_drop_ins_for_the_agents_rotations_verify_with_the_units() {
+    let blocks = readme_blocks("**systemd**: step 5 writes", 2);
+    for (scope, block) in [("system", &blocks[0]), ("user", &blocks[1])] {
+        let drop_in = format!("{}\n", block.join("\n"));
+        assert!(drop_in.starts_with("[Service]\n"), "{drop_in}");
+        verify_with_drop_in(scope, &drop_in).unwrap_or_else(|e| panic!("{scope}: {e}"));
+    }
+    assert!(
+        blocks[0]
+            .iter()
+            .any(|l| l == "Environment=XDG_STATE_HOME=%S")
+    );
+    // The check can fail: a second ExecStart without the reset is refused.
+    let unreset = blocks[0].join("\n").replace("ExecStart=\n", "");
+    let refused = verify_with_drop_in("system", &unreset).unwrap_err();
+    assert!(refused.contains("more than one ExecStart"), "{refused}");
 }

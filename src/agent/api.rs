@@ -3,7 +3,7 @@
 //! | route | answer |
 //! | --- | --- |
 //! | `GET /v1/profiles/{name}/token` | `{access_token, token_type, expires_at, expires_in}`; 404 unknown profile; 502/503 with the reason (and `Retry-After` when the exchange failed) |
-//! | `GET /v1/profiles` | each profile: name, key URI (no secrets), alg, certificate id and days left, token expiry, status (ok, warning or failed), error, warnings |
+//! | `GET /v1/profiles` | each profile: name, key URI (no secrets), alg, certificate id and days left, token expiry, status (ok, warning or failed), error, warnings, and its `rotation` ([`super::rotations`]: off, scheduled with its due date, blocked, waiting, running with its step, failed with its step, error and next retry; the last rotation) |
 //! | `GET /v1/health` | `{status, profiles, failed, warnings, exchange_failing, problems}` (status: the worst profile's; `exchange_failing` counts profiles whose last exchange failed; `problems` lists the profiles that are not ok, with their reasons) |
 //! | `GET /metrics` | Prometheus text ([`super::metrics`]) |
 //! | another method on these paths | 405 |
@@ -17,7 +17,7 @@
 //! target over 64 KiB is refused by hyper itself, with an empty body): a connection never
 //! buffers more than that.
 
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Instant, SystemTime};
 
 use axum::Router;
@@ -36,6 +36,7 @@ use super::cache::Failure;
 use super::connections::{Activity, Connections, Peer};
 use super::metrics;
 use super::profiles::{ProfileMap, Served, Status};
+use super::rotations::state::Rotations;
 use super::socket::AllowedUids;
 use crate::cert::rfc3339;
 
@@ -63,6 +64,10 @@ pub struct Agent {
     profiles: RwLock<Arc<ProfileMap>>,
     allowed: Arc<AllowedUids>,
     connections: Arc<Connections>,
+    rotations: Rotations,
+    /// Held while the profiles are read from the config and replaced (a reload, or a rotated
+    /// profile taken up), so that neither puts back what the other has just replaced.
+    changing: Mutex<()>,
 }
 
 impl Agent {
@@ -76,7 +81,19 @@ impl Agent {
             profiles: RwLock::new(Arc::new(profiles)),
             allowed,
             connections,
+            rotations: Rotations::default(),
+            changing: Mutex::new(()),
         }
+    }
+
+    /// The rotations of the `rotate-before-days` profiles.
+    pub fn rotations(&self) -> &Rotations {
+        &self.rotations
+    }
+
+    /// Held while the profiles are read from the config and replaced (blocking).
+    pub fn changing_profiles(&self) -> MutexGuard<'_, ()> {
+        self.changing.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The connections' limits and counts (shared with the listener).
@@ -301,12 +318,12 @@ async fn profiles(State(agent): State<Arc<Agent>>) -> Response {
     let list: Vec<Value> = agent
         .profiles()
         .values()
-        .map(|p| profile_view(p, now))
+        .map(|p| profile_view(p, agent.rotations(), now))
         .collect();
     axum::Json(json!({ "profiles": list })).into_response()
 }
 
-fn profile_view(p: &Served, now: SystemTime) -> Value {
+fn profile_view(p: &Served, rotations: &Rotations, now: SystemTime) -> Value {
     let status = p.status(now);
     let expires_at = match p.failure() {
         None => p
@@ -337,6 +354,7 @@ fn profile_view(p: &Served, now: SystemTime) -> Value {
         "error": error,
         "warnings": status.warnings,
         "last_exchange_error": last_exchange_error,
+        "rotation": rotations.view(p, now),
     })
 }
 
@@ -387,6 +405,7 @@ async fn metrics(State(agent): State<Arc<Agent>>) -> Response {
         .values()
         .map(|p| (p.name.as_str(), &*p.metrics, p.certificate_days_left(now)));
     let mut text = metrics::render(rows);
+    agent.rotations().render(&mut text, &profiles);
     let connections = agent.connections();
     metrics::render_connections(&mut text, connections.metrics(), connections.open());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()

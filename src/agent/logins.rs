@@ -110,6 +110,17 @@ impl Logins {
         Ok(credential)
     }
 
+    /// The token `profile` is logged in to and the credential it logged in with, unless the
+    /// token refused it: what a rotation of the profile logs in with, so that no PIN source is
+    /// read (nor prompt shown) again, and a refused PIN is never sent again.
+    pub fn held(&self, profile: &str) -> Option<(TokenId, Arc<Credential>)> {
+        let claims = self.claims.lock().unwrap_or_else(PoisonError::into_inner);
+        claims
+            .iter()
+            .find(|c| c.profiles.iter().any(|p| p == profile) && !c.refused())
+            .map(|c| (c.token.clone(), Arc::clone(&c.credential)))
+    }
+
     /// Whether `profile`'s token refused the PIN it shares (the profile cannot sign again
     /// until the PIN source is fixed and the agent reloaded).
     pub fn refused(&self, profile: &str) -> bool {

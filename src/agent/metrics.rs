@@ -238,6 +238,48 @@ pub fn render<'a>(profiles: impl Iterator<Item = Row<'a>> + Clone) -> String {
     out
 }
 
+/// One profile's rotation line in the report: its name, its rotations that succeeded and
+/// failed, and its certificate's end of validity when the token holds it.
+pub type RotationRow<'a> = (&'a str, (u64, u64), Option<std::time::SystemTime>);
+
+/// The rotation lines of the report: rotations by result, and each certificate's not-after
+/// time in Unix seconds.
+pub fn render_rotations<'a>(out: &mut String, rows: impl Iterator<Item = RotationRow<'a>> + Clone) {
+    const ROTATIONS: &str = "suitekey_agent_rotations_total";
+    header(
+        out,
+        ROTATIONS,
+        "Certificate rotations the agent ran (rotate-before-days), by result.",
+        "counter",
+    );
+    for (name, (ok, failed), _) in rows.clone() {
+        let name = escape(name);
+        let _ = writeln!(out, "{ROTATIONS}{{profile=\"{name}\",result=\"ok\"}} {ok}");
+        let _ = writeln!(
+            out,
+            "{ROTATIONS}{{profile=\"{name}\",result=\"failed\"}} {failed}"
+        );
+    }
+    const NOT_AFTER: &str = "suitekey_agent_certificate_not_after_seconds";
+    header(
+        out,
+        NOT_AFTER,
+        "When the profile's certificate (found on the token by its certificate id) expires, in Unix seconds.",
+        "gauge",
+    );
+    for (name, _, not_after) in rows {
+        let secs = not_after.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+        if let Some(secs) = secs {
+            let _ = writeln!(
+                out,
+                "{NOT_AFTER}{{profile=\"{}\"}} {}",
+                escape(name),
+                secs.as_secs()
+            );
+        }
+    }
+}
+
 fn header(out: &mut String, name: &str, help: &str, kind: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
@@ -279,6 +321,30 @@ mod tests {
             "unknown days are left out"
         );
         assert!(text.contains("# TYPE suitekey_agent_certificate_days_left gauge"));
+    }
+
+    #[test]
+    fn rotations_are_rendered_by_result_with_the_not_after_time() {
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+        let mut text = String::new();
+        render_rotations(
+            &mut text,
+            [("prod", (1, 2), Some(at)), ("dev", (0, 0), None)].into_iter(),
+        );
+        for line in [
+            "# TYPE suitekey_agent_rotations_total counter\n",
+            "suitekey_agent_rotations_total{profile=\"prod\",result=\"ok\"} 1\n",
+            "suitekey_agent_rotations_total{profile=\"prod\",result=\"failed\"} 2\n",
+            "suitekey_agent_rotations_total{profile=\"dev\",result=\"ok\"} 0\n",
+            "# TYPE suitekey_agent_certificate_not_after_seconds gauge\n",
+            "suitekey_agent_certificate_not_after_seconds{profile=\"prod\"} 1800000000\n",
+        ] {
+            assert!(text.contains(line), "{line}: {text}");
+        }
+        assert!(
+            !text.contains("not_after_seconds{profile=\"dev\"}"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! | `api` | the HTTP routes and JSON errors |
 //! | `connections` | how many connections are held (in all, per client process) and for how long |
 //! | [`metrics`] | counters and their Prometheus text |
+//! | [`rotations`] | `rotate-before-days`: each profile's certificate rotated before it expires |
 //! | `client` | what `token` and `exec` use when `SUITEKEY_AUTH_SOCK` is set |
 
 pub(crate) mod api;
@@ -20,6 +21,7 @@ pub(crate) mod connections;
 pub mod logins;
 pub mod metrics;
 pub mod profiles;
+pub mod rotations;
 pub mod signers;
 pub(crate) mod socket;
 
@@ -306,6 +308,7 @@ async fn announce_and_serve(
         Arc::clone(logins),
         signals.hangup,
     );
+    rotations::spawn(Arc::clone(agent), Arc::clone(options), Arc::clone(logins));
     let connections = Arc::clone(agent.connections());
     let listener = socket::PeerChecked::new(
         listener,
@@ -340,8 +343,8 @@ async fn announce_and_serve(
 
 /// On SIGHUP, reads the config again: new profiles are opened, changed ones reopened, removed
 /// ones dropped; unchanged ones keep their session and cached token; the allowed uids are
-/// replaced. A config that cannot be
-/// read leaves everything as it was.
+/// replaced; the certificates are checked for rotation. A config that cannot be read leaves
+/// everything as it was.
 fn spawn_reloader(
     agent: Arc<api::Agent>,
     options: Arc<Options>,
@@ -352,13 +355,15 @@ fn spawn_reloader(
     tokio::spawn(async move {
         while hangup.recv().await.is_some() {
             tracing::info!("SIGHUP: reloading the config");
-            let (agent, options, logins, handle) = (
+            let (reloading, options, logins, handle) = (
                 Arc::clone(&agent),
                 Arc::clone(&options),
                 Arc::clone(&logins),
                 handle.clone(),
             );
             let reloaded = tokio::task::spawn_blocking(move || {
+                let agent = reloading;
+                let _changing = agent.changing_profiles();
                 let config = profiles::load_config(options.config.as_deref())?;
                 let served =
                     profiles::open_all(&config, &agent.profiles(), &options, &logins, &handle);
@@ -369,6 +374,8 @@ fn spawn_reloader(
                 Ok::<_, Error>(())
             })
             .await;
+            // The certificates are checked again (rotate-before-days may have changed).
+            agent.rotations().wake();
             match reloaded {
                 Ok(Ok(())) => tracing::info!("config reloaded"),
                 Ok(Err(e)) => tracing::error!(

@@ -13,7 +13,7 @@ use super::logins::Logins;
 use super::metrics::ProfileMetrics;
 use super::signers::{Opener, SignerHandle};
 use crate::cert::{Certificate, Finding, Severity, StoredWithKey};
-use crate::config::{self, Config, Profile, ProfileOverrides, ProfileTable};
+use crate::config::{self, Config, Profile, ProfileOverrides, ProfileTable, RotateBeforeDays};
 use crate::exchange::TokenClient;
 use crate::jose::Alg;
 use crate::kind::{HasKind, Kind};
@@ -36,6 +36,9 @@ pub struct Options {
     pub drain_timeout: std::time::Duration,
     /// How long a request waits for its signature (a key waiting for a touch).
     pub sign_timeout: std::time::Duration,
+    /// When the certificates of `rotate-before-days` profiles are checked, and how a failed
+    /// rotation is retried.
+    pub rotation: super::rotations::Settings,
 }
 
 /// The profiles being served, by name.
@@ -56,6 +59,8 @@ pub struct Served {
     pub certificate_id: Option<CertificateId>,
     /// The certificate with that id, when the token holds it (for its expiry).
     pub certificate: Option<Certificate>,
+    /// `rotate-before-days`, once the profile resolved: the agent rotates its certificate.
+    pub rotate_before_days: Option<RotateBeforeDays>,
     /// The certificates stored with the key, checked against the certificate id.
     stored: StoredWithKey,
     /// Its token cache, or why it has none.
@@ -74,6 +79,11 @@ pub struct Status {
 }
 
 impl Served {
+    /// The profile's table in the config file, as it was when the profile was opened.
+    pub fn table(&self) -> &ProfileTable {
+        &self.table
+    }
+
     /// Why the profile gives no (new) tokens: it could not be opened, a refused PIN stopped
     /// its signer since, or its key is lost (until it is found again).
     pub fn failure(&self) -> Option<Failure> {
@@ -218,7 +228,7 @@ pub fn open_all(
                 Arc::clone(prev)
             }
             None => {
-                let opened = open_one(name, table, options, logins, runtime);
+                let opened = open_one(name, table, Arc::default(), options, logins, runtime);
                 match fallback(name, table) {
                     Some(prev) if opened.state.is_err() => Arc::clone(prev),
                     _ => Arc::new(opened),
@@ -230,9 +240,25 @@ pub fn open_all(
     served
 }
 
+/// Opens profile `name` anew from `table`, as a reload does for a changed profile, keeping the
+/// counters of `previous` (the same profile, before a rotation switched its key) and logging
+/// in with the credential its token's profiles share (no PIN source is read again while one of
+/// them holds it). Blocking.
+pub fn reopen(
+    name: &str,
+    table: &ProfileTable,
+    previous: &Served,
+    options: &Options,
+    (logins, runtime): (&Arc<Logins>, &tokio::runtime::Handle),
+) -> Served {
+    let metrics = Arc::clone(&previous.metrics);
+    open_one(name, table, metrics, options, logins, runtime)
+}
+
 fn open_one(
     name: &str,
     table: &ProfileTable,
+    metrics: Arc<ProfileMetrics>,
     options: &Options,
     logins: &Arc<Logins>,
     runtime: &tokio::runtime::Handle,
@@ -240,11 +266,12 @@ fn open_one(
     let mut served = Served {
         name: name.to_owned(),
         table: table.clone(),
-        metrics: Arc::default(),
+        metrics,
         key: None,
         alg: None,
         certificate_id: None,
         certificate: None,
+        rotate_before_days: None,
         stored: StoredWithKey::default(),
         state: Err(Failure {
             kind: Kind::Usage,
@@ -281,6 +308,7 @@ fn activate(
 ) -> Result<Active, Failure> {
     served.key = Some(profile.key.redacted());
     served.certificate_id = Some(profile.certificate_id.clone());
+    served.rotate_before_days = profile.rotate_before_days;
     served.alg = profile.alg;
     let context = profile.exchange_context().map_err(|e| failure(&e))?;
     let (logins, name, uri) = (Arc::clone(logins), served.name.clone(), profile.key.clone());

@@ -21,6 +21,10 @@ pub(super) fn run(cli: &Cli, args: &AgentArgs, out: &mut dyn Write) -> Result<()
         open: super::open_signer_with,
         drain_timeout: std::time::Duration::from_secs(args.drain_timeout),
         sign_timeout: std::time::Duration::from_secs(args.sign_timeout),
+        rotation: agent::rotations::Settings {
+            check_interval: std::time::Duration::from_secs(args.rotation_check_interval),
+            retry: std::time::Duration::from_secs(args.rotation_retry),
+        },
     };
     agent::run(options, out)?;
     Ok(())

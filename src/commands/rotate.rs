@@ -35,6 +35,7 @@ pub(super) fn run(cli: &Cli, args: &RotateArgs, out: &mut dyn Write) -> Result<(
         flags,
         options,
         state_dir: None,
+        credential: None,
     };
     let mut progress = Stderr { quiet: cli.quiet };
     let outcome =

@@ -13,7 +13,7 @@ use std::sync::LazyLock;
 
 use clap::Args;
 
-use super::values::{RawArg, Setting, Timeout};
+use super::values::{RawArg, RotateBeforeDays, Setting, Timeout};
 use crate::exchange::CaFile;
 use crate::jose::Alg;
 use crate::netsuite::{
@@ -186,6 +186,10 @@ profile_fields! {
     /// [default: the current certificate's].
     #[arg(long, value_name = "ID", allow_hyphen_values = true)]
     entity: InternalId, optional;
+    /// For the agent: rotate the certificate (as rotate does) once it has this many days or
+    /// fewer left, 1 to 365 [default: never].
+    #[arg(long, value_name = "DAYS")]
+    rotate_before_days: RotateBeforeDays, optional;
 }
 
 /// `--module`: the PKCS#11 module to load when a key URI names none (every command's, and a

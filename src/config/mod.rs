@@ -20,6 +20,7 @@
 //! certificates-url = "https://…"              # optional (rotate): default from the account
 //! role = 3                                    # optional (rotate): default the current certificate's
 //! entity = -5                                 # optional (rotate): default the current certificate's
+//! rotate-before-days = 30                     # optional (agent): rotate when 30 days or fewer are left
 //!
 //! [agent]
 //! allowed-uids = [1001]                       # other users who may use the agent's socket
@@ -56,7 +57,7 @@ pub use file::{MAX_CONFIG_LEN, read_limited};
 pub use resolve::resolve;
 pub use rewrite::{ConfigFile, RewriteError};
 pub use schema::{Config, ProfileTable};
-pub use values::{RawArg, Refusal, Timeout};
+pub use values::{RawArg, Refusal, RotateBeforeDays, Timeout};
 
 #[cfg(test)]
 mod tests;

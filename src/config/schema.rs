@@ -43,7 +43,7 @@ impl ProfileTable {
 
     /// Reads a `[profiles.NAME]` table, refusing unknown keys and values of the wrong type
     /// (a string, but a number of seconds for `timeout`, a number (or numeric string) for
-    /// `role` and `entity`, and a list for `scope`).
+    /// `role`, `entity` and `rotate-before-days`, and a list for `scope`).
     fn from_toml(origin: Origin, table: &toml::Table) -> Result<ProfileTable, ConfigError> {
         let mut values = BTreeMap::new();
         for (key, value) in table {
@@ -56,13 +56,16 @@ impl ProfileTable {
             };
             let text = match (known, value) {
                 (_, toml::Value::String(s)) => s.clone(),
-                ("timeout" | "role" | "entity", toml::Value::Integer(n)) => n.to_string(),
+                ("timeout" | "role" | "entity" | "rotate-before-days", toml::Value::Integer(n)) => {
+                    n.to_string()
+                }
                 ("scope", toml::Value::Array(items)) => scope_list(items)
                     .ok_or_else(|| field_error(&origin, "scope", "expected a list of strings"))?,
                 (_, other) => {
                     let expected = match known {
                         "scope" => "expected a string or a list of strings",
                         "role" | "entity" => "expected a number (an internal id)",
+                        "rotate-before-days" => "expected a number of days",
                         _ => "expected a string",
                     };
                     let reason = format!("{expected}, found {}", other.type_str());

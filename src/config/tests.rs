@@ -216,6 +216,30 @@ fn role_and_entity_are_internal_ids_as_numbers_or_strings() {
 }
 
 #[test]
+fn rotate_before_days_is_a_number_of_days_from_1_to_365() {
+    for (value, days) in [("1", 1), ("30", 30), ("\"365\"", 365)] {
+        let text = in_prod(&format!("rotate-before-days = {value}"));
+        let p = resolve_text(&text, "prod", ProfileOverrides::default()).unwrap();
+        assert_eq!(
+            p.rotate_before_days.map(|d| d.days()),
+            Some(days),
+            "{value}"
+        );
+    }
+    let p = resolve_text(&in_prod(""), "prod", ProfileOverrides::default()).unwrap();
+    assert!(p.rotate_before_days.is_none(), "off unless given");
+    for value in ["0", "366", "-1", "\"soon\"", "30.5"] {
+        let text = in_prod(&format!("rotate-before-days = {value}"));
+        let err = resolve_text(&text, "prod", ProfileOverrides::default()).unwrap_err();
+        assert!(
+            err.contains("field 'rotate-before-days'")
+                && (err.contains("from 1 to 365") || err.contains("expected a number of days")),
+            "{value}: {err}"
+        );
+    }
+}
+
+#[test]
 fn ca_file_is_relative_to_the_config_and_checked_when_resolved() {
     let dir = tempfile::tempdir().unwrap();
     let config_path = dir.path().join("config.toml");
@@ -315,7 +339,7 @@ fn unknown_keys_are_named_with_the_known_ones() {
     let err = Config::parse(&path(), &text).unwrap_err().to_string();
     assert_eq!(
         err,
-        "config '/home/u/.config/suitekey/config.toml', profile 'prod': unknown key 'clientid' (known: key, client-id, certificate-id, account, alg, scope, token-url, module, ca-file, timeout, certificates-url, role, entity)"
+        "config '/home/u/.config/suitekey/config.toml', profile 'prod': unknown key 'clientid' (known: key, client-id, certificate-id, account, alg, scope, token-url, module, ca-file, timeout, certificates-url, role, entity, rotate-before-days)"
     );
     let err = Config::parse(&path(), "[prod]\nkey = \"x\"\n")
         .unwrap_err()

@@ -152,6 +152,35 @@ impl FromStr for Timeout {
     }
 }
 
+/// `rotate-before-days`: the agent rotates the profile's certificate once it has this many days
+/// or fewer left (1 to 365).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RotateBeforeDays(u16);
+
+impl RotateBeforeDays {
+    /// The most days: a certificate lives two years at most, so a year ahead is plenty.
+    pub const MAX: u16 = 365;
+
+    /// The number of days.
+    pub fn days(self) -> u16 {
+        self.0
+    }
+}
+
+impl FromStr for RotateBeforeDays {
+    type Err = Refusal;
+
+    fn from_str(s: &str) -> Result<Self, Refusal> {
+        match s.trim().parse::<u16>() {
+            Ok(days @ 1..=RotateBeforeDays::MAX) => Ok(RotateBeforeDays(days)),
+            _ => Err(Refusal(format!(
+                "rotate-before-days '{s}' is not a whole number of days from 1 to {}: the agent rotates the certificate once it has that many days or fewer left",
+                RotateBeforeDays::MAX
+            ))),
+        }
+    }
+}
+
 /// Why a key URI is refused.
 #[derive(Debug, thiserror::Error)]
 enum KeyUriError {

@@ -13,6 +13,7 @@
 //! | `POST /services/rest/auth/oauth2/v1/clients/<client-id>/certificates/<id>/revoke` | revoke |
 //! | `GET /_emulator/stats` | [`state::Stats`] as JSON, for tests |
 //! | `GET /_emulator/certificates` | every certificate and the certificate API's calls, for tests |
+//! | `GET /_emulator/token` | the `Bearer` token sent: its client, certificate, scopes and expiry (401 if not issued or expired), for tests |
 //! | anything else | 404 |
 //!
 //! | module | owns |
@@ -71,6 +72,9 @@ pub const CATALOG_PATH: &str = "/services/rest/record/v1/metadata-catalog";
 pub const STATS_PATH: &str = "/_emulator/stats";
 /// The account's certificates and the certificate API's calls, for tests.
 pub const CERTIFICATES_STATE_PATH: &str = "/_emulator/certificates";
+/// What the emulator knows of the bearer token sent (whom and with which certificate it issued
+/// it), for tests.
+pub const TOKEN_STATE_PATH: &str = "/_emulator/token";
 /// Largest request body accepted; a token request is about 1 KiB (1.5 KiB with an RSA-4096
 /// signature), so a body this size is no token request and is refused before it is parsed.
 pub const MAX_BODY: usize = 16 * 1024;
@@ -265,6 +269,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route(CATALOG_PATH, get(catalog::catalog))
         .route(STATS_PATH, get(inspect::stats))
         .route(CERTIFICATES_STATE_PATH, get(inspect::certificates))
+        .route(TOKEN_STATE_PATH, get(inspect::token))
         .merge(certificates::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(shared)

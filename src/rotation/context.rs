@@ -28,7 +28,8 @@ pub(super) struct Context {
     token_url: TokenUrl,
     /// The profile's scopes and `rest_webservices`, which the certificates API needs.
     scopes: Scopes,
-    /// The credential the first key opened logged in with, for every other key.
+    /// The credential given, else the one the first key opened logged in with, for every
+    /// other key.
     credential: Option<Arc<Credential>>,
     old: Option<(KeySigner, Option<AccessToken>)>,
     new: Option<(KeySigner, Option<AccessToken>)>,
@@ -44,8 +45,12 @@ pub(super) enum Which {
 }
 
 impl Context {
-    /// Connections for `profile`: its token URL, its certificates API, its timeouts and trust.
-    pub(super) fn new(profile: Profile) -> Result<Context, StepError> {
+    /// Connections for `profile`: its token URL, its certificates API, its timeouts and trust;
+    /// every key is opened with `credential` when given (see [`super::Request::credential`]).
+    pub(super) fn new(
+        profile: Profile,
+        credential: Option<Arc<Credential>>,
+    ) -> Result<Context, StepError> {
         let token_url = profile.endpoint()?;
         let options = profile.client_options(&token_url);
         let api = CertificatesClient::new(
@@ -64,7 +69,7 @@ impl Context {
             token_url,
             runtime,
             profile,
-            credential: None,
+            credential,
             old: None,
             new: None,
         })

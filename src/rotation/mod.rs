@@ -42,6 +42,7 @@ mod step;
 mod switch;
 
 use std::path::Path;
+use std::sync::Arc;
 
 pub use error::{JournalError, RotationError, StepError};
 pub use journal::{Done, JOURNAL_VERSION, Journal, JournalStore, LastError};
@@ -54,9 +55,9 @@ pub use step::Step;
 use crate::config::ProfileOverrides;
 use crate::jose::Alg;
 use crate::netsuite::{CertificateId, ValidityDays};
+use crate::pkcs11::Credential;
 
 /// What to rotate, and how.
-#[derive(Debug)]
 pub struct Request<'a> {
     /// The config file holding the profile.
     pub config: &'a Path,
@@ -70,6 +71,24 @@ pub struct Request<'a> {
     pub options: Options,
     /// Where journals are kept; `None` for [`JournalStore::default_dir`].
     pub state_dir: Option<&'a Path>,
+    /// The credential to log in to the profile's token with, when the caller holds one (the
+    /// agent: its PIN may have come from a prompt at start, and a PIN source is never read,
+    /// nor a PIN tried, twice); `None` reads it from the key URI's PIN source, the
+    /// environment or a prompt, once per run.
+    pub credential: Option<Arc<Credential>>,
+}
+
+impl std::fmt::Debug for Request<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("config", &self.config)
+            .field("profile", &self.profile)
+            .field("flags", &self.flags)
+            .field("options", &self.options)
+            .field("state_dir", &self.state_dir)
+            .field("credential", &self.credential.as_ref().map(|_| "<held>"))
+            .finish()
+    }
 }
 
 /// The choices about the new key and the old one. Left out, each follows the current key
@@ -120,6 +139,14 @@ pub trait Progress {
     fn done(&mut self, step: Step, what: &str);
     /// Something worth telling on the way (a wait, a step an earlier run finished).
     fn note(&mut self, text: &str);
+    /// Step 6 is about to revoke the old certificate, and the profile names the new key and
+    /// certificate (step 5 is done, in this run or an earlier one): whoever still signs with
+    /// the old key (the agent) takes up the new one now, since the old stops working. An
+    /// error stops the rotation before the revoke, as a failure of step 6 (it continues from
+    /// there when run again).
+    fn before_revoke(&mut self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// A [`Progress`] that tells nothing.

@@ -33,7 +33,7 @@ pub fn rotate(request: Request<'_>, progress: &mut dyn Progress) -> Result<Outco
         .load(name)
         .map_err(|e| before(e.into()))?
         .filter(|j| !j.complete);
-    let ctx = Context::new(profile).map_err(before)?;
+    let ctx = Context::new(profile, request.credential.clone()).map_err(before)?;
     let options = &request.options;
     let mut run = Run {
         name,
@@ -69,7 +69,7 @@ fn dry_run(request: Request<'_>, progress: &mut dyn Progress) -> Result<Outcome,
     }
     let file = ConfigFile::read(request.config).map_err(|e| before(e.into()))?;
     let profile = resolve(&file, name, request.flags).map_err(before)?;
-    let mut ctx = Context::new(profile).map_err(before)?;
+    let mut ctx = Context::new(profile, request.credential.clone()).map_err(before)?;
     let step = Step::Preflight;
     progress.step(step);
     let (plan, summary) = preflight::preflight(&mut ctx, &request.options, SystemTime::now())
@@ -209,7 +209,10 @@ impl Run<'_> {
             Step::Upload => mapping::upload(&mut self.ctx, journal),
             Step::Prove => mapping::prove(&mut self.ctx, journal, self.progress),
             Step::Switch => switch::switch(&self.file, self.name, journal),
-            Step::Revoke => mapping::revoke(&mut self.ctx, journal),
+            Step::Revoke => {
+                self.progress.before_revoke().map_err(StepError::token)?;
+                mapping::revoke(&mut self.ctx, journal)
+            }
             Step::OldKey => old_key::retire(&mut self.ctx, journal),
         }
     }
