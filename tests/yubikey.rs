@@ -965,3 +965,67 @@ fn the_card_wants_its_pin_again_once_a_command_has_ended() {
         "the PIN is still verified after OpenSC with reset"
     );
 }
+
+/// `rotate` on a profile whose key is on the card, through either module: the card makes keys
+/// only with its management key, which `rotate` does not take (OpenSC makes none at all), so
+/// step 1 stops, exit non-zero, saying why and what to do; nothing changes: the config file,
+/// the journal (none), the emulator's certificates and its certificate API calls.
+#[test]
+fn rotate_on_a_piv_card_stops_at_step_1_saying_why_and_changes_nothing() {
+    if !card_can_run("rotate_on_a_piv_card_stops_at_step_1_saying_why_and_changes_nothing") {
+        return;
+    }
+    let card = Card::start();
+    let cert = card.provision("9a", "ECCP256");
+    let spec = registration(&cert) + common::profile::MANAGE_CERTIFICATES;
+    let emulator = Emulator::start(&["--register", &spec]);
+    for (module, why) in [
+        (&card.ykcs11, "management key"),
+        (&card.opensc, "cannot make keys"),
+    ] {
+        let what = module.display().to_string();
+        let dir = common::temp_dir();
+        let profile = Profile::new(card.uri(module, 1), expected_certificate_id(&cert))
+            .token_url(&emulator.token_url());
+        let config = write_config(&dir.path().join("config.toml"), &[("prod", &profile)]);
+        // Step 1 reads the list (a read, not a change): certificates and changing calls compared.
+        let changes = || {
+            let seen = emulator.certificates();
+            let calls = (
+                seen["calls"]["upload"].clone(),
+                seen["calls"]["revoke"].clone(),
+            );
+            (
+                std::fs::read(&config).unwrap(),
+                seen["certificates"].clone(),
+                calls,
+            )
+        };
+        let before = changes();
+        let state = dir.path().join("state");
+        let (code, stdout, stderr) = run(
+            &card,
+            &[
+                "--config",
+                config.to_str().unwrap(),
+                "--profile",
+                "prod",
+                "rotate",
+            ],
+            &[("XDG_STATE_HOME", state.to_str().unwrap())],
+        );
+        assert_ne!(code, 0, "{what}: {stderr}");
+        assert!(stdout.is_empty(), "{what}: {stdout}");
+        assert!(
+            stderr.contains("step 1")
+                && stderr.contains(why)
+                && stderr.contains("nothing was changed"),
+            "{what}: {stderr}"
+        );
+        assert_eq!(changes(), before, "{what}: something changed");
+        assert!(
+            !state.join("suitekey/rotate/prod.json").exists(),
+            "{what}: a journal"
+        );
+    }
+}
