@@ -379,9 +379,21 @@ fn split_offset(rest: &str) -> Option<(&str, i64)> {
         Some(at) if at > 0 => {
             let (clock, zone) = rest.split_at(at);
             let sign = if zone.starts_with('-') { -1 } else { 1 };
-            let mut hm = zone[1..].split(':').map(str::parse::<i64>);
-            let hours = hm.next()?.ok()?;
-            let minutes = hm.next().transpose().ok()?.unwrap_or(0);
+            // Two-digit hours (under 24) and minutes (under 60), so that a hostile offset
+            // cannot overflow the arithmetic below.
+            let two_digits = |s: &str, below: i64| {
+                let n = s.parse::<i64>().ok()?;
+                (s.len() == 2 && (0..below).contains(&n)).then_some(n)
+            };
+            let mut hm = zone[1..].split(':');
+            let hours = two_digits(hm.next()?, 24)?;
+            let minutes = match hm.next() {
+                Some(m) => two_digits(m, 60)?,
+                None => 0,
+            };
+            if hm.next().is_some() {
+                return None;
+            }
             Some((clock, sign * (hours * 3600 + minutes * 60)))
         }
         _ => Some((rest, 0)),

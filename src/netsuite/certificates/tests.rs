@@ -115,6 +115,13 @@ fn times_are_read_in_every_form_seen_and_odd_ones_left_unknown() {
         "2027-13-01",
         "31.01.2027",
         "2027-01-31T25:00:00Z",
+        // Offsets that are not a time zone, and a hostile one that would overflow.
+        "2027-01-31T00:00:00+9999999999999999",
+        "2027-01-31T00:00:00-99999999999999:00",
+        "2027-01-31T00:00:00+24:00",
+        "2027-01-31T00:00:00+02:60",
+        "2027-01-31T00:00:00+2:00",
+        "2027-01-31T00:00:00+02:00:00",
     ] {
         assert_eq!(timestamp(&Value::from(odd)), None, "{odd}");
     }
@@ -219,4 +226,33 @@ fn the_api_paths_carry_the_client_and_certificate_ids() {
         revoke_path(&client, &id),
         format!("/services/rest/auth/oauth2/v1/clients/abc123/certificates/{ID_A}/revoke")
     );
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The certificate API's answers come from the network: no body makes the readers panic.
+        #[test]
+        fn reading_any_answer_never_panics(body in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = parse_list(&body);
+            let _ = parse_upload_answer(&body);
+            let _ = ApiErrorBody::parse(&body);
+        }
+
+        /// List entries with odd field values (dates with any offset, ids of any shape) are
+        /// read or refused, never a panic.
+        #[test]
+        fn odd_list_entries_never_panic(
+            until in "[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{2}:[0-9]{2}:[0-9]{2})?([+-][0-9]{1,20}(:[0-9]{1,20})?|Z)?",
+            role in "-?[0-9]{1,25}",
+            revoked in "(true|false|\"T\"|\"F\"|null|[0-9]{1,3})",
+        ) {
+            let body = format!(
+                r#"[{{"certificate_id":"{ID_A}","valid_until":"{until}","role":{{"id":"{role}"}},"entity":{{"id":{role}}},"revoked":{revoked}}}]"#
+            );
+            let _ = parse_list(body.as_bytes());
+        }
+    }
 }
