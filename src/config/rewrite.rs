@@ -5,7 +5,7 @@
 //! changed on disk since it was read.
 
 use std::io::Write as _;
-use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use sha2::Digest as _;
@@ -59,6 +59,19 @@ pub enum RewriteError {
         /// What did not read back.
         reason: String,
     },
+    /// The new file could not be given the old one's owner and group.
+    #[error("cannot keep the owner and group ({uid}:{gid}) of config '{}': {source}; it was left as it was (rewrite it as its owner, or as root)", .path.display())]
+    Owner {
+        /// The file.
+        path: PathBuf,
+        /// Its owner.
+        uid: u32,
+        /// Its group.
+        gid: u32,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
     /// Writing the new file or renaming it over the old one failed.
     #[error("cannot write config '{}': {source}; it was left as it was (check that its directory is writable)", .path.display())]
     Write {
@@ -78,7 +91,7 @@ impl HasKind for RewriteError {
     /// the user's input.
     fn kind(&self) -> Kind {
         match self {
-            RewriteError::Write { .. } => Kind::Output,
+            RewriteError::Write { .. } | RewriteError::Owner { .. } => Kind::Output,
             RewriteError::Read(e) => e.kind(),
             _ => Kind::Usage,
         }
@@ -193,38 +206,78 @@ impl ConfigFile {
     }
 
     /// Replaces the file with `text` if it still holds the text read: written to a temporary
-    /// file in the same directory (same mode, flushed to disk), then renamed over it.
+    /// file in the same directory (same mode, owner and group, flushed to disk), then renamed
+    /// over it, all under an exclusive lock of the file so that two suitekey processes (the
+    /// agent and `rotate`, or two rotations of different profiles) never both pass the check
+    /// and one undo the other's change.
     fn replace(&self, text: &str) -> Result<(), RewriteError> {
         let write_err = |source| RewriteError::Write {
             path: self.path.clone(),
             source,
         };
         let dir = self.real.parent().unwrap_or(Path::new("."));
-        let mode = std::fs::metadata(&self.real)
-            .map_err(write_err)?
-            .permissions()
-            .mode();
+        let old = self.lock_current()?;
+        let meta = old.metadata().map_err(write_err)?;
         let mut new = tempfile::Builder::new()
             .prefix(".suitekey-config-")
             .tempfile_in(dir)
             .map_err(write_err)?;
         new.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(mode & 0o7777))
+            .set_permissions(std::fs::Permissions::from_mode(meta.mode() & 0o7777))
             .map_err(write_err)?;
+        keep_owner(new.as_file(), &meta).map_err(|source| RewriteError::Owner {
+            path: self.path.clone(),
+            uid: meta.uid(),
+            gid: meta.gid(),
+            source,
+        })?;
         new.write_all(text.as_bytes()).map_err(write_err)?;
         new.as_file().sync_all().map_err(write_err)?;
-        // The last look before the rename: a change made since the read is never undone.
-        let now = std::fs::read(&self.real).map_err(write_err)?;
-        if <[u8; 32]>::from(sha2::Sha256::digest(&now)) != self.digest {
-            return Err(RewriteError::Changed(self.path.clone()));
-        }
         new.persist(&self.real).map_err(|e| write_err(e.error))?;
+        drop(old);
         // The rename itself reaches the disk with the directory.
         if let Ok(dir) = std::fs::File::open(dir) {
             let _ = dir.sync_all();
         }
         Ok(())
     }
+}
+
+impl ConfigFile {
+    /// Opens the file at its path, locks it exclusively (waiting for another suitekey process
+    /// rewriting it) and checks, under the lock, that it is still the file read: same inode at
+    /// the path and the same text. The lock lasts as long as the returned file is open.
+    fn lock_current(&self) -> Result<std::fs::File, RewriteError> {
+        let write_err = |source| RewriteError::Write {
+            path: self.path.clone(),
+            source,
+        };
+        let file = std::fs::File::open(&self.real).map_err(write_err)?;
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| write_err(e.into()))?;
+        // Renamed over while this process waited: the path holds another file now.
+        let locked = file.metadata().map_err(write_err)?;
+        let at_path = std::fs::metadata(&self.real).map_err(write_err)?;
+        if (locked.dev(), locked.ino()) != (at_path.dev(), at_path.ino()) {
+            return Err(RewriteError::Changed(self.path.clone()));
+        }
+        // The last look before the rename: a change made since the read is never undone.
+        let now = std::fs::read(&self.real).map_err(write_err)?;
+        if <[u8; 32]>::from(sha2::Sha256::digest(&now)) != self.digest {
+            return Err(RewriteError::Changed(self.path.clone()));
+        }
+        Ok(file)
+    }
+}
+
+/// Gives `file` the owner and group of the file it replaces, where they differ from what it
+/// got (root rewriting a file of another user; a file of a group of yours).
+fn keep_owner(file: &std::fs::File, old: &std::fs::Metadata) -> std::io::Result<()> {
+    let made = file.metadata()?;
+    if (made.uid(), made.gid()) == (old.uid(), old.gid()) {
+        return Ok(());
+    }
+    std::os::unix::fs::fchown(file, Some(old.uid()), Some(old.gid()))
 }
 
 #[cfg(test)]
@@ -301,6 +354,48 @@ account = "1234567"
         assert_eq!(err.kind(), Kind::Usage);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), edited);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_file_replaced_while_waiting_for_the_lock_is_not_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = file_with(dir.path(), TEXT, 0o600);
+        let file = ConfigFile::read(&path).unwrap();
+        // Another suitekey process holds the file's lock while it replaces the file.
+        let held = std::fs::File::open(&path).unwrap();
+        rustix::fs::flock(&held, rustix::fs::FlockOperation::LockExclusive).unwrap();
+        let waiting = std::thread::spawn(move || {
+            file.set_profile_values("prod", &[("certificate-id", "NEW-id")])
+        });
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let theirs = TEXT.replace("DEV-id", "DEV-2-id");
+        std::fs::write(dir.path().join("theirs"), &theirs).unwrap();
+        std::fs::rename(dir.path().join("theirs"), &path).unwrap();
+        drop(held);
+        // Whether it waited on the old file or opened the new one, the change is kept.
+        let err = waiting.join().unwrap().unwrap_err();
+        assert!(matches!(err, RewriteError::Changed(_)), "{err}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), theirs);
+    }
+
+    #[test]
+    fn the_owner_and_group_are_kept() {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("not root: a file of another owner cannot be made here; not run");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = file_with(dir.path(), TEXT, 0o640);
+        std::os::unix::fs::chown(&path, Some(4321), Some(8765)).unwrap();
+        let file = ConfigFile::read(&path).unwrap();
+        file.set_profile_values("prod", &[("certificate-id", "NEW-id")])
+            .unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(
+            (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+            (4321, 8765, 0o640)
+        );
+        assert!(std::fs::read_to_string(&path).unwrap().contains("NEW-id"));
     }
 
     #[test]
