@@ -1507,7 +1507,7 @@ fn the_readme_agent_curl_examples_send_the_token_and_keep_it_out_of_every_argv()
     let agent = s.agent_for(&emu);
     let config = s.dir.path().join("config.toml");
     for prefix in [
-        "suitekey --profile prod token --format curl-config |",
+        "suitekey --profile prod token --format curl-config | curl -K - https://…",
         "suitekey --profile prod exec -- sh -c",
     ] {
         let line = readme_line(prefix).replace("https://…", &format!("{}{CATALOG}", emu.base));
