@@ -726,11 +726,10 @@ fn a_rotation_by_hand_waits_until_the_agent_serves_the_new_certificate_before_re
     let started = Instant::now();
     let mut child = rotate_by_hand(&s, &config, "prod", &agent.socket);
     // Each line of rotate's progress, with when it came.
-    let lines: Vec<(Instant, String)> =
-        std::io::BufReader::new(child.stderr.take().unwrap())
-            .lines()
-            .map(|l| (Instant::now(), l.unwrap()))
-            .collect();
+    let lines: Vec<(Instant, String)> = std::io::BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .map(|l| (Instant::now(), l.unwrap()))
+        .collect();
     let mut stdout = String::new();
     child
         .stdout
@@ -779,7 +778,10 @@ fn a_rotation_by_hand_waits_until_the_agent_serves_the_new_certificate_before_re
         let issued = issued(&s.emu, token).expect("a token the emulator issued, not expired");
         let certificate = issued["certificate_id"].as_str().unwrap();
         if *at > revoked_at {
-            assert_eq!(certificate, new, "a token of the old certificate after the revoke");
+            assert_eq!(
+                certificate, new,
+                "a token of the old certificate after the revoke"
+            );
             after += 1;
         } else {
             assert!(certificate == old || certificate == new, "{issued}");
@@ -810,7 +812,12 @@ fn the_agent_reloads_its_config_file_when_it_changes_keeping_unchanged_profiles(
     text.push_str(&format!("\n{}", added.section("added")));
     std::fs::write(&config, &text).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
-    let listed = |agent: &Agent| agent.json("/v1/profiles")["profiles"].as_array().unwrap().len();
+    let listed = |agent: &Agent| {
+        agent.json("/v1/profiles")["profiles"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
     while listed(&agent) < 2 {
         assert!(Instant::now() < deadline, "{}", agent.stderr());
         std::thread::sleep(Duration::from_millis(50));
@@ -819,7 +826,9 @@ fn the_agent_reloads_its_config_file_when_it_changes_keeping_unchanged_profiles(
     assert_eq!(entry["status"], "ok", "{entry:#}");
     assert_eq!(entry["certificate_id"], s.profiles[0].2.as_str());
     assert!(
-        agent.stderr().contains("the config file changed: reloading it"),
+        agent
+            .stderr()
+            .contains("the config file changed: reloading it"),
         "{}",
         agent.stderr()
     );
@@ -828,7 +837,10 @@ fn the_agent_reloads_its_config_file_when_it_changes_keeping_unchanged_profiles(
         let json: Value = serde_json::from_str(body).unwrap();
         json["access_token"].as_str().unwrap().to_owned()
     };
-    assert_eq!(access(&agent.get("/v1/profiles/prod/token").1), access(&first));
+    assert_eq!(
+        access(&agent.get("/v1/profiles/prod/token").1),
+        access(&first)
+    );
     assert_eq!(s.emu.stats()["token_requests"], requests);
     assert_eq!(agent.get("/v1/profiles/added/token").0, 200);
 }

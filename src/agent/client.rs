@@ -125,7 +125,10 @@ pub async fn fetch_profiles(socket: &Path) -> Result<serde_json::Value, ClientEr
 
 /// The certificate id the agent at `socket` serves `profile` with, once its peer is trusted;
 /// `None` when it serves no profile of that name (or names no certificate for it).
-pub async fn served_certificate(socket: &Path, profile: &str) -> Result<Option<String>, ClientError> {
+pub async fn served_certificate(
+    socket: &Path,
+    profile: &str,
+) -> Result<Option<String>, ClientError> {
     let profiles = fetch_profiles(socket).await?;
     let entry = profiles["profiles"]
         .as_array()

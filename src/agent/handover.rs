@@ -5,7 +5,7 @@
 //! signing with a revoked certificate.
 //!
 //! The agent is the one `SUITEKEY_AUTH_SOCK` names, else the one on the default socket if
-//! that exists; it is asked through [`super::client`], which checks who answers before
+//! that exists; it is asked through the agent client (`client`), which checks who answers before
 //! reading anything. No agent there, or an agent that does not serve the profile with the old
 //! certificate: nothing to wait for.
 
@@ -99,9 +99,6 @@ pub fn wait_for_agent(
 fn not_asked(e: &ClientError) -> String {
     format!(
         "not waiting for an agent: {}",
-        crate::report::chain(e)
-            .lines()
-            .next()
-            .unwrap_or_default()
+        crate::report::chain(e).lines().next().unwrap_or_default()
     )
 }

@@ -16,10 +16,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use super::Error;
 use super::api::Agent;
 use super::logins::Logins;
 use super::profiles::{self, Options, ProfileMap};
-use super::Error;
 use crate::config::Config;
 
 /// How often the config file is looked at.
@@ -49,7 +49,8 @@ struct Reloader {
     seen: Arc<Mutex<Option<Stamp>>>,
 }
 
-/// What tells that a file changed: where it is (device, inode), its size and its times.
+/// What tells that a file changed: where it is (device, inode), its size and its times. The
+/// content is not read for this: it may hold a `pin-value`, and every look would copy it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stamp([i64; 8]);
 
@@ -210,4 +211,29 @@ async fn join_all<T: Send + 'static>(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rewrite_in_place_or_by_rename_changes_the_stamp_and_a_look_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        assert_eq!(Stamp::of(&path), None, "no file, no stamp");
+        std::fs::write(&path, "a = 1\n").unwrap();
+        let first = Stamp::of(&path).unwrap();
+        let _ = std::fs::read(&path).unwrap();
+        assert_eq!(Stamp::of(&path), Some(first), "reading it changes nothing");
+        // Written in place (the inode stays; the size and times change).
+        std::fs::write(&path, "a = 22\n").unwrap();
+        let second = Stamp::of(&path).unwrap();
+        assert_ne!(second, first);
+        // Replaced by a rename, as `suitekey rotate` rewrites it (another inode).
+        let next = dir.path().join("config.toml.new");
+        std::fs::write(&next, "a = 22\n").unwrap();
+        std::fs::rename(&next, &path).unwrap();
+        assert_ne!(Stamp::of(&path).unwrap(), second);
+    }
 }

@@ -4,8 +4,8 @@
 
 use std::io::Write;
 
-use crate::cli::{Cli, RotateArgs};
 use crate::agent::handover;
+use crate::cli::{Cli, RotateArgs};
 use crate::config::Config;
 use crate::error::Error;
 use crate::rotation::{self, Journal, JournalStore, Options, Outcome, Progress, Request, Step};

@@ -106,7 +106,10 @@ pub(super) fn overrides(agency: &Agency) -> ProfileOverrides {
 fn stopped(e: &RotationError) -> String {
     let cause = chain(&*e.source);
     match e.step {
-        Some(step) => format!("rotating profile '{}' stopped at {step}: {cause}", e.profile),
+        Some(step) => format!(
+            "rotating profile '{}' stopped at {step}: {cause}",
+            e.profile
+        ),
         None => format!("rotating profile '{}': {cause}", e.profile),
     }
 }
@@ -233,7 +236,9 @@ impl NewMapping {
         let not_revoked = "so the old certificate is not revoked";
         let journal = crate::rotation::status(None, name)
             .map_err(|e| format!("{}; {not_revoked}", chain(&e)))?
-            .ok_or_else(|| format!("the journal of profile '{name}''s rotation is gone, {not_revoked}"))?;
+            .ok_or_else(|| {
+                format!("the journal of profile '{name}''s rotation is gone, {not_revoked}")
+            })?;
         let certificate_id = journal.plan.new_certificate_id.ok_or_else(|| {
             format!("the journal of profile '{name}''s rotation holds no new certificate id, {not_revoked}")
         })?;

@@ -93,7 +93,12 @@ fn next(agency: &Agency, profiles: &ProfileMap, served: &Served, now: SystemTime
     let switched = journal
         .as_ref()
         .filter(|j| !j.complete && j.is_done(Step::Switch))
-        .and_then(|j| Some((j.plan.new_certificate_id.clone()?, j.plan.new_key.redacted())));
+        .and_then(|j| {
+            Some((
+                j.plan.new_certificate_id.clone()?,
+                j.plan.new_key.redacted(),
+            ))
+        });
     let last = journal.filter(|j| j.complete).and_then(|j| {
         let id = j.plan.new_certificate_id?;
         Some((j.updated, id.to_string()))
@@ -137,7 +142,7 @@ fn block(rotations: &Rotations, name: &str, reason: String) -> Next {
 
 /// The token and credential a rotation of `served` logs in with, or why it cannot run now:
 /// the profile gives no tokens, another profile uses its certificate (the revoke would break
-/// that one), the config file's profile is not the one served (edited without a reload), or
+/// that one), the config file's profile is not the one served (its new settings gave no token), or
 /// the agent holds no login for its token.
 ///
 /// A rotation `switched` past step 5 (to this certificate id and key) has the file name its
@@ -175,7 +180,7 @@ fn ready(
     };
     if table != served.table() && !switched.is_some_and(names_new) {
         return Err(format!(
-            "profile '{name}' in '{}' was changed since the agent loaded it; reload the agent (SIGHUP) so that it serves what will be rotated",
+            "profile '{name}' in '{}' is not the one the agent serves (the agent reloads a changed file within seconds, but keeps a changed profile on its old settings while the new ones give no token: its log says why); fix the profile, then save the file again or reload the agent (SIGHUP), so that it serves what will be rotated",
             config.path().display()
         ));
     }
