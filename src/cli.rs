@@ -88,7 +88,8 @@ pub enum Command {
     /// (prints its base URL on stdout, its token URL on stderr).
     Emulate(EmulateArgs),
     /// Hold every profile's token session, cache access tokens and serve them on a Unix socket
-    /// (foreground; prints the socket path; SIGHUP reloads the config).
+    /// (foreground; prints the socket path; SIGHUP, or a change of the config file, reloads the
+    /// config).
     Agent(AgentArgs),
     /// Replace the profile's key and certificate: a new key in the same token, uploaded through
     /// NetSuite's certificate API, proven, the profile switched, the old certificate revoked

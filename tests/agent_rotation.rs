@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::{Read as _, Write as _};
 use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::net::UnixStream;
@@ -79,12 +79,17 @@ impl Setup {
 
     /// Writes the config file: each profile with `extra` lines; returns its path.
     fn config(&self, extra: &str) -> PathBuf {
+        self.config_at(extra, &self.emu.token_url())
+    }
+
+    /// Like [`Setup::config`], with the token endpoint (and so the certificate API) at `url`.
+    fn config_at(&self, extra: &str, url: &str) -> PathBuf {
         let profiles: Vec<(String, Profile)> = self
             .profiles
             .iter()
             .map(|(name, label, kid)| {
                 let profile = Profile::new(self.uri(label), kid)
-                    .token_url(&self.emu.token_url())
+                    .token_url(url)
                     .with(extra);
                 (name.clone(), profile)
             })
@@ -211,12 +216,49 @@ fn issued(emu: &Emulator, token: &str) -> Option<Value> {
     (answer.status == 200).then(|| answer.json())
 }
 
-/// What the clients saw: requests answered 200, the failures, and every distinct token.
+/// What the clients saw: requests answered 200, the failures, and every distinct token with
+/// the last time a client got it.
 #[derive(Default)]
 struct Seen {
     served: u64,
     failures: Vec<String>,
     tokens: HashSet<String>,
+    last_got: HashMap<String, Instant>,
+}
+
+impl Seen {
+    /// Adds what another client saw.
+    fn add(&mut self, other: Seen) {
+        self.served += other.served;
+        self.failures.extend(other.failures);
+        self.tokens.extend(other.tokens);
+        for (token, at) in other.last_got {
+            let last = self.last_got.entry(token).or_insert(at);
+            *last = (*last).max(at);
+        }
+    }
+
+    /// Stops `threads` (by `stop`) and adds up what they saw.
+    fn collect(stop: &AtomicBool, threads: Vec<std::thread::JoinHandle<Seen>>) -> Seen {
+        stop.store(true, Ordering::Relaxed);
+        let mut seen = Seen::default();
+        for thread in threads {
+            seen.add(thread.join().expect("client thread"));
+        }
+        seen
+    }
+
+    /// Panics with the first failure, if a request failed.
+    fn assert_no_failure(&self, agent: &Agent) {
+        assert!(
+            self.failures.is_empty(),
+            "{} of {} failed, e.g. {:?}\n{}",
+            self.failures.len(),
+            self.served + self.failures.len() as u64,
+            self.failures.first(),
+            agent.stderr()
+        );
+    }
 }
 
 /// `n` clients asking for `profile`'s token in a loop until `stop`.
@@ -240,6 +282,7 @@ fn clients(
                                 Some(token) => {
                                     seen.served += 1;
                                     seen.tokens.insert(token.to_owned());
+                                    seen.last_got.insert(token.to_owned(), Instant::now());
                                 }
                                 None => seen.failures.push(format!("200 without a token: {body}")),
                             }
@@ -536,4 +579,268 @@ fn two_due_profiles_of_one_token_are_rotated_one_after_the_other() {
         "the rotations overlap: a {a_span:?}, b {b_span:?}\n{log}"
     );
     assert_eq!(log.matches("begins").count(), 2, "one rotation each: {log}");
+}
+
+/// The journal's new certificate id, once step 2 recorded it.
+fn journal_new_id(s: &Setup, name: &str) -> String {
+    let path = s.state.join(format!("suitekey/rotate/{name}.json"));
+    let journal: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    journal["plan"]["new_certificate_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no new certificate id in {journal:#}"))
+        .to_owned()
+}
+
+/// Whether `entry`'s rotation has failed at step `step` with an error containing `text`.
+fn failed_at(entry: &Value, step: u64, text: &str) -> bool {
+    let rotation = &entry["rotation"];
+    rotation["state"] == "failed"
+        && rotation["step"] == step
+        && rotation["error"].as_str().is_some_and(|e| e.contains(text))
+}
+
+/// Whether the emulator has revoked certificate `id`.
+fn revoked(s: &Setup, id: &str) -> bool {
+    s.certificates()
+        .iter()
+        .any(|c| c["certificate_id"] == id && c["revoked"].is_string())
+}
+
+#[test]
+fn a_failed_take_up_after_the_switch_is_retried_and_the_old_certificate_revoked_only_after_it() {
+    use common::fault_proxy::{FaultProxy, Mode};
+    // The token endpoint and certificate API through a proxy that can refuse the new key's
+    // assertions; the first upload fails, so that the new certificate id is known (from the
+    // journal) before step 4 proves it.
+    let proxy = FaultProxy::http();
+    let url = proxy.token_url();
+    let s = Setup::new(
+        &[("prod", "p256", 20)],
+        &["--accept-aud", &url, "--fail-certificates", "upload:500:1"],
+    );
+    proxy.forward_to(&s.emu.base);
+    let old = s.profiles[0].2.clone();
+    let config = s.config_at("rotate-before-days = 30\n", &url);
+    let old_text = std::fs::read_to_string(&config).unwrap();
+    let agent = s.agent(&config, &["--rotation-retry", "1"]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let threads = clients(&agent.socket, "prod", 16, &stop);
+    let limit = Duration::from_secs(90);
+    wait_for(&agent, "prod", limit, |p| failed_at(p, 3, "upload"));
+    let new = journal_new_id(&s, "prod");
+    // Step 4 proves the new key with one token request; every later one fails (HTTP 500).
+    proxy.set(Mode::FailKid {
+        kid: new.clone(),
+        pass: 1,
+    });
+    let failed = wait_for(&agent, "prod", limit, |p| {
+        failed_at(p, 6, "cannot serve profile 'prod' with its new key")
+    });
+    let error = failed["rotation"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("step 5 switched the config file to the new key and certificate, but the agent still serves the old ones")
+            && !error.contains("suitekey rotate"),
+        "{error}"
+    );
+    assert_eq!(failed["certificate_id"], old.as_str(), "{failed:#}");
+    assert!(!revoked(&s, &old), "revoked while the agent serves it");
+    // The agent notices the rewritten config, but its new key gets no token: the old one
+    // keeps serving.
+    let kept = "it keeps serving with the settings it had";
+    assert!(
+        agent.logs_within(kept, Duration::from_secs(30)),
+        "{}",
+        agent.stderr()
+    );
+    // The file changed back to the old certificate meanwhile: the profile served matches the
+    // file, but not the rotation's new certificate, so nothing is revoked either.
+    let new_text = std::fs::read_to_string(&config).unwrap();
+    assert!(new_text.contains(&new), "{new_text}");
+    std::fs::write(&config, &old_text).unwrap();
+    let reverted = wait_for(&agent, "prod", limit, |p| {
+        failed_at(p, 6, &format!("names certificate {old}"))
+    });
+    assert_eq!(reverted["certificate_id"], old.as_str(), "{reverted:#}");
+    assert!(!revoked(&s, &old), "revoked while the agent serves it");
+    // Switched again (as step 5 left it), and the new key's tokens come through: the retry
+    // takes up the new key, then revokes.
+    std::fs::write(&config, &new_text).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while agent.stderr().matches(kept).count() < 2 {
+        assert!(Instant::now() < deadline, "{}", agent.stderr());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    proxy.set(Mode::Pass);
+    let done = wait_for(&agent, "prod", limit, rotated);
+    std::thread::sleep(Duration::from_millis(500));
+    let seen = Seen::collect(&stop, threads);
+    seen.assert_no_failure(&agent);
+    assert_eq!(done["rotation"]["last_certificate_id"], new.as_str());
+    assert_eq!(done["certificate_id"], new.as_str(), "{done:#}");
+    s.assert_replaced(&old, &new);
+    let log = agent.stderr();
+    let first_failure = log.find("cannot serve profile 'prod'").unwrap();
+    let swapped = log
+        .find("now serves tokens of its new key")
+        .expect("the retried take-up swaps the new key in");
+    let revoke = log.find("revoked the old certificate").unwrap();
+    assert!(first_failure < swapped && swapped < revoke, "{log}");
+    for line in log.lines().filter(|l| l.contains("the agent tries again")) {
+        if line.contains("step=6") {
+            assert!(!line.contains("suitekey"), "{line}");
+        }
+    }
+}
+
+/// `suitekey --config CONFIG --profile NAME rotate` on `s`'s token, asking the agent at
+/// `socket`, started with its stderr piped.
+fn rotate_by_hand(s: &Setup, config: &Path, name: &str, socket: &Path) -> std::process::Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_suitekey"));
+    for (var, _) in std::env::vars_os() {
+        if var.to_string_lossy().starts_with("SUITEKEY_") || var == "RUST_LOG" {
+            cmd.env_remove(var);
+        }
+    }
+    cmd.env("SOFTHSM2_CONF", &s.conf)
+        .env("XDG_STATE_HOME", &s.state)
+        .env("SUITEKEY_AUTH_SOCK", socket)
+        .arg("--config")
+        .arg(config)
+        .args(["--profile", name, "rotate"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn a_rotation_by_hand_waits_until_the_agent_serves_the_new_certificate_before_revoking() {
+    use std::io::BufRead as _;
+    let s = Setup::new(&[("prod", "p256", 730)], &[]);
+    let old = s.profiles[0].2.clone();
+    let config = s.config("");
+    let agent = s.agent(&config, &[]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let threads = clients(&agent.socket, "prod", 64, &stop);
+    let started = Instant::now();
+    let mut child = rotate_by_hand(&s, &config, "prod", &agent.socket);
+    // Each line of rotate's progress, with when it came.
+    let lines: Vec<(Instant, String)> = std::io::BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .map(|l| (Instant::now(), l.unwrap()))
+        .collect();
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    let status = child.wait().unwrap();
+    let progress: Vec<&str> = lines.iter().map(|(_, l)| l.as_str()).collect();
+    let progress = progress.join("\n");
+    assert!(status.success(), "{progress}\n{}", agent.stderr());
+    let new = stdout.trim().to_owned();
+    assert_ne!(new, old);
+    // Clients go on a while after the revoke.
+    std::thread::sleep(Duration::from_secs(1));
+    let seen = Seen::collect(&stop, threads);
+    eprintln!(
+        "64 clients: {} requests served in {:.1} s while suitekey rotate ran, {} failed",
+        seen.served,
+        started.elapsed().as_secs_f64(),
+        seen.failures.len()
+    );
+    seen.assert_no_failure(&agent);
+    // rotate waited for the agent, which took up the rewritten config by itself (no SIGHUP),
+    // and only then revoked.
+    let position = |needle: &str| {
+        lines
+            .iter()
+            .position(|(_, l)| l.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} in:\n{progress}"))
+    };
+    let waiting = position("serves profile 'prod' with the old certificate: waiting");
+    let serving = position("serves profile 'prod' with the new certificate now");
+    let revoke = position("revoked the old certificate");
+    assert!(waiting < serving && serving < revoke, "{progress}");
+    assert!(
+        agent.stderr().contains("reloaded the changed config file"),
+        "{}",
+        agent.stderr()
+    );
+    s.assert_replaced(&old, &new);
+    // No client got a token of the old certificate after the revoke; they got the new one's.
+    let revoked_at = lines[revoke].0;
+    let mut after = 0;
+    for (token, at) in &seen.last_got {
+        let issued = issued(&s.emu, token).expect("a token the emulator issued, not expired");
+        let certificate = issued["certificate_id"].as_str().unwrap();
+        if *at > revoked_at {
+            assert_eq!(
+                certificate, new,
+                "a token of the old certificate after the revoke"
+            );
+            after += 1;
+        } else {
+            assert!(certificate == old || certificate == new, "{issued}");
+        }
+    }
+    assert!(after > 0, "no token handed out after the revoke");
+    let prod = profile(&agent, "prod");
+    assert_eq!(prod["certificate_id"], new.as_str(), "{prod:#}");
+    assert_eq!(prod["status"], "ok", "{prod:#}");
+    let (status, body) = agent.get("/v1/profiles/prod/token");
+    assert_eq!(status, 200, "{body}");
+    let token: Value = serde_json::from_str(&body).unwrap();
+    let token = issued(&s.emu, token["access_token"].as_str().unwrap()).unwrap();
+    assert_eq!(token["certificate_id"], new.as_str());
+}
+
+#[test]
+fn the_agent_reloads_its_config_file_when_it_changes_keeping_unchanged_profiles() {
+    let s = Setup::new(&[("prod", "p256", 730)], &[]);
+    let config = s.config("");
+    let agent = s.agent(&config, &[]);
+    let (status, first) = agent.get("/v1/profiles/prod/token");
+    assert_eq!(status, 200, "{first}");
+    let requests = s.emu.stats()["token_requests"].clone();
+    // A profile added to the file, and no SIGHUP.
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    let added = Profile::new(s.uri("p256"), &s.profiles[0].2).token_url(&s.emu.token_url());
+    text.push_str(&format!("\n{}", added.section("added")));
+    std::fs::write(&config, &text).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let listed = |agent: &Agent| {
+        agent.json("/v1/profiles")["profiles"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    while listed(&agent) < 2 {
+        assert!(Instant::now() < deadline, "{}", agent.stderr());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let entry = profile(&agent, "added");
+    assert_eq!(entry["status"], "ok", "{entry:#}");
+    assert_eq!(entry["certificate_id"], s.profiles[0].2.as_str());
+    assert!(
+        agent
+            .stderr()
+            .contains("the config file changed: reloading it"),
+        "{}",
+        agent.stderr()
+    );
+    // The unchanged profile kept its cached token: no exchange for it.
+    let access = |body: &str| {
+        let json: Value = serde_json::from_str(body).unwrap();
+        json["access_token"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(
+        access(&agent.get("/v1/profiles/prod/token").1),
+        access(&first)
+    );
+    assert_eq!(s.emu.stats()["token_requests"], requests);
+    assert_eq!(agent.get("/v1/profiles/added/token").0, 200);
 }

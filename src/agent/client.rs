@@ -123,6 +123,21 @@ pub async fn fetch_profiles(socket: &Path) -> Result<serde_json::Value, ClientEr
     serde_json::from_slice(&body).map_err(|e| protocol(format!("not JSON: {e}")))
 }
 
+/// The certificate id the agent at `socket` serves `profile` with, once its peer is trusted;
+/// `None` when it serves no profile of that name (or names no certificate for it).
+pub async fn served_certificate(
+    socket: &Path,
+    profile: &str,
+) -> Result<Option<String>, ClientError> {
+    let profiles = fetch_profiles(socket).await?;
+    let entry = profiles["profiles"]
+        .as_array()
+        .and_then(|list| list.iter().find(|p| p["name"] == profile));
+    Ok(entry
+        .and_then(|p| p["certificate_id"].as_str())
+        .map(str::to_owned))
+}
+
 /// `GET /v1/profiles/{profile}/token` on the agent at `socket`, once its peer is trusted.
 pub async fn fetch_token(socket: &Path, profile: &str) -> Result<AccessToken, ClientError> {
     let named = agent_uid(std::env::var_os(AGENT_UID_ENV))?;

@@ -5,7 +5,8 @@
 //! | module | owns |
 //! | --- | --- |
 //! | `socket` | the socket's path, binding (0700 directory, 0600 socket, stale socket), peer uid check |
-//! | [`profiles`] | the profiles served: opened from the config, reloaded on SIGHUP |
+//! | [`profiles`] | the profiles served: opened from the config |
+//! | `reload` | the config read again on SIGHUP and when its file changes |
 //! | [`signers`] | one blocking worker per profile owning its PKCS#11 session; reopen and log in once |
 //! | `cache` | per-profile token cache, single flight, renewal ahead of expiry |
 //! | `api` | the HTTP routes and JSON errors |
@@ -13,14 +14,17 @@
 //! | [`metrics`] | counters and their Prometheus text |
 //! | [`rotations`] | `rotate-before-days`: each profile's certificate rotated before it expires |
 //! | `client` | what `token` and `exec` use when `SUITEKEY_AUTH_SOCK` is set |
+//! | [`handover`] | `suitekey rotate` waiting for a running agent to serve the new certificate |
 
 pub(crate) mod api;
 pub(crate) mod cache;
 pub(crate) mod client;
 pub(crate) mod connections;
+pub mod handover;
 pub mod logins;
 pub mod metrics;
 pub mod profiles;
+pub(crate) mod reload;
 pub mod rotations;
 pub mod signers;
 pub(crate) mod socket;
@@ -140,12 +144,16 @@ impl HasKind for Error {
 
 /// Runs the agent in the foreground until SIGINT or SIGTERM: opens every profile of the
 /// config (asking for PINs now, once), binds the socket, prints its path as stdout's only line,
-/// and serves. SIGHUP reloads the config.
+/// and serves. SIGHUP, or a change of the config file, reloads the config.
 pub fn run(options: Options, out: &mut dyn Write) -> Result<(), Error> {
     let socket_path = match &options.socket {
         Some(path) => path.clone(),
         None => socket::default_path().ok_or(Error::NoSocketPath)?,
     };
+    // Looked at before it is read: a change after the read is reloaded.
+    let seen = reload::config_path(&options)
+        .as_deref()
+        .and_then(reload::Stamp::of);
     let config = profiles::load_config(options.config.as_deref())?;
     harden();
     let open_files = connections::raise_open_file_limit();
@@ -193,7 +201,7 @@ pub fn run(options: Options, out: &mut dyn Write) -> Result<(), Error> {
         listener,
         &socket_path,
         out,
-        signals,
+        (signals, seen),
     ))?;
     drop(agent);
     finish(runtime, logins);
@@ -290,7 +298,7 @@ async fn announce_and_serve(
     listener: tokio::net::UnixListener,
     socket_path: &Path,
     out: &mut dyn Write,
-    signals: Signals,
+    (signals, seen): (Signals, Option<reload::Stamp>),
 ) -> Result<(), Error> {
     writeln!(out, "{}", socket_path.display()).map_err(Error::Io)?;
     out.flush().map_err(Error::Io)?;
@@ -302,11 +310,11 @@ async fn announce_and_serve(
         max_per_process = limits.per_process,
         "agent listening"
     );
-    spawn_reloader(
+    reload::spawn(
         Arc::clone(agent),
-        Arc::clone(options),
-        Arc::clone(logins),
+        (Arc::clone(options), Arc::clone(logins)),
         signals.hangup,
+        seen,
     );
     rotations::spawn(Arc::clone(agent), Arc::clone(options), Arc::clone(logins));
     let connections = Arc::clone(agent.connections());
@@ -339,51 +347,4 @@ async fn announce_and_serve(
     }
     tracing::info!("agent stopped");
     Ok(())
-}
-
-/// On SIGHUP, reads the config again: new profiles are opened, changed ones reopened, removed
-/// ones dropped; unchanged ones keep their session and cached token; the allowed uids are
-/// replaced; the certificates are checked for rotation. A config that cannot be read leaves
-/// everything as it was.
-fn spawn_reloader(
-    agent: Arc<api::Agent>,
-    options: Arc<Options>,
-    logins: Arc<logins::Logins>,
-    mut hangup: tokio::signal::unix::Signal,
-) {
-    let handle = tokio::runtime::Handle::current();
-    tokio::spawn(async move {
-        while hangup.recv().await.is_some() {
-            tracing::info!("SIGHUP: reloading the config");
-            let (reloading, options, logins, handle) = (
-                Arc::clone(&agent),
-                Arc::clone(&options),
-                Arc::clone(&logins),
-                handle.clone(),
-            );
-            let reloaded = tokio::task::spawn_blocking(move || {
-                let agent = reloading;
-                let _changing = agent.changing_profiles();
-                let config = profiles::load_config(options.config.as_deref())?;
-                let served =
-                    profiles::open_all(&config, &agent.profiles(), &options, &logins, &handle);
-                agent.replace(served);
-                agent
-                    .allowed()
-                    .set(&options.allow_uids, config.allowed_uids());
-                Ok::<_, Error>(())
-            })
-            .await;
-            // The certificates are checked again (rotate-before-days may have changed).
-            agent.rotations().wake();
-            match reloaded {
-                Ok(Ok(())) => tracing::info!("config reloaded"),
-                Ok(Err(e)) => tracing::error!(
-                    "reload failed, keeping the profiles as they were: {}",
-                    crate::report::chain(&e)
-                ),
-                Err(e) => tracing::error!("reload failed: {e}"),
-            }
-        }
-    });
 }

@@ -240,6 +240,17 @@ pub fn open_all(
     served
 }
 
+/// Waits, at most `limit`, for the first access token of `served` (just opened): what a
+/// profile opened anew needs before it takes the place of one that serves. Why it has none.
+pub async fn first_token(served: &Served, limit: std::time::Duration) -> Result<(), String> {
+    let active = served.state.as_ref().map_err(|f| f.message.clone())?;
+    match tokio::time::timeout(limit, active.cache.get()).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(unavailable)) => Err(unavailable.failure.message.clone()),
+        Err(_) => Err(format!("no access token within {} s", limit.as_secs())),
+    }
+}
+
 /// Opens profile `name` anew from `table`, as a reload does for a changed profile, keeping the
 /// counters of `previous` (the same profile, before a rotation switched its key) and logging
 /// in with the credential its token's profiles share (no PIN source is read again while one of

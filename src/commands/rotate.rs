@@ -4,6 +4,7 @@
 
 use std::io::Write;
 
+use crate::agent::handover;
 use crate::cli::{Cli, RotateArgs};
 use crate::config::Config;
 use crate::error::Error;
@@ -37,7 +38,10 @@ pub(super) fn run(cli: &Cli, args: &RotateArgs, out: &mut dyn Write) -> Result<(
         state_dir: None,
         credential: None,
     };
-    let mut progress = Stderr { quiet: cli.quiet };
+    let mut progress = Stderr {
+        quiet: cli.quiet,
+        profile: name,
+    };
     let outcome =
         rotation::rotate(request, &mut progress).map_err(|e| Error::Rotation(Box::new(e)))?;
     match outcome {
@@ -130,12 +134,14 @@ fn describe(journal: &Journal, path: &std::path::Path) -> String {
     text
 }
 
-/// Progress on stderr, one line per step and one per finding (nothing with `-q`).
-struct Stderr {
+/// Progress on stderr, one line per step and one per finding (nothing with `-q`); before the
+/// revoke, a running agent serving the profile is waited for.
+struct Stderr<'a> {
     quiet: bool,
+    profile: &'a str,
 }
 
-impl Stderr {
+impl Stderr<'_> {
     fn say(&mut self, text: &str) {
         if !self.quiet {
             let _ = writeln!(std::io::stderr(), "{}", crate::report::printable(text));
@@ -143,7 +149,7 @@ impl Stderr {
     }
 }
 
-impl Progress for Stderr {
+impl Progress for Stderr<'_> {
     fn step(&mut self, step: Step) {
         self.say(&format!("[{}/7] {}…", step.number(), step.name()));
     }
@@ -154,5 +160,32 @@ impl Progress for Stderr {
 
     fn note(&mut self, text: &str) {
         self.say(&format!("      {text}"));
+    }
+
+    /// An agent that serves the profile with the old certificate must serve the new one
+    /// before the old is revoked (see [`crate::agent::handover`]).
+    fn before_revoke(&mut self) -> Result<(), String> {
+        let journal = rotation::status(None, self.profile)
+            .map_err(|e| crate::report::chain(&e))?
+            .ok_or_else(|| {
+                format!(
+                    "the journal of profile '{}''s rotation is gone, so the old certificate is not revoked",
+                    self.profile
+                )
+            })?;
+        let plan = &journal.plan;
+        let (old, new) = (
+            plan.old_certificate_id.to_string(),
+            plan.new_certificate_id
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+        );
+        let certificates = handover::Certificates {
+            old: &old,
+            new: &new,
+        };
+        let profile = self.profile;
+        handover::wait_for_agent(profile, &certificates, &mut |text| self.note(text))
     }
 }

@@ -49,6 +49,14 @@ pub enum Mode {
     /// HTTP 200 with a well-formed token response granting this access token (a hostile
     /// server's choice of token).
     Grant(String),
+    /// Forward every request, except token requests whose client assertion names certificate
+    /// id `kid` once `pass` of those were forwarded (counted from this switch): HTTP 500.
+    FailKid {
+        /// The certificate id (the assertion's `kid`).
+        kid: String,
+        /// How many of its requests pass first.
+        pass: u32,
+    },
 }
 
 /// How long [`Mode::Slow`] keeps a request waiting.
@@ -59,6 +67,8 @@ struct State {
     upstream: Mutex<Option<SocketAddr>>,
     requests: AtomicU32,
     connections: AtomicU32,
+    /// Requests naming [`Mode::FailKid`]'s kid since the switch.
+    kid_requests: AtomicU32,
     tls: Option<(Arc<rustls::ServerConfig>, Arc<rustls::ServerConfig>)>,
 }
 
@@ -88,6 +98,7 @@ impl FaultProxy {
             upstream: Mutex::new(None),
             requests: AtomicU32::new(0),
             connections: AtomicU32::new(0),
+            kid_requests: AtomicU32::new(0),
             tls,
         });
         let shared = Arc::clone(&state);
@@ -116,7 +127,9 @@ impl FaultProxy {
 
     /// Switches the mode; the next connection sees it.
     pub fn set(&self, mode: Mode) {
-        *lock(&self.state.mode) = mode;
+        let mut current = lock(&self.state.mode);
+        self.state.kid_requests.store(0, Ordering::SeqCst);
+        *current = mode;
     }
 
     /// Requests seen so far (each attempt of suitekey is one).
@@ -208,6 +221,14 @@ fn answer(mut stream: impl Read + Write, tcp: TcpStream, mode: &Mode, state: &St
             let body = serde_json::json!({"access_token": token, "token_type": "Bearer", "expires_in": 3600});
             response("200 OK", "", "application/json", &body.to_string())
         }
+        Mode::FailKid { kid, pass } => {
+            let named = assertion_kid(&request).is_some_and(|k| k == *kid);
+            if named && state.kid_requests.fetch_add(1, Ordering::SeqCst) >= *pass {
+                response("500 Internal Server Error", "", "", "")
+            } else {
+                forward(&request, state)
+            }
+        }
         Mode::Redirect(status, to) => {
             let status = format!("{status} Redirect");
             response(&status, &format!("Location: {to}\r\n"), "", "")
@@ -230,6 +251,19 @@ fn response(status: &str, extra: &str, content_type: &str, body: &str) -> Vec<u8
         body.len()
     )
     .into_bytes()
+}
+
+/// The `kid` of the client assertion in a token request, if it carries one.
+fn assertion_kid(request: &[u8]) -> Option<String> {
+    use base64::Engine as _;
+    let text = String::from_utf8_lossy(request);
+    let start = text.find("client_assertion=")? + "client_assertion=".len();
+    let jwt = text[start..].split('&').next()?;
+    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(jwt.split('.').next()?)
+        .ok()?;
+    let header: serde_json::Value = serde_json::from_slice(&header).ok()?;
+    header["kid"].as_str().map(str::to_owned)
 }
 
 /// One HTTP/1.1 message with a Content-Length body (or none), as bytes.

@@ -8,8 +8,11 @@
 //! credential the agent holds for that token (never a PIN read or prompted for again). A failed
 //! rotation is logged with its step and remedy and retried after `--rotation-retry`, doubling
 //! up to [`state::MAX_RETRY`]; until step 5 the profile keeps serving with its old key, which
-//! keeps working. Before step 6 revokes the old certificate the agent reopens the profile from
-//! the rewritten config (`run`).
+//! keeps working. Before step 6 revokes the old certificate the agent serves the profile with
+//! the rotation's new key and certificate (as its journal records them, and as the rewritten
+//! config must name them), reopened and swapped in once it has a token (`run`); if it cannot,
+//! nothing is revoked, the old key keeps serving, and the rotation is retried from step 6 with
+//! the same backoff (the served profile differing from the file is expected then).
 //!
 //! | file | holds |
 //! | --- | --- |

@@ -10,7 +10,9 @@ use super::state::{self, EXPIRY_UNKNOWN, Entry, Phase, Rotations};
 use crate::agent::api::Agent;
 use crate::agent::logins::Logins;
 use crate::agent::profiles::{self, Options, ProfileMap, Served};
+use crate::netsuite::CertificateId;
 use crate::pkcs11::{Credential, TokenId};
+use crate::rotation::Step;
 
 /// Starts the task that checks the profiles: now, on [`Rotations::wake`], and at least every
 /// check interval. Call inside the runtime.
@@ -88,6 +90,15 @@ fn next(agency: &Agency, profiles: &ProfileMap, served: &Served, now: SystemTime
     }
     let journal = crate::rotation::status(None, name).ok().flatten();
     let in_progress = journal.as_ref().is_some_and(|j| !j.complete);
+    let switched = journal
+        .as_ref()
+        .filter(|j| !j.complete && j.is_done(Step::Switch))
+        .and_then(|j| {
+            Some((
+                j.plan.new_certificate_id.clone()?,
+                j.plan.new_key.redacted(),
+            ))
+        });
     let last = journal.filter(|j| j.complete).and_then(|j| {
         let id = j.plan.new_certificate_id?;
         Some((j.updated, id.to_string()))
@@ -108,7 +119,7 @@ fn next(agency: &Agency, profiles: &ProfileMap, served: &Served, now: SystemTime
             Some(_) => {}
         }
     }
-    match ready(agency, profiles, served) {
+    match ready(agency, profiles, served, switched.as_ref()) {
         Ok((token, credential)) => {
             rotations.update(name, |e| e.phase = Phase::Waiting);
             Next::Start(token, credential)
@@ -131,12 +142,18 @@ fn block(rotations: &Rotations, name: &str, reason: String) -> Next {
 
 /// The token and credential a rotation of `served` logs in with, or why it cannot run now:
 /// the profile gives no tokens, another profile uses its certificate (the revoke would break
-/// that one), the config file's profile is not the one served (edited without a reload), or
+/// that one), the config file's profile is not the one served (its new settings gave no token), or
 /// the agent holds no login for its token.
+///
+/// A rotation `switched` past step 5 (to this certificate id and key) has the file name its
+/// new key and certificate while the agent may still serve the old ones (taking up the new
+/// ones failed): that difference is expected, and the rotation continues at step 6, which
+/// takes them up first.
 fn ready(
     agency: &Agency,
     profiles: &ProfileMap,
     served: &Served,
+    switched: Option<&(CertificateId, String)>,
 ) -> Result<(TokenId, Arc<Credential>), String> {
     let name = &served.name;
     if let Some(f) = served.failure() {
@@ -157,9 +174,13 @@ fn ready(
     let config = profiles::load_config(agency.options.config.as_deref())
         .map_err(|e| crate::report::chain(&e))?;
     let table = config.profile(name).map_err(|e| crate::report::chain(&e))?;
-    if table != served.table() {
+    let names_new = |(id, key): &(CertificateId, String)| {
+        crate::config::resolve(Some(table), run::overrides(agency))
+            .is_ok_and(|p| p.certificate_id == *id && p.key.redacted() == *key)
+    };
+    if table != served.table() && !switched.is_some_and(names_new) {
         return Err(format!(
-            "profile '{name}' in '{}' was changed since the agent loaded it; reload the agent (SIGHUP) so that it serves what will be rotated",
+            "profile '{name}' in '{}' is not the one the agent serves (the agent reloads a changed file within seconds, but keeps a changed profile on its old settings while the new ones give no token: its log says why); fix the profile, then save the file again or reload the agent (SIGHUP), so that it serves what will be rotated",
             config.path().display()
         ));
     }

@@ -105,6 +105,14 @@ impl Rotations {
         self.wake.notified().await;
     }
 
+    /// Whether a rotation is under way or about to start (the config file may be rewritten
+    /// by it; the rotation takes up the new key itself).
+    pub fn busy(&self) -> bool {
+        self.entries()
+            .values()
+            .any(|e| matches!(e.phase, Phase::Running(_) | Phase::Waiting))
+    }
+
     pub(super) fn entries(&self) -> MutexGuard<'_, BTreeMap<String, Entry>> {
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
     }
