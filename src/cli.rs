@@ -507,7 +507,8 @@ pub struct EmulateArgs {
     pub certificate_propagation_ms: u64,
     /// Shape the certificate list differently, to test a client's leniency: comma-separated
     /// object (an object holding the list under "items", not a bare array), string-ids (ids
-    /// as numeric strings), extra-field (an unknown field in each entry).
+    /// as numeric strings), extra-field (an unknown field in each entry), newest-only (only
+    /// the certificate uploaded last, as a list cut short).
     #[arg(
         long,
         value_name = "SHAPES",

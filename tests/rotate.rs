@@ -833,3 +833,303 @@ fn a_new_certificate_that_takes_a_while_to_work_is_waited_for() {
     );
     r.assert_rotated(stdout.trim());
 }
+
+#[test]
+fn a_profile_switched_back_after_a_failed_revoke_is_switched_again_before_the_revoke() {
+    let r = Rotation::on_copy(
+        "p256",
+        MANAGE_CERTIFICATES,
+        &["--fail-certificates", "revoke:500:1"],
+        "",
+    );
+    assert_failed(
+        &r.rotate(&[]),
+        6,
+        6,
+        &["HTTP 500", "revoking the certificate"],
+    );
+    // Someone puts the old key and certificate back (by hand, a restored backup).
+    std::fs::write(&r.config, &r.original).unwrap();
+    r.profile_gets_a_token().unwrap();
+    let out = r.rotate(&[]);
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("no longer names the new key and certificate")
+            && stderr.contains("proving the new key again"),
+        "{stderr}"
+    );
+    // The profile was switched again before its old certificate was revoked: it works.
+    r.assert_rotated(stdout.trim());
+    assert_eq!(
+        r.calls("revoke"),
+        2,
+        "the refused revoke, then the one that worked"
+    );
+}
+
+/// OpenSC's pkcs11-tool on the token of `conf`, logged in (the PIN through its environment):
+/// its output.
+fn pkcs11_tool(conf: &std::path::Path, args: &[&std::ffi::OsStr]) -> String {
+    let out = std::process::Command::new("pkcs11-tool")
+        .arg("--module")
+        .arg(module_path())
+        .args([
+            "--token-label",
+            common::TOKEN,
+            "--login",
+            "--pin",
+            "env:ROTATE_PIN",
+        ])
+        .args(args)
+        .env("SOFTHSM2_CONF", conf)
+        .env("ROTATE_PIN", PIN)
+        .output()
+        .expect("pkcs11-tool (OpenSC)");
+    assert!(out.status.success(), "{}", texts(&out).1);
+    texts(&out).0
+}
+
+/// Stores another application's EC P-256 public key and its certificate on the token of `conf`,
+/// both labelled `other-app` and with the `CKA_ID` `id` (hex) of a fixture key.
+fn store_other_apps_objects(conf: &std::path::Path, dir: &std::path::Path, id: &str) {
+    let key = dir.join("other-app.pem");
+    let public = dir.join("other-app.pub.der");
+    let cert = dir.join("other-app.crt.der");
+    for args in [
+        vec![
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+        ],
+        vec!["pkey", "-pubout", "-outform", "DER", "-in", "KEY", "-out"],
+        vec![
+            "req",
+            "-x509",
+            "-subj",
+            "/CN=other-app",
+            "-days",
+            "30",
+            "-outform",
+            "DER",
+            "-key",
+            "KEY",
+            "-out",
+        ],
+    ] {
+        let out_file = match args[0] {
+            "genpkey" => &key,
+            "pkey" => &public,
+            _ => &cert,
+        };
+        let out = std::process::Command::new("openssl")
+            .args(args.iter().map(|a| {
+                if *a == "KEY" {
+                    key.as_os_str()
+                } else {
+                    a.as_ref()
+                }
+            }))
+            .arg(out_file)
+            .output()
+            .expect("openssl");
+        assert!(out.status.success(), "{}", texts(&out).1);
+    }
+    for (kind, file) in [("pubkey", &public), ("cert", &cert)] {
+        pkcs11_tool(
+            conf,
+            &[
+                "--write-object".as_ref(),
+                file.as_os_str(),
+                "--type".as_ref(),
+                kind.as_ref(),
+                "--id".as_ref(),
+                id.as_ref(),
+                "--label".as_ref(),
+                "other-app".as_ref(),
+            ],
+        );
+    }
+}
+
+/// How many objects of the token of `conf` carry the label `label`, as pkcs11-tool lists them.
+fn objects_labelled(conf: &std::path::Path, label: &str) -> usize {
+    pkcs11_tool(conf, &["--list-objects".as_ref()])
+        .lines()
+        .filter(|l| l.trim() == format!("label:      {label}"))
+        .count()
+}
+
+#[test]
+fn step_7_leaves_another_applications_objects_with_the_old_keys_id_alone() {
+    for delete in [false, true] {
+        let r = Rotation::on_copy("p256", MANAGE_CERTIFICATES, &[], "");
+        store_other_apps_objects(&r.conf, r.dir.path(), "01");
+        assert_eq!(objects_labelled(&r.conf, "other-app"), 2);
+        let listed = pkcs11_tool(&r.conf, &["--list-objects".as_ref()]);
+        let args: &[&str] = if delete { &["--delete-old-key"] } else { &[] };
+        let out = r.rotate(args);
+        let (stdout, stderr) = texts(&out);
+        assert!(out.status.success(), "{stderr}");
+        assert_eq!(
+            objects_labelled(&r.conf, "other-app"),
+            2,
+            "delete {delete}: the other application's public key and certificate are untouched: {stderr}"
+        );
+        assert!(
+            stderr.contains(
+                "other object(s) with the same id, not the old key's, were left as they are"
+            ),
+            "{stderr}"
+        );
+        let after = pkcs11_tool(&r.conf, &["--list-objects".as_ref()]);
+        // Each object pkcs11-tool lists: a line, then its attributes indented.
+        let other_app = |listing: &str| {
+            let mut objects: Vec<String> = Vec::new();
+            for line in listing.lines() {
+                match objects.last_mut() {
+                    Some(object) if line.starts_with(' ') => object.push_str(line),
+                    _ => objects.push(line.to_owned()),
+                }
+            }
+            objects
+                .into_iter()
+                .filter(|o| o.contains("other-app"))
+                .collect::<std::collections::BTreeSet<_>>()
+        };
+        assert_eq!(
+            other_app(&after),
+            other_app(&listed),
+            "the same objects, unchanged"
+        );
+        let id = stdout.trim();
+        if delete {
+            assert_eq!(objects_labelled(&r.conf, "p256"), 0, "{after}");
+            assert!(!after.contains("p256-revoked"), "{after}");
+            r.profile_gets_a_token().unwrap();
+        } else {
+            // The old key's private and public key and its certificate, relabelled.
+            let revoked = after
+                .lines()
+                .filter(|l| l.trim().starts_with("label:      p256-revoked-"))
+                .count();
+            assert_eq!(revoked, 3, "{after}");
+            r.assert_rotated(id);
+        }
+    }
+}
+
+#[test]
+fn a_key_whose_id_another_private_key_shares_is_refused_before_anything_changes() {
+    let r = Rotation::on_copy("p256", MANAGE_CERTIFICATES, &[], "");
+    pkcs11_tool(
+        &r.conf,
+        &[
+            "--keypairgen",
+            "--key-type",
+            "EC:prime256v1",
+            "--id",
+            "01",
+            "--label",
+            "other-app",
+        ]
+        .map(std::ffi::OsStr::new),
+    );
+    let before = r.snapshot();
+    let out = r.rotate(&[]);
+    assert_failed(
+        &out,
+        2,
+        1,
+        &[
+            "CKA_ID 01 is shared by 1 other private key(s)",
+            "'other-app' id 01",
+            "give the keys distinct ids",
+            "nothing was changed",
+        ],
+    );
+    assert_eq!(r.snapshot(), before);
+}
+
+#[test]
+fn another_profile_using_the_same_key_or_certificate_stops_the_preflight() {
+    let other_key = fixture().uri("p384");
+    // The same key, named by its id alone and with the token's serial.
+    let same_key = format!(
+        "pkcs11:serial={};id=%01?module-path={}&pin-source=file:{}",
+        fixture().serial(),
+        module_path().display(),
+        fixture().pin_file.display()
+    );
+    let unused_id = "x1MST4MIlpfQnkY3cIPbW05n7jcJQX0rXv8WvN5Ngd8";
+    for (key, id, says) in [
+        (same_key.as_str(), unused_id, "uses the same key"),
+        (other_key.as_str(), "SAME", "uses the same certificate-id"),
+    ] {
+        let r = Rotation::on_copy("p256", MANAGE_CERTIFICATES, &[], "");
+        let id = if id == "SAME" { r.kid.as_str() } else { id };
+        let backup = format!(
+            "\n[profiles.backup]\nkey = \"{key}\"\nclient-id = \"{CLIENT}\"\ncertificate-id = \"{id}\"\naccount = \"{ACCOUNT}\"\n"
+        );
+        let text = format!("{}{backup}", r.original);
+        std::fs::write(&r.config, &text).unwrap();
+        let before = r.snapshot();
+        let out = r.rotate(&[]);
+        assert_failed(
+            &out,
+            2,
+            1,
+            &["profile 'backup'", says, "nothing was changed"],
+        );
+        assert_eq!(r.snapshot(), before);
+    }
+    // A profile with a key and certificate of its own is no obstacle.
+    let r = Rotation::on_copy("p256", MANAGE_CERTIFICATES, &[], "");
+    let backup = format!(
+        "\n[profiles.backup]\nkey = \"{other_key}\"\nclient-id = \"{CLIENT}\"\ncertificate-id = \"{unused_id}\"\naccount = \"{ACCOUNT}\"\n"
+    );
+    std::fs::write(&r.config, format!("{}{backup}", r.original)).unwrap();
+    let id = r.rotated(&[]);
+    assert!(
+        std::fs::read_to_string(&r.config)
+            .unwrap()
+            .contains(&backup)
+    );
+    assert_eq!(r.configured_id(), id);
+}
+
+#[test]
+fn an_old_certificate_missing_from_the_list_is_never_taken_for_revoked() {
+    let r = Rotation::on_copy(
+        "p256",
+        MANAGE_CERTIFICATES,
+        &["--certificate-list-shape", "object,newest-only"],
+        "",
+    );
+    let out = r.rotate(&[]);
+    assert_failed(
+        &out,
+        6,
+        6,
+        &[
+            &format!("does not hold the old certificate {}", r.kid),
+            "cut short (paged)",
+            "nothing was revoked",
+        ],
+    );
+    assert_eq!(r.calls("revoke"), 0);
+    let old = r
+        .certificates()
+        .into_iter()
+        .find(|c| c["certificate_id"] == r.kid.as_str())
+        .unwrap();
+    assert!(old["revoked"].is_null(), "{old}");
+    // The switch was done: the profile uses the new key, which works.
+    assert_ne!(r.configured_id(), r.kid);
+    r.profile_gets_a_token().unwrap();
+    let status = texts(&r.rotate(&["--status"])).0;
+    assert!(status.contains("next step 6 of 7"), "{status}");
+}

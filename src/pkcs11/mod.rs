@@ -63,7 +63,7 @@ pub use pin::Pin;
 pub use prompt::{cancelled_by_signal, leave_signals_to_caller};
 pub use public_half::{PublicHalf, public_halves};
 pub use registry::TokenId;
-pub use retire::Relabelled;
+pub use retire::{Deleted, OwnObjects, Relabelled};
 pub use rv::ReturnValue;
 pub use signer::KeySigner;
 pub use token::{PinTries, SlotSummary, Token, TokenSummary};

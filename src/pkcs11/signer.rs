@@ -129,6 +129,11 @@ impl KeySigner {
         &self.token
     }
 
+    /// The private key object itself.
+    pub(super) fn handle(&self) -> ObjectHandle {
+        self.key
+    }
+
     /// What the user logged in to the key's token with.
     pub(super) fn credential(&self) -> &Credential {
         &self.credential

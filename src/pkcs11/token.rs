@@ -204,6 +204,14 @@ impl Token {
         self.module.key_sizes(self.slot, mech)
     }
 
+    /// Whether `uri`'s token and library attributes select this token. The module is not
+    /// compared: a URI that reaches the token through another module (p11-kit's proxy, say)
+    /// names it too.
+    pub fn is_named_by(&self, uri: &Pkcs11Uri) -> Result<bool, Error> {
+        let slot = self.module.slot_summary(self.slot)?;
+        Ok(self.module.library_matches(uri)? && token_matches(uri, &slot, &self.summary))
+    }
+
     /// What the token says about itself now (its PIN flags change with every login).
     pub(super) fn info_now(&self) -> Result<TokenInfo, Error> {
         self.module

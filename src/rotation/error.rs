@@ -135,6 +135,10 @@ pub enum StepError {
     /// The async runtime could not start.
     #[error("cannot start the async runtime: {0}")]
     Runtime(#[source] std::io::Error),
+    /// The profile no longer names the new key and certificate after the switch: steps 6
+    /// and 7 stop before they act (see the remedy).
+    #[error("{0}")]
+    NotSwitched(String),
     /// One of the rotation's own rules stops it; the message says which and what to do.
     #[error("{message}")]
     Refused {
@@ -205,6 +209,7 @@ impl HasKind for StepError {
             StepError::Subject(e) => e.kind(),
             StepError::NetSuite(e) => e.kind(),
             StepError::Runtime(_) => Kind::Endpoint,
+            StepError::NotSwitched(_) => Kind::Usage,
             StepError::Refused { kind, .. } => *kind,
         }
     }
@@ -238,6 +243,13 @@ impl RotationError {
     fn remedy(&self) -> String {
         let again = "then run the same 'suitekey rotate' command again";
         match (&self.journal, self.step) {
+            (Some(journal), Some(step)) if matches!(*self.source, StepError::NotSwitched(_)) => {
+                format!(
+                    "the rotation is recorded in '{}'. To finish it, run the same 'suitekey rotate' command again: it proves the new key again and switches the profile back to it before {step}. If the profile was switched back on purpose, remove '{}' to abandon the rotation instead (the new certificate stays active in NetSuite and the new key on the token until you revoke or delete them)",
+                    journal.display(),
+                    journal.display()
+                )
+            }
             (Some(journal), Some(step)) => {
                 let mapping = if step <= Step::Switch {
                     "the profile still uses the old key and certificate, which keep working"
@@ -316,5 +328,21 @@ mod tests {
             ..upload
         };
         assert!(revoke.to_string().contains("already uses the new key"));
+        let switched_back = RotationError {
+            source: Box::new(StepError::NotSwitched(
+                "the profile was switched back".into(),
+            )),
+            ..revoke
+        };
+        let text = switched_back.to_string();
+        for want in [
+            "stopped at step 6 of 7 (revoke the old certificate): the profile was switched back",
+            "switches the profile back to it before step 6",
+            "remove '/state/prod.json' to abandon",
+        ] {
+            assert!(text.contains(want), "{want}: {text}");
+        }
+        assert!(!text.contains("already uses the new key"), "{text}");
+        assert_eq!(switched_back.kind().exit_code(), 2);
     }
 }

@@ -135,6 +135,14 @@ impl Journal {
         self.updated = rfc3339(now);
     }
 
+    /// Forgets that `steps` finished, so that they run again.
+    pub(super) fn forget(&mut self, steps: &[Step], now: SystemTime) {
+        self.done
+            .retain(|d| !steps.iter().any(|s| s.number() == d.step));
+        self.complete = self.next_step().is_none();
+        self.updated = rfc3339(now);
+    }
+
     /// Records that `step` failed at `now` with `message`.
     pub(super) fn failed(&mut self, step: Step, message: String, now: SystemTime) {
         self.last_error = Some(LastError {
@@ -376,4 +384,4 @@ fn file_name(profile: &str, extension: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

@@ -99,34 +99,49 @@ pub(super) fn prove(
 }
 
 /// Runs step 6 with the new key's token: revokes the old certificate, then sees it revoked.
-pub(super) fn revoke(ctx: &mut Context, journal: &Journal) -> Result<String, StepError> {
+/// The old certificate must be in the list before and after (a list without it may be cut
+/// short, or paged: nothing is concluded from it), and `confirm` (the profile still names the
+/// new key and certificate) must pass just before the revoke.
+pub(super) fn revoke(
+    ctx: &mut Context,
+    journal: &Journal,
+    confirm: &dyn Fn() -> Result<(), StepError>,
+) -> Result<String, StepError> {
     let plan = &journal.plan;
     let old_id = &plan.old_certificate_id;
     let kid = new_id(plan)?;
     let listed = ctx.list_as(Which::New, plan, &kid)?;
     match find(&listed, old_id) {
-        None => {
-            return Ok(format!(
-                "the old certificate {old_id} is no longer listed: nothing to revoke"
-            ));
-        }
+        None => return Err(not_listed(old_id, listed.len(), "nothing was revoked")),
         Some(entry) if entry.revoked => {
             return Ok(format!("the old certificate {old_id} was already revoked"));
         }
         Some(_) => {}
     }
+    confirm()?;
     let answer = ctx.revoke_as(Which::New, plan, &kid, old_id)?;
     let listed = ctx.list_as(Which::New, plan, &kid)?;
-    let revoked = find(&listed, old_id).is_none_or(|c| c.revoked);
-    match (answer, revoked) {
-        (_, true) => Ok(format!(
+    match (find(&listed, old_id), answer) {
+        (Some(entry), _) if entry.revoked => Ok(format!(
             "revoked the old certificate {old_id}; NetSuite lists it revoked"
         )),
-        (Err(e), false) => Err(e.into()),
-        (Ok(()), false) => Err(StepError::netsuite(format!(
+        (_, Err(e)) => Err(e.into()),
+        (None, Ok(())) => Err(not_listed(
+            old_id,
+            listed.len(),
+            "NetSuite answered the revoke, but whether it took effect cannot be seen",
+        )),
+        (Some(_), Ok(())) => Err(StepError::netsuite(format!(
             "NetSuite answered the revoke of {old_id}, but its list does not show it revoked; check the integration's certificates in NetSuite"
         ))),
     }
+}
+
+/// The old certificate is missing from a list of `count` certificates.
+fn not_listed(id: &CertificateId, count: usize, what: &str) -> StepError {
+    StepError::netsuite(format!(
+        "NetSuite's list of the integration's certificates ({count} shown) does not hold the old certificate {id}, which step 1 found there; the list may be cut short (paged), so {what}; check the integration's certificates in NetSuite (Setup > Integration > Manage Authentication > OAuth 2.0 Client Credentials (M2M) Setup): if {id} was removed there, remove the rotation's journal (the profile already uses the new key)"
+    ))
 }
 
 /// The new certificate's id, which step 2 recorded.

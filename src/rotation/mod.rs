@@ -10,7 +10,10 @@
 //! twice what it did: the key made is found again by its label and id, the list is read before
 //! an upload or a revoke, the switch sees whether the profile names the new certificate already.
 //! Before step 5 finishes the profile names the old key and certificate, which keep working;
-//! after it, the new ones.
+//! after it, the new ones. Steps 6 and 7 read the config file again just before they act, and
+//! never revoke or retire what the profile names (it may have been switched back); step 1
+//! refuses a key or certificate another profile of the file uses, and a key whose `CKA_ID`
+//! another private key shares, since step 7 touches only the old key's own objects.
 //!
 //! | file | holds |
 //! | --- | --- |

@@ -31,7 +31,7 @@ pub(super) fn make_new_key(
         Err(e) => return Err(e),
     };
     let public = signer.public_key()?;
-    let (certificate, stored) = match stored_certificate(&signer, &public) {
+    let (certificate, stored) = match stored_certificate(signer.stored_certificates(), &public)? {
         Some(certificate) => (certificate, false),
         None => (issue(&signer, &public, &plan, now)?, true),
     };
@@ -71,14 +71,22 @@ fn generate(ctx: &mut Context, plan: &super::plan::Plan) -> Result<KeySigner, St
     ctx.signer(key, Some(plan.alg))
 }
 
-/// A certificate stored with the key that holds its public key (made by an earlier run).
-fn stored_certificate(signer: &KeySigner, public: &PublicKey) -> Option<Certificate> {
-    signer
-        .stored_certificates()
-        .ok()?
+/// Among the certificates stored with the key (`stored`, as the token answered), the one that
+/// holds its public key (made by an earlier run). A token that cannot list them is an error,
+/// never "none stored": a repeated step 2 would then make, and later upload, a second one.
+fn stored_certificate(
+    stored: Result<Vec<Vec<u8>>, pkcs11::Error>,
+    public: &PublicKey,
+) -> Result<Option<Certificate>, StepError> {
+    let stored = stored.map_err(|e| {
+        StepError::token(format!(
+            "the certificates stored with the new key cannot be read, so it is unknown whether an earlier run stored one already: {e}"
+        ))
+    })?;
+    Ok(stored
         .iter()
         .filter_map(|der| Certificate::from_bytes(der, "a certificate on the token").ok())
-        .find(|c| c.public_key().as_ref() == Ok(public))
+        .find(|c| c.public_key().as_ref() == Ok(public)))
 }
 
 /// Makes the new certificate in the token and stores it beside the key.
@@ -100,4 +108,30 @@ fn issue(
     let certificate = issue_with(signer, &request, public, now)?;
     signer.store_certificate(certificate.der(), &subject_der, (false, None))?;
     Ok(certificate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_that_cannot_list_the_stored_certificates_stops_step_2() {
+        let public = PublicKey::Ec {
+            curve: crate::jose::Curve::P256,
+            point: vec![4; 65],
+        };
+        let failed = Err(pkcs11::Error::TokenReadOnly {
+            token: "acc".into(),
+        });
+        let err = stored_certificate(failed, &public).unwrap_err().to_string();
+        assert!(err.contains("cannot be read"), "{err}");
+        assert!(err.contains("earlier run"), "{err}");
+        assert!(
+            stored_certificate(Ok(Vec::new()), &public)
+                .unwrap()
+                .is_none()
+        );
+        let junk = Ok(vec![b"not a certificate".to_vec()]);
+        assert!(stored_certificate(junk, &public).unwrap().is_none());
+    }
 }

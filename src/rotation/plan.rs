@@ -85,15 +85,28 @@ impl Plan {
         key_ref(&self.new_key)
     }
 
-    /// The old key found by its `CKA_ID` alone (or its label, for a key without an id): its
-    /// label may have been changed by an interrupted step 7.
-    pub fn old_key_by_id(&self) -> Result<KeyRef, StepError> {
-        let mut uri = self.old_key.clone();
-        if let Some(id) = id_bytes(&self.old_key_id).filter(|id| !id.is_empty()) {
-            uri.object = None;
-            uri.id = Some(id);
-        }
-        key_ref(&uri)
+    /// The references that find the old key in step 7, in order: by its `CKA_ID` and the
+    /// label it had, then by its id and `retired` (the label an interrupted step 7 gave it).
+    /// A key without an id is found by its labels alone; a key without a label by its id alone;
+    /// a key with neither cannot be told apart, and is not looked for.
+    pub fn old_key_refs(&self, retired: &str) -> Result<Vec<KeyRef>, StepError> {
+        let id = id_bytes(&self.old_key_id).filter(|id| !id.is_empty());
+        let labels = match (&id, &self.old_label) {
+            (None, None) => Vec::new(),
+            (Some(_), None) => vec![None],
+            (_, Some(old)) => vec![Some(old.clone()), Some(retired.to_owned())],
+        };
+        labels
+            .into_iter()
+            .map(|label| {
+                let mut uri = self.old_key.clone();
+                uri.object = label;
+                if id.is_some() {
+                    uri.id.clone_from(&id);
+                }
+                key_ref(&uri)
+            })
+            .collect()
     }
 }
 
@@ -371,6 +384,36 @@ mod tests {
         );
         assert_eq!(label_candidates("ns-prod", Some("mine"), today), ["mine"]);
         assert_eq!(retired_label("ns-prod", today), "ns-prod-revoked-20260215");
+    }
+
+    #[test]
+    fn the_old_key_is_looked_for_by_its_id_with_its_label_or_its_retired_label() {
+        let mut plan = crate::rotation::journal::tests::plan();
+        let refs: Vec<String> = plan
+            .old_key_refs("ns-prod-revoked-20260215")
+            .unwrap()
+            .iter()
+            .map(|k| k.uri().to_string())
+            .collect();
+        assert_eq!(refs.len(), 2);
+        assert!(refs[0].contains("object=ns-prod;id=%01;"), "{refs:?}");
+        assert!(
+            refs[1].contains("object=ns-prod-revoked-20260215;id=%01;"),
+            "{refs:?}"
+        );
+        plan.old_label = None;
+        let refs = plan.old_key_refs("x").unwrap();
+        assert_eq!(refs.len(), 1);
+        assert_eq!(
+            (refs[0].uri().object.as_deref(), refs[0].uri().id.as_deref()),
+            (None, Some(&[1u8][..]))
+        );
+        plan.old_key_id = String::new();
+        plan.old_key.object = None;
+        assert!(
+            plan.old_key_refs("x").unwrap().is_empty(),
+            "neither id nor label: not looked for"
+        );
     }
 
     #[test]

@@ -11,21 +11,51 @@ use super::context::{Context, Which};
 use super::error::StepError;
 use super::plan::{self, Plan};
 use crate::cert::{Certificate, subject_name};
+use crate::config::ConfigFile;
 use crate::jose::Signer as _;
-use crate::netsuite::{InternalId, ListedCertificate};
+use crate::netsuite::{CertificateId, InternalId, ListedCertificate};
 use crate::pkcs11::{self, KeySigner, KeySpec, KeygenPlan, Pkcs11Uri, hex};
 
 /// NetSuite's limit of active certificates per integration record (2026.1).
 pub const MAX_ACTIVE: usize = 5;
 
-/// Runs step 1: returns the plan and a line saying what was found.
+/// Another profile of the config file, as far as step 1 compares it with the one rotated.
+pub(super) struct OtherProfile {
+    name: String,
+    key: Option<Pkcs11Uri>,
+    certificate_id: Option<CertificateId>,
+}
+
+/// The profiles of `file` other than `name`, with the key and certificate id each names
+/// (a value that does not parse is left out: that profile cannot use it).
+pub(super) fn other_profiles(
+    file: &ConfigFile,
+    name: &str,
+) -> Result<Vec<OtherProfile>, StepError> {
+    let config = file.parse()?;
+    let mut others = Vec::new();
+    for other in config.profile_names().filter(|n| *n != name) {
+        let table = config.profile(other)?;
+        others.push(OtherProfile {
+            name: other.to_owned(),
+            key: table.get("key").and_then(|k| k.parse().ok()),
+            certificate_id: table.get("certificate-id").and_then(|c| c.parse().ok()),
+        });
+    }
+    Ok(others)
+}
+
+/// Runs step 1: returns the plan and a line saying what was found. `others` are the config
+/// file's other profiles, none of which may use the key or certificate rotated.
 pub(super) fn preflight(
     ctx: &mut Context,
     options: &Options,
+    others: &[OtherProfile],
     now: SystemTime,
 ) -> Result<(Plan, String), StepError> {
     let profile = ctx.profile.clone();
     let old = ctx.open_key(&profile.key, profile.alg)?;
+    check_unshared(&old, &profile.certificate_id, others)?;
     let token = ctx
         .fetch_with(&old, &profile.certificate_id)
         .map_err(StepError::from)?;
@@ -72,6 +102,46 @@ pub(super) fn preflight(
         listed.len()
     );
     Ok((plan, summary))
+}
+
+/// Refuses a key whose `CKA_ID` another private key shares (step 7 could not tell their
+/// objects apart), and a key or certificate id another profile of the file uses (step 6 would
+/// revoke, and step 7 relabel or delete, what that profile uses).
+fn check_unshared(
+    old: &KeySigner,
+    certificate_id: &CertificateId,
+    others: &[OtherProfile],
+) -> Result<(), StepError> {
+    let twins = old.private_keys_sharing_its_id()?;
+    if !twins.is_empty() {
+        return Err(StepError::usage(format!(
+            "the key's CKA_ID {} is shared by {} other private key(s) on the token ({}), so the objects stored with the key (its public key, its certificates) cannot be told apart from theirs when the old key is retired; give the keys distinct ids with the token's tools, then rotate again",
+            hex(old.id()),
+            twins.len(),
+            twins.join(", ")
+        )));
+    }
+    for other in others {
+        if other.certificate_id.as_ref() == Some(certificate_id) {
+            return Err(shared(
+                &other.name,
+                &format!("certificate-id '{certificate_id}'"),
+            ));
+        }
+        if let Some(key) = &other.key
+            && old.is_named_by(key)?
+        {
+            return Err(shared(&other.name, &format!("key ({})", old.uri())));
+        }
+    }
+    Ok(())
+}
+
+/// Another profile uses `what` too.
+fn shared(other: &str, what: &str) -> StepError {
+    StepError::usage(format!(
+        "profile '{other}' in the same config file uses the same {what}: the rotation would revoke the certificate and retire the key that profile still uses; give each profile its own key and certificate, then rotate again"
+    ))
 }
 
 /// The profile's certificate in the list; it must be there and not revoked.

@@ -69,16 +69,19 @@ fn dry_run(request: Request<'_>, progress: &mut dyn Progress) -> Result<Outcome,
     }
     let file = ConfigFile::read(request.config).map_err(|e| before(e.into()))?;
     let profile = resolve(&file, name, request.flags).map_err(before)?;
+    let others = preflight::other_profiles(&file, name).map_err(before)?;
     let mut ctx = Context::new(profile, request.credential.clone()).map_err(before)?;
     let step = Step::Preflight;
     progress.step(step);
-    let (plan, summary) = preflight::preflight(&mut ctx, &request.options, SystemTime::now())
-        .map_err(|source| RotationError {
-            profile: name.to_owned(),
-            step: Some(step),
-            journal: None,
-            source: Box::new(source),
-        })?;
+    let (plan, summary) =
+        preflight::preflight(&mut ctx, &request.options, &others, SystemTime::now()).map_err(
+            |source| RotationError {
+                profile: name.to_owned(),
+                step: Some(step),
+                journal: None,
+                source: Box::new(source),
+            },
+        )?;
     progress.done(step, &summary);
     Ok(Outcome::Planned {
         plan: Box::new(plan),
@@ -101,8 +104,11 @@ impl Run<'_> {
     fn start(&mut self, options: &Options) -> Result<Journal, RotationError> {
         let step = Step::Preflight;
         self.progress.step(step);
-        let (plan, summary) = preflight::preflight(&mut self.ctx, options, SystemTime::now())
-            .map_err(|source| self.error(step, None, source))?;
+        let others = preflight::other_profiles(&self.file, self.name)
+            .map_err(|e| self.error(step, None, e))?;
+        let (plan, summary) =
+            preflight::preflight(&mut self.ctx, options, &others, SystemTime::now())
+                .map_err(|source| self.error(step, None, source))?;
         self.progress.done(step, &summary);
         stop_if_asked(step, false);
         let journal = Journal::new(self.name, self.file.real_path(), plan, SystemTime::now());
@@ -162,12 +168,34 @@ impl Run<'_> {
                 ),
             ));
         }
+        self.switch_again_if_switched_back(&mut journal);
+        let next = journal.next_step().unwrap_or(Step::OldKey);
         journal.plan.delete_old_key |= options.delete_old_key;
         self.progress.note(&format!(
             "continuing the rotation begun {} from {next}",
             journal.started
         ));
         Ok(journal)
+    }
+
+    /// A profile switched back since step 5 (by hand, a restored backup) names the old key or
+    /// certificate again, which are never revoked or retired while it does: the new key is
+    /// proven again (steps 4 and 5 are forgotten), then the profile switched to it again,
+    /// before step 6.
+    fn switch_again_if_switched_back(&mut self, journal: &mut Journal) {
+        if !journal.is_done(Step::Switch)
+            || switch::profile_names_new(&self.ctx.profile, &journal.plan)
+        {
+            return;
+        }
+        self.progress.note(&format!(
+            "profile '{}' no longer names the new key and certificate that {} switched it to (it has certificate-id '{}'): proving the new key again and switching the profile back to it before {}",
+            self.name,
+            Step::Switch,
+            self.ctx.profile.certificate_id,
+            Step::Revoke
+        ));
+        journal.forget(&[Step::Prove, Step::Switch], SystemTime::now());
     }
 
     /// Runs the steps the journal has not recorded, recording each.
@@ -210,10 +238,16 @@ impl Run<'_> {
             Step::Prove => mapping::prove(&mut self.ctx, journal, self.progress),
             Step::Switch => switch::switch(&self.file, self.name, journal),
             Step::Revoke => {
+                let confirm =
+                    || switch::confirm_switched(self.file.path(), self.name, &journal.plan);
+                confirm()?;
                 self.progress.before_revoke().map_err(StepError::token)?;
-                mapping::revoke(&mut self.ctx, journal)
+                mapping::revoke(&mut self.ctx, journal, &confirm)
             }
-            Step::OldKey => old_key::retire(&mut self.ctx, journal),
+            Step::OldKey => {
+                switch::confirm_switched(self.file.path(), self.name, &journal.plan)?;
+                old_key::retire(&mut self.ctx, journal)
+            }
         }
     }
 

@@ -25,11 +25,14 @@ pub struct ListShape {
     pub string_ids: bool,
     /// `extra-field`: an unknown field in each entry (and in the object).
     pub extra_field: bool,
+    /// `newest-only`: only the certificate uploaded last, as a list cut short (paged) shows
+    /// (`hasMore` true in the object shape when others were left out).
+    pub newest_only: bool,
 }
 
 impl ListShape {
     /// The keywords `--certificate-list-shape` takes, for messages.
-    pub const KEYWORDS: &str = "object, string-ids, extra-field";
+    pub const KEYWORDS: &str = "object, string-ids, extra-field, newest-only";
 
     /// Adds one keyword.
     fn set(&mut self, keyword: &str) -> Result<(), String> {
@@ -37,6 +40,7 @@ impl ListShape {
             "object" => self.object = true,
             "string-ids" => self.string_ids = true,
             "extra-field" => self.extra_field = true,
+            "newest-only" => self.newest_only = true,
             other => {
                 return Err(format!(
                     "unknown shape {other:?}; the shapes are {}",
@@ -69,14 +73,18 @@ impl ListShape {
 
     /// The list answer for these entries.
     pub fn list(self, entries: &[Entry<'_>]) -> Value {
-        let items: Vec<Value> = entries.iter().map(|e| self.entry(e)).collect();
+        let shown = match (self.newest_only, entries.len()) {
+            (true, n) if n > 1 => &entries[n - 1..],
+            _ => entries,
+        };
+        let items: Vec<Value> = shown.iter().map(|e| self.entry(e)).collect();
         if !self.object {
             return Value::Array(items);
         }
-        let n = items.len();
-        self.extra(
-            json!({"items": items, "count": n, "hasMore": false, "offset": 0, "totalResults": n}),
-        )
+        let (n, total) = (items.len(), entries.len());
+        self.extra(json!({
+            "items": items, "count": n, "hasMore": n < total, "offset": 0, "totalResults": total
+        }))
     }
 
     /// One certificate as the list shows it.

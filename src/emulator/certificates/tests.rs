@@ -524,6 +524,36 @@ fn the_list_shape_can_vary_for_tests_of_lenient_clients() {
 }
 
 #[test]
+fn a_list_cut_short_shows_only_the_newest_certificate() {
+    let options = ApiOptions {
+        list_shape: "object,newest-only".parse().unwrap(),
+        ..ApiOptions::default()
+    };
+    let emu = emulator(options);
+    let bearer = client_token(&emu);
+    let body = list(&emu, &bearer).json();
+    assert_eq!(
+        (body["count"].clone(), body["hasMore"].clone()),
+        (json!(1), json!(false))
+    );
+    let new = cert(2, "two");
+    assert_eq!(upload(&emu, &bearer, &new).status, 200);
+    let body = list(&emu, &bearer).json();
+    assert_eq!(
+        (
+            body["count"].clone(),
+            body["hasMore"].clone(),
+            body["totalResults"].clone()
+        ),
+        (json!(1), json!(true), json!(2))
+    );
+    assert_eq!(
+        body["items"][0]["certificate_id"],
+        json!(new.certificate_id().to_string())
+    );
+}
+
+#[test]
 fn injected_faults_fail_the_first_requests_before_or_after_they_act() {
     let options = ApiOptions {
         faults: ["list:500:1", "upload:500-after:1", "revoke:500"]

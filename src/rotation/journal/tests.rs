@@ -3,7 +3,8 @@ use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use super::*;
 use crate::jose::Alg;
 
-fn plan() -> Plan {
+/// A plan of a rotation of `ns-prod` (for the tests of other steps too).
+pub(in crate::rotation) fn plan() -> Plan {
     let old: crate::pkcs11::Pkcs11Uri =
         "pkcs11:token=acc;object=ns-prod;type=private?module-path=/m.so&pin-source=file:/run/pin"
             .parse()
