@@ -157,11 +157,7 @@ pub fn run(options: Options, out: &mut dyn Write) -> Result<(), Error> {
     let config = profiles::load_config(options.config.as_deref())?;
     harden();
     let open_files = connections::raise_open_file_limit();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(Error::Io)?;
+    let runtime = new_runtime()?;
     let options = Arc::new(options);
     let entered = runtime.enter();
     // Before the socket exists: a signal during startup must not kill the agent and leave the
@@ -206,6 +202,15 @@ pub fn run(options: Options, out: &mut dyn Write) -> Result<(), Error> {
     drop(agent);
     finish(runtime, logins);
     Ok(())
+}
+
+/// The agent's runtime: two workers, enough for socket I/O (signing has threads of its own).
+fn new_runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(Error::Io)
 }
 
 /// How long the agent waits at exit for its signing workers to drop their PINs.
