@@ -111,13 +111,7 @@ impl Setup {
 
     /// The emulator's certificates of the client.
     fn certificates(&self) -> Vec<Value> {
-        self.emu.certificates()["certificates"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|c| c["client_id"] == CLIENT)
-            .cloned()
-            .collect()
+        self.emu.client_certificates(CLIENT)
     }
 
     /// Checks NetSuite's side after `old` was rotated to `new`: the old certificate revoked,

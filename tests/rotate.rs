@@ -154,14 +154,7 @@ impl Rotation {
 
     /// The emulator's certificates of the client.
     fn certificates(&self) -> Vec<Value> {
-        let state = self.emu.certificates();
-        state["certificates"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|c| c["client_id"] == CLIENT)
-            .cloned()
-            .collect()
+        self.emu.client_certificates(CLIENT)
     }
 
     /// How many `call`s (list, upload, revoke) the certificate API got.

@@ -95,6 +95,18 @@ impl Emulator {
         certificates_at(&self.base)
     }
 
+    /// The certificates of `client` (each as `/_emulator/certificates` shows it).
+    pub fn client_certificates(&self, client: &str) -> Vec<serde_json::Value> {
+        let state = self.certificates();
+        state["certificates"]
+            .as_array()
+            .expect("the emulator's certificates")
+            .iter()
+            .filter(|c| c["client_id"] == client)
+            .cloned()
+            .collect()
+    }
+
     /// `METHOD path` with these headers and body (see [`http`]).
     pub fn request(
         &self,
