@@ -12,7 +12,6 @@ use crate::agent::logins::Logins;
 use crate::agent::profiles::{self, Options, ProfileMap, Served};
 use crate::netsuite::CertificateId;
 use crate::pkcs11::{Credential, TokenId};
-use crate::rotation::Step;
 
 /// Starts the task that checks the profiles: now, on [`Rotations::wake`], and at least every
 /// check interval. Call inside the runtime.
@@ -90,15 +89,12 @@ fn next(agency: &Agency, profiles: &ProfileMap, served: &Served, now: SystemTime
     }
     let journal = crate::rotation::status(None, name).ok().flatten();
     let in_progress = journal.as_ref().is_some_and(|j| !j.complete);
-    let switched = journal
-        .as_ref()
-        .filter(|j| !j.complete && j.is_done(Step::Switch))
-        .and_then(|j| {
-            Some((
-                j.plan.new_certificate_id.clone()?,
-                j.plan.new_key.redacted(),
-            ))
-        });
+    let switched = journal.as_ref().filter(|j| !j.complete).and_then(|j| {
+        Some((
+            j.plan.new_certificate_id.clone()?,
+            j.plan.new_key.redacted(),
+        ))
+    });
     let last = journal.filter(|j| j.complete).and_then(|j| {
         let id = j.plan.new_certificate_id?;
         Some((j.updated, id.to_string()))
@@ -145,10 +141,10 @@ fn block(rotations: &Rotations, name: &str, reason: String) -> Next {
 /// that one), the config file's profile is not the one served (its new settings gave no token), or
 /// the agent holds no login for its token.
 ///
-/// A rotation `switched` past step 5 (to this certificate id and key) has the file name its
-/// new key and certificate while the agent may still serve the old ones (taking up the new
-/// ones failed): that difference is expected, and the rotation continues at step 6, which
-/// takes them up first.
+/// A rotation in progress whose file names its new key and certificate (`switched`: a step 5
+/// switched it, even if a later run went back to prove the new key again) may have the agent
+/// still serve the old ones (taking up the new ones failed): that difference is expected, and
+/// the rotation continues; its step 6 takes them up before it revokes anything.
 fn ready(
     agency: &Agency,
     profiles: &ProfileMap,
