@@ -32,7 +32,7 @@ use serde_json::{Value, json};
 
 use axum::extract::ConnectInfo;
 
-use super::cache::Failure;
+use super::cache::{Cached, Failure, TokenCache, min_remaining};
 use super::connections::{Activity, Connections, Peer};
 use super::metrics;
 use super::profiles::{ProfileMap, Served, Status};
@@ -258,16 +258,16 @@ async fn token(
         Ok(active) => active,
         Err(f) => return failure_response(&name, f),
     };
-    match active.cache.get().await {
-        Ok(cached) => {
+    match token_with_time_left(&active.cache).await {
+        Ok((cached, left)) => {
             served.metrics.token_issued();
             let token = &cached.token;
             audit(connection.map(|c| c.0.0.peer()), &name, token);
             let body = json!({
                 "access_token": token.expose_secret(),
                 "token_type": token.token_type(),
-                "expires_at": expires_at(token),
-                "expires_in": token.remaining().as_secs(),
+                "expires_at": rfc3339(SystemTime::now() + left),
+                "expires_in": left.as_secs(),
             });
             ([(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response()
         }
@@ -309,6 +309,22 @@ pub fn fingerprint(token: &str) -> String {
 
 /// When `token` expires by the wall clock as it reads now: its remaining life is counted on
 /// the monotonic clock, so a step of the wall clock since it was received does not show.
+/// A token from the cache and its time left, read once for `expires_in` and `expires_at`
+/// alike. The cache hands out a token with more than the margin left, but a moment passes
+/// before the answer is written: one that went under the margin meanwhile (by a fraction of a
+/// second, or on a busy machine) is asked for again, once, so no answer says `expires_in: 0`.
+async fn token_with_time_left(
+    cache: &TokenCache,
+) -> Result<(Arc<Cached>, std::time::Duration), super::cache::Unavailable> {
+    let mut cached = cache.get().await?;
+    let mut left = cached.token.remaining();
+    if left <= min_remaining(cached.token.lifetime()) {
+        cached = cache.get().await?;
+        left = cached.token.remaining();
+    }
+    Ok((cached, left))
+}
+
 fn expires_at(token: &crate::exchange::AccessToken) -> String {
     rfc3339(SystemTime::now() + token.remaining())
 }
