@@ -6,7 +6,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::Value;
 
@@ -280,7 +279,7 @@ fn doctor_catches_a_stored_certificate_of_another_key() {
     let s = setup();
     let p384 = s.c.dir.path().join("p384.pem");
     let kid = common::cert_at_clock(&s.c.conf, &fixture().uri("p384"), "+0", 730, &p384);
-    store_certificate_with_id(&s.c.conf, &p384, "01");
+    common::store_certificate_with_id(&s.c.conf, &p384, "01", Some("stale"));
     let profile = Profile::new(s.c.uri(), &kid).token_url(&s.emu.token_url());
     let out = s.doctor(&profile, &[]);
     out.only("certificate", "failed", &[]);
@@ -400,36 +399,4 @@ fn doctor_checks_the_agent_and_the_profile_it_serves() {
     assert_eq!(both, config);
     let out = run("other", &agent.socket);
     out.only("agent", "failed", &[]);
-}
-
-/// Stores the certificate in `pem` on the token of `conf` as an object with CKA_ID `id` (hex),
-/// with OpenSC's pkcs11-tool (the PIN through its environment).
-fn store_certificate_with_id(conf: &Path, pem: &Path, id: &str) {
-    let der = pem.with_extension("der");
-    let out = Command::new("openssl")
-        .args(["x509", "-outform", "der", "-in"])
-        .arg(pem)
-        .arg("-out")
-        .arg(&der)
-        .output()
-        .expect("openssl");
-    assert!(out.status.success(), "{}", texts(&out).1);
-    let out = Command::new("pkcs11-tool")
-        .arg("--module")
-        .arg(common::module_path())
-        .args([
-            "--token-label",
-            common::TOKEN,
-            "--login",
-            "--pin",
-            "env:DOCTOR_PIN",
-        ])
-        .args(["--write-object"])
-        .arg(&der)
-        .args(["--type", "cert", "--id", id, "--label", "stale"])
-        .env("SOFTHSM2_CONF", conf)
-        .env("DOCTOR_PIN", PIN)
-        .output()
-        .expect("pkcs11-tool");
-    assert!(out.status.success(), "{}", texts(&out).1);
 }

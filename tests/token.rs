@@ -631,46 +631,11 @@ fn token_and_assertion_warn_about_the_certificate_stored_with_the_key() {
     // The p384 key's certificate, stored (also) with the p256 key under the configured id.
     let p384 = dir.path().join("p384.pem");
     let kid = common::cert_at_clock(&conf, &fixture().uri("p384"), "+0", 730, &p384);
-    store_certificate_with_id(&conf, &p384, "01");
+    common::store_certificate_with_id(&conf, &p384, "01", None);
     let stderr = succeeds(&on_token(&conf, "assertion", &kid, &emu.token_url()));
     assert!(
         stderr.contains(&kid) && stderr.contains("holds another public key"),
         "{stderr}"
-    );
-}
-
-/// Stores the certificate in `pem` on the token of `conf` as an object with CKA_ID `id` (hex),
-/// with OpenSC's pkcs11-tool (the PIN through its environment).
-fn store_certificate_with_id(conf: &Path, pem: &Path, id: &str) {
-    let der = pem.with_extension("der");
-    let out = Command::new("openssl")
-        .args(["x509", "-outform", "der", "-in"])
-        .arg(pem)
-        .arg("-out")
-        .arg(&der)
-        .output()
-        .expect("openssl");
-    assert!(out.status.success(), "{}", texts(&out).1);
-    let out = Command::new("pkcs11-tool")
-        .arg("--module")
-        .arg(common::module_path())
-        .args([
-            "--token-label",
-            common::TOKEN,
-            "--login",
-            "--pin",
-            "env:PIN",
-        ])
-        .args(["--type", "cert", "--id", id, "--write-object"])
-        .arg(&der)
-        .env("SOFTHSM2_CONF", conf)
-        .env("PIN", PIN)
-        .output()
-        .expect("pkcs11-tool (OpenSC)");
-    assert!(
-        out.status.success(),
-        "write the certificate: {}",
-        texts(&out).1
     );
 }
 

@@ -738,3 +738,35 @@ pub fn cert_public_key(pem_file: &Path) -> (x509_cert::Certificate, PublicKey) {
     };
     (cert, key)
 }
+
+/// Stores the certificate in `pem` on the token of `conf` as an object with CKA_ID `id` (hex)
+/// and `label` (if any), with OpenSC's pkcs11-tool (the PIN through its environment), as a user who
+/// imports a certificate does.
+pub fn store_certificate_with_id(conf: &Path, pem: &Path, id: &str, label: Option<&str>) {
+    let der = pem.with_extension("der");
+    let out = std::process::Command::new("openssl")
+        .args(["x509", "-outform", "der", "-in"])
+        .arg(pem)
+        .arg("-out")
+        .arg(&der)
+        .output()
+        .expect("openssl");
+    assert!(out.status.success(), "{}", texts(&out).1);
+    let out = std::process::Command::new("pkcs11-tool")
+        .arg("--module")
+        .arg(module_path())
+        .args(["--token-label", TOKEN, "--login", "--pin", "env:STORE_PIN"])
+        .args(["--write-object"])
+        .arg(&der)
+        .args(["--type", "cert", "--id", id])
+        .args(label.map(|l| ["--label", l]).into_iter().flatten())
+        .env("SOFTHSM2_CONF", conf)
+        .env("STORE_PIN", PIN)
+        .output()
+        .expect("pkcs11-tool (OpenSC)");
+    assert!(
+        out.status.success(),
+        "write the certificate: {}",
+        texts(&out).1
+    );
+}
